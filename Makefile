@@ -1,0 +1,28 @@
+# The two commands README starts with: `make sample` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: setup sample test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,train]'
+	touch $@
+
+sample: setup  ## colorize the bundled sample archive with embedded defaults
+	$(BIN)/colorize run samples/archive var/colour --db sqlite:///var/provenance.db
+
+test: setup  ## the whole test suite (starts its own PostgreSQL, S3 server and Prefect API)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+bench: setup  ## benchmarks: print their figures
+	$(BIN)/python bench/bench_refine.py
+	$(BIN)/python bench/bench_photo_flow.py
+
+clean:
+	rm -rf var build .pytest_cache

@@ -1,0 +1,193 @@
+"""The ``colorize`` command: the human entry point over the core library and the flows.
+
+Exit status: 0 when every item succeeded, 1 when some failed (the rest still done), 2 for
+usage errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from colorize_core.settings import get_settings
+
+_settings = get_settings()
+REFINE_CHOICES = click.Choice(["none", "flood"])
+
+
+class ItemFailed(click.ClickException):
+    exit_code = 1
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="colorize-archive")
+def cli() -> None:
+    """Batch colorization of black-and-white photographs for archives."""
+
+
+@cli.command()
+@click.argument("in_path", metavar="IN", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("out_path", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", default=_settings.model, show_default=True, help="Model name or path to a .pt weights file.")
+@click.option("--refine", type=REFINE_CHOICES, default=_settings.refine, show_default=True,
+              help="Flood-fill segmentation refinement of the colour regions, or none.")
+@click.option("--include-colour", is_flag=True, help="Colorize an input already in colour, from its L.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (refused otherwise).")
+@click.option("--device", default=_settings.device, show_default=True, help="auto, cpu, cuda, cuda:1...")
+@click.option("--work-size", default=_settings.work_size, show_default=True, help="Model working resolution.")
+def image(in_path: Path, out_path: Path, model: str, refine: str, include_colour: bool, overwrite: bool,
+          device: str, work_size: int) -> None:
+    """Colorize the photograph IN into OUT (format from OUT's extension; original L kept)."""
+    from colorize_core import ColorizeError, Colorizer, ModelError
+    from colorize_core.weights import resolve
+    from colorize_core.archive import SUFFIX_FORMATS, JobSettings, render_photo
+    from colorize_core.color import chroma_spread, luminance
+    from colorize_core.images import adapt_to_format, decode_photo
+
+    fmt = SUFFIX_FORMATS.get(out_path.suffix.lower())
+    if fmt is None:
+        raise click.UsageError(f"OUT must end in one of {', '.join(sorted(SUFFIX_FORMATS))}")
+    if out_path.exists() and not overwrite:
+        raise click.UsageError(f"{out_path} exists; pass --overwrite to replace it")
+    if not in_path.is_file():
+        raise click.UsageError(f"{in_path} is not a file")
+    try:
+        resolve(model)
+    except ModelError as exc:
+        raise click.UsageError(str(exc)) from exc
+    settings = JobSettings(model=model, refine=refine, include_colour=include_colour, work_size=work_size,
+                           max_pixels=_settings.max_pixels, device=device)
+    try:
+        data = in_path.read_bytes()
+        photo = decode_photo(data, settings.max_pixels)
+        spread = chroma_spread(photo.pixels)
+        if spread > settings.colour_threshold and not include_colour:
+            raise ItemFailed(f"{in_path} is already in colour (chroma spread {spread:.1f}); "
+                             "pass --include-colour to colorize it from its L")
+        adapt_to_format(photo, fmt)
+        colorizer = Colorizer.load(model, device=device, work_size=work_size)
+        lum = luminance(photo.pixels)
+        ab = colorizer.predict_ab([lum])[0]
+        _, encoded = render_photo(photo, lum, ab, settings, colorizer, hashlib.sha256(data).hexdigest())
+    except ColorizeError as exc:
+        raise ItemFailed(f"{in_path}: {exc}") from exc
+    except OSError as exc:
+        raise ItemFailed(f"{in_path}: {exc}") from exc
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.colorize-tmp")
+    tmp.write_bytes(encoded)
+    os.replace(tmp, out_path)
+    for note in photo.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"{out_path} ({photo.width}x{photo.height}, model {colorizer.name}, refine {refine})")
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("dest")
+@click.option("--db", "db_url", default=_settings.db_url, show_default=True,
+              help="Provenance database URL (sqlite:///path or postgresql://...).")
+@click.option("--model", default=_settings.model, show_default=True)
+@click.option("--refine", type=REFINE_CHOICES, default=_settings.refine, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=_settings.batch_size, show_default=True)
+@click.option("--force", is_flag=True, help="Redo items already done with the same model and parameters.")
+@click.option("--include-colour", is_flag=True, help="Colorize inputs already in colour (from their L).")
+@click.option("--work-size", type=int, default=_settings.work_size, show_default=True)
+@click.option("--device", default=_settings.device, show_default=True)
+@click.option("--s3-endpoint", default=_settings.s3_endpoint, help="S3 endpoint URL (else boto3's configuration).")
+@click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON.")
+def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size: int, force: bool,
+        include_colour: bool, work_size: int, device: str, s3_endpoint: str | None, as_json: bool) -> None:
+    """Run the archive flow: colorize the photos under SOURCE into DEST (folders, file:// or s3://)."""
+    from colorize_core import ColorizeError
+    from colorize_core.storage import open_location
+
+    try:
+        open_location(source, s3_endpoint), open_location(dest, s3_endpoint)
+        from colorize_core.weights import resolve
+
+        resolve(model)
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.archive import colorize_archive
+
+    state = colorize_archive(source=source, dest=dest, db_url=db_url, model=model, refine=refine,
+                             batch_size=batch_size, force=force, include_colour=include_colour,
+                             work_size=work_size, device=device, s3_endpoint=s3_endpoint, return_state=True)
+    if not state.is_completed():
+        click.echo(f"the archive flow did not complete: {state.message}", err=True)
+        sys.exit(1)
+    summary = state.result()
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+    else:
+        c = summary["counts"]
+        click.echo(f"job {summary['job_id']}: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed")
+        click.echo(f"colour images: {dest}")
+        click.echo(f"manifest:      {summary['manifest']['html']}")
+        click.echo(f"               {summary['manifest']['json']}")
+        click.echo(f"provenance:    {summary['db_url']}")
+    sys.exit(1 if summary["counts"]["failed"] else 0)
+
+
+@cli.command()
+def models() -> None:
+    """List the models available by name, with their weights sha256."""
+    from colorize_core.weights import available_models, resolve
+
+    for name in available_models():
+        w = resolve(name)
+        click.echo(f"{name}\t{w.card.get('arch', '?')}\tsha256:{w.sha256}\t{w.path}")
+
+
+@cli.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--debs", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder with the Debian packages (downloaded with apt-get download if missing).")
+def dataset(out: Path, debs: Path | None) -> None:
+    """Assemble the training set from the sources DEVELOPERS.md lists, with sources.json."""
+    from collections import Counter
+
+    from colorize_core.datasets import assemble_dataset
+
+    records = assemble_dataset(out, debs)
+    for origin, n in sorted(Counter(r.origin for r in records).items()):
+        click.echo(f"{n:5d}  {origin}")
+    click.echo(f"{len(records)} images; sources with checksums and licences in {out / 'sources.json'}")
+
+
+@cli.command()
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default="default", show_default=True)
+@click.option("--arch", default="unet-pretrained", show_default=True)
+@click.option("--steps", default=1100, show_default=True)
+@click.option("--batch-size", default=12, show_default=True)
+@click.option("--crop", default=192, show_default=True)
+@click.option("--lr", default=3e-4, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def train(data: Path, out: Path, name: str, arch: str, steps: int, batch_size: int, crop: int, lr: float,
+          device: str) -> None:
+    """Train a model on an assembled dataset; resumes from OUT/checkpoint.pt if present."""
+    from colorize_core.training import TrainConfig
+    from colorize_core.training import train as run_training
+
+    config = TrainConfig(arch=arch, steps=steps, batch_size=batch_size, crop=crop, lr=lr, device=device,
+                         checkpoint_every=100)
+    weights = run_training(data, out, name, config, command="colorize train " + " ".join(sys.argv[2:]),
+                           log=lambda s: click.echo(s))
+    click.echo(f"weights: {weights}")
+
+
+def main() -> None:
+    cli(prog_name="colorize")
+
+
+if __name__ == "__main__":
+    main()

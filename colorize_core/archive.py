@@ -1,0 +1,272 @@
+"""The archive job, as plain functions the Prefect tasks wrap: plan, process a batch, summarise.
+
+Planning lists the source, records as skipped what was already done for the same source,
+destination, model and parameters (quick check on size + ETag/mtime), and returns the rest.
+A batch reads, fingerprints, decodes and validates each item, colorizes the valid ones as one
+model batch, refines, encodes like the source, writes atomically without clobbering, and
+records every item (done, skipped or failed with its error) with outputs and events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import posixpath
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from colorize_core import __version__
+from colorize_core.color import chroma_spread, lab_to_rgb, luminance
+from colorize_core.colorizer import Colorizer
+from colorize_core.errors import ColorizeError, UnsupportedMediaError
+from colorize_core.images import FORMATS, Photo, decode_photo, encode_photo, thumbnail_jpeg, xmp_packet
+from colorize_core.metrics import colourfulness
+from colorize_core.provenance import Event, Item, Output, ProvenanceStore, utcnow
+from colorize_core.refine import REFINERS, refine
+from colorize_core.storage import Entry, Location, check_rel
+
+MANIFESTS = "manifests"          # reserved folder under DEST: per-job manifests and thumbnails
+THUMBS = f"{MANIFESTS}/thumbs"
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "WEBP": "image/webp"}
+SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".tif": "TIFF",
+                  ".tiff": "TIFF", ".webp": "WEBP"}
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The full parameter set of a job; recorded with every item, hashed into its key."""
+
+    model: str = "default"
+    refine: str = "flood"
+    refine_params: dict[str, Any] = field(default_factory=dict)
+    work_size: int = 256
+    include_colour: bool = False      # colorize inputs already in colour (from their L)
+    colour_threshold: float = 6.0     # chroma spread above which an input counts as colour
+    max_pixels: int = 250_000_000
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.refine not in REFINERS:
+            raise ValueError(f"unknown refinement {self.refine!r} (choose from {', '.join(REFINERS)})")
+
+    def params(self, model_sha256: str) -> dict[str, Any]:
+        p = asdict(self)
+        p.pop("device")  # where it ran is recorded, but does not change what is produced
+        return {**p, "model_sha256": model_sha256}
+
+    def key(self, model_sha256: str) -> str:
+        return hashlib.sha256(json.dumps(self.params(model_sha256), sort_keys=True).encode()).hexdigest()
+
+
+def software_versions() -> dict[str, str]:
+    names = ["torch", "numpy", "opencv-python-headless", "pillow", "tifffile", "sqlalchemy", "boto3", "prefect"]
+    versions = {"colorize": __version__, "python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+@dataclass
+class ItemResult:
+    rel: str
+    status: str          # done | failed | skipped
+    detail: str = ""
+    output_uri: str | None = None
+
+
+def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, settings: JobSettings,
+         model_sha256: str, force: bool = False) -> tuple[list[Entry], list[ItemResult]]:
+    """List the source; record quick-check skips; return (entries to process, skipped)."""
+    key = settings.key(model_sha256)
+    todo, skipped = [], []
+    for entry in source.list(exclude=dest):
+        uri = item_uri(source, entry.rel)
+        prev = None if force else store.find_done(uri, dest.uri, key, size=entry.size, version_tag=entry.version)
+        if prev is None:
+            todo.append(entry)
+            continue
+        store.add_item(_skipped_item(job_id, uri, entry, dest, settings, key, model_sha256, prev,
+                                     f"already done in job {prev.job_id} (unchanged: same size and version)"),
+                       events=[Event(type="skip", outcome="success", agent=f"colorize {__version__}",
+                                     detail={"previous_item": prev.id})])
+        skipped.append(ItemResult(entry.rel, "skipped", "already done"))
+    return todo, skipped
+
+
+def item_uri(source: Location, rel: str) -> str:
+    """The item's URI; for an unsafe key (refused later, with a recorded error) its raw form."""
+    try:
+        return source.uri_of(rel)
+    except ColorizeError:
+        return f"{source.uri}/{rel}"
+
+
+def _skipped_item(job_id: str, uri: str, entry: Entry, dest: Location, settings: JobSettings, key: str,
+                  model_sha256: str, prev: Item, reason: str) -> Item:
+    return Item(job_id=job_id, source_uri=uri, rel_path=entry.rel, dest=dest.uri, size=entry.size,
+                version_tag=entry.version, sha256=prev.sha256, media_type=prev.media_type, format=prev.format,
+                width=prev.width, height=prev.height, channels=prev.channels, bit_depth=prev.bit_depth,
+                status="skipped", reason=reason, flags=list(prev.flags or []), notes=[],
+                params=settings.params(model_sha256), params_key=key, model_name=prev.model_name,
+                model_sha256=model_sha256, previous_item_id=prev.id, finished_at=utcnow())
+
+
+def output_rel(rel: str, photo: Photo, key: str, taken: Callable[[str], bool]) -> str:
+    """The destination path: the source's relative path, with its extension kept when it names
+    the format written (else that format's own); where taken, ``stem.<key8>.ext``, then ``-2``..."""
+    stem, ext = posixpath.splitext(rel)
+    if SUFFIX_FORMATS.get(ext.lower()) != photo.format:
+        stem = stem if ext.lower() in SUFFIX_FORMATS else rel
+        ext = FORMATS[photo.format]
+    candidates = [f"{stem}{ext}", f"{stem}.{key[:8]}{ext}", *(f"{stem}.{key[:8]}-{n}{ext}" for n in range(2, 1000))]
+    for cand in candidates:
+        if not taken(cand):
+            return cand
+    raise FileExistsError(f"no free output name for {rel}")
+
+
+@dataclass
+class _Work:
+    entry: Entry
+    uri: str
+    started: float
+    data: bytes = b""
+    sha256: str | None = None
+    photo: Photo | None = None
+    spread: float | None = None
+    flags: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+def process_batch(entries: list[Entry], source: Location, dest: Location, store: ProvenanceStore, job_id: str,
+                  settings: JobSettings, colorizer: Colorizer, force: bool = False) -> list[ItemResult]:
+    """Process a batch of source entries end to end; every item ends recorded, whatever happens."""
+    key = settings.key(colorizer.sha256)
+    params = settings.params(colorizer.sha256)
+    agent = f"colorize {__version__}"
+    model_agent = f"model {colorizer.name} sha256:{colorizer.sha256}"
+    results: list[ItemResult] = []
+    ready: list[_Work] = []
+
+    def record(w: _Work, status: str, *, error: Exception | None = None, reason: str | None = None,
+               outputs: list[Output] = (), colour: float | None = None, prev: Item | None = None) -> None:
+        p = w.photo
+        item = Item(job_id=job_id, source_uri=w.uri, rel_path=w.entry.rel, dest=dest.uri, size=w.entry.size,
+                    version_tag=w.entry.version, sha256=w.sha256 or (prev.sha256 if prev else None),
+                    media_type=("photo" if p else ("unsupported" if isinstance(error, UnsupportedMediaError) else None)),
+                    format=p.format if p else None, width=p.width if p else None, height=p.height if p else None,
+                    channels=p.channels if p else None, bit_depth=p.bit_depth if p else None, status=status,
+                    reason=reason, error_type=type(error).__name__ if error else None,
+                    error=str(error) if error else None, flags=w.flags, notes=list(p.notes) if p else [],
+                    params=params, params_key=key, model_name=colorizer.name, model_sha256=colorizer.sha256,
+                    colourfulness=colour, chroma_spread=w.spread, previous_item_id=prev.id if prev else None,
+                    finished_at=utcnow())
+        if error is not None:
+            w.events.append(Event(type="colorize", outcome="failure", agent=agent,
+                                  detail={"error_type": type(error).__name__, "error": str(error)}))
+        store.add_item(item, outputs, w.events)
+        out_uri = next((o.uri for o in outputs if o.kind == "colour"), None)
+        results.append(ItemResult(w.entry.rel, status, str(error) if error else (reason or ""), out_uri))
+
+    uris = {e.rel: item_uri(source, e.rel) for e in entries}
+    recorded = store.recorded_in_job(job_id, list(uris.values()))
+    for entry in entries:
+        if uris[entry.rel] in recorded:
+            continue  # a retry of this batch: recorded on the first attempt
+        w = _Work(entry, uris[entry.rel], time.time())
+        try:
+            check_rel(entry.rel)
+            w.data = source.read(entry.rel)
+            w.sha256 = hashlib.sha256(w.data).hexdigest()
+            w.events.append(Event(type="ingest", outcome="success", agent=agent,
+                                  detail={"bytes": len(w.data), "sha256": w.sha256}))
+            if not force:
+                prev = store.find_done(w.uri, dest.uri, key, sha256=w.sha256)
+                if prev is not None:
+                    record(w, "skipped", reason=f"already done in job {prev.job_id} (same content)", prev=prev)
+                    continue
+            w.photo = decode_photo(w.data, settings.max_pixels)
+            w.spread = chroma_spread(w.photo.pixels)
+            if w.spread > settings.colour_threshold:
+                w.flags.append("already-colour")
+                if not settings.include_colour:
+                    record(w, "skipped", reason=f"already in colour (chroma spread {w.spread:.1f} > "
+                           f"{settings.colour_threshold}); pass --include-colour to colorize it from its L")
+                    continue
+            ready.append(w)
+        except Exception as exc:  # noqa: BLE001 - typed or not, one bad item must not sink the batch
+            record(w, "failed", error=exc)
+
+    lums = [luminance(w.photo.pixels) for w in ready]
+    try:
+        abs_ = colorizer.predict_ab(lums)
+    except Exception:  # e.g. out of memory on a huge batch: fall back to one at a time
+        abs_ = []
+        for lum in lums:
+            try:
+                abs_.append(colorizer.predict_ab([lum])[0])
+            except Exception as exc:  # noqa: BLE001
+                abs_.append(exc)
+    for w, lum, ab in zip(ready, lums, abs_):
+        try:
+            if isinstance(ab, Exception):
+                raise ab
+            _finish(w, lum, ab, dest, settings, colorizer, key, agent, model_agent, record)
+        except Exception as exc:  # noqa: BLE001
+            record(w, "failed", error=exc)
+    return results
+
+
+def render_photo(photo: Photo, lum: np.ndarray, ab: np.ndarray, settings: JobSettings, colorizer: Colorizer,
+                 source_sha256: str) -> tuple[np.ndarray, bytes]:
+    """Refine ab, merge it with the original L, and encode like the source, labelled."""
+    ab = refine(lum, ab, settings.refine, settings.refine_params)
+    rgb = lab_to_rgb(lum, ab, photo.pixels.dtype)
+    return rgb, encode_photo(rgb, photo, xmp_packet(source_sha256, colorizer.name, colorizer.sha256))
+
+
+def _finish(w: _Work, lum: np.ndarray, ab: np.ndarray, dest: Location, settings: JobSettings,
+            colorizer: Colorizer, key: str, agent: str, model_agent: str, record: Callable[..., None]) -> None:
+    photo = w.photo
+    w.events.append(Event(type="colorize", outcome="success", agent=model_agent,
+                          detail={"work_size": settings.work_size, "device": str(colorizer.device)}))
+    rgb, data = render_photo(photo, lum, ab, settings, colorizer, w.sha256)
+    if settings.refine != "none":
+        w.events.append(Event(type="refine", outcome="success", agent=agent,
+                              detail={"method": settings.refine, "params": settings.refine_params}))
+    out_sha = hashlib.sha256(data).hexdigest()
+    for _ in range(5):  # another writer may take the name between the check and the write
+        rel = output_rel(w.entry.rel, photo, key, dest.exists)
+        try:
+            dest.write_new(rel, data, CONTENT_TYPES[photo.format])
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"could not find a free output name for {w.entry.rel}")
+    outputs = [Output(kind="colour", uri=dest.uri_of(rel), sha256=out_sha, size=len(data))]
+    for kind, pixels, name in (("thumb-original", photo.pixels, w.sha256), ("thumb-colour", rgb, out_sha)):
+        thumb = thumbnail_jpeg(pixels)
+        trel = f"{THUMBS}/{name[:24]}.jpg"
+        try:
+            dest.write_new(trel, thumb, "image/jpeg")
+        except FileExistsError:
+            pass  # content-addressed: the same thumbnail is there already
+        outputs.append(Output(kind=kind, uri=dest.uri_of(trel), sha256=hashlib.sha256(thumb).hexdigest(),
+                              size=len(thumb)))
+    w.events.append(Event(type="write", outcome="success", agent=agent,
+                          detail={"uri": outputs[0].uri, "sha256": out_sha, "seconds": round(time.time() - w.started, 3)}))
+    record(w, "done", outputs=outputs, colour=colourfulness(rgb))
+
+
+def job_status(counts: dict[str, int]) -> str:
+    return "completed_with_failures" if counts.get("failed") else "completed"

@@ -1,0 +1,85 @@
+"""Colour handling in CIE Lab (D65, sRGB), via OpenCV's float32 conversions.
+
+L is on 0-100, a and b roughly on -110..110. The original full-resolution L of an input is
+what every output is built on: predicted ab is upsampled and merged with it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+from colorize_core.errors import UnsupportedMediaError
+
+L_MAX = 100.0
+
+
+def _check(image: np.ndarray) -> None:
+    if image.dtype not in (np.uint8, np.uint16):
+        raise UnsupportedMediaError(f"pixel type {image.dtype} (expected uint8 or uint16)")
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise UnsupportedMediaError(f"image shape {image.shape} (expected HxW gray or HxWx3 RGB)")
+
+
+@functools.cache
+def _gray_to_l_table(levels: int) -> np.ndarray:
+    v = np.linspace(0.0, 1.0, levels, dtype=np.float32)
+    rgb = np.repeat(v[:, None, None], 3, axis=2)
+    return np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[:, 0, 0])
+
+
+def to_float_rgb(image: np.ndarray) -> np.ndarray:
+    """uint8/uint16 gray or RGB -> float32 RGB in [0, 1]."""
+    _check(image)
+    scale = np.float32(1.0 / np.iinfo(image.dtype).max)
+    rgb = image.astype(np.float32) * scale
+    return cv2.cvtColor(rgb, cv2.COLOR_GRAY2RGB) if rgb.ndim == 2 else rgb
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """float32 RGB in [0, 1] -> float32 Lab."""
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """L (float32, 0-100) of a gray or RGB uint8/uint16 image; exact lookup for gray."""
+    _check(image)
+    if image.ndim == 2:
+        return _gray_to_l_table(np.iinfo(image.dtype).max + 1)[image]
+    return rgb_to_lab(to_float_rgb(image))[..., 0]
+
+
+def lab_to_rgb(lum: np.ndarray, ab: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Merge L (HxW) with ab (HxWx2, same size) and return RGB of ``dtype`` (uint8/uint16)."""
+    lab = np.empty(lum.shape + (3,), np.float32)
+    lab[..., 0] = lum
+    lab[..., 1:] = ab
+    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    top = np.iinfo(dtype).max
+    return np.clip(rgb * top + 0.5, 0, top).astype(dtype)
+
+
+def resize_ab(ab: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Upsample (or downsample) an ab field to (height, width) bilinearly."""
+    if ab.shape[:2] == (height, width):
+        return ab
+    interp = cv2.INTER_LINEAR if height >= ab.shape[0] else cv2.INTER_AREA
+    return cv2.resize(ab, (width, height), interpolation=interp)
+
+
+def chroma_spread(image: np.ndarray, max_side: int = 256) -> float:
+    """Spread of the ab values around their mean (Lab units), on a downscaled copy.
+
+    Gray scans give ~0 and toned prints (sepia, selenium) a small spread around one hue;
+    photographs in colour give tens. Used to flag inputs that are already in colour.
+    """
+    _check(image)
+    if image.ndim == 2:
+        return 0.0
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    ab = rgb_to_lab(to_float_rgb(small))[..., 1:].reshape(-1, 2)
+    return float(np.sqrt(((ab - ab.mean(axis=0)) ** 2).sum(axis=1).mean()))

@@ -1,0 +1,105 @@
+"""The Colorizer: ab predicted from L at the model's working size, merged with the full-size L."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from colorize_core.color import lab_to_rgb, luminance, resize_ab
+from colorize_core.errors import ModelError
+from colorize_core.models import build_model
+from colorize_core.refine import refine
+from colorize_core.training import pick_device
+from colorize_core.weights import DEFAULT_MODEL, WeightsFile, load_weights, resolve
+
+
+class Colorizer:
+    """A loaded model. ``colorize`` / ``colorize_batch`` take gray (HxW) or RGB (HxWx3) images,
+    uint8 or uint16, and return RGB of the same size and dtype whose L is the input's own."""
+
+    def __init__(self, net: torch.nn.Module, weights: WeightsFile, arch: str, options: dict[str, Any],
+                 device: torch.device, work_size: int = 256) -> None:
+        self.net = net
+        self.weights = weights
+        self.arch = arch
+        self.options = options
+        self.device = device
+        self.work_size = work_size
+        self.half = device.type == "cuda"
+
+    @classmethod
+    def load(cls, model: str = DEFAULT_MODEL, device: str = "auto", work_size: int = 256) -> Colorizer:
+        """Load model ``model`` (registry name or .pt path) on ``device`` ("auto": CUDA, then CPU).
+
+        Raises ModelError for an unknown model, unreadable weights or a checksum mismatch.
+        """
+        if work_size % 32:
+            raise ModelError(f"work_size must be a multiple of 32, got {work_size}")
+        weights = resolve(model)
+        arch, options, state = load_weights(weights.path)
+        net, options = build_model(arch, options)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelError(f"weights {weights.path} do not fit architecture {arch!r}: {exc}") from exc
+        dev = pick_device(device)
+        net.eval().to(dev)
+        if dev.type == "cuda":
+            net.half()
+        else:
+            net.to(memory_format=torch.channels_last)
+        return cls(net, weights, arch, options, dev, work_size)
+
+    @property
+    def name(self) -> str:
+        return self.weights.name
+
+    @property
+    def sha256(self) -> str:
+        return self.weights.sha256
+
+    def describe(self) -> dict[str, Any]:
+        """What provenance records about the model."""
+        return {"name": self.name, "arch": self.arch, "weights_sha256": self.sha256,
+                "options": self.options, "work_size": self.work_size, "device": str(self.device)}
+
+    # Model side ---------------------------------------------------------------------------
+    def _to_work(self, lum: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """Fit L into work_size x work_size keeping the aspect; reflect-pad the rest."""
+        h, w = lum.shape
+        s = self.work_size
+        scale = s / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        small = cv2.resize(lum, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        mode = cv2.BORDER_REFLECT_101 if min(nh, nw) > 1 else cv2.BORDER_REPLICATE
+        return cv2.copyMakeBorder(small, 0, s - nh, 0, s - nw, mode), (nh, nw)
+
+    @torch.inference_mode()
+    def predict_ab(self, lums: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """ab (HxWx2 float32, full size) for each L (HxW float32, 0-100), as one batch."""
+        if not lums:
+            return []
+        works, sizes = zip(*(self._to_work(lum) for lum in lums))
+        x = torch.from_numpy(np.stack(works)[:, None] / np.float32(100.0)).to(self.device)
+        x = x.half() if self.half else x.contiguous(memory_format=torch.channels_last)
+        ab = self.net(x).float().permute(0, 2, 3, 1).cpu().numpy()
+        return [resize_ab(np.ascontiguousarray(ab[i, :nh, :nw]), *lum.shape)
+                for i, (lum, (nh, nw)) in enumerate(zip(lums, sizes))]
+
+    # Image side ---------------------------------------------------------------------------
+    def colorize_batch(self, images: Sequence[np.ndarray], refine_method: str = "none",
+                       refine_params: dict[str, Any] | None = None) -> list[np.ndarray]:
+        """Colorize images as one batch; each output has its input's size and dtype."""
+        lums = [luminance(img) for img in images]
+        abs_ = self.predict_ab(lums)
+        return [lab_to_rgb(lum, refine(lum, ab, refine_method, refine_params), img.dtype)
+                for img, lum, ab in zip(images, lums, abs_)]
+
+    def colorize(self, image: np.ndarray, refine_method: str = "none",
+                 refine_params: dict[str, Any] | None = None) -> np.ndarray:
+        """Colorize one image; see :meth:`colorize_batch`."""
+        return self.colorize_batch([image], refine_method, refine_params)[0]

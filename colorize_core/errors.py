@@ -1,0 +1,37 @@
+"""Typed errors of the core library. The flows turn them into recorded, visible failures."""
+
+
+class ColorizeError(Exception):
+    """Base class: every error the core raises on purpose derives from it."""
+
+
+class MediaError(ColorizeError):
+    """A media item cannot be processed; the message says why in a user's terms."""
+
+
+class CorruptMediaError(MediaError):
+    """The bytes are not a decodable file of the format they claim (empty, truncated, garbage)."""
+
+
+class UnsupportedMediaError(MediaError):
+    """A valid file of a kind this system does not process (animated GIF, multi-page TIFF...)."""
+
+
+class MediaTooLargeError(MediaError):
+    """Declared dimensions exceed the configured limit; refused before decoding."""
+
+
+class ModelError(ColorizeError):
+    """Unknown model, unreadable weights, or weights whose checksum does not match."""
+
+
+class StorageError(ColorizeError):
+    """A source or destination cannot be read, listed or written."""
+
+
+class UnsafePathError(StorageError):
+    """A key or path would resolve outside its destination (``..`` segments and the like)."""
+
+
+class ProvenanceError(ColorizeError):
+    """The provenance database cannot be opened, migrated or written."""

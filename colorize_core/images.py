@@ -1,0 +1,340 @@
+"""Photo decoding and encoding with metadata: JPEG, PNG, WebP (Pillow/OpenCV) and TIFF (tifffile).
+
+``decode_photo`` refuses declared dimensions over the limit before any pixel is decoded,
+honours EXIF/TIFF orientation, and returns the pixels (uint8 or uint16, gray or RGB), an
+optional alpha plane, and the metadata to carry over (ICC, EXIF, TIFF tags). ``encode_photo``
+writes the colour rendition in the input's format and bit depth with that metadata and an XMP
+packet labelling it as algorithmically colorized (IPTC DigitalSourceType).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import struct
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import cv2
+import numpy as np
+import tifffile
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
+
+DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+NOTE = ("Algorithmically colorized from a black-and-white original: the colours are a machine's "
+        "estimate, not a record of the original scene. The original is kept unaltered.")
+FORMATS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp"}
+_TIFF_CARRY = {"Artist": 315, "Copyright": 33432, "DateTime": 306, "Make": 271, "Model": 272,
+               "ImageDescription": 270, "DocumentName": 269, "HostComputer": 316}
+_TIFF_ORIENT = {2: "fliplr", 3: "rot180", 4: "flipud", 5: "transpose", 6: "rot270", 7: "transverse", 8: "rot90"}
+
+
+@dataclass
+class Photo:
+    pixels: np.ndarray                 # HxW or HxWx3, uint8 or uint16, orientation applied
+    format: str                        # JPEG | PNG | TIFF | WEBP
+    alpha: np.ndarray | None = None    # HxW, same dtype as pixels
+    icc: bytes | None = None           # RGB profile only (a gray profile does not fit colour output)
+    exif: bytes | None = None          # with orientation reset to 1
+    tiff_tags: dict[str, Any] = field(default_factory=dict)
+    tiff_compression: str | None = None
+    resolution: tuple[float, float] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+    @property
+    def channels(self) -> str:
+        return "gray" if self.pixels.ndim == 2 else "rgb"
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise CorruptMediaError(f"declared size {width}x{height} is empty")
+    if width * height > max_pixels:
+        raise MediaTooLargeError(f"declared size {width}x{height} ({width * height / 1e6:.0f} MP) exceeds the "
+                                 f"limit of {max_pixels / 1e6:.0f} MP; refused before decoding")
+
+
+def _rgb_icc(icc: bytes | None, notes: list[str]) -> bytes | None:
+    if not icc:
+        return None
+    if len(icc) >= 20 and icc[16:20] == b"RGB ":
+        return icc
+    notes.append(f"input ICC profile (colour space {icc[16:20].decode('latin-1', 'replace').strip()!r}) "
+                 "does not apply to a colour rendition: output is sRGB")
+    return None
+
+
+def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
+    """Decode a still photograph. Raises CorruptMediaError, UnsupportedMediaError, MediaTooLargeError."""
+    if not data:
+        raise CorruptMediaError("empty file (0 bytes)")
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return _decode_tiff(data, max_pixels)
+    Image.MAX_IMAGE_PIXELS = None  # our own limit applies, on the header, below
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise CorruptMediaError("not a recognised image: the content matches no JPEG, PNG, TIFF or WebP "
+                                "signature") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise CorruptMediaError(f"unreadable image header: {exc}") from None
+    fmt = "JPEG" if im.format == "MPO" else im.format
+    frames = getattr(im, "n_frames", 1)
+    if fmt == "GIF":
+        kind = f"animated GIF ({frames} frames)" if frames > 1 else "GIF"
+        raise UnsupportedMediaError(f"{kind}: not a supported photo format (JPEG, PNG, TIFF, WebP)")
+    if fmt not in FORMATS:
+        raise UnsupportedMediaError(f"{fmt} images are not supported (JPEG, PNG, TIFF, WebP)")
+    if frames > 1:
+        raise UnsupportedMediaError(f"animated {fmt} with {frames} frames: not a still photograph")
+    _check_size(*im.size, max_pixels)
+    notes: list[str] = []
+    try:
+        im.load()
+        icc = _rgb_icc(im.info.get("icc_profile"), notes)
+        exif = im.getexif()
+        if im.mode == "CMYK":
+            notes.append("CMYK input converted to RGB; its CMYK profile is not carried over")
+            im, icc = im.convert("RGB"), None
+        im = ImageOps.exif_transpose(im) or im
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
+        raise CorruptMediaError(f"truncated or corrupt {fmt} data: {exc}") from None
+    exif[0x0112] = 1
+    exif_bytes = exif.tobytes() if len(exif) > 1 else None
+    alpha = None
+    if fmt == "PNG" and im.mode in ("RGB", "RGBA", "I;16", "I") and _png_bit_depth(data) == 16:
+        pixels, alpha = _decode_png16(data, im.info, exif)
+    else:
+        if im.mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif im.mode == "1":
+            im = im.convert("L")
+        elif im.mode == "PA":
+            im = im.convert("RGBA")
+        if im.mode in ("RGBA", "LA"):
+            alpha = np.asarray(im.getchannel("A"))
+            im = im.convert("RGB" if im.mode == "RGBA" else "L")
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            pixels = np.asarray(im).astype(np.uint16)
+        elif im.mode in ("L", "RGB"):
+            pixels = np.asarray(im)
+        elif im.mode in ("YCbCr", "LAB", "HSV"):
+            pixels = np.asarray(im.convert("RGB"))
+        else:
+            raise UnsupportedMediaError(f"{fmt} pixel mode {im.mode!r} is not supported")
+    if alpha is not None and alpha.min() == alpha.max() == np.iinfo(alpha.dtype).max:
+        alpha = None  # fully opaque: no alpha to keep
+    dpi = im.info.get("dpi")
+    return Photo(np.ascontiguousarray(pixels), fmt, alpha, icc, exif_bytes,
+                 resolution=(float(dpi[0]), float(dpi[1])) if dpi else None, notes=notes)
+
+
+def _png_bit_depth(data: bytes) -> int:
+    return data[24] if len(data) > 25 and data[12:16] == b"IHDR" else 8
+
+
+def _decode_png16(data: bytes, info: dict, exif: Image.Exif) -> tuple[np.ndarray, np.ndarray | None]:
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise CorruptMediaError("truncated or corrupt 16-bit PNG data")
+    alpha = None
+    if arr.ndim == 3:
+        if arr.shape[2] == 4:
+            alpha, arr = arr[..., 3], arr[..., :3]
+        arr = arr[..., ::-1]  # OpenCV gives BGR
+    return _orient(np.ascontiguousarray(arr), exif.get(0x0112, 1)), (
+        None if alpha is None else _orient(alpha, exif.get(0x0112, 1)))
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    op = _TIFF_ORIENT.get(int(orientation or 1))
+    if op is None:
+        return arr
+    return {"fliplr": lambda a: a[:, ::-1], "rot180": lambda a: a[::-1, ::-1], "flipud": lambda a: a[::-1],
+            "transpose": lambda a: a.swapaxes(0, 1), "rot270": lambda a: np.rot90(a, -1),
+            "transverse": lambda a: np.rot90(a, 2).swapaxes(0, 1), "rot90": lambda a: np.rot90(a, 1)}[op](arr)
+
+
+def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            pages = [p for p in tif.pages if not (p.tags.get("NewSubfileType") and p.tags["NewSubfileType"].value & 1)]
+            if len(pages) > 1:
+                raise UnsupportedMediaError(f"multi-page TIFF with {len(pages)} pages: not a single photograph")
+            page = tif.pages[0]
+            _check_size(page.imagewidth, page.imagelength, max_pixels)
+            if page.dtype not in (np.uint8, np.uint16) or (page.bitspersample not in (8, 16)):
+                raise UnsupportedMediaError(f"TIFF with {page.bitspersample}-bit {page.dtype} samples "
+                                            "is not supported (8 or 16 bits)")
+            photometric = page.photometric.name
+            arr = page.asarray()
+            tags = {name: page.tags[code].value for name, code in _TIFF_CARRY.items() if code in page.tags}
+            icc_tag = page.tags.get(34675)
+            orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
+            res = None
+            if "XResolution" in page.tags and "YResolution" in page.tags:
+                xr, yr = page.tags["XResolution"].value, page.tags["YResolution"].value
+                res = (xr[0] / xr[1], yr[0] / yr[1])
+            compression = page.compression.name.lower()
+    except (UnsupportedMediaError, MediaTooLargeError):
+        raise
+    except Exception as exc:  # tifffile raises many types for bad data
+        raise CorruptMediaError(f"truncated or corrupt TIFF data: {exc}") from None
+    notes: list[str] = []
+    alpha = None
+    if photometric == "MINISWHITE":
+        arr = np.iinfo(arr.dtype).max - arr
+    elif photometric == "SEPARATED":
+        raise UnsupportedMediaError("CMYK TIFF is not supported")
+    elif photometric not in ("MINISBLACK", "RGB"):
+        raise UnsupportedMediaError(f"TIFF photometric {photometric} is not supported")
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        alpha, arr = arr[..., -1], arr[..., :-1]
+        if arr.shape[2] == 1:
+            arr = arr[..., 0]
+    if arr.ndim == 3 and arr.shape[2] != 3 or arr.ndim not in (2, 3):
+        raise UnsupportedMediaError(f"TIFF with sample layout {arr.shape} is not supported")
+    arr = _orient(arr, orientation)
+    alpha = None if alpha is None else _orient(alpha, orientation)
+    icc = _rgb_icc(bytes(icc_tag.value) if icc_tag else None, notes)
+    return Photo(np.ascontiguousarray(arr), "TIFF", alpha, icc, None, tiff_tags=tags,
+                 tiff_compression=compression if compression in ("none", "lzw", "adobe_deflate", "deflate",
+                                                                 "packbits", "zstd") else "adobe_deflate",
+                 resolution=res, notes=notes)
+
+
+def xmp_packet(source_sha256: str, model: str, model_sha256: str, when: datetime | None = None) -> bytes:
+    """XMP labelling the rendition as algorithmically colorized, traceable to its input."""
+    when = (when or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    e = html.escape
+    return f"""<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
+    xmlns:dc="http://purl.org/dc/elements/1.1/"
+    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/"
+    xmlns:colorize="https://colorize.invalid/ns/1.0/"
+    Iptc4xmpExt:DigitalSourceType="{DIGITAL_SOURCE_TYPE}"
+    xmp:CreatorTool="colorize ({e(model)})"
+    xmp:ModifyDate="{when}"
+    xmpMM:DerivedFrom="urn:sha256:{e(source_sha256)}"
+    colorize:Model="{e(model)}"
+    colorize:ModelSHA256="{e(model_sha256)}">
+   <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{e(NOTE)}</rdf:li></rdf:Alt></dc:description>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="w"?>""".encode("utf-8")
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _encode_png(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
+    # OpenCV writes 8- and 16-bit RGB(A) PNG alike; metadata chunks go in right after IHDR.
+    bgr = rgb[..., ::-1]
+    if photo.alpha is not None:
+        bgr = np.dstack([bgr, photo.alpha.astype(rgb.dtype)])
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr))
+    if not ok:
+        raise CorruptMediaError("PNG encoding failed")
+    png = buf.tobytes()
+    chunks = [_png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp),
+              _png_chunk(b"tEXt", b"Comment\x00" + NOTE.encode("latin-1"))]
+    if photo.icc:
+        chunks.append(_png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(photo.icc)))
+    if photo.exif:
+        exif = photo.exif[6:] if photo.exif.startswith(b"Exif\x00\x00") else photo.exif
+        chunks.append(_png_chunk(b"eXIf", exif))
+    if photo.resolution:
+        ppm = [round(r / 0.0254) for r in photo.resolution]
+        chunks.append(_png_chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
+    ihdr_end = 8 + 25
+    return png[:ihdr_end] + b"".join(chunks) + png[ihdr_end:]
+
+
+def encode_photo(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
+    """Encode the colour rendition ``rgb`` (dtype of ``photo.pixels``) like its source."""
+    if photo.format == "PNG":
+        return _encode_png(rgb, photo, xmp)
+    if photo.format == "TIFF":
+        out = io.BytesIO()
+        data = rgb if photo.alpha is None else np.dstack([rgb, photo.alpha.astype(rgb.dtype)])
+        extratags = [(700, 1, len(xmp), xmp, True)]
+        if photo.icc:
+            extratags.append((34675, 7, len(photo.icc), photo.icc, True))
+        for name, code in _TIFF_CARRY.items():
+            value = photo.tiff_tags.get(name)
+            if isinstance(value, str) and name != "ImageDescription":
+                extratags.append((code, 2, 0, value, True))
+        description = photo.tiff_tags.get("ImageDescription")
+        tifffile.imwrite(out, data, photometric="rgb", compression=None if photo.tiff_compression == "none"
+                         else photo.tiff_compression, extrasamples=["unassalpha"] if photo.alpha is not None else None,
+                         description=f"{description}\n{NOTE}" if isinstance(description, str) else NOTE,
+                         resolution=photo.resolution, software="colorize", extratags=extratags, metadata=None)
+        return out.getvalue()
+    im = Image.fromarray(rgb)
+    if photo.alpha is not None and photo.format == "WEBP":
+        im.putalpha(Image.fromarray(photo.alpha))
+    kwargs: dict[str, Any] = {"xmp": xmp}
+    if photo.icc:
+        kwargs["icc_profile"] = photo.icc
+    if photo.exif:
+        kwargs["exif"] = photo.exif
+    if photo.resolution:
+        kwargs["dpi"] = photo.resolution
+    out = io.BytesIO()
+    if photo.format == "JPEG":
+        im.save(out, "JPEG", quality=95, subsampling=0, optimize=True, comment=NOTE.encode(), **kwargs)
+    else:
+        im.save(out, "WEBP", quality=95, method=4, **kwargs)
+    return out.getvalue()
+
+
+def thumbnail_jpeg(pixels: np.ndarray, max_side: int = 320) -> bytes:
+    """A small sRGB JPEG for review pages (gray or RGB, uint8 or uint16 input)."""
+    if pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    h, w = pixels.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    small = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    out = io.BytesIO()
+    Image.fromarray(small).save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def adapt_to_format(photo: Photo, fmt: str) -> None:
+    """Make ``photo`` encodable as ``fmt`` (a FORMATS key): 16-bit to 8-bit for JPEG and WebP,
+    alpha dropped for JPEG, each change noted in ``photo.notes``."""
+    if fmt not in FORMATS:
+        raise UnsupportedMediaError(f"output format {fmt} is not supported ({', '.join(FORMATS)})")
+    photo.format = fmt
+    if fmt in ("JPEG", "WEBP") and photo.pixels.dtype == np.uint16:
+        photo.pixels = (photo.pixels >> 8).astype(np.uint8)
+        if photo.alpha is not None:
+            photo.alpha = (photo.alpha >> 8).astype(np.uint8)
+        photo.notes.append(f"16-bit input written as 8-bit: {fmt} has no 16-bit mode")
+    if fmt == "JPEG" and photo.alpha is not None:
+        photo.alpha = None
+        photo.notes.append("alpha dropped: JPEG has none")
+    if photo.format != "TIFF":
+        photo.tiff_tags = {}

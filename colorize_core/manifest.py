@@ -1,0 +1,94 @@
+"""Job manifests built from the provenance database: ``manifest.json`` and ``manifest.html``.
+
+Each job writes ``DEST/manifests/<job id>/manifest.{json,html}`` (never overwritten) and
+refreshes ``DEST/manifest.{json,html}``, the generated index of the latest job. The HTML is
+a contact sheet, original and colour side by side; every text is HTML-escaped (Jinja2
+autoescape) and every link URL-quoted.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import urllib.parse
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from colorize_core.archive import MANIFESTS
+from colorize_core.images import NOTE
+from colorize_core.provenance import Job, ProvenanceStore
+from colorize_core.storage import Location
+
+SCHEMA = "colorize-manifest/1"
+_ITEM_FIELDS = ("rel_path", "source_uri", "status", "reason", "error_type", "error", "sha256", "size",
+                "media_type", "format", "width", "height", "channels", "bit_depth", "flags", "notes",
+                "colourfulness", "chroma_spread", "params_key")
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                          autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
+    """The manifest of job ``job_id`` as a JSON-ready dict (schema ``colorize-manifest/1``)."""
+    job: Job | None = store.job(job_id)
+    if job is None:
+        raise KeyError(f"unknown job {job_id}")
+    items = []
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    for row in store.job_items(job_id):
+        item = {k: row[k] for k in _ITEM_FIELDS}
+        item["colour"] = next(({"uri": o["uri"], "sha256": o["sha256"], "size": o["size"]}
+                               for o in row["outputs"] if o["kind"] == "colour"), None)
+        item["thumbnails"] = {o["kind"].removeprefix("thumb-"): o["uri"] for o in row["outputs"]
+                              if o["kind"].startswith("thumb-")}
+        item["done_in_job"] = row.get("done_in_job", job_id if row["status"] == "done" else None)
+        items.append(item)
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return {
+        "schema": SCHEMA,
+        "job": {"id": job.id, "source": job.source, "dest": job.dest, "status": job.status,
+                "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+                "flow_run_id": job.flow_run_id, "model": {"name": job.model_name, "sha256": job.model_sha256},
+                "params": job.params, "params_key": job.params_key, "software": job.software,
+                "counts": counts, "note": NOTE},
+        "items": items,
+    }
+
+
+def _href(uri: str | None, dest: Location, depth: int) -> str | None:
+    """A link relative to the page (at ``depth`` folders below DEST) when under DEST."""
+    if not uri:
+        return None
+    root = dest.uri.rstrip("/") + "/"
+    if uri.startswith(root):
+        rel = uri[len(root):]
+        return urllib.parse.quote("../" * depth + rel)
+    return uri if uri.startswith(("http://", "https://")) else None
+
+
+def render_html(manifest: dict[str, Any], dest: Location, depth: int) -> str:
+    items = []
+    for it in manifest["items"]:
+        items.append({**it, "href_original": _href(it["thumbnails"].get("original"), dest, depth),
+                      "href_colour_thumb": _href(it["thumbnails"].get("colour"), dest, depth),
+                      "href_colour": _href(it["colour"]["uri"] if it["colour"] else None, dest, depth)})
+    return _env.get_template("manifest.html.j2").render(m=manifest, job=manifest["job"], items=items)
+
+
+def write_manifest(store: ProvenanceStore, job_id: str, dest: Location) -> dict[str, str]:
+    """Write the job's manifest files under DEST; returns their URIs by name."""
+    manifest = build_manifest(store, job_id)
+    data = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
+    job_dir = posixpath.join(MANIFESTS, job_id)
+    dest.write_new(f"{job_dir}/manifest.json", data, "application/json")
+    dest.write_new(f"{job_dir}/manifest.html", render_html(manifest, dest, 2).encode(), "text/html; charset=utf-8")
+    dest.replace("manifest.json", data, "application/json")
+    dest.replace("manifest.html", render_html(manifest, dest, 0).encode(), "text/html; charset=utf-8")
+    return {"json": dest.uri_of("manifest.json"), "html": dest.uri_of("manifest.html"),
+            "job_json": dest.uri_of(f"{job_dir}/manifest.json"), "job_html": dest.uri_of(f"{job_dir}/manifest.html")}

@@ -1,0 +1,239 @@
+"""Provenance database (SQLAlchemy 2; SQLite by default, PostgreSQL by URL), in PREMIS terms.
+
+Jobs are runs of the archive flow; items are the input objects a job saw; outputs are the
+renditions (and review thumbnails) written for an item; events are what happened to an
+item (ingest, fixity, colorize, refine, write) with the agent that did it. Every item row
+carries the input's sha256, the model's name and sha256, the full parameter set and its key,
+times, outcome and error. The schema is migrated with Alembic on open.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from colorize_core.errors import ProvenanceError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    dest: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]]
+    params_key: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    software: Mapped[dict[str, Any]]
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default="running")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    items: Mapped[list[Item]] = relationship(back_populates="job", order_by="Item.id")
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    source_uri: Mapped[str] = mapped_column(Text)
+    rel_path: Mapped[str] = mapped_column(Text)
+    dest: Mapped[str] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    version_tag: Mapped[str | None] = mapped_column(String(200))
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    media_type: Mapped[str | None] = mapped_column(String(32))   # photo | unsupported
+    format: Mapped[str | None] = mapped_column(String(16))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    channels: Mapped[str | None] = mapped_column(String(8))
+    bit_depth: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))              # done | failed | skipped
+    reason: Mapped[str | None] = mapped_column(Text)             # why skipped
+    error_type: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    flags: Mapped[list[Any]] = mapped_column(default=list)       # already-colour, ...
+    notes: Mapped[list[Any]] = mapped_column(default=list)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params_key: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    colourfulness: Mapped[float | None]
+    chroma_spread: Mapped[float | None]
+    previous_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    job: Mapped[Job] = relationship(back_populates="items")
+    outputs: Mapped[list[Output]] = relationship(back_populates="item", order_by="Output.id")
+    events: Mapped[list[Event]] = relationship(back_populates="item", order_by="Event.id")
+
+    __table_args__ = (Index("ix_items_done_lookup", "source_uri", "dest", "params_key", "status"),)
+
+
+class Output(Base):
+    __tablename__ = "outputs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))   # colour | thumb-original | thumb-colour
+    uri: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    item: Mapped[Item] = relationship(back_populates="outputs")
+
+
+class Event(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
+    type: Mapped[str] = mapped_column(String(32))     # ingest | fixity | colorize | refine | write | skip
+    outcome: Mapped[str] = mapped_column(String(16))  # success | failure
+    agent: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    item: Mapped[Item | None] = relationship(back_populates="events")
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def normalise_url(url: str) -> str:
+    """Accept a bare path as SQLite, and postgresql:// as psycopg 3; create SQLite's folder."""
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+@functools.cache
+def _engine(url: str) -> Engine:
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        migrate(engine)
+    except Exception as exc:
+        raise ProvenanceError(f"cannot open provenance database {engine.url!r}: {exc}") from exc
+    return engine
+
+
+class ProvenanceStore:
+    """Opens (and migrates) the database at ``url``; one engine per URL per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        self.engine = _engine(self.url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as s:
+            yield s
+
+    def start_job(self, source: str, dest: str, params: dict[str, Any], params_key: str, model_name: str,
+                  model_sha256: str, software: dict[str, Any], flow_run_id: str | None) -> str:
+        job_id = str(uuid.uuid4())
+        with self.session() as s:
+            s.add(Job(id=job_id, source=source, dest=dest, params=params, params_key=params_key,
+                      model_name=model_name, model_sha256=model_sha256, software=software,
+                      flow_run_id=flow_run_id))
+        return job_id
+
+    def finish_job(self, job_id: str, status: str) -> None:
+        with self.session() as s:
+            job = s.get(Job, job_id)
+            job.status, job.finished_at = status, utcnow()
+
+    def find_done(self, source_uri: str, dest: str, params_key: str, *, size: int | None = None,
+                  version_tag: str | None = None, sha256: str | None = None) -> Item | None:
+        """The newest item done for this source, destination and parameters, matching the
+        quick check (size + version tag) or the sha256; None if there is none."""
+        q = select(Item).where(Item.source_uri == source_uri, Item.dest == dest, Item.params_key == params_key,
+                               Item.status == "done")
+        if sha256 is not None:
+            q = q.where(Item.sha256 == sha256)
+        else:
+            q = q.where(Item.size == size, Item.version_tag == version_tag)
+        with self.session() as s:
+            return s.scalars(q.order_by(Item.id.desc()).limit(1)).first()
+
+    def recorded_in_job(self, job_id: str, source_uris: list[str]) -> set[str]:
+        """Which of ``source_uris`` this job has recorded already (a retried batch skips them)."""
+        if not source_uris:
+            return set()
+        with self.session() as s:
+            q = select(Item.source_uri).where(Item.job_id == job_id, Item.source_uri.in_(source_uris))
+            return set(s.scalars(q).all())
+
+    def add_item(self, item: Item, outputs: list[Output] = (), events: list[Event] = ()) -> int:
+        """Record an item with its outputs and events in one transaction; returns its id."""
+        with self.session() as s:
+            s.add(item)
+            s.flush()
+            for o in outputs:
+                o.item_id = item.id
+                s.add(o)
+            for e in events:
+                e.item_id, e.job_id = item.id, item.job_id
+                s.add(e)
+            return item.id
+
+    def job(self, job_id: str) -> Job | None:
+        with self.session() as s:
+            return s.get(Job, job_id)
+
+    def job_items(self, job_id: str) -> list[dict[str, Any]]:
+        """Every item of a job as plain dicts, with outputs (of the earlier item for skips)."""
+        with self.session() as s:
+            items = s.scalars(select(Item).where(Item.job_id == job_id).order_by(Item.rel_path, Item.id)).all()
+            rows = []
+            for it in items:
+                done = s.get(Item, it.previous_item_id) if it.previous_item_id else it
+                row = {c.name: getattr(it, c.name) for c in Item.__table__.columns}
+                row["outputs"] = [{"kind": o.kind, "uri": o.uri, "sha256": o.sha256, "size": o.size}
+                                  for o in done.outputs]
+                if it.previous_item_id:
+                    row["colourfulness"] = done.colourfulness
+                    row["done_in_job"] = done.job_id
+                rows.append(row)
+            return rows

@@ -1,0 +1,23 @@
+"""One settings object; every field can be set from the environment with the COLORIZE_ prefix."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COLORIZE_", protected_namespaces=())
+
+    db_url: str = "sqlite:///var/provenance.db"   # COLORIZE_DB_URL; postgresql://... for production
+    model: str = "default"                        # COLORIZE_MODEL: registry name or .pt path
+    device: str = "auto"                          # auto: CUDA, then CPU
+    batch_size: int = 8                           # photos per colorize task
+    work_size: int = 256                          # model working resolution (multiple of 32)
+    refine: str = "flood"
+    max_pixels: int = 250_000_000                 # larger declared sizes are refused before decoding
+    s3_endpoint: str | None = None                # else boto3's own (AWS_ENDPOINT_URL, profiles)
+    task_workers: int = 2                         # batches in flight at once within a flow run
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,239 @@
+"""Storage by URI: local folders, ``file://`` URIs and ``s3://bucket/prefix`` (boto3).
+
+A :class:`Location` is a root; items under it are named by a relative path with ``/``
+separators. Listing is recursive (S3: paginated) and sorted. Writes are atomic and never
+clobber: a local file is written beside its target and hard-linked into place (which fails
+if the target exists); an S3 object is put with ``If-None-Match: *``. Relative paths with
+empty, ``.`` or ``..`` segments are refused, so nothing is ever written outside a root.
+
+S3 uses boto3's standard configuration (``AWS_ENDPOINT_URL``, credential chain, profiles);
+an endpoint can also be given explicitly.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from colorize_core.errors import StorageError, UnsafePathError
+
+TMP_PREFIX = ".colorize-tmp-"
+
+
+@dataclass(frozen=True)
+class Entry:
+    rel: str       # path relative to the root, "/"-separated
+    size: int
+    version: str   # S3 ETag or local mtime in ns: a quick check for "unchanged since"
+
+
+def check_rel(rel: str) -> str:
+    """Return ``rel`` if it is a safe relative path; raise UnsafePathError otherwise."""
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in rel:
+        raise UnsafePathError(f"unsafe relative path {rel!r}: empty, '.' or '..' segments are refused")
+    return rel
+
+
+class Location:
+    """A root folder or prefix. Create with :func:`open_location`."""
+
+    uri: str
+
+    def list(self, exclude: Location | None = None) -> Iterator[Entry]:
+        raise NotImplementedError
+
+    def read(self, rel: str) -> bytes:
+        raise NotImplementedError
+
+    def exists(self, rel: str) -> bool:
+        raise NotImplementedError
+
+    def write_new(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """Atomically create ``rel``; raises FileExistsError if it exists already."""
+        raise NotImplementedError
+
+    def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """Atomically write ``rel``, replacing it: only for generated indexes (the latest manifest)."""
+        raise NotImplementedError
+
+    def uri_of(self, rel: str) -> str:
+        raise NotImplementedError
+
+    def contains(self, other: Location) -> bool:
+        raise NotImplementedError
+
+
+class LocalLocation(Location):
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.uri = str(self.root)
+
+    def _path(self, rel: str) -> Path:
+        return self.root.joinpath(*check_rel(rel).split("/"))
+
+    def list(self, exclude: Location | None = None) -> Iterator[Entry]:
+        if not self.root.is_dir():
+            raise StorageError(f"source folder {self.root} does not exist or is not a folder")
+        skip = exclude.root if isinstance(exclude, LocalLocation) and exclude.root != self.root else None
+        for folder, dirs, files in os.walk(self.root, onerror=None):
+            here = Path(folder)
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or here / d != skip))
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue  # hidden files and our own temporaries
+                path = here / name
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue  # vanished between listing and stat
+                yield Entry(path.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns))
+
+    def read(self, rel: str) -> bytes:
+        try:
+            return self._path(rel).read_bytes()
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.uri_of(rel)}: {exc.strerror or exc}") from exc
+
+    def exists(self, rel: str) -> bool:
+        return self._path(rel).exists()
+
+    def _write_tmp(self, target: Path, data: bytes) -> str:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=target.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return tmp
+
+    def write_new(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        target = self._path(rel)
+        tmp = self._write_tmp(target, data)
+        try:
+            os.link(tmp, target)  # atomic, and fails if the target exists
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        finally:
+            os.unlink(tmp)
+
+    def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        target = self._path(rel)
+        os.replace(self._write_tmp(target, data), target)
+
+    def uri_of(self, rel: str) -> str:
+        return str(self._path(rel))
+
+    def contains(self, other: Location) -> bool:
+        return isinstance(other, LocalLocation) and other.root.is_relative_to(self.root)
+
+
+@functools.cache
+def s3_client(endpoint_url: str | None = None):  # noqa: ANN201 (boto3 client type)
+    import boto3
+
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url or None)
+
+
+class S3Location(Location):
+    def __init__(self, bucket: str, prefix: str, endpoint_url: str | None = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.endpoint_url = endpoint_url
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+
+    @property
+    def client(self):  # noqa: ANN201
+        return s3_client(self.endpoint_url)
+
+    def _key(self, rel: str) -> str:
+        return self.prefix + check_rel(rel)
+
+    def _error(self, action: str, exc: Exception) -> StorageError:
+        return StorageError(f"cannot {action} {self.uri}: {exc}")
+
+    def list(self, exclude: Location | None = None) -> Iterator[Entry]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        skip = exclude.prefix if isinstance(exclude, S3Location) and exclude.bucket == self.bucket \
+            and exclude.prefix != self.prefix else None
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    if key.endswith("/") or (skip and key.startswith(skip)):
+                        continue  # folder markers; our own destination inside the source
+                    rel = key[len(self.prefix):]
+                    if rel.rsplit("/", 1)[-1].startswith("."):
+                        continue
+                    yield Entry(rel, int(obj["Size"]), obj.get("ETag", "").strip('"'))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error("list", exc) from exc
+
+    def read(self, rel: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot read {self.uri_of(rel)}: {exc}") from exc
+
+    def exists(self, rel: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(rel))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StorageError(f"cannot check {self.uri_of(rel)}: {exc}") from exc
+
+    def write_new(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data,
+                                   ContentType=content_type, IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise FileExistsError(self.uri_of(rel)) from exc
+            raise StorageError(f"cannot write {self.uri_of(rel)}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"cannot write {self.uri_of(rel)}: {exc}") from exc
+
+    def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data, ContentType=content_type)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot write {self.uri_of(rel)}: {exc}") from exc
+
+    def uri_of(self, rel: str) -> str:
+        return f"s3://{self.bucket}/{self._key(rel)}"
+
+    def contains(self, other: Location) -> bool:
+        return isinstance(other, S3Location) and other.bucket == self.bucket and other.prefix.startswith(self.prefix)
+
+
+def open_location(uri: str, s3_endpoint: str | None = None) -> Location:
+    """A local folder, ``file://`` URI or ``s3://bucket/prefix``. Raises StorageError for others."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise StorageError(f"{uri!r}: an S3 URI needs a bucket (s3://bucket/prefix)")
+        return S3Location(parsed.netloc, urllib.parse.unquote(parsed.path), s3_endpoint)
+    if parsed.scheme == "file":
+        return LocalLocation(Path(urllib.parse.unquote(parsed.path)))
+    if parsed.scheme in ("", ) or (len(parsed.scheme) == 1 and os.name == "nt"):
+        return LocalLocation(Path(uri))
+    raise StorageError(f"{uri!r}: unsupported URI scheme {parsed.scheme!r} (use a folder, file:// or s3://)")

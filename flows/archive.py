@@ -1,0 +1,83 @@
+"""The archive flow: colorize every photo under SOURCE into DEST, with provenance and a manifest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from colorize_core.archive import JobSettings, job_status, software_versions
+from colorize_core.provenance import ProvenanceStore
+from colorize_core.settings import get_settings
+from colorize_core.weights import resolve
+from tasks.photos import colorize_photo_batch, plan_items, write_job_manifest
+
+_defaults = get_settings()
+
+
+@flow(name="colorize-archive", log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=_defaults.task_workers))
+def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, model: str = _defaults.model,
+                     refine: str = _defaults.refine, batch_size: int = _defaults.batch_size, force: bool = False,
+                     include_colour: bool = False, work_size: int = _defaults.work_size,
+                     device: str = _defaults.device, s3_endpoint: str | None = _defaults.s3_endpoint) -> dict[str, Any]:
+    """Colorize the photos under ``source`` (folder, file:// or s3://) into ``dest``.
+
+    Items already done with the same model and parameters are skipped unless ``force``.
+    Returns the job id, counts by status, and where the manifest and database are.
+    """
+    logger = get_run_logger()
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    job = JobSettings(model=model, refine=refine, work_size=work_size, include_colour=include_colour,
+                      max_pixels=_defaults.max_pixels, device=device)
+    weights = resolve(model)
+    store = ProvenanceStore(db_url)
+    job_id = store.start_job(source, dest, job.params(weights.sha256), job.key(weights.sha256), weights.name,
+                             weights.sha256, software_versions(), str(flow_run.id) if flow_run.id else None)
+    logger.info("job %s: %s -> %s with model %s (sha256 %s)", job_id, source, dest, weights.name, weights.sha256[:12])
+    settings = asdict(job)
+    try:
+        todo, skipped = plan_items(source, dest, store.url, job_id, settings, weights.sha256, force, s3_endpoint)
+        batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+        futures = colorize_photo_batch.map(batches, unmapped(source), unmapped(dest), unmapped(store.url),
+                                           unmapped(job_id), unmapped(settings), unmapped(force), unmapped(s3_endpoint))
+        counts = {"done": 0, "skipped": skipped, "failed": 0}
+        crashed = 0
+        for future in futures:
+            future.wait()
+            if future.state.is_completed():
+                for status, n in future.result().items():
+                    counts[status] = counts.get(status, 0) + n
+            else:
+                crashed += 1
+                logger.error("a batch failed after its retries: %s", future.state.message)
+        status = "crashed" if crashed else job_status(counts)
+    except Exception:
+        store.finish_job(job_id, "crashed")
+        raise
+    store.finish_job(job_id, status)
+    manifest = write_job_manifest(store.url, job_id, dest, s3_endpoint)
+    summary = {"job_id": job_id, "status": status, "counts": counts, "crashed_batches": crashed,
+               "manifest": manifest, "dest": dest, "db_url": store.url}
+    create_table_artifact(key="colorize-archive-summary", table=[
+        {"job": job_id, "source": source, "dest": dest, "model": weights.name, **counts, "status": status}],
+        description=f"Colorization job {job_id}")
+    create_link_artifact(key="colorize-archive-manifest", link=_link(manifest["job_html"]),
+                         link_text=f"manifest of job {job_id}", description="Review page: original and colour side by side")
+    if crashed:
+        raise RuntimeError(f"{crashed} batch(es) failed after retries; their items are not recorded and "
+                           f"will be picked up by the next run (job {job_id})")
+    return summary
+
+
+def _link(uri: str) -> str:
+    return uri if "://" in uri else f"file://{uri}"
+
+
+if __name__ == "__main__":
+    colorize_archive(source="samples/archive", dest="var/colour", db_url="sqlite:///var/provenance.db")

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over colorize_core with retries, tags and logging."""

@@ -1,0 +1,56 @@
+"""Tasks of the photo archive flow. Each works on references (URIs, relative paths); pixels
+stay inside the task, and the model is loaded once per worker process."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from colorize_core import Colorizer
+from colorize_core.archive import JobSettings, plan, process_batch
+from colorize_core.manifest import write_manifest
+from colorize_core.provenance import ProvenanceStore
+from colorize_core.storage import Entry, open_location
+
+
+@functools.lru_cache(maxsize=2)
+def cached_colorizer(model: str, device: str, work_size: int) -> Colorizer:
+    """One loaded model per worker process and (model, device, work size)."""
+    return Colorizer.load(model, device=device, work_size=work_size)
+
+
+@task(name="plan-items", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def plan_items(source: str, dest: str, db_url: str, job_id: str, settings: dict[str, Any], model_sha256: str,
+               force: bool, s3_endpoint: str | None) -> tuple[list[dict[str, Any]], int]:
+    """List the source, record items already done as skipped; returns (entries to do, skipped count)."""
+    todo, skipped = plan(open_location(source, s3_endpoint), open_location(dest, s3_endpoint),
+                         ProvenanceStore(db_url), job_id, JobSettings(**settings), model_sha256, force)
+    get_run_logger().info("%d items to process, %d already done", len(todo), len(skipped))
+    return [asdict(e) for e in todo], len(skipped)
+
+
+@task(name="colorize-photo-batch", tags=["gpu"], retries=2, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+def colorize_photo_batch(entries: list[dict[str, Any]], source: str, dest: str, db_url: str, job_id: str,
+                         settings: dict[str, Any], force: bool, s3_endpoint: str | None) -> dict[str, int]:
+    """Colorize one batch of photos; every item ends recorded. Returns counts by status."""
+    job = JobSettings(**settings)
+    colorizer = cached_colorizer(job.model, job.device, job.work_size)
+    results = process_batch([Entry(**e) for e in entries], open_location(source, s3_endpoint),
+                            open_location(dest, s3_endpoint), ProvenanceStore(db_url), job_id, job, colorizer, force)
+    logger = get_run_logger()
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+        if r.status == "failed":
+            logger.warning("%s failed: %s", r.rel, r.detail)
+    return counts
+
+
+@task(name="write-manifest", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def write_job_manifest(db_url: str, job_id: str, dest: str, s3_endpoint: str | None) -> dict[str, str]:
+    """Write manifest.json and manifest.html for the job under DEST; returns their URIs."""
+    return write_manifest(ProvenanceStore(db_url), job_id, open_location(dest, s3_endpoint))
