@@ -107,10 +107,11 @@ def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size
     from colorize_core import ColorizeError
     from colorize_core.storage import open_location
 
-    try:
-        open_location(source, s3_endpoint), open_location(dest, s3_endpoint)
-        from colorize_core.weights import resolve
+    from colorize_core.weights import resolve
 
+    try:
+        open_location(source, s3_endpoint).check()
+        open_location(dest, s3_endpoint)
         resolve(model)
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc

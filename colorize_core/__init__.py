@@ -8,10 +8,11 @@ from colorize_core.errors import (  # noqa: E402
     CorruptMediaError,
     MediaTooLargeError,
     ModelError,
+    NotFoundError,
     StorageError,
     UnsafePathError,
     UnsupportedMediaError,
 )
 
 __all__ = ["Colorizer", "ColorizeError", "CorruptMediaError", "MediaTooLargeError", "ModelError",
-           "StorageError", "UnsafePathError", "UnsupportedMediaError", "__version__"]
+           "NotFoundError", "StorageError", "UnsafePathError", "UnsupportedMediaError", "__version__"]

@@ -29,6 +29,10 @@ class StorageError(ColorizeError):
     """A source or destination cannot be read, listed or written."""
 
 
+class NotFoundError(StorageError):
+    """A source folder, bucket or object does not exist (retrying will not help)."""
+
+
 class UnsafePathError(StorageError):
     """A key or path would resolve outside its destination (``..`` segments and the like)."""
 

@@ -115,8 +115,9 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
         im = ImageOps.exif_transpose(im) or im
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise CorruptMediaError(f"truncated or corrupt {fmt} data: {exc}") from None
-    exif[0x0112] = 1
-    exif_bytes = exif.tobytes() if len(exif) > 1 else None
+    had_exif = len(exif) > 0
+    exif[0x0112] = 1  # the pixels are upright now
+    exif_bytes = exif.tobytes() if had_exif else None
     alpha = None
     if fmt == "PNG" and im.mode in ("RGB", "RGBA", "I;16", "I") and _png_bit_depth(data) == 16:
         pixels, alpha = _decode_png16(data, im.info, exif)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from colorize_core.errors import StorageError, UnsafePathError
+from colorize_core.errors import NotFoundError, StorageError, UnsafePathError
 
 TMP_PREFIX = ".colorize-tmp-"
 
@@ -65,6 +65,10 @@ class Location:
     def uri_of(self, rel: str) -> str:
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Raise NotFoundError if the root (folder, bucket) does not exist."""
+        raise NotImplementedError
+
     def contains(self, other: Location) -> bool:
         raise NotImplementedError
 
@@ -79,7 +83,7 @@ class LocalLocation(Location):
 
     def list(self, exclude: Location | None = None) -> Iterator[Entry]:
         if not self.root.is_dir():
-            raise StorageError(f"source folder {self.root} does not exist or is not a folder")
+            raise NotFoundError(f"source folder {self.root} does not exist or is not a folder")
         skip = exclude.root if isinstance(exclude, LocalLocation) and exclude.root != self.root else None
         for folder, dirs, files in os.walk(self.root, onerror=None):
             here = Path(folder)
@@ -131,6 +135,10 @@ class LocalLocation(Location):
     def uri_of(self, rel: str) -> str:
         return str(self._path(rel))
 
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise NotFoundError(f"folder {self.root} does not exist or is not a folder")
+
     def contains(self, other: Location) -> bool:
         return isinstance(other, LocalLocation) and other.root.is_relative_to(self.root)
 
@@ -159,6 +167,17 @@ class S3Location(Location):
     def _error(self, action: str, exc: Exception) -> StorageError:
         return StorageError(f"cannot {action} {self.uri}: {exc}")
 
+    def check(self) -> None:
+        """Raise NotFoundError if the bucket does not exist (a cheap early check)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+                raise NotFoundError(f"bucket {self.bucket!r} does not exist ({self.uri})") from exc
+            raise self._error("reach", exc) from exc
+
     def list(self, exclude: Location | None = None) -> Iterator[Entry]:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -175,7 +194,11 @@ class S3Location(Location):
                     if rel.rsplit("/", 1)[-1].startswith("."):
                         continue
                     yield Entry(rel, int(obj["Size"]), obj.get("ETag", "").strip('"'))
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                raise NotFoundError(f"bucket {self.bucket!r} does not exist ({self.uri})") from exc
+            raise self._error("list", exc) from exc
+        except BotoCoreError as exc:
             raise self._error("list", exc) from exc
 
     def read(self, rel: str) -> bytes:

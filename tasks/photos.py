@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from colorize_core import Colorizer
 from colorize_core.archive import JobSettings, plan, process_batch
+from colorize_core.errors import NotFoundError
 from colorize_core.manifest import write_manifest
 from colorize_core.provenance import ProvenanceStore
 from colorize_core.storage import Entry, open_location
@@ -23,7 +24,18 @@ def cached_colorizer(model: str, device: str, work_size: int) -> Colorizer:
     return Colorizer.load(model, device=device, work_size=work_size)
 
 
-@task(name="plan-items", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
+    """Retry unless the source simply is not there."""
+    try:
+        state.result()
+    except NotFoundError:
+        return False
+    except Exception:  # noqa: BLE001
+        return True
+    return True
+
+
+@task(name="plan-items", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient, cache_policy=NO_CACHE)
 def plan_items(source: str, dest: str, db_url: str, job_id: str, settings: dict[str, Any], model_sha256: str,
                force: bool, s3_endpoint: str | None) -> tuple[list[dict[str, Any]], int]:
     """List the source, record items already done as skipped; returns (entries to do, skipped count)."""

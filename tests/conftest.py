@@ -1,0 +1,145 @@
+"""Real components for the tests: an S3 server over HTTP (moto), a PostgreSQL server (pgserver),
+Prefect's test harness (a real temporary API server), and generated media, good and bad."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import tifffile
+from PIL import Image
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples" / "archive"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 endpoint over HTTP; boto3 reaches it through AWS_ENDPOINT_URL like any other."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                            "AWS_ENDPOINT_URL")}
+    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
+                      AWS_ENDPOINT_URL=url)
+    yield url
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str) -> str:
+    import boto3
+
+    name = f"archive-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    import pgserver
+
+    folder = tempfile.mkdtemp(prefix="colorize-pg-")
+    server = pgserver.get_server(folder, cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:  # noqa: ANN001
+    """A fresh, empty PostgreSQL database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg_server.psql(f"CREATE DATABASE {name};")
+    return pg_server.get_uri(name)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A real temporary Prefect API for the session; its URL, for subprocesses too."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield PREFECT_API_URL.value()
+
+
+# Media -------------------------------------------------------------------------------------
+def encode(img: np.ndarray | Image.Image, fmt: str, **kwargs) -> bytes:  # noqa: ANN003
+    im = img if isinstance(img, Image.Image) else Image.fromarray(img)
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def gray_photo(name: str = "camera", size: int | None = None) -> np.ndarray:
+    """A real black-and-white photograph (scikit-image's samples)."""
+    img = getattr(skimage.data, name)()
+    if img.ndim == 3:
+        img = np.asarray(Image.fromarray(img).convert("L"))
+    if size:
+        img = np.asarray(Image.fromarray(img).resize((size, size * img.shape[0] // img.shape[1])))
+    return img
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def huge_png_header(width: int = 60000, height: int = 60000) -> bytes:
+    """A PNG whose header claims width x height pixels, with almost no data behind it."""
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
+
+
+def bad_inputs() -> dict[str, bytes]:
+    """The bad inputs the foundation issue names, each with the error it must produce."""
+    jpeg = encode(gray_photo(size=128), "JPEG")
+    png = encode(gray_photo(size=128), "PNG")
+    frames = [Image.fromarray(gray_photo(size=64)), Image.fromarray(255 - gray_photo(size=64))]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
+    return {
+        "empty.jpg": b"",
+        "truncated.jpg": jpeg[: len(jpeg) // 2],
+        "truncated.png": png[: len(png) // 2],
+        "notes.jpg": b"This is a text file with a .jpg name.\n" * 10,
+        "animated.gif": gif.getvalue(),
+        "huge.png": huge_png_header(),
+    }
+
+
+def tricky_good_inputs() -> dict[str, bytes]:
+    """Inputs that look odd but must work."""
+    g = gray_photo(size=96)
+    pal = Image.fromarray(g).convert("P")
+    cmyk = Image.fromarray(g).convert("CMYK")
+    sixteen = io.BytesIO()
+    tifffile.imwrite(sixteen, g.astype(np.uint16) * 257, compression="zlib")
+    return {
+        "palette-alpha.png": encode(pal, "PNG", transparency=0),
+        "cmyk.jpg": encode(cmyk, "JPEG"),
+        "scan16.tif": sixteen.getvalue(),
+    }
+
+
+def colour_photo_bytes() -> bytes:
+    return encode(skimage.data.astronaut(), "JPEG", quality=90)

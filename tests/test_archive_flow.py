@@ -1,0 +1,184 @@
+"""The archive flow end to end under a real Prefect API: folders and S3, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import boto3
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from colorize_core.archive import JobSettings, plan, process_batch
+from colorize_core.colorizer import Colorizer
+from colorize_core.provenance import Event, Item, Output, ProvenanceStore
+from colorize_core.storage import open_location
+from tests.conftest import SAMPLES, bad_inputs, colour_photo_bytes, tricky_good_inputs
+
+pytestmark = pytest.mark.slow
+HOSTILE_NAME = "<img src=x onerror=alert(1)> & co.png"  # HTML in a file name (no "/" possible)
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    """The sample archive plus every bad and tricky input, and a photo already in colour."""
+    src = tmp_path / "source"
+    shutil.copytree(SAMPLES, src)
+    for name, data in {**bad_inputs(), **tricky_good_inputs()}.items():
+        (src / "odd" / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / "odd" / name).write_bytes(data)
+    (src / "colour" / "astronaut-colour.jpg").parent.mkdir()
+    (src / "colour" / "astronaut-colour.jpg").write_bytes(colour_photo_bytes())
+    shutil.copy(src / "animals" / "chelsea cat.png", src / "animals" / HOSTILE_NAME)
+    return src
+
+
+def run_flow(**kwargs):  # noqa: ANN003, ANN201
+    from flows.archive import colorize_archive
+
+    return colorize_archive(batch_size=4, **kwargs)
+
+
+def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, archive, tmp_path):
+    dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/prov.db"
+    summary = run_flow(source=str(archive), dest=str(dest), db_url=db)
+    good = 5 + 3 + 1  # samples, tricky-but-valid inputs, the hostile file name
+    assert summary["counts"] == {"done": good, "skipped": 1, "failed": len(bad_inputs())}
+    assert summary["status"] == "completed_with_failures"
+
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert manifest["schema"] == "colorize-manifest/1" and manifest["job"]["id"] == summary["job_id"]
+    items = {it["rel_path"]: it for it in manifest["items"]}
+    assert len(items) == good + 1 + len(bad_inputs())
+    assert "empty file" in items["odd/empty.jpg"]["error"]
+    assert "not a recognised image" in items["odd/notes.jpg"]["error"]
+    assert "animated GIF" in items["odd/animated.gif"]["error"]
+    assert items["odd/huge.png"]["error_type"] == "MediaTooLargeError"
+    assert "truncated" in items["odd/truncated.jpg"]["error"]
+    assert items["colour/astronaut-colour.jpg"]["status"] == "skipped"
+    assert "already-colour" in items["colour/astronaut-colour.jpg"]["flags"]
+    # Every done item: output at the same relative path, same size, checksum as recorded.
+    for rel, it in items.items():
+        if it["status"] != "done":
+            continue
+        out = Path(it["colour"]["uri"])
+        assert out.relative_to(dest).as_posix() == rel
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == it["colour"]["sha256"]
+        assert hashlib.sha256((archive / rel).read_bytes()).hexdigest() == it["sha256"]
+        assert Image.open(out).size == Image.open(archive / rel).size
+        assert it["colourfulness"] > 0
+    assert Image.open(dest / "odd/palette-alpha.png").mode == "RGBA"
+    # Originals untouched: nothing written into the source.
+    assert not list(archive.rglob(".colorize-tmp*"))
+    html = (dest / "manifest.html").read_text()
+    assert "<img src=x onerror" not in html and "&lt;img src=x onerror=alert(1)&gt; &amp; co.png" in html
+    assert (dest / "manifests" / summary["job_id"] / "manifest.json").is_file()
+
+    store = ProvenanceStore(db)
+    with store.session() as s:
+        done = s.scalars(select(Item).where(Item.job_id == summary["job_id"], Item.status == "done")).all()
+        assert len(done) == good
+        for it in done:
+            assert len(it.model_sha256) == 64 and it.params["refine"] == "flood" and it.params_key
+            assert {o.kind for o in it.outputs} == {"colour", "thumb-original", "thumb-colour"}
+            assert {e.type for e in it.events} >= {"ingest", "colorize", "refine", "write"}
+        failed = s.scalars(select(Item).where(Item.status == "failed")).all()
+        assert all(f.error and f.error_type for f in failed)
+        job = store.job(summary["job_id"])
+        assert job.flow_run_id and job.software["torch"] and job.finished_at
+
+
+def test_rerun_skips_items_already_done_and_force_never_overwrites(prefect_api, tmp_path):
+    dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/prov.db"
+    first = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db)
+    assert first["counts"] == {"done": 5, "skipped": 0, "failed": 0}
+    before = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file() and "manifest" not in p.name}
+    again = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db)
+    assert again["counts"] == {"done": 0, "skipped": 5, "failed": 0}
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert all(it["colour"] and it["done_in_job"] == first["job_id"] for it in manifest["items"])
+    forced = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db, force=True)
+    assert forced["counts"]["done"] == 5
+    for path, data in before.items():
+        assert path.read_bytes() == data  # nothing overwritten
+    key8 = forced_key = json.loads((dest / "manifest.json").read_text())["job"]["params_key"][:8]
+    assert len(list(dest.rglob(f"*.{key8}.*"))) == 5, forced_key
+    # A different refinement is a different parameter set: done again, beside the others.
+    other = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db, refine="none")
+    assert other["counts"]["done"] == 5
+
+
+def test_interrupted_run_rerun_finishes_the_rest_without_duplicates(prefect_api, tmp_path):
+    dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/prov.db"
+    store = ProvenanceStore(db)
+    settings = JobSettings()
+    colorizer = Colorizer.load()
+    src, dst = open_location(str(SAMPLES)), open_location(str(dest))
+    # A job that crashed after its first batch: two items done, the job left "running".
+    job_id = store.start_job(str(SAMPLES), str(dest), settings.params(colorizer.sha256),
+                             settings.key(colorizer.sha256), "default", colorizer.sha256, {}, None)
+    todo, _ = plan(src, dst, store, job_id, settings, colorizer.sha256)
+    process_batch(todo[:2], src, dst, store, job_id, settings, colorizer)
+    summary = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db)
+    assert summary["counts"] == {"done": 3, "skipped": 2, "failed": 0}
+    with store.session() as s:
+        per_source = s.execute(select(Item.source_uri, func.count()).where(Item.status == "done")
+                               .group_by(Item.source_uri)).all()
+        assert len(per_source) == 5 and all(n == 1 for _, n in per_source)
+    outputs = [p for p in dest.rglob("*") if p.is_file() and "manifest" not in str(p.relative_to(dest))]
+    assert len(outputs) == 5
+
+
+def test_retried_batch_does_not_record_items_twice(tmp_path):
+    db = f"sqlite:///{tmp_path}/prov.db"
+    store, settings, colorizer = ProvenanceStore(db), JobSettings(), Colorizer.load()
+    src, dst = open_location(str(SAMPLES)), open_location(str(tmp_path / "dest"))
+    job_id = store.start_job("s", "d", {}, "k", "default", colorizer.sha256, {}, None)
+    todo, _ = plan(src, dst, store, job_id, settings, colorizer.sha256)
+    first = process_batch(todo, src, dst, store, job_id, settings, colorizer)
+    retry = process_batch(todo, src, dst, store, job_id, settings, colorizer)
+    assert len(first) == 5 and retry == []
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Item).where(Item.job_id == job_id)) == 5
+
+
+def test_s3_to_s3_with_postgresql_keeps_layout_and_refuses_dotdot_keys(prefect_api, s3_endpoint, bucket, pg_url):
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    keys = {"scans/box 1/ünïcode portrait.jpg": (SAMPLES / "portraits/astronaut.jpg").read_bytes(),
+            "scans/box 2/deep/coffee.tif": (SAMPLES / "still-life/coffee-16bit.tif").read_bytes(),
+            "scans/../../escape.jpg": (SAMPLES / "portraits/astronaut.jpg").read_bytes(),
+            "scans/bad/empty.jpg": b""}
+    for k, v in keys.items():
+        client.put_object(Bucket=bucket, Key=k, Body=v)
+    summary = run_flow(source=f"s3://{bucket}/scans", dest=f"s3://{bucket}/colour/run1", db_url=pg_url)
+    assert summary["counts"] == {"done": 2, "skipped": 0, "failed": 2}
+    written = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    outside = [k for k in written if not k.startswith(("scans/", "colour/run1/"))]
+    assert outside == []
+    assert "colour/run1/box 1/ünïcode portrait.jpg" in written
+    assert "colour/run1/box 2/deep/coffee.tif" in written
+    assert "colour/run1/manifest.json" in written and "colour/run1/manifest.html" in written
+    manifest = json.loads(client.get_object(Bucket=bucket, Key="colour/run1/manifest.json")["Body"].read())
+    errors = {it["rel_path"]: it for it in manifest["items"] if it["status"] == "failed"}
+    assert errors["../../escape.jpg"]["error_type"] == "UnsafePathError"
+    assert errors["bad/empty.jpg"]["error_type"] == "CorruptMediaError"
+    with ProvenanceStore(pg_url).session() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 4
+        assert s.scalar(select(func.count()).select_from(Output).where(Output.kind == "colour")) == 2
+        assert s.scalar(select(func.count()).select_from(Event)) > 8
+    again = run_flow(source=f"s3://{bucket}/scans", dest=f"s3://{bucket}/colour/run1", db_url=pg_url)
+    assert again["counts"] == {"done": 0, "skipped": 2, "failed": 2}
+
+
+def test_include_colour_colorizes_colour_inputs_from_their_l(prefect_api, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "colour.jpg").write_bytes(colour_photo_bytes())
+    summary = run_flow(source=str(src), dest=str(tmp_path / "d"), db_url=f"sqlite:///{tmp_path}/p.db",
+                       include_colour=True)
+    assert summary["counts"]["done"] == 1
+    item = json.loads((tmp_path / "d" / "manifest.json").read_text())["items"][0]
+    assert item["status"] == "done" and "already-colour" in item["flags"]

@@ -1,0 +1,84 @@
+"""The ``colorize`` command as a subprocess: outputs and exit statuses (0 ok, 1 items failed, 2 usage)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import SAMPLES, bad_inputs, colour_photo_bytes
+
+pytestmark = pytest.mark.slow
+COLORIZE = [sys.executable, "-m", "colorize_cli.main"]
+
+
+def colorize(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*COLORIZE, *args], capture_output=True, text=True, timeout=300, cwd=cwd,
+                          env={**os.environ, **(env or {})})
+
+
+def test_image_colorizes_and_keeps_size(tmp_path):
+    out = tmp_path / "out" / "astronaut.png"
+    r = colorize("image", str(SAMPLES / "portraits/astronaut.jpg"), str(out))
+    assert r.returncode == 0, r.stderr
+    im = Image.open(out)
+    assert im.mode == "RGB" and im.size == Image.open(SAMPLES / "portraits/astronaut.jpg").size[::-1]
+    assert b"compositeWithTrainedAlgorithmicMedia" in im.info["xmp"]
+    r = colorize("image", str(SAMPLES / "portraits/astronaut.jpg"), str(out))  # OUT exists
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    r = colorize("image", "--refine", "none", "--overwrite", str(SAMPLES / "portraits/astronaut.jpg"), str(out))
+    assert r.returncode == 0, r.stderr
+
+
+def test_image_failures_and_usage_errors_have_distinct_statuses(tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_bytes(bad_inputs()["notes.jpg"])
+    r = colorize("image", str(bad), str(tmp_path / "o.jpg"))
+    assert r.returncode == 1 and "not a recognised image" in r.stderr
+    colour = tmp_path / "colour.jpg"
+    colour.write_bytes(colour_photo_bytes())
+    r = colorize("image", str(colour), str(tmp_path / "c.jpg"))
+    assert r.returncode == 1 and "already in colour" in r.stderr
+    assert colorize("image", "--include-colour", str(colour), str(tmp_path / "c.jpg")).returncode == 0
+    r = colorize("image", str(SAMPLES / "portraits/astronaut.jpg"), str(tmp_path / "o.bmp"))
+    assert r.returncode == 2 and "OUT must end in" in r.stderr
+    r = colorize("image", "--model", "nope", str(SAMPLES / "portraits/astronaut.jpg"), str(tmp_path / "o.jpg"))
+    assert r.returncode == 2 and "unknown model" in r.stderr
+    assert colorize("image", "--refine", "magic", "a.jpg", "b.jpg").returncode == 2
+
+
+def test_run_exit_status_is_1_when_some_items_failed(prefect_api, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(SAMPLES / "animals", src)
+    (src / "broken.jpg").write_bytes(bad_inputs()["truncated.jpg"])
+    r = colorize("run", str(src), str(tmp_path / "dest"), "--db", f"sqlite:///{tmp_path}/p.db", "--json",
+                 env={"PREFECT_API_URL": prefect_api})
+    assert r.returncode == 1, r.stderr
+    summary = json.loads(r.stdout[r.stdout.index("{"):])
+    assert summary["counts"] == {"done": 2, "skipped": 0, "failed": 1}
+
+
+def test_run_usage_errors(prefect_api, tmp_path):
+    r = colorize("run", str(tmp_path / "missing"), str(tmp_path / "d"), env={"PREFECT_API_URL": prefect_api})
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = colorize("run", "ftp://x/y", str(tmp_path / "d"), env={"PREFECT_API_URL": prefect_api})
+    assert r.returncode == 2 and "scheme" in r.stderr
+
+
+def test_sample_command_runs_on_prefects_ephemeral_api_with_embedded_defaults(tmp_path):
+    """README's first command: defaults only (SQLite under ./var, ephemeral Prefect API)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "COLORIZE_"))}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    r = subprocess.run([*COLORIZE, "run", str(SAMPLES), "var/colour"], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "5 done, 0 skipped, 0 failed" in r.stdout
+    assert (tmp_path / "var" / "provenance.db").is_file()
+    assert (tmp_path / "var" / "colour" / "manifest.html").is_file()
+    assert (tmp_path / "var" / "colour" / "portraits" / "astronaut.jpg").is_file()

@@ -1,0 +1,140 @@
+"""Photo decoding/encoding: formats, bit depths, metadata carried over, labelling, bad input."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageCms
+
+from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
+from colorize_core.images import DIGITAL_SOURCE_TYPE, adapt_to_format, decode_photo, encode_photo, xmp_packet
+from tests.conftest import bad_inputs, encode, gray_photo, huge_png_header, tricky_good_inputs
+
+XMP = xmp_packet("a" * 64, "default", "b" * 64)
+
+
+def colourise(p) -> np.ndarray:  # noqa: ANN001 - a stand-in colour rendition of the photo's size
+    rgb = np.dstack([p.pixels] * 3) if p.pixels.ndim == 2 else p.pixels.copy()
+    rgb[..., 0] //= 2
+    return rgb
+
+
+def test_jpeg_keeps_icc_exif_and_is_labelled_as_algorithmic():
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    im = Image.fromarray(np.dstack([gray_photo(size=80)] * 3))
+    exif = im.getexif()
+    exif[0x010F] = "ScanCo"  # Make
+    exif[0x0132] = "2024:01:02 03:04:05"
+    p = decode_photo(encode(im, "JPEG", icc_profile=srgb, exif=exif.tobytes()))
+    out = Image.open(io.BytesIO(encode_photo(colourise(p), p, XMP)))
+    assert out.info["icc_profile"] == srgb
+    assert out.getexif()[0x010F] == "ScanCo"
+    assert DIGITAL_SOURCE_TYPE.encode() in out.info["xmp"]
+    assert b"urn:sha256:" + b"a" * 64 in out.info["xmp"]
+
+
+def test_exif_orientation_is_applied_and_reset():
+    g = gray_photo("coffee", size=90)  # wider than tall
+    im = Image.fromarray(g)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    p = decode_photo(encode(im, "JPEG", exif=exif.tobytes()))
+    assert p.pixels.shape == (g.shape[1], g.shape[0])  # rotated upright
+    out = Image.open(io.BytesIO(encode_photo(colourise(p), p, XMP)))
+    assert out.getexif().get(0x0112) == 1 and out.size == (g.shape[0], g.shape[1])
+
+
+def test_16bit_rgb_tiff_stays_16bit_with_its_compression_and_tags():
+    rng = np.random.default_rng(0)
+    arr = (rng.random((40, 60, 3)) * 65535).astype(np.uint16)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, photometric="rgb", compression="lzw", resolution=(1200, 1200),
+                     description="Plate 12", extratags=[(315, 2, 0, "A. Photographer", True)])
+    p = decode_photo(buf.getvalue())
+    assert p.pixels.dtype == np.uint16 and p.bit_depth == 16
+    data = encode_photo(p.pixels, p, XMP)
+    with tifffile.TiffFile(io.BytesIO(data)) as t:
+        page = t.pages[0]
+        assert page.dtype == np.uint16 and page.shape == (40, 60, 3)
+        assert page.compression.name == "LZW"
+        assert page.tags["Artist"].value == "A. Photographer"
+        assert "Plate 12" in page.tags["ImageDescription"].value
+        assert DIGITAL_SOURCE_TYPE.encode() in bytes(page.tags[700].value)
+        np.testing.assert_array_equal(page.asarray(), arr)
+
+
+def test_16bit_png_and_gray_tiff_and_webp_round_trip():
+    import cv2
+
+    rgb16 = (np.random.default_rng(0).random((30, 40, 3)) * 65535).astype(np.uint16)
+    ok, png16 = cv2.imencode(".png", rgb16[..., ::-1])
+    p = decode_photo(png16.tobytes())
+    assert p.pixels.dtype == np.uint16 and p.channels == "rgb"
+    np.testing.assert_array_equal(p.pixels, rgb16)
+    q = decode_photo(encode_photo(p.pixels, p, XMP))
+    np.testing.assert_array_equal(q.pixels, rgb16)
+    web = decode_photo(encode(gray_photo(size=64), "WEBP"))
+    assert web.format == "WEBP" and decode_photo(encode_photo(colourise(web), web, XMP)).format == "WEBP"
+
+
+def test_palette_png_with_alpha_keeps_its_alpha():
+    p = decode_photo(tricky_good_inputs()["palette-alpha.png"])
+    assert p.alpha is not None and p.alpha.min() == 0
+    out = Image.open(io.BytesIO(encode_photo(colourise(p), p, XMP)))
+    assert out.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(out)[..., 3], p.alpha)
+
+
+def test_cmyk_jpeg_is_converted_with_a_note():
+    p = decode_photo(tricky_good_inputs()["cmyk.jpg"])
+    assert p.channels == "rgb" and any("CMYK" in n for n in p.notes)
+
+
+def test_gray_icc_profile_is_not_put_on_a_colour_output():
+    gray_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # not an RGB space
+    p = decode_photo(encode(gray_photo(size=40), "PNG", icc_profile=gray_icc))
+    assert p.icc is None and any("ICC" in n for n in p.notes)
+
+
+@pytest.mark.parametrize("name,error,text", [
+    ("empty.jpg", CorruptMediaError, "empty file"),
+    ("truncated.jpg", CorruptMediaError, "truncated"),
+    ("truncated.png", CorruptMediaError, "corrupt"),
+    ("notes.jpg", CorruptMediaError, "not a recognised image"),
+    ("animated.gif", UnsupportedMediaError, "animated GIF"),
+    ("huge.png", MediaTooLargeError, "refused before decoding"),
+])
+def test_bad_inputs_raise_typed_errors_with_clear_messages(name, error, text):
+    with pytest.raises(error, match=text):
+        decode_photo(bad_inputs()[name])
+
+
+def test_huge_header_is_refused_without_allocating_pixels():
+    import tracemalloc
+
+    tracemalloc.start()
+    with pytest.raises(MediaTooLargeError):
+        decode_photo(huge_png_header(60000, 60000))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 50_000_000
+
+
+def test_multi_page_tiff_is_refused():
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tw:
+        tw.write(gray_photo(size=32))
+        tw.write(gray_photo(size=32))
+    with pytest.raises(UnsupportedMediaError, match="multi-page"):
+        decode_photo(buf.getvalue())
+
+
+def test_adapt_to_format_downconverts_16bit_for_jpeg():
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, gray_photo(size=32).astype(np.uint16) * 257)
+    p = decode_photo(buf.getvalue())
+    adapt_to_format(p, "JPEG")
+    assert p.pixels.dtype == np.uint8 and p.format == "JPEG" and any("8-bit" in n for n in p.notes)

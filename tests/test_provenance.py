@@ -1,0 +1,57 @@
+"""Provenance database on SQLite and on a real PostgreSQL: migrations, records, look-ups."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, text
+
+from colorize_core.errors import ProvenanceError
+from colorize_core.provenance import Event, Item, Output, ProvenanceStore, normalise_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path) -> ProvenanceStore:  # noqa: ANN001
+    if request.param == "sqlite":
+        return ProvenanceStore(f"sqlite:///{tmp_path}/sub/dir/prov.db")
+    return ProvenanceStore(request.getfixturevalue("pg_url"))
+
+
+def _item(job_id: str, **kw) -> Item:  # noqa: ANN003
+    base = dict(job_id=job_id, source_uri="s3://b/a.jpg", rel_path="a.jpg", dest="s3://b/out", size=10,
+                version_tag="etag1", sha256="f" * 64, status="done", params={"refine": "flood"},
+                params_key="k1", model_name="default", model_sha256="m" * 64)
+    return Item(**{**base, **kw})
+
+
+def test_migrations_create_the_schema_at_head(store):
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"jobs", "items", "outputs", "events", "alembic_version"} <= tables
+    with store.engine.connect() as c:
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0001"
+    ProvenanceStore(store.url)  # opening again is a no-op migration
+
+
+def test_items_outputs_and_events_are_recorded_and_found(store):
+    job = store.start_job("s3://b", "s3://b/out", {"refine": "flood"}, "k1", "default", "m" * 64,
+                          {"colorize": "0.1.0"}, "flow-run-1")
+    item_id = store.add_item(_item(job), [Output(kind="colour", uri="s3://b/out/a.jpg", sha256="e" * 64, size=5)],
+                             [Event(type="ingest", outcome="success", agent="colorize 0.1.0")])
+    found = store.find_done("s3://b/a.jpg", "s3://b/out", "k1", size=10, version_tag="etag1")
+    assert found is not None and found.id == item_id
+    assert store.find_done("s3://b/a.jpg", "s3://b/out", "k1", size=10, version_tag="etag2") is None
+    assert store.find_done("s3://b/a.jpg", "s3://b/out", "k2", size=10, version_tag="etag1") is None
+    assert store.find_done("s3://b/a.jpg", "s3://b/out", "k1", sha256="f" * 64).id == item_id
+    job2 = store.start_job("s3://b", "s3://b/out", {}, "k1", "default", "m" * 64, {}, None)
+    store.add_item(_item(job2, status="skipped", previous_item_id=item_id, reason="already done"))
+    rows = store.job_items(job2)
+    assert rows[0]["outputs"][0]["uri"] == "s3://b/out/a.jpg" and rows[0]["done_in_job"] == job
+    assert store.recorded_in_job(job2, ["s3://b/a.jpg", "s3://b/other.jpg"]) == {"s3://b/a.jpg"}
+    store.finish_job(job, "completed")
+    assert store.job(job).status == "completed" and store.job(job).finished_at is not None
+
+
+def test_urls_are_normalised_and_bad_databases_reported(tmp_path):
+    assert normalise_url("postgresql://u@h/db").startswith("postgresql+psycopg://")
+    assert normalise_url(str(tmp_path / "x.db")) == f"sqlite:///{tmp_path}/x.db"
+    with pytest.raises(ProvenanceError, match="cannot open provenance database"):
+        ProvenanceStore("postgresql://nobody@127.0.0.1:1/none")

@@ -1,0 +1,71 @@
+"""Storage by URI against a real local folder and a real S3 endpoint over HTTP."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from colorize_core.errors import StorageError, UnsafePathError
+from colorize_core.storage import LocalLocation, S3Location, check_rel, open_location
+
+
+@pytest.mark.parametrize("rel", ["../x.jpg", "a/../../x.jpg", "a//b.jpg", "/abs.jpg", "./a.jpg", "a/./b.jpg", ""])
+def test_unsafe_relative_paths_are_refused(rel):
+    with pytest.raises(UnsafePathError):
+        check_rel(rel)
+
+
+def test_open_location_understands_folders_file_uris_and_s3(tmp_path):
+    assert isinstance(open_location(str(tmp_path)), LocalLocation)
+    assert open_location(f"file://{tmp_path}").uri == str(tmp_path)
+    s3 = open_location("s3://bucket/some/prefix/")
+    assert isinstance(s3, S3Location) and s3.prefix == "some/prefix/" and s3.uri == "s3://bucket/some/prefix"
+    with pytest.raises(StorageError, match="scheme"):
+        open_location("ftp://host/x")
+    with pytest.raises(StorageError, match="bucket"):
+        open_location("s3:///x")
+
+
+def test_local_writes_are_atomic_and_never_clobber(tmp_path):
+    loc = LocalLocation(tmp_path)
+    loc.write_new("a/b/c.jpg", b"one")
+    with pytest.raises(FileExistsError):
+        loc.write_new("a/b/c.jpg", b"two")
+    assert (tmp_path / "a/b/c.jpg").read_bytes() == b"one"
+    assert not [p for p in (tmp_path / "a/b").iterdir() if p.name.startswith(".colorize-tmp")]
+
+
+def test_local_listing_is_recursive_sorted_skips_hidden_and_the_destination(tmp_path):
+    for rel in ("b.jpg", "a/x y.png", "a/ü.tif", ".hidden.jpg", "out/done.jpg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    listed = [e.rel for e in LocalLocation(tmp_path).list(exclude=LocalLocation(tmp_path / "out"))]
+    assert listed == ["b.jpg", "a/x y.png", "a/ü.tif"] or sorted(listed) == ["a/x y.png", "a/ü.tif", "b.jpg"]
+    with pytest.raises(StorageError, match="does not exist"):
+        list(LocalLocation(tmp_path / "missing").list())
+
+
+def test_s3_listing_is_paginated_and_keeps_nested_layout(s3_endpoint, bucket):
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    keys = [f"scans/box{i // 400}/img {i:04d}.jpg" for i in range(1005)] + ["scans/ünï/cödé.png", "other/x.jpg"]
+    for k in keys:
+        client.put_object(Bucket=bucket, Key=k, Body=b"x")
+    entries = list(open_location(f"s3://{bucket}/scans").list())
+    assert len(entries) == 1006  # more than one page of 1000
+    rels = {e.rel for e in entries}
+    assert "box2/img 1004.jpg" in rels and "ünï/cödé.png" in rels
+    assert all(e.version for e in entries)
+
+
+def test_s3_writes_never_clobber_and_read_back(s3_endpoint, bucket):
+    loc = open_location(f"s3://{bucket}/out")
+    loc.write_new("a b/ü.jpg", b"one", "image/jpeg")
+    with pytest.raises(FileExistsError):
+        loc.write_new("a b/ü.jpg", b"two")
+    assert loc.read("a b/ü.jpg") == b"one" and loc.exists("a b/ü.jpg") and not loc.exists("nope.jpg")
+    assert loc.uri_of("a b/ü.jpg") == f"s3://{bucket}/out/a b/ü.jpg"
+
+
+def test_s3_errors_are_storage_errors(s3_endpoint):
+    with pytest.raises(StorageError):
+        list(open_location("s3://no-such-bucket-here/x").list())
