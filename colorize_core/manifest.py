@@ -25,7 +25,7 @@ from colorize_core.storage import Location
 SCHEMA = "colorize-manifest/1"
 _ITEM_FIELDS = ("rel_path", "source_uri", "status", "reason", "error_type", "error", "sha256", "size",
                 "media_type", "format", "width", "height", "channels", "bit_depth", "flags", "notes",
-                "colourfulness", "chroma_spread", "params_key")
+                "colourfulness", "chroma_spread", "params", "params_key", "model_name", "model_sha256")
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=True, undefined=jinja2.StrictUndefined)
 

@@ -73,6 +73,7 @@ def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, arc
     assert Image.open(dest / "odd/palette-alpha.png").mode == "RGBA"
     # Originals untouched: nothing written into the source.
     assert not list(archive.rglob(".colorize-tmp*"))
+    assert items["portraits/astronaut.jpg"]["params"]["refine"] == "flood"
     html = (dest / "manifest.html").read_text()
     assert "<img src=x onerror" not in html and "&lt;img src=x onerror=alert(1)&gt; &amp; co.png" in html
     assert (dest / "manifests" / summary["job_id"] / "manifest.json").is_file()
@@ -89,6 +90,17 @@ def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, arc
         assert all(f.error and f.error_type for f in failed)
         job = store.job(summary["job_id"])
         assert job.flow_run_id and job.software["torch"] and job.finished_at
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[job.flow_run_id])))
+    kinds = {a.key: a for a in arts}
+    assert kinds["colorize-archive-summary"].type == "table"
+    assert summary["job_id"] in str(kinds["colorize-archive-summary"].data)
+    assert f"manifests/{summary['job_id']}/manifest.html" in str(kinds["colorize-archive-manifest"].data)
 
 
 def test_rerun_skips_items_already_done_and_force_never_overwrites(prefect_api, tmp_path):
