@@ -4,9 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup sample test bench clean
+.PHONY: setup system-deps sample test bench clean
 
-setup: $(VENV)/.installed
+setup: system-deps $(VENV)/.installed
+
+system-deps:  ## ffmpeg/ffprobe for film (Debian's 5.1: libx264, FFV1, ProRes, AAC)
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

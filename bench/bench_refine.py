@@ -17,7 +17,7 @@ import skimage.data
 
 from colorize_core import Colorizer
 from colorize_core.color import luminance
-from colorize_core.refine import FloodParams, flood_regions, normalise_l, refine_flood
+from colorize_core.refine import FloodParams, flood_regions, l_scale, refine_flood
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
             refine_flood(lum, ab)
             times.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
-            _, count = flood_regions(normalise_l(lum), FloodParams().threshold)
+            _, count = flood_regions(lum, FloodParams().threshold / l_scale(lum)[1])
             ltimes.append((time.perf_counter() - t0) * 1000)
         all_ms += times
         label_ms += ltimes

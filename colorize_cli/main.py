@@ -27,7 +27,7 @@ class ItemFailed(click.ClickException):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="colorize-archive")
 def cli() -> None:
-    """Batch colorization of black-and-white photographs for archives."""
+    """Batch colorization of black-and-white photographs and film for archives."""
 
 
 @cli.command()
@@ -88,6 +88,58 @@ def image(in_path: Path, out_path: Path, model: str, refine: str, include_colour
 
 
 @cli.command()
+@click.argument("in_path", metavar="IN", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("out_path", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", default=_settings.model, show_default=True, help="Model name or path to a .pt weights file.")
+@click.option("--temporal/--no-temporal", default=True, show_default=True,
+              help="Temporal ab smoothing within shots (optical flow, reset at cuts).")
+@click.option("--refine", type=REFINE_CHOICES, default="none", show_default=True,
+              help="Flood-fill refinement per frame.")
+@click.option("--batch-size", type=click.IntRange(1, 256), default=_settings.batch_size, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (refused otherwise).")
+@click.option("--device", default=_settings.device, show_default=True)
+@click.option("--flicker", is_flag=True, help="Measure the warping error (flicker) before and after smoothing.")
+def video(in_path: Path, out_path: Path, model: str, temporal: bool, refine: str, batch_size: int,
+          overwrite: bool, device: str, flicker: bool) -> None:
+    """Colorize the film IN into OUT: .mkv an FFV1 archival master, .mp4 an H.264 access copy,
+    .mov ProRes 422 HQ. Frame count, frame rate and every audio stream (copied) are kept."""
+    from colorize_core import ColorizeError, Colorizer, ModelError
+    from colorize_core.film import RENDITIONS, probe
+    from colorize_core.film_pipeline import colorize_film
+    from colorize_core.weights import resolve
+
+    if out_path.suffix.lower() not in RENDITIONS:
+        raise click.UsageError(f"OUT must end in one of {', '.join(RENDITIONS)}")
+    if out_path.exists() and not overwrite:
+        raise click.UsageError(f"{out_path} exists; pass --overwrite to replace it")
+    if not in_path.is_file():
+        raise click.UsageError(f"{in_path} is not a file")
+    try:
+        resolve(model)
+    except ModelError as exc:
+        raise click.UsageError(str(exc)) from exc
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    target = out_path.with_name(f".{out_path.stem}.colorize-new{out_path.suffix}") if out_path.exists() else out_path
+    try:
+        info = probe(in_path, _settings.max_pixels)
+        colorizer = Colorizer.load(model, device=device)
+        with click.progressbar(length=info.frames, label=f"{in_path.name}", file=sys.stderr) as bar:
+            result = colorize_film(info, [target], colorizer, temporal=temporal, refine_method=refine,
+                                   batch_size=batch_size, measure_flicker=flicker,
+                                   on_frame=lambda n: bar.update(n - bar.pos))
+    except ColorizeError as exc:
+        raise ItemFailed(f"{in_path}: {exc}") from exc
+    if target != out_path:
+        os.replace(target, out_path)
+    for flag in result.flags:
+        click.echo(f"note: {flag}", err=True)
+    line = f"{out_path} ({result.frames} frames, {len(result.cuts)} cuts, {result.frames / result.seconds:.1f} frames/s)"
+    if flicker:
+        line += f"; warping error {result.warping_error_unsmoothed:.5f} -> {result.warping_error:.5f}"
+    click.echo(line)
+
+
+@cli.command()
 @click.argument("source")
 @click.argument("dest")
 @click.option("--db", "db_url", default=_settings.db_url, show_default=True,
@@ -105,13 +157,15 @@ def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size
         include_colour: bool, work_size: int, device: str, s3_endpoint: str | None, as_json: bool) -> None:
     """Run the archive flow: colorize the photos under SOURCE into DEST (folders, file:// or s3://)."""
     from colorize_core import ColorizeError
+    from colorize_core.archive import check_locations
     from colorize_core.storage import open_location
 
     from colorize_core.weights import resolve
 
     try:
-        open_location(source, s3_endpoint).check()
-        open_location(dest, s3_endpoint)
+        src = open_location(source, s3_endpoint)
+        src.check()
+        check_locations(src, open_location(dest, s3_endpoint))
         resolve(model)
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -24,7 +24,7 @@ import numpy as np
 from colorize_core import __version__
 from colorize_core.color import chroma_spread, lab_to_rgb, luminance
 from colorize_core.colorizer import Colorizer
-from colorize_core.errors import ColorizeError, UnsupportedMediaError
+from colorize_core.errors import ColorizeError, UnsafePathError, UnsupportedMediaError
 from colorize_core.images import FORMATS, Photo, decode_photo, encode_photo, thumbnail_jpeg, xmp_packet
 from colorize_core.metrics import colourfulness
 from colorize_core.provenance import Event, Item, Output, ProvenanceStore, utcnow
@@ -62,6 +62,12 @@ class JobSettings:
 
     def key(self, model_sha256: str) -> str:
         return hashlib.sha256(json.dumps(self.params(model_sha256), sort_keys=True).encode()).hexdigest()
+
+
+def check_locations(source: Location, dest: Location) -> None:
+    """Refuse a destination that is the source itself (outputs would mix with originals)."""
+    if source.uri.rstrip("/") == dest.uri.rstrip("/"):
+        raise UnsafePathError(f"the destination {dest.uri} is the source: choose another folder or prefix")
 
 
 def software_versions() -> dict[str, str]:
@@ -145,6 +151,7 @@ class _Work:
     spread: float | None = None
     flags: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    stage: str = "ingest"  # ingest -> validate -> colorize -> write: where a failure happened
 
 
 def process_batch(entries: list[Entry], source: Location, dest: Location, store: ProvenanceStore, job_id: str,
@@ -171,7 +178,7 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
                     colourfulness=colour, chroma_spread=w.spread, previous_item_id=prev.id if prev else None,
                     finished_at=utcnow())
         if error is not None:
-            w.events.append(Event(type="colorize", outcome="failure", agent=agent,
+            w.events.append(Event(type=w.stage, outcome="failure", agent=agent,
                                   detail={"error_type": type(error).__name__, "error": str(error)}))
         store.add_item(item, outputs, w.events)
         out_uri = next((o.uri for o in outputs if o.kind == "colour"), None)
@@ -194,7 +201,9 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
                 if prev is not None:
                     record(w, "skipped", reason=f"already done in job {prev.job_id} (same content)", prev=prev)
                     continue
+            w.stage = "validate"
             w.photo = decode_photo(w.data, settings.max_pixels)
+            w.data = b""  # decoded: the bytes are no longer needed
             w.spread = chroma_spread(w.photo.pixels)
             if w.spread > settings.colour_threshold:
                 w.flags.append("already-colour")
@@ -237,6 +246,7 @@ def render_photo(photo: Photo, lum: np.ndarray, ab: np.ndarray, settings: JobSet
 def _finish(w: _Work, lum: np.ndarray, ab: np.ndarray, dest: Location, settings: JobSettings,
             colorizer: Colorizer, key: str, agent: str, model_agent: str, record: Callable[..., None]) -> None:
     photo = w.photo
+    w.stage = "colorize"
     w.events.append(Event(type="colorize", outcome="success", agent=model_agent,
                           detail={"work_size": settings.work_size, "device": str(colorizer.device)}))
     rgb, data = render_photo(photo, lum, ab, settings, colorizer, w.sha256)
@@ -244,6 +254,7 @@ def _finish(w: _Work, lum: np.ndarray, ab: np.ndarray, dest: Location, settings:
         w.events.append(Event(type="refine", outcome="success", agent=agent,
                               detail={"method": settings.refine, "params": settings.refine_params}))
     out_sha = hashlib.sha256(data).hexdigest()
+    w.stage = "write"
     for _ in range(5):  # another writer may take the name between the check and the write
         rel = output_rel(w.entry.rel, photo, key, dest.exists)
         try:

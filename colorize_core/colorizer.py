@@ -79,16 +79,19 @@ class Colorizer:
         return cv2.copyMakeBorder(small, 0, s - nh, 0, s - nw, mode), (nh, nw)
 
     @torch.inference_mode()
-    def predict_ab(self, lums: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """ab (HxWx2 float32, full size) for each L (HxW float32, 0-100), as one batch."""
+    def predict_ab_small(self, lums: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(L, ab) at the model's working size (aspect kept) for each full-size L, as one batch."""
         if not lums:
             return []
         works, sizes = zip(*(self._to_work(lum) for lum in lums))
         x = torch.from_numpy(np.stack(works)[:, None] / np.float32(100.0)).to(self.device)
         x = x.half() if self.half else x.contiguous(memory_format=torch.channels_last)
         ab = self.net(x).float().permute(0, 2, 3, 1).cpu().numpy()
-        return [resize_ab(np.ascontiguousarray(ab[i, :nh, :nw]), *lum.shape)
-                for i, (lum, (nh, nw)) in enumerate(zip(lums, sizes))]
+        return [(works[i][:nh, :nw], np.ascontiguousarray(ab[i, :nh, :nw])) for i, (nh, nw) in enumerate(sizes)]
+
+    def predict_ab(self, lums: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """ab (HxWx2 float32, full size) for each L (HxW float32, 0-100), as one batch."""
+        return [resize_ab(ab, *lum.shape) for lum, (_, ab) in zip(lums, self.predict_ab_small(lums))]
 
     # Image side ---------------------------------------------------------------------------
     def colorize_batch(self, images: Sequence[np.ndarray], refine_method: str = "none",

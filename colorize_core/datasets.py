@@ -52,8 +52,12 @@ def _sha256(data: bytes) -> str:
 
 def _dep5_licences(copyright_text: str) -> list[tuple[str, str]]:
     """(files glob, licence) pairs of a machine-readable Debian copyright file."""
-    pairs, files = [], None
+    pairs, files, field = [], None, None
     for line in copyright_text.splitlines():
+        if line[:1].isspace() and field == "Files":  # a continuation line of a multi-line Files field
+            files = f"{files} {line.strip()}"
+            continue
+        field = line.split(":", 1)[0] if ":" in line and not line[:1].isspace() else field
         if line.startswith("Files:"):
             files = line.split(":", 1)[1].strip()
         elif line.startswith("License:") and files is not None:

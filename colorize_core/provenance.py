@@ -1,10 +1,10 @@
 """Provenance database (SQLAlchemy 2; SQLite by default, PostgreSQL by URL), in PREMIS terms.
 
 Jobs are runs of the archive flow; items are the input objects a job saw; outputs are the
-renditions (and review thumbnails) written for an item; events are what happened to an
-item (ingest, fixity, colorize, refine, write) with the agent that did it. Every item row
-carries the input's sha256, the model's name and sha256, the full parameter set and its key,
-times, outcome and error. The schema is migrated with Alembic on open.
+renditions (and review thumbnails) written for an item; events are what happened to an item
+(ingest with its sha256 fixity value, validate, colorize, refine, write, skip) with the agent
+that did it. Every item row carries the input's sha256, the model's name and sha256, the full
+parameter set and its key, times, outcome and error. The schema is migrated with Alembic on open.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class Event(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
     item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
-    type: Mapped[str] = mapped_column(String(32))     # ingest | fixity | colorize | refine | write | skip
+    type: Mapped[str] = mapped_column(String(32))     # ingest | validate | colorize | refine | write | skip
     outcome: Mapped[str] = mapped_column(String(16))  # success | failure
     agent: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

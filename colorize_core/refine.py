@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import threading
+
 import cv2
 import numpy as np
 
@@ -29,40 +31,58 @@ class FloodParams:
     max_l_std: float = 12.0    # regions whose L spreads more than this are texture: left alone
     max_ab_spread: float = 14.0  # regions where the model sees several colours: left alone
     strength: float = 1.0      # 1: replace ab by the region's; 0: no change
-    stats_step: int = 2        # region statistics on every n-th pixel in each direction
+    stats_step: int = 4        # region statistics on every n-th pixel each way (an eligible region
+                               # of 0.05 % of a 1080p image still has ~65 samples)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def normalise_l(lum: np.ndarray, step: int = 4) -> np.ndarray:
-    """Stretch L so its 1st..99th percentiles span 0..100 (percentiles on a subsample)."""
+def l_scale(lum: np.ndarray, step: int = 4) -> tuple[float, float]:
+    """(offset, scale) that stretch L's 1st..99th percentiles to 0..100 (on a subsample)."""
     lo, hi = np.percentile(lum[::step, ::step], (1.0, 99.0))
-    scale = np.float32(100.0 / max(float(hi - lo), 1e-3))
-    return (lum - np.float32(lo)) * scale
+    return float(lo), 100.0 / max(float(hi - lo), 1e-3)
+
+
+_buffers = threading.local()
+
+
+def _lattice(h: int, w: int) -> np.ndarray:
+    """A per-thread (2h-1)x(2w-1) lattice whose pixel cells are 1 and corner cells 0; only the
+    edge cells change between calls, so frames of one size reuse it."""
+    lat = getattr(_buffers, "lattice", None)
+    if lat is None or lat.shape != (2 * h - 1, 2 * w - 1):
+        lat = np.zeros((2 * h - 1, 2 * w - 1), np.uint8)
+        lat[::2, ::2] = 1
+        _buffers.lattice = lat
+    return lat
 
 
 def flood_regions(lum: np.ndarray, threshold: float = 3.0) -> tuple[np.ndarray, int]:
-    """Label the regions of L (already normalised); returns (int32 labels HxW, count)."""
+    """Label the regions of L where 4-neighbours differ by at most ``threshold`` (in L's own
+    units); returns (int32 labels HxW numbered from 0, count)."""
     h, w = lum.shape
-    lattice = np.zeros((2 * h - 1, 2 * w - 1), np.uint8)
-    lattice[::2, ::2] = 1
-    lattice[::2, 1::2] = cv2.absdiff(lum[:, 1:], lum[:, :-1]) <= threshold
-    lattice[1::2, ::2] = cv2.absdiff(lum[1:, :], lum[:-1, :]) <= threshold
-    count, labels = cv2.connectedComponents(lattice, connectivity=4, ltype=cv2.CV_32S)
-    # Label 0 is the lattice background (the odd/odd cells); pixels are labelled 1..count-1.
+    lum = np.ascontiguousarray(lum, dtype=np.float32)
+    lat = _lattice(h, w)
+    if w > 1:
+        np.less_equal(cv2.absdiff(lum[:, 1:], lum[:, :-1]), threshold, out=lat[::2, 1::2], casting="unsafe")
+    if h > 1:
+        np.less_equal(cv2.absdiff(lum[1:, :], lum[:-1, :]), threshold, out=lat[1::2, ::2], casting="unsafe")
+    count, labels = cv2.connectedComponents(lat, connectivity=4, ltype=cv2.CV_32S)
+    # Label 0 is the lattice background (the corner cells); pixels are labelled 1..count-1.
     return labels[::2, ::2] - 1, count - 1
 
 
 def refine_flood(lum: np.ndarray, ab: np.ndarray, params: FloodParams = FloodParams()) -> np.ndarray:
     """Return a new ab (HxWx2 float32) with one robust ab per eligible luminance region."""
-    norm = normalise_l(lum)
-    labels, count = flood_regions(norm, params.threshold)
+    offset, scale = l_scale(lum)
+    # |dL| * scale <= threshold on normalised L is |dL| <= threshold / scale on L itself.
+    labels, count = flood_regions(lum, params.threshold / scale)
     s = params.stats_step
     lab_s = labels[::s, ::s].ravel()
     a_s = ab[::s, ::s, 0].ravel()
     b_s = ab[::s, ::s, 1].ravel()
-    l_s = norm[::s, ::s].ravel()
+    l_s = (lum[::s, ::s].ravel() - np.float32(offset)) * np.float32(scale)
 
     n = np.bincount(lab_s, minlength=count).astype(np.float64)
     safe = np.maximum(n, 1)
@@ -86,11 +106,12 @@ def refine_flood(lum: np.ndarray, ab: np.ndarray, params: FloodParams = FloodPar
     mask = np.take(eligible, labels)
     planes = []
     for c in range(2):  # planar gathers with np.take are several times faster than table[labels]
-        own = np.ascontiguousarray(ab[..., c], dtype=np.float32)
+        own = np.array(ab[..., c], dtype=np.float32, order="C")  # a contiguous copy, changed in place
         fill = np.take(common[:, c], labels)
         if params.strength < 1:
             fill = own + np.float32(params.strength) * (fill - own)
-        planes.append(np.where(mask, fill, own))
+        np.copyto(own, fill, where=mask)
+        planes.append(own)
     out = cv2.merge(planes)
     return out
 

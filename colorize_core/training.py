@@ -50,9 +50,16 @@ class TrainConfig:
 
 
 def _split(records: list[SourceRecord], residue: int) -> tuple[list[SourceRecord], list[SourceRecord]]:
+    """Deterministic split by image checksum; a tiny set still gets one image on each side."""
+    if len(records) < 2:
+        raise ValueError(f"a dataset needs at least 2 images, this one has {len(records)}")
     train, val = [], []
     for r in records:
         (val if int(r.sha256[:8], 16) % 10 == residue else train).append(r)
+    if not val:
+        val.append(train.pop())
+    if not train:
+        train.append(val.pop())
     return train, val
 
 

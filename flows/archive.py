@@ -10,9 +10,10 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from colorize_core.archive import JobSettings, job_status, software_versions
+from colorize_core.archive import JobSettings, check_locations, job_status, software_versions
 from colorize_core.provenance import ProvenanceStore
 from colorize_core.settings import get_settings
+from colorize_core.storage import open_location
 from colorize_core.weights import resolve
 from tasks.photos import colorize_photo_batch, plan_items, write_job_manifest
 
@@ -35,9 +36,11 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
         raise ValueError("batch_size must be at least 1")
     job = JobSettings(model=model, refine=refine, work_size=work_size, include_colour=include_colour,
                       max_pixels=_defaults.max_pixels, device=device)
+    src, dst = open_location(source, s3_endpoint), open_location(dest, s3_endpoint)
+    check_locations(src, dst)
     weights = resolve(model)
     store = ProvenanceStore(db_url)
-    job_id = store.start_job(source, dest, job.params(weights.sha256), job.key(weights.sha256), weights.name,
+    job_id = store.start_job(src.uri, dst.uri, job.params(weights.sha256), job.key(weights.sha256), weights.name,
                              weights.sha256, software_versions(), str(flow_run.id) if flow_run.id else None)
     logger.info("job %s: %s -> %s with model %s (sha256 %s)", job_id, source, dest, weights.name, weights.sha256[:12])
     settings = asdict(job)

@@ -69,6 +69,8 @@ def test_run_usage_errors(prefect_api, tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr
     r = colorize("run", "ftp://x/y", str(tmp_path / "d"), env={"PREFECT_API_URL": prefect_api})
     assert r.returncode == 2 and "scheme" in r.stderr
+    r = colorize("run", str(SAMPLES), str(SAMPLES) + "/", env={"PREFECT_API_URL": prefect_api})
+    assert r.returncode == 2 and "is the source" in r.stderr
 
 
 def test_sample_command_runs_on_prefects_ephemeral_api_with_embedded_defaults(tmp_path):

@@ -1,0 +1,156 @@
+"""Film: probing, streamed colorization into master and access copy, audio kept bit-exact,
+temporal smoothing, cuts, and bad input. Clips are generated with ffmpeg's lavfi sources."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from colorize_core import Colorizer
+from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
+from colorize_core.film import decode_gray, probe, stream_info
+from colorize_core.film_pipeline import colorize_film
+
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:  # noqa: ANN001
+    d = tmp_path_factory.mktemp("clips")
+    c = {name: d / name for name in ("pan.mp4", "cut.mkv", "odd.mp4", "rotated.mp4", "vfr.mp4")}
+    gray = "format=gray,format=yuv420p"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=192x144:rate=25:duration=2", "-f", "lavfi", "-i",
+           "sine=frequency=440:duration=2", "-vf", gray, "-c:v", "libx264", "-c:a", "aac", "-shortest", str(c["pan.mp4"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=24:duration=1", "-f", "lavfi", "-i",
+           "mandelbrot=size=160x120:rate=24", "-f", "lavfi", "-i", "sine=frequency=300:duration=2",
+           "-filter_complex", "[1:v]trim=duration=1,setpts=PTS-STARTPTS[m];[0:v][m]concat=n=2:v=1,format=gray[v]",
+           "-map", "[v]", "-map", "2:a", "-c:v", "ffv1", "-c:a", "flac", str(c["cut.mkv"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=161x121:rate=10:duration=1", "-vf", "format=gray",
+           "-c:v", "libx264", "-pix_fmt", "yuv444p", str(c["odd.mp4"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x96:rate=10:duration=1", "-vf", gray, "-c:v", "libx264",
+           "-metadata:s:v:0", "rotate=90", str(c["rotated.mp4"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=2", "-vf",
+           "setpts='if(lt(N,25),N/25,1+(N-25)/12.5)/TB'," + gray, "-fps_mode", "vfr", "-c:v", "libx264", str(c["vfr.mp4"]))
+    return c
+
+
+@pytest.fixture(scope="module")
+def colorizer() -> Colorizer:
+    return Colorizer.load("default", device="cpu")
+
+
+def audio_digest(path: Path) -> str:
+    data = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-c", "copy", "-f", "data", "-"],
+                          capture_output=True, check=True).stdout
+    return hashlib.sha256(data).hexdigest()
+
+
+def video_stream(path: Path) -> dict:
+    return next(s for s in stream_info(path)["streams"] if s["codec_type"] == "video")
+
+
+def test_probe_describes_the_film(clips):
+    info = probe(clips["pan.mp4"])
+    assert (info.width, info.height, info.frames, str(info.fps)) == (192, 144, 50, "25")
+    assert info.audio and info.audio[0]["codec"] == "aac" and not info.flags
+    rot = probe(clips["rotated.mp4"])
+    assert abs(rot.rotation) == 90 and (rot.width, rot.height) == (96, 160)  # displayed upright
+    assert "odd-dimensions" in probe(clips["odd.mp4"]).flags
+    assert "variable-frame-rate" in probe(clips["vfr.mp4"]).flags
+
+
+def test_master_and_access_copy_keep_frames_rate_and_audio_bit_exact(clips, colorizer, tmp_path):
+    info = probe(clips["pan.mp4"])
+    outs = [tmp_path / "master.mkv", tmp_path / "access.mp4"]
+    result = colorize_film(info, outs, colorizer)
+    assert result.frames == 50
+    for out in outs:
+        v = video_stream(out)
+        assert int(v["nb_read_packets"]) == 50 and v["r_frame_rate"] == "25/1"
+        assert audio_digest(out) == audio_digest(clips["pan.mp4"])
+    assert video_stream(outs[0])["codec_name"] == "ffv1" and video_stream(outs[1])["codec_name"] == "h264"
+    # The colour master's luma is the original's (L kept), and it is in colour.
+    src = np.stack(list(decode_gray(info)))
+    out = np.stack(list(decode_gray(probe(outs[0]))))
+    assert np.abs(src.astype(int) - out.astype(int)).mean() < 2.0
+    assert result.colourfulness > 5
+    assert not list(tmp_path.glob(".colorize-tmp*"))
+
+
+def test_cuts_reset_smoothing_and_lossless_audio_is_copied(clips, colorizer, tmp_path):
+    info = probe(clips["cut.mkv"])
+    result = colorize_film(info, [tmp_path / "m.mkv"], colorizer)
+    assert result.frames == 48 and result.cuts == [24]
+    assert audio_digest(tmp_path / "m.mkv") == audio_digest(clips["cut.mkv"])
+
+
+def test_temporal_smoothing_lowers_flicker(clips, colorizer, tmp_path):
+    info = probe(clips["pan.mp4"])
+    smooth = colorize_film(info, [tmp_path / "s.mkv"], colorizer, measure_flicker=True)
+    assert smooth.warping_error < smooth.warping_error_unsmoothed
+
+
+def test_odd_rotated_and_vfr_sources_work(clips, colorizer, tmp_path):
+    for name, frames in (("odd.mp4", 10), ("rotated.mp4", 10), ("vfr.mp4", 50)):
+        info = probe(clips[name])
+        out = tmp_path / f"{name}.mkv"
+        assert colorize_film(info, [out, tmp_path / f"{name}.mp4"], colorizer).frames == frames
+        v = video_stream(out)
+        assert int(v["nb_read_packets"]) == frames and (v["width"], v["height"]) == (info.width, info.height)
+    assert (video_stream(tmp_path / "odd.mp4.mp4")["width"], video_stream(tmp_path / "odd.mp4.mp4")["height"]) == (162, 122)
+
+
+def test_bad_films_raise_clear_errors_and_leave_nothing(clips, colorizer, tmp_path):
+    data = clips["pan.mp4"].read_bytes()
+    cases = {
+        "empty.mp4": (b"", CorruptMediaError, "empty file"),
+        "garbage.mp4": (b"not a film at all\n" * 100, CorruptMediaError, "not a decodable video"),
+        "playlist.mp4": (b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nfile:///etc/hostname\n#EXT-X-ENDLIST\n",
+                         (CorruptMediaError, UnsupportedMediaError), ""),
+        "concat.mp4": (f"ffconcat version 1.0\nfile '{clips['pan.mp4']}'\n".encode(),
+                       (CorruptMediaError, UnsupportedMediaError), ""),
+    }
+    audio = tmp_path / "audio.mp4"
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(audio))
+    with pytest.raises(UnsupportedMediaError, match="no video stream"):
+        probe(audio)
+    for name, (content, error, text) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(error, match=text):
+            probe(path)
+    # Truncated: the header survives, the frames do not.
+    trunc = tmp_path / "trunc.mkv"
+    full = tmp_path / "full.mkv"
+    ffmpeg("-i", str(clips["pan.mp4"]), "-c", "copy", str(full))
+    trunc.write_bytes(full.read_bytes()[: len(full.read_bytes()) // 3])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(CorruptMediaError):
+        colorize_film(probe(trunc), [out / "t.mkv"], colorizer)
+    assert list(out.iterdir()) == []
+    assert len(data) > 0
+
+
+def test_cli_video_statuses(clips, tmp_path):
+    run = [sys.executable, "-m", "colorize_cli.main", "video"]
+    r = subprocess.run([*run, "--flicker", str(clips["pan.mp4"]), str(tmp_path / "o.mp4")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "50 frames" in r.stdout and "warping error" in r.stdout
+    r = subprocess.run([*run, str(clips["pan.mp4"]), str(tmp_path / "o.mp4")], capture_output=True, text=True)
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    r = subprocess.run([*run, str(clips["pan.mp4"]), str(tmp_path / "o.avi")], capture_output=True, text=True)
+    assert r.returncode == 2
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"")
+    r = subprocess.run([*run, str(bad), str(tmp_path / "b.mkv")], capture_output=True, text=True)
+    assert r.returncode == 1 and "empty file" in r.stderr

