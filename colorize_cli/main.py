@@ -146,14 +146,17 @@ def video(in_path: Path, out_path: Path, model: str, temporal: bool, refine: str
               help="Provenance database URL (sqlite:///path or postgresql://...).")
 @click.option("--model", default=_settings.model, show_default=True)
 @click.option("--refine", type=REFINE_CHOICES, default=_settings.refine, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=_settings.batch_size, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=_settings.batch_size, show_default=True,
+              help="Photos per model call.")
+@click.option("--chunk-size", type=click.IntRange(1, 100_000), default=_settings.chunk_size, show_default=True,
+              help="Photos per Prefect task run.")
 @click.option("--force", is_flag=True, help="Redo items already done with the same model and parameters.")
 @click.option("--include-colour", is_flag=True, help="Colorize inputs already in colour (from their L).")
 @click.option("--work-size", type=int, default=_settings.work_size, show_default=True)
 @click.option("--device", default=_settings.device, show_default=True)
 @click.option("--s3-endpoint", default=_settings.s3_endpoint, help="S3 endpoint URL (else boto3's configuration).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON.")
-def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size: int, force: bool,
+def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size: int, chunk_size: int, force: bool,
         include_colour: bool, work_size: int, device: str, s3_endpoint: str | None, as_json: bool) -> None:
     """Run the archive flow: colorize the photos under SOURCE into DEST (folders, file:// or s3://)."""
     from colorize_core import ColorizeError
@@ -173,7 +176,7 @@ def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size
     from flows.archive import colorize_archive
 
     state = colorize_archive(source=source, dest=dest, db_url=db_url, model=model, refine=refine,
-                             batch_size=batch_size, force=force, include_colour=include_colour,
+                             batch_size=batch_size, chunk_size=chunk_size, force=force, include_colour=include_colour,
                              work_size=work_size, device=device, s3_endpoint=s3_endpoint, return_state=True)
     if not state.is_completed():
         click.echo(f"the archive flow did not complete: {state.message}", err=True)

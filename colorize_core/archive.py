@@ -10,6 +10,7 @@ records every item (done, skipped or failed with its error) with outputs and eve
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import platform
 import posixpath
@@ -133,7 +134,8 @@ def output_rel(rel: str, photo: Photo, key: str, taken: Callable[[str], bool]) -
     if SUFFIX_FORMATS.get(ext.lower()) != photo.format:
         stem = stem if ext.lower() in SUFFIX_FORMATS else rel
         ext = FORMATS[photo.format]
-    candidates = [f"{stem}{ext}", f"{stem}.{key[:8]}{ext}", *(f"{stem}.{key[:8]}-{n}{ext}" for n in range(2, 1000))]
+    candidates = itertools.chain([f"{stem}{ext}", f"{stem}.{key[:8]}{ext}"],
+                                 (f"{stem}.{key[:8]}-{n}{ext}" for n in range(2, 1000)))
     for cand in candidates:
         if not taken(cand):
             return cand
@@ -155,8 +157,10 @@ class _Work:
 
 
 def process_batch(entries: list[Entry], source: Location, dest: Location, store: ProvenanceStore, job_id: str,
-                  settings: JobSettings, colorizer: Colorizer, force: bool = False) -> list[ItemResult]:
-    """Process a batch of source entries end to end; every item ends recorded, whatever happens."""
+                  settings: JobSettings, colorizer: Colorizer, force: bool = False,
+                  model_batch: int = 8) -> list[ItemResult]:
+    """Process a chunk of source entries end to end, through the model ``model_batch`` photos
+    at a time (only decoded photos wait for the model); every item ends recorded."""
     key = settings.key(colorizer.sha256)
     params = settings.params(colorizer.sha256)
     agent = f"colorize {__version__}"
@@ -183,6 +187,26 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
         store.add_item(item, outputs, w.events)
         out_uri = next((o.uri for o in outputs if o.kind == "colour"), None)
         results.append(ItemResult(w.entry.rel, status, str(error) if error else (reason or ""), out_uri))
+
+    def flush() -> None:
+        lums = [luminance(w.photo.pixels) for w in ready]
+        try:
+            abs_ = colorizer.predict_ab(lums)
+        except Exception:  # e.g. out of memory on a huge batch: fall back to one at a time
+            abs_ = []
+            for lum in lums:
+                try:
+                    abs_.append(colorizer.predict_ab([lum])[0])
+                except Exception as exc:  # noqa: BLE001
+                    abs_.append(exc)
+        for w, lum, ab in zip(ready, lums, abs_):
+            try:
+                if isinstance(ab, Exception):
+                    raise ab
+                _finish(w, lum, ab, dest, settings, colorizer, key, agent, model_agent, record)
+            except Exception as exc:  # noqa: BLE001
+                record(w, "failed", error=exc)
+        ready.clear()
 
     uris = {e.rel: item_uri(source, e.rel) for e in entries}
     recorded = store.recorded_in_job(job_id, list(uris.values()))
@@ -214,24 +238,10 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
             ready.append(w)
         except Exception as exc:  # noqa: BLE001 - typed or not, one bad item must not sink the batch
             record(w, "failed", error=exc)
+        if len(ready) >= model_batch:
+            flush()
 
-    lums = [luminance(w.photo.pixels) for w in ready]
-    try:
-        abs_ = colorizer.predict_ab(lums)
-    except Exception:  # e.g. out of memory on a huge batch: fall back to one at a time
-        abs_ = []
-        for lum in lums:
-            try:
-                abs_.append(colorizer.predict_ab([lum])[0])
-            except Exception as exc:  # noqa: BLE001
-                abs_.append(exc)
-    for w, lum, ab in zip(ready, lums, abs_):
-        try:
-            if isinstance(ab, Exception):
-                raise ab
-            _finish(w, lum, ab, dest, settings, colorizer, key, agent, model_agent, record)
-        except Exception as exc:  # noqa: BLE001
-            record(w, "failed", error=exc)
+    flush()
     return results
 
 

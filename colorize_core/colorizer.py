@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,9 @@ class Colorizer:
         self.device = device
         self.work_size = work_size
         self.half = device.type == "cuda"
+        # One model call at a time per loaded model: concurrent batches then pipeline (one in
+        # the model while another decodes and encodes) instead of oversubscribing the device.
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, device: str = "auto", work_size: int = 256) -> Colorizer:
@@ -86,7 +90,8 @@ class Colorizer:
         works, sizes = zip(*(self._to_work(lum) for lum in lums))
         x = torch.from_numpy(np.stack(works)[:, None] / np.float32(100.0)).to(self.device)
         x = x.half() if self.half else x.contiguous(memory_format=torch.channels_last)
-        ab = self.net(x).float().permute(0, 2, 3, 1).cpu().numpy()
+        with self._lock:
+            ab = self.net(x).float().permute(0, 2, 3, 1).cpu().numpy()
         return [(works[i][:nh, :nw], np.ascontiguousarray(ab[i, :nh, :nw])) for i, (nh, nw) in enumerate(sizes)]
 
     def predict_ab(self, lums: Sequence[np.ndarray]) -> list[np.ndarray]:

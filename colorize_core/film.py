@@ -114,6 +114,10 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     if frames == 0:
         raise CorruptMediaError("the video stream holds no frames")
     duration = float(video.get("duration") or meta.get("format", {}).get("duration") or 0)
+    declared = duration * float(avg or fps)
+    if declared and frames < declared * 0.98 - 1:  # the header promises more than the file holds
+        raise CorruptMediaError(f"truncated film: {frames} frames present, about {round(declared)} declared "
+                                f"({duration:.2f} s at {float(avg or fps):.3f} frames/s)")
     field_order = video.get("field_order", "progressive")
     info = FilmInfo(path=path, width=width, height=height, rotation=rotation, fps=fps or avg, avg_fps=avg or fps,
                     frames=frames, duration=duration, codec=video.get("codec_name", "?"),

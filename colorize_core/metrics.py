@@ -14,7 +14,9 @@ def colourfulness(rgb: np.ndarray) -> float:
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         return 0.0
     scale = 255.0 / np.iinfo(rgb.dtype).max if np.issubdtype(rgb.dtype, np.integer) else 255.0
-    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))  # ~250k samples suffice
+    # Statistics of a regular decimation (not an average: that would shrink the spread) of
+    # at most ~100k pixels estimate the whole image's closely at a fraction of the cost.
+    step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / 100_000))))
     x = rgb[::step, ::step].astype(np.float32) * np.float32(scale)
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     rg = r - g

@@ -47,30 +47,35 @@ def l_scale(lum: np.ndarray, step: int = 4) -> tuple[float, float]:
 _buffers = threading.local()
 
 
-def _lattice(h: int, w: int) -> np.ndarray:
-    """A per-thread (2h-1)x(2w-1) lattice whose pixel cells are 1 and corner cells 0; only the
-    edge cells change between calls, so frames of one size reuse it."""
-    lat = getattr(_buffers, "lattice", None)
-    if lat is None or lat.shape != (2 * h - 1, 2 * w - 1):
-        lat = np.zeros((2 * h - 1, 2 * w - 1), np.uint8)
-        lat[::2, ::2] = 1
-        _buffers.lattice = lat
-    return lat
+def _buffer(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A per-thread scratch array, reused while the frame size stays the same: fresh tens of
+    megabytes per call would cost more in page faults than the work itself."""
+    store = _buffers.__dict__
+    buf = store.get(name)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = store[name] = np.empty(shape, dtype)
+        if name == "lattice":  # pixel cells 1, corner cells 0; only edge cells change per call
+            buf[...] = 0
+            buf[::2, ::2] = 1
+    return buf
 
 
 def flood_regions(lum: np.ndarray, threshold: float = 3.0) -> tuple[np.ndarray, int]:
     """Label the regions of L where 4-neighbours differ by at most ``threshold`` (in L's own
-    units); returns (int32 labels HxW numbered from 0, count)."""
+    units); returns (int32 labels HxW numbered from 1, count + 1): label 0 is unused."""
     h, w = lum.shape
     lum = np.ascontiguousarray(lum, dtype=np.float32)
-    lat = _lattice(h, w)
+    lat = _buffer("lattice", (2 * h - 1, 2 * w - 1), np.uint8)
     if w > 1:
         np.less_equal(cv2.absdiff(lum[:, 1:], lum[:, :-1]), threshold, out=lat[::2, 1::2], casting="unsafe")
     if h > 1:
         np.less_equal(cv2.absdiff(lum[1:, :], lum[:-1, :]), threshold, out=lat[1::2, ::2], casting="unsafe")
-    count, labels = cv2.connectedComponents(lat, connectivity=4, ltype=cv2.CV_32S)
+    full = _buffer("lattice_labels", lat.shape, np.int32)
+    count, _ = cv2.connectedComponents(lat, full, connectivity=4, ltype=cv2.CV_32S)
     # Label 0 is the lattice background (the corner cells); pixels are labelled 1..count-1.
-    return labels[::2, ::2] - 1, count - 1
+    labels = _buffer("labels", (h, w), np.int32)
+    np.copyto(labels, full[::2, ::2])
+    return labels, count
 
 
 def refine_flood(lum: np.ndarray, ab: np.ndarray, params: FloodParams = FloodParams()) -> np.ndarray:
@@ -94,25 +99,29 @@ def refine_flood(lum: np.ndarray, ab: np.ndarray, params: FloodParams = FloodPar
     resid = np.hypot(a_s - mean_a[lab_s], b_s - mean_b[lab_s])
     wgt = 2.0 / np.maximum(resid, 2.0)
     wsum = np.maximum(np.bincount(lab_s, wgt, count), 1e-9)
-    common = np.stack([np.bincount(lab_s, wgt * a_s, count) / wsum,
-                       np.bincount(lab_s, wgt * b_s, count) / wsum], axis=1).astype(np.float32)
     spread = np.bincount(lab_s, resid, count) / safe
 
     min_pixels = params.min_region * lum.size / (s * s)
     eligible = (n >= max(min_pixels, 4)) & (np.sqrt(np.maximum(var_l, 0)) <= params.max_l_std) \
         & (spread <= params.max_ab_spread)
+    out = np.array(ab, dtype=np.float32, order="C")
     if not eligible.any() or params.strength <= 0:
-        return ab.astype(np.float32, copy=True)
-    mask = np.take(eligible, labels)
-    planes = []
-    for c in range(2):  # planar gathers with np.take are several times faster than table[labels]
-        own = np.array(ab[..., c], dtype=np.float32, order="C")  # a contiguous copy, changed in place
-        fill = np.take(common[:, c], labels)
-        if params.strength < 1:
-            fill = own + np.float32(params.strength) * (fill - own)
-        np.copyto(own, fill, where=mask)
-        planes.append(own)
-    out = cv2.merge(planes)
+        return out
+    # One complex64 gather fills a and b together, in ab's own interleaved layout; regions
+    # left alone are NaN in the table and keep the model's per-pixel ab.
+    table = np.full(count, np.nan, np.complex64)
+    table[eligible] = (np.bincount(lab_s, wgt * a_s, count)[eligible] / wsum[eligible]
+                       + 1j * np.bincount(lab_s, wgt * b_s, count)[eligible] / wsum[eligible])
+    h, w = labels.shape
+    fill = table[labels].view(np.float32).reshape(h, 2 * w)   # a, b interleaved, like ab
+    own = out.reshape(h, 2 * w)
+    if params.strength < 1:  # fill = own + strength * (fill - own), in place (NaN stays NaN)
+        fill -= own
+        fill *= np.float32(params.strength)
+        fill += own
+    # OpenCV's masked copy is several times faster than numpy's copyto(where=); NaN != NaN
+    # marks the regions left alone.
+    cv2.copyTo(fill, cv2.compare(fill, fill, cv2.CMP_EQ), own)
     return out
 
 

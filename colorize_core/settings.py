@@ -11,7 +11,8 @@ class Settings(BaseSettings):
     db_url: str = "sqlite:///var/provenance.db"   # COLORIZE_DB_URL; postgresql://... for production
     model: str = "default"                        # COLORIZE_MODEL: registry name or .pt path
     device: str = "auto"                          # auto: CUDA, then CPU
-    batch_size: int = 8                           # photos per colorize task
+    batch_size: int = 8                           # photos per model call
+    chunk_size: int = 256                         # photos per colorize task (Prefect task run), at most
     work_size: int = 256                          # model working resolution (multiple of 32)
     refine: str = "flood"
     max_pixels: int = 250_000_000                 # larger declared sizes are refused before decoding

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Any
 
@@ -23,17 +24,20 @@ _defaults = get_settings()
 @flow(name="colorize-archive", log_prints=True,
       task_runner=ThreadPoolTaskRunner(max_workers=_defaults.task_workers))
 def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, model: str = _defaults.model,
-                     refine: str = _defaults.refine, batch_size: int = _defaults.batch_size, force: bool = False,
+                     refine: str = _defaults.refine, batch_size: int = _defaults.batch_size,
+                     chunk_size: int = _defaults.chunk_size, force: bool = False,
                      include_colour: bool = False, work_size: int = _defaults.work_size,
                      device: str = _defaults.device, s3_endpoint: str | None = _defaults.s3_endpoint) -> dict[str, Any]:
     """Colorize the photos under ``source`` (folder, file:// or s3://) into ``dest``.
 
+    Photos go through the model ``batch_size`` at a time; a task takes up to ``chunk_size``
+    photos (fewer Prefect task runs per photo; small jobs are still split across workers).
     Items already done with the same model and parameters are skipped unless ``force``.
     Returns the job id, counts by status, and where the manifest and database are.
     """
     logger = get_run_logger()
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+    if batch_size < 1 or chunk_size < 1:
+        raise ValueError("batch_size and chunk_size must be at least 1")
     job = JobSettings(model=model, refine=refine, work_size=work_size, include_colour=include_colour,
                       max_pixels=_defaults.max_pixels, device=device)
     src, dst = open_location(source, s3_endpoint), open_location(dest, s3_endpoint)
@@ -46,9 +50,13 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
     settings = asdict(job)
     try:
         todo, skipped = plan_items(source, dest, store.url, job_id, settings, weights.sha256, force, s3_endpoint)
-        batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
-        futures = colorize_photo_batch.map(batches, unmapped(source), unmapped(dest), unmapped(store.url),
-                                           unmapped(job_id), unmapped(settings), unmapped(force), unmapped(s3_endpoint))
+        # Each task run costs ~1-2 s of orchestration at its start and end, and a chunk holds only
+        # one model batch of decoded photos at a time: so no more chunks than the workers need.
+        chunk = min(chunk_size, max(batch_size, math.ceil(len(todo) / _defaults.task_workers)))
+        chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+        futures = colorize_photo_batch.map(chunks, unmapped(source), unmapped(dest), unmapped(store.url),
+                                           unmapped(job_id), unmapped(settings), unmapped(force), unmapped(s3_endpoint),
+                                           unmapped(batch_size))
         counts = {"done": 0, "skipped": skipped, "failed": 0}
         crashed = 0
         for future in futures:

@@ -47,12 +47,15 @@ def plan_items(source: str, dest: str, db_url: str, job_id: str, settings: dict[
 
 @task(name="colorize-photo-batch", tags=["gpu"], retries=2, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
 def colorize_photo_batch(entries: list[dict[str, Any]], source: str, dest: str, db_url: str, job_id: str,
-                         settings: dict[str, Any], force: bool, s3_endpoint: str | None) -> dict[str, int]:
-    """Colorize one batch of photos; every item ends recorded. Returns counts by status."""
+                         settings: dict[str, Any], force: bool, s3_endpoint: str | None,
+                         model_batch: int = 8) -> dict[str, int]:
+    """Colorize one chunk of photos, ``model_batch`` at a time through the model; every item
+    ends recorded. Returns counts by status."""
     job = JobSettings(**settings)
     colorizer = cached_colorizer(job.model, job.device, job.work_size)
     results = process_batch([Entry(**e) for e in entries], open_location(source, s3_endpoint),
-                            open_location(dest, s3_endpoint), ProvenanceStore(db_url), job_id, job, colorizer, force)
+                            open_location(dest, s3_endpoint), ProvenanceStore(db_url), job_id, job, colorizer, force,
+                            model_batch)
     logger = get_run_logger()
     counts: dict[str, int] = {}
     for r in results:

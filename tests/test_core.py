@@ -67,7 +67,7 @@ def test_flood_regions_equal_seeded_flood_fill_from_every_pixel():
                 mask = np.zeros((lum.shape[0] + 2, lum.shape[1] + 2), np.uint8)
                 cv2.floodFill(lum.copy(), mask, (x, y), 0, 3.0, 3.0, 4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
                 reference[mask[1:-1, 1:-1] > 0] = n
-    assert count == n
+    assert count - 1 == n and labels.min() == 1  # label 0 is not used
     assert len(set(zip(labels.ravel().tolist(), reference.ravel().tolist()))) == n
 
 
@@ -94,6 +94,15 @@ def test_flood_refinement_leaves_texture_and_tiny_regions_alone():
     ramp = np.tile(np.linspace(0, 100, 400, dtype=np.float32), (50, 1))  # one region spanning all of L
     ab2 = rng.normal(0, 10, (50, 400, 2)).astype(np.float32)
     np.testing.assert_array_equal(refine_flood(ramp, ab2, FloodParams(max_l_std=12.0)), ab2)
+
+
+def test_partial_strength_blends_toward_the_region_ab():
+    lum = np.full((60, 80), 50.0, np.float32)
+    ab = np.zeros((60, 80, 2), np.float32)
+    ab[:30] = 10.0  # one flat region, ab 10 on the top half, 0 below: common ab is 5 (robust mean)
+    full = refine_flood(lum, ab, FloodParams(max_ab_spread=50))
+    half = refine_flood(lum, ab, FloodParams(max_ab_spread=50, strength=0.5))
+    np.testing.assert_allclose(half, (ab + full) / 2, atol=1e-4)
 
 
 def test_refine_none_is_identity_and_unknown_method_is_refused():
