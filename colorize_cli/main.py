@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -30,6 +31,23 @@ def cli() -> None:
     """Batch colorization of black-and-white photographs and film for archives."""
 
 
+def _check_file_args(in_path: Path, out_path: Path, suffixes: Iterable[str], overwrite: bool, model: str) -> None:
+    """Usage errors (exit 2) of the single-file commands, before any work is done."""
+    from colorize_core import ModelError
+    from colorize_core.weights import resolve
+
+    if out_path.suffix.lower() not in suffixes:
+        raise click.UsageError(f"OUT must end in one of {', '.join(sorted(suffixes))}")
+    if out_path.exists() and not overwrite:
+        raise click.UsageError(f"{out_path} exists; pass --overwrite to replace it")
+    if not in_path.is_file():
+        raise click.UsageError(f"{in_path} is not a file")
+    try:
+        resolve(model)
+    except ModelError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 @cli.command()
 @click.argument("in_path", metavar="IN", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("out_path", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
@@ -43,23 +61,13 @@ def cli() -> None:
 def image(in_path: Path, out_path: Path, model: str, refine: str, include_colour: bool, overwrite: bool,
           device: str, work_size: int) -> None:
     """Colorize the photograph IN into OUT (format from OUT's extension; original L kept)."""
-    from colorize_core import ColorizeError, Colorizer, ModelError
-    from colorize_core.weights import resolve
+    from colorize_core import ColorizeError, Colorizer
     from colorize_core.archive import SUFFIX_FORMATS, JobSettings, render_photo
     from colorize_core.color import chroma_spread, luminance
     from colorize_core.images import adapt_to_format, decode_photo
 
-    fmt = SUFFIX_FORMATS.get(out_path.suffix.lower())
-    if fmt is None:
-        raise click.UsageError(f"OUT must end in one of {', '.join(sorted(SUFFIX_FORMATS))}")
-    if out_path.exists() and not overwrite:
-        raise click.UsageError(f"{out_path} exists; pass --overwrite to replace it")
-    if not in_path.is_file():
-        raise click.UsageError(f"{in_path} is not a file")
-    try:
-        resolve(model)
-    except ModelError as exc:
-        raise click.UsageError(str(exc)) from exc
+    _check_file_args(in_path, out_path, SUFFIX_FORMATS, overwrite, model)
+    fmt = SUFFIX_FORMATS[out_path.suffix.lower()]
     settings = JobSettings(model=model, refine=refine, include_colour=include_colour, work_size=work_size,
                            max_pixels=_settings.max_pixels, device=device)
     try:
@@ -103,21 +111,11 @@ def video(in_path: Path, out_path: Path, model: str, temporal: bool, refine: str
           overwrite: bool, device: str, flicker: bool) -> None:
     """Colorize the film IN into OUT: .mkv an FFV1 archival master, .mp4 an H.264 access copy,
     .mov ProRes 422 HQ. Frame count, frame rate and every audio stream (copied) are kept."""
-    from colorize_core import ColorizeError, Colorizer, ModelError
+    from colorize_core import ColorizeError, Colorizer
     from colorize_core.film import RENDITIONS, probe
     from colorize_core.film_pipeline import colorize_film
-    from colorize_core.weights import resolve
 
-    if out_path.suffix.lower() not in RENDITIONS:
-        raise click.UsageError(f"OUT must end in one of {', '.join(RENDITIONS)}")
-    if out_path.exists() and not overwrite:
-        raise click.UsageError(f"{out_path} exists; pass --overwrite to replace it")
-    if not in_path.is_file():
-        raise click.UsageError(f"{in_path} is not a file")
-    try:
-        resolve(model)
-    except ModelError as exc:
-        raise click.UsageError(str(exc)) from exc
+    _check_file_args(in_path, out_path, RENDITIONS, overwrite, model)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     target = out_path.with_name(f".{out_path.stem}.colorize-new{out_path.suffix}") if out_path.exists() else out_path
     try:

@@ -192,8 +192,11 @@ class Encoder:
         os.close(fd)
         self.tmp = Path(tmp)
         opts = dict(RENDITIONS[suffix])
+        # Constant-rate sources keep their timestamps exactly; a variable-rate source is written
+        # at its average rate (frame count and duration kept, per-frame timing not yet).
+        rate = info.avg_fps if info.vfr else info.fps
         frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{info.width}x{info.height}",
-                              framerate=str(info.fps))
+                              framerate=str(rate))
         video = frames.video
         if suffix == ".mp4" and (info.width % 2 or info.height % 2):
             video = video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")  # 4:2:0 needs even sizes

@@ -107,6 +107,8 @@ def test_odd_and_vfr_sources_keep_every_frame(clips, colorizer, tmp_path):
         v = video_stream(out)
         assert int(v["nb_read_packets"]) == frames and (v["width"], v["height"]) == (info.width, info.height)
     assert (video_stream(tmp_path / "odd.mp4.mp4")["width"], video_stream(tmp_path / "odd.mp4.mp4")["height"]) == (162, 122)
+    vfr_in, vfr_out = stream_info(clips["vfr.mp4"]), stream_info(tmp_path / "vfr.mp4.mp4")
+    assert abs(float(vfr_out["format"]["duration"]) - float(vfr_in["format"]["duration"])) < 0.1
 
 
 def test_bad_films_raise_clear_errors_and_leave_nothing(clips, colorizer, tmp_path):
