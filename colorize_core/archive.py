@@ -1,7 +1,8 @@
 """The archive job, as plain functions the Prefect tasks wrap: plan, process a batch, summarise.
 
 Planning lists the source, records as skipped what was already done for the same source,
-destination, model and parameters (quick check on size + ETag/mtime), and returns the rest.
+destination, model and parameters (quick check on size + ETag/mtime against one done-index
+query, skips recorded in bulk) and films (not processed here yet), and returns the rest.
 A batch reads, fingerprints, decodes and validates each item, colorizes the valid ones as one
 model batch, refines, encodes like the source, writes atomically without clobbering, and
 records every item (done, skipped or failed with its error) with outputs and events.
@@ -26,6 +27,7 @@ from colorize_core import __version__
 from colorize_core.color import chroma_spread, lab_to_rgb, luminance
 from colorize_core.colorizer import Colorizer
 from colorize_core.errors import ColorizeError, UnsafePathError, UnsupportedMediaError
+from colorize_core.film import FILM_SUFFIXES
 from colorize_core.images import FORMATS, Photo, decode_photo, encode_photo, thumbnail_jpeg, xmp_packet
 from colorize_core.metrics import colourfulness
 from colorize_core.provenance import Event, Item, Output, ProvenanceStore, utcnow
@@ -94,18 +96,31 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
          model_sha256: str, force: bool = False) -> tuple[list[Entry], list[ItemResult]]:
     """List the source; record quick-check skips; return (entries to process, skipped)."""
     key = settings.key(model_sha256)
-    todo, skipped = [], []
+    done = {} if force else store.done_index(dest.uri, key)
+    todo, skipped, pending = [], [], []
+    agent = f"colorize {__version__}"
     for entry in source.list(exclude=dest):
         uri = item_uri(source, entry.rel)
-        prev = None if force else store.find_done(uri, dest.uri, key, size=entry.size, version_tag=entry.version)
-        if prev is None:
+        prev = done.get(uri)
+        if posixpath.splitext(entry.rel)[1].lower() in FILM_SUFFIXES:
+            item = Item(job_id=job_id, source_uri=uri, rel_path=entry.rel, dest=dest.uri, size=entry.size,
+                        version_tag=entry.version, media_type="film", status="skipped",
+                        reason="film: the archive flow does not process film yet; use `colorize video`",
+                        flags=["film"], notes=[], params=settings.params(model_sha256), params_key=key,
+                        model_name=settings.model, model_sha256=model_sha256, finished_at=utcnow())
+            pending.append((item, [Event(type="skip", outcome="success", agent=agent, detail={"reason": "film"})]))
+            skipped.append(ItemResult(entry.rel, "skipped", "film"))
+        elif prev is not None and prev.size == entry.size and prev.version_tag == entry.version:
+            pending.append((_skipped_item(job_id, uri, entry, dest, settings, key, model_sha256, prev,
+                                          f"already done in job {prev.job_id} (unchanged: same size and version)"),
+                            [Event(type="skip", outcome="success", agent=agent, detail={"previous_item": prev.id})]))
+            skipped.append(ItemResult(entry.rel, "skipped", "already done"))
+        else:
             todo.append(entry)
-            continue
-        store.add_item(_skipped_item(job_id, uri, entry, dest, settings, key, model_sha256, prev,
-                                     f"already done in job {prev.job_id} (unchanged: same size and version)"),
-                       events=[Event(type="skip", outcome="success", agent=f"colorize {__version__}",
-                                     detail={"previous_item": prev.id})])
-        skipped.append(ItemResult(entry.rel, "skipped", "already done"))
+        if len(pending) >= 1000:
+            store.add_items(pending)
+            pending = []
+    store.add_items(pending)
     return todo, skipped
 
 
@@ -118,7 +133,8 @@ def item_uri(source: Location, rel: str) -> str:
 
 
 def _skipped_item(job_id: str, uri: str, entry: Entry, dest: Location, settings: JobSettings, key: str,
-                  model_sha256: str, prev: Item, reason: str) -> Item:
+                  model_sha256: str, prev: Any, reason: str) -> Item:
+    """A skip record pointing at ``prev`` (an Item or a done-index row) that did the work."""
     return Item(job_id=job_id, source_uri=uri, rel_path=entry.rel, dest=dest.uri, size=entry.size,
                 version_tag=entry.version, sha256=prev.sha256, media_type=prev.media_type, format=prev.format,
                 width=prev.width, height=prev.height, channels=prev.channels, bit_depth=prev.bit_depth,
@@ -221,7 +237,7 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
             w.events.append(Event(type="ingest", outcome="success", agent=agent,
                                   detail={"bytes": len(w.data), "sha256": w.sha256}))
             if not force:
-                prev = store.find_done(w.uri, dest.uri, key, sha256=w.sha256)
+                prev = store.find_done(w.uri, dest.uri, key, w.sha256)
                 if prev is not None:
                     record(w, "skipped", reason=f"already done in job {prev.job_id} (same content)", prev=prev)
                     continue

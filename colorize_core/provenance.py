@@ -184,18 +184,34 @@ class ProvenanceStore:
             job = s.get(Job, job_id)
             job.status, job.finished_at = status, utcnow()
 
-    def find_done(self, source_uri: str, dest: str, params_key: str, *, size: int | None = None,
-                  version_tag: str | None = None, sha256: str | None = None) -> Item | None:
-        """The newest item done for this source, destination and parameters, matching the
-        quick check (size + version tag) or the sha256; None if there is none."""
+    def find_done(self, source_uri: str, dest: str, params_key: str, sha256: str) -> Item | None:
+        """The newest item done for this source, destination and parameters whose input had
+        this sha256 (same content, e.g. a file touched but unchanged); None if there is none."""
         q = select(Item).where(Item.source_uri == source_uri, Item.dest == dest, Item.params_key == params_key,
-                               Item.status == "done")
-        if sha256 is not None:
-            q = q.where(Item.sha256 == sha256)
-        else:
-            q = q.where(Item.size == size, Item.version_tag == version_tag)
+                               Item.status == "done", Item.sha256 == sha256)
         with self.session() as s:
             return s.scalars(q.order_by(Item.id.desc()).limit(1)).first()
+
+    def done_index(self, dest: str, params_key: str) -> dict[str, Any]:
+        """The newest done item per source URI for this destination and parameter set, in one
+        query of the columns a skip record needs (rows, not ORM objects: an archive has millions)."""
+        cols = [Item.source_uri, Item.id, Item.job_id, Item.size, Item.version_tag, Item.sha256, Item.media_type,
+                Item.format, Item.width, Item.height, Item.channels, Item.bit_depth, Item.flags, Item.model_name]
+        q = (select(*cols).where(Item.dest == dest, Item.params_key == params_key, Item.status == "done")
+             .order_by(Item.id))
+        with self.session() as s:
+            return {row.source_uri: row for row in s.execute(q)}
+
+    def add_items(self, items: list[tuple[Item, list[Event]]]) -> None:
+        """Record many items (with their events) in one transaction."""
+        with self.session() as s:
+            for item, _ in items:
+                s.add(item)
+            s.flush()
+            for item, events in items:
+                for e in events:
+                    e.item_id, e.job_id = item.id, item.job_id
+                    s.add(e)
 
     def recorded_in_job(self, job_id: str, source_uris: list[str]) -> set[str]:
         """Which of ``source_uris`` this job has recorded already (a retried batch skips them)."""

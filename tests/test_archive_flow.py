@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import boto3
@@ -33,6 +34,9 @@ def archive(tmp_path: Path) -> Path:
     (src / "colour" / "astronaut-colour.jpg").parent.mkdir()
     (src / "colour" / "astronaut-colour.jpg").write_bytes(colour_photo_bytes())
     shutil.copy(src / "animals" / "chelsea cat.png", src / "animals" / HOSTILE_NAME)
+    (src / "film").mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
+                    str(src / "film" / "reel 1.mp4")], check=True)
     return src
 
 
@@ -46,13 +50,15 @@ def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, arc
     dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/prov.db"
     summary = run_flow(source=str(archive), dest=str(dest), db_url=db)
     good = 5 + 3 + 1  # samples, tricky-but-valid inputs, the hostile file name
-    assert summary["counts"] == {"done": good, "skipped": 1, "failed": len(bad_inputs())}
+    assert summary["counts"] == {"done": good, "skipped": 2, "failed": len(bad_inputs())}
     assert summary["status"] == "completed_with_failures"
 
     manifest = json.loads((dest / "manifest.json").read_text())
     assert manifest["schema"] == "colorize-manifest/1" and manifest["job"]["id"] == summary["job_id"]
     items = {it["rel_path"]: it for it in manifest["items"]}
-    assert len(items) == good + 1 + len(bad_inputs())
+    assert len(items) == good + 2 + len(bad_inputs())
+    film = items["film/reel 1.mp4"]
+    assert film["status"] == "skipped" and film["media_type"] == "film" and "colorize video" in film["reason"]
     assert "empty file" in items["odd/empty.jpg"]["error"]
     assert "not a recognised image" in items["odd/notes.jpg"]["error"]
     assert "animated GIF" in items["odd/animated.gif"]["error"]

@@ -36,15 +36,21 @@ def test_items_outputs_and_events_are_recorded_and_found(store):
                           {"colorize": "0.1.0"}, "flow-run-1")
     item_id = store.add_item(_item(job), [Output(kind="colour", uri="s3://b/out/a.jpg", sha256="e" * 64, size=5)],
                              [Event(type="ingest", outcome="success", agent="colorize 0.1.0")])
-    found = store.find_done("s3://b/a.jpg", "s3://b/out", "k1", size=10, version_tag="etag1")
-    assert found is not None and found.id == item_id
-    assert store.find_done("s3://b/a.jpg", "s3://b/out", "k1", size=10, version_tag="etag2") is None
-    assert store.find_done("s3://b/a.jpg", "s3://b/out", "k2", size=10, version_tag="etag1") is None
-    assert store.find_done("s3://b/a.jpg", "s3://b/out", "k1", sha256="f" * 64).id == item_id
+    assert store.find_done("s3://b/a.jpg", "s3://b/out", "k1", "f" * 64).id == item_id
+    assert store.find_done("s3://b/a.jpg", "s3://b/out", "k2", "f" * 64) is None
+    assert store.find_done("s3://b/a.jpg", "s3://b/out", "k1", "0" * 64) is None
+    newer = store.add_item(_item(job, version_tag="etag2"))
+    store.add_item(_item(job, source_uri="s3://b/bad.jpg", status="failed"))
+    index = store.done_index("s3://b/out", "k1")
+    assert set(index) == {"s3://b/a.jpg"} and index["s3://b/a.jpg"].id == newer
+    assert index["s3://b/a.jpg"].version_tag == "etag2" and store.done_index("s3://b/out", "k2") == {}
     job2 = store.start_job("s3://b", "s3://b/out", {}, "k1", "default", "m" * 64, {}, None)
     store.add_item(_item(job2, status="skipped", previous_item_id=item_id, reason="already done"))
     rows = store.job_items(job2)
     assert rows[0]["outputs"][0]["uri"] == "s3://b/out/a.jpg" and rows[0]["done_in_job"] == job
+    store.add_items([(_item(job2, source_uri=f"s3://b/{i}.jpg", status="skipped"),
+                      [Event(type="skip", outcome="success", agent="t")]) for i in range(3)])
+    assert len(store.job_items(job2)) == 4
     assert store.recorded_in_job(job2, ["s3://b/a.jpg", "s3://b/other.jpg"]) == {"s3://b/a.jpg"}
     store.finish_job(job, "completed")
     assert store.job(job).status == "completed" and store.job(job).finished_at is not None
