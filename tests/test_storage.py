@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from colorize_core.errors import StorageError, UnsafePathError
+from colorize_core.errors import NotFoundError, StorageError, UnsafePathError
 from colorize_core.storage import LocalLocation, S3Location, check_rel, open_location
 
 
@@ -69,3 +69,13 @@ def test_s3_writes_never_clobber_and_read_back(s3_endpoint, bucket):
 def test_s3_errors_are_storage_errors(s3_endpoint):
     with pytest.raises(StorageError):
         list(open_location("s3://no-such-bucket-here/x").list())
+
+
+def test_s3_endpoint_can_be_given_explicitly(s3_endpoint, bucket, monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    loc = open_location(f"s3://{bucket}/explicit", s3_endpoint=s3_endpoint)
+    loc.write_new("a.jpg", b"x")
+    assert loc.read("a.jpg") == b"x" and [e.rel for e in loc.list()] == ["a.jpg"]
+    loc.check()
+    with pytest.raises(NotFoundError, match="does not exist"):  # a bucket missing on that endpoint
+        open_location(f"s3://no-bucket-{bucket}/x", s3_endpoint=s3_endpoint).check()
