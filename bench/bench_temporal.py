@@ -20,7 +20,7 @@ from colorize_core import Colorizer
 from colorize_core.color import lab_to_rgb, luminance, resize_ab
 from colorize_core.film import probe
 from colorize_core.metrics import colourfulness
-from colorize_core.temporal import TemporalSmoother, WarpingError, is_cut
+from colorize_core.temporal import TemporalSmoother, WarpingError, is_cut, l_to_u8
 
 
 def rgb_frames(path: str, width: int, height: int, limit: int):  # noqa: ANN201 - a generator of arrays
@@ -46,10 +46,10 @@ def main() -> None:
     colour = {"raw": [], "smoothed": []}
     smooth_ms, prev_small, n = [], None, 0
     for rgb in rgb_frames(path, info.width, info.height, args.frames):
-        gray_u8 = np.asarray(np.round(luminance(rgb) * 2.55), np.uint8)
         lum = luminance(rgb)  # the gray version of the clip is its L
+        gray_u8 = l_to_u8(lum)
         (l_small, ab_small), = colorizer.predict_ab_small([lum])
-        small_u8 = np.clip(l_small * 2.55 + 0.5, 0, 255).astype(np.uint8)
+        small_u8 = l_to_u8(l_small)
         if prev_small is not None and is_cut(prev_small, small_u8):
             smoother.reset()
             for m in meters.values():

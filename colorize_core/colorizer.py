@@ -14,8 +14,14 @@ from colorize_core.color import lab_to_rgb, luminance, resize_ab
 from colorize_core.errors import ModelError
 from colorize_core.models import build_model
 from colorize_core.refine import refine
-from colorize_core.training import pick_device
 from colorize_core.weights import DEFAULT_MODEL, WeightsFile, load_weights, resolve
+
+
+def pick_device(device: str) -> torch.device:
+    """"auto": CUDA when available, else CPU; anything else is passed to torch as it is."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 class Colorizer:

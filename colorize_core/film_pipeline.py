@@ -21,7 +21,7 @@ from colorize_core.film import Encoder, FilmInfo, decode_gray
 from colorize_core.images import NOTE
 from colorize_core.metrics import colourfulness
 from colorize_core.refine import refine
-from colorize_core.temporal import TemporalParams, TemporalSmoother, WarpingError, is_cut
+from colorize_core.temporal import TemporalParams, TemporalSmoother, WarpingError, is_cut, l_to_u8
 
 
 @dataclass
@@ -70,7 +70,7 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
         for batch in _batches(decode_gray(info), batch_size):
             lums = [luminance(f) for f in batch]
             for frame, lum, (l_small, ab_small) in zip(batch, lums, colorizer.predict_ab_small(lums)):
-                small_u8 = np.clip(l_small * 2.55 + 0.5, 0, 255).astype(np.uint8)
+                small_u8 = l_to_u8(l_small)
                 if prev_small is not None and is_cut(prev_small, small_u8):
                     cuts.append(index)
                     smoother.reset()

@@ -120,9 +120,9 @@ class LocalLocation(Location):
         target = self._path(rel)
         tmp = self._write_tmp(target, data)
         try:
-            os.link(tmp, target)  # atomic, and fails if the target exists
+            os.link(tmp, target)  # atomic, and raises FileExistsError if the target exists
         except FileExistsError:
-            raise
+            raise  # the caller picks another name: not a storage failure
         except OSError as exc:
             raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
         finally:

@@ -9,6 +9,7 @@ along the flow, and everything resets at a cut.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,9 +28,13 @@ class TemporalParams:
         return asdict(self)
 
 
+@functools.lru_cache(maxsize=8)
 def _grid(h: int, w: int) -> np.ndarray:
+    """Pixel coordinates (x, y) of an h x w frame; made once per size (read-only)."""
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    return np.dstack([xs, ys])
+    grid = np.dstack([xs, ys])
+    grid.flags.writeable = False
+    return grid
 
 
 def _warp(img: np.ndarray, flow: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -38,7 +43,8 @@ def _warp(img: np.ndarray, flow: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return cv2.remap(img, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _u8(lum: np.ndarray) -> np.ndarray:
+def l_to_u8(lum: np.ndarray) -> np.ndarray:
+    """L (0-100) as uint8 (0-255): what optical flow and cut detection work on."""
     return np.clip(lum * 2.55 + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -71,7 +77,7 @@ class TemporalSmoother:
 
     def __call__(self, lum: np.ndarray, ab: np.ndarray) -> np.ndarray:
         """Smooth ``ab`` (hxwx2) given its L (hxw, 0-100) at the same size; returns the new ab."""
-        cur = _u8(lum)
+        cur = l_to_u8(lum)
         if self._prev_l is None or self._prev_l.shape != cur.shape:
             out = ab.astype(np.float32, copy=True)
         else:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from colorize_core import __version__
 from colorize_core.color import lab_to_rgb, rgb_to_lab
+from colorize_core.colorizer import pick_device
 from colorize_core.datasets import SourceRecord, load_records
 from colorize_core.models import build_model
 from colorize_core.weights import save_weights
@@ -120,10 +121,6 @@ def evaluate(model: torch.nn.Module, val: list[np.ndarray], device: torch.device
             "val_psnr_gray": float(np.mean(psnr_gray))}
 
 
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str = "",
