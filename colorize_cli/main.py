@@ -31,7 +31,8 @@ def cli() -> None:
     """Batch colorization of black-and-white photographs and film for archives."""
 
 
-def _check_file_args(in_path: Path, out_path: Path, suffixes: Iterable[str], overwrite: bool, model: str) -> None:
+def _check_file_args(in_path: Path, out_path: Path, suffixes: Iterable[str], overwrite: bool, model: str,
+                     folder_ok: bool = False) -> None:
     """Usage errors (exit 2) of the single-file commands, before any work is done."""
     from colorize_core import ModelError
     from colorize_core.weights import resolve
@@ -40,8 +41,8 @@ def _check_file_args(in_path: Path, out_path: Path, suffixes: Iterable[str], ove
         raise click.UsageError(f"OUT must end in one of {', '.join(sorted(suffixes))}")
     if out_path.exists() and not overwrite:
         raise click.UsageError(f"{out_path} exists; pass --overwrite to replace it")
-    if not in_path.is_file():
-        raise click.UsageError(f"{in_path} is not a file")
+    if not (in_path.is_file() or (folder_ok and in_path.is_dir())):
+        raise click.UsageError(f"{in_path} is not a file{' or a folder of frames' if folder_ok else ''}")
     try:
         resolve(model)
     except ModelError as exc:
@@ -96,9 +97,11 @@ def image(in_path: Path, out_path: Path, model: str, refine: str, include_colour
 
 
 @cli.command()
-@click.argument("in_path", metavar="IN", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("in_path", metavar="IN", type=click.Path(path_type=Path))
 @click.argument("out_path", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", default=_settings.model, show_default=True, help="Model name or path to a .pt weights file.")
+@click.option("--fps", "frame_rate", default=None,
+              help="Frame rate of a frame sequence (IN a folder of numbered DPX/TIFF/PNG frames), e.g. 24 or 24000/1001.")
 @click.option("--temporal/--no-temporal", default=True, show_default=True,
               help="Temporal ab smoothing within shots (optical flow, reset at cuts).")
 @click.option("--refine", type=REFINE_CHOICES, default="none", show_default=True,
@@ -107,19 +110,31 @@ def image(in_path: Path, out_path: Path, model: str, refine: str, include_colour
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (refused otherwise).")
 @click.option("--device", default=_settings.device, show_default=True)
 @click.option("--flicker", is_flag=True, help="Measure the warping error (flicker) before and after smoothing.")
-def video(in_path: Path, out_path: Path, model: str, temporal: bool, refine: str, batch_size: int,
-          overwrite: bool, device: str, flicker: bool) -> None:
+def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, temporal: bool, refine: str,
+          batch_size: int, overwrite: bool, device: str, flicker: bool) -> None:
     """Colorize the film IN into OUT: .mkv an FFV1 archival master, .mp4 an H.264 access copy,
-    .mov ProRes 422 HQ. Frame count, frame rate and every audio stream (copied) are kept."""
+    .mov ProRes 422 HQ. Frame count, frame rate and every audio stream (copied) are kept.
+    IN may be a folder of numbered frames (a frame sequence), played at --fps."""
+    from fractions import Fraction
+
     from colorize_core import ColorizeError, Colorizer
-    from colorize_core.film import RENDITIONS, probe
+    from colorize_core.film import RENDITIONS, probe, probe_sequence
     from colorize_core.film_pipeline import colorize_film
 
-    _check_file_args(in_path, out_path, RENDITIONS, overwrite, model)
+    _check_file_args(in_path, out_path, RENDITIONS, overwrite, model, folder_ok=True)
+    if in_path.is_dir():
+        try:
+            if frame_rate is None or Fraction(frame_rate) <= 0:
+                raise ValueError
+        except (ValueError, ZeroDivisionError):
+            raise click.UsageError("a frame sequence needs its frame rate: --fps 24 (or 25, 24000/1001...)") from None
     out_path.parent.mkdir(parents=True, exist_ok=True)
     target = out_path.with_name(f".{out_path.stem}.colorize-new{out_path.suffix}") if out_path.exists() else out_path
     try:
-        info = probe(in_path, _settings.max_pixels)
+        if in_path.is_dir():
+            info = probe_sequence(in_path, Fraction(frame_rate), _settings.max_pixels)
+        else:
+            info = probe(in_path, _settings.max_pixels)
         colorizer = Colorizer.load(model, device=device)
         with click.progressbar(length=info.frames, label=f"{in_path.name}", file=sys.stderr) as bar:
             result = colorize_film(info, [target], colorizer, temporal=temporal, refine_method=refine,
@@ -153,12 +168,24 @@ def video(in_path: Path, out_path: Path, model: str, temporal: bool, refine: str
 @click.option("--work-size", type=int, default=_settings.work_size, show_default=True)
 @click.option("--device", default=_settings.device, show_default=True)
 @click.option("--s3-endpoint", default=_settings.s3_endpoint, help="S3 endpoint URL (else boto3's configuration).")
+@click.option("--film-renditions", default=".mkv,.mp4", show_default=True,
+              help="Film outputs: .mkv (FFV1 master), .mp4 (H.264 access copy), .mov (ProRes 422 HQ).")
+@click.option("--temporal/--no-temporal", default=True, show_default=True, help="Temporal ab smoothing of film.")
+@click.option("--shot-max-frames", type=click.IntRange(1, 10_000_000), default=1500, show_default=True,
+              help="Longest unit of film work; longer shots are split.")
+@click.option("--sequence-rate", default="24", show_default=True,
+              help="Frame rate of frame sequences without a sequence.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON.")
 def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size: int, chunk_size: int, force: bool,
-        include_colour: bool, work_size: int, device: str, s3_endpoint: str | None, as_json: bool) -> None:
-    """Run the archive flow: colorize the photos under SOURCE into DEST (folders, file:// or s3://)."""
+        include_colour: bool, work_size: int, device: str, s3_endpoint: str | None, film_renditions: str,
+        temporal: bool, shot_max_frames: int, sequence_rate: str, as_json: bool) -> None:
+    """Run the archive flow: colorize the photos and films under SOURCE into DEST (folders,
+    file:// or s3://). Films: video files, and frame sequences (folders of numbered DPX frames,
+    or of TIFF/PNG frames with a sequence.json giving {"frame_rate": "24"})."""
+    from fractions import Fraction
+
     from colorize_core import ColorizeError
-    from colorize_core.archive import check_locations
+    from colorize_core.archive import JobSettings, check_locations
     from colorize_core.storage import open_location
 
     from colorize_core.weights import resolve
@@ -168,14 +195,20 @@ def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size
         src.check()
         check_locations(src, open_location(dest, s3_endpoint))
         resolve(model)
-    except ColorizeError as exc:
+        renditions = [r.strip() if r.strip().startswith(".") else f".{r.strip()}" for r in film_renditions.split(",")]
+        JobSettings(film_renditions=tuple(renditions), sequence_rate=sequence_rate)
+        if Fraction(sequence_rate) <= 0:
+            raise ValueError("--sequence-rate must be positive")
+    except (ColorizeError, ValueError, ZeroDivisionError) as exc:
         raise click.UsageError(str(exc)) from exc
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.archive import colorize_archive
 
     state = colorize_archive(source=source, dest=dest, db_url=db_url, model=model, refine=refine,
                              batch_size=batch_size, chunk_size=chunk_size, force=force, include_colour=include_colour,
-                             work_size=work_size, device=device, s3_endpoint=s3_endpoint, return_state=True)
+                             work_size=work_size, device=device, s3_endpoint=s3_endpoint, film_renditions=renditions,
+                             temporal=temporal, shot_max_frames=shot_max_frames, sequence_rate=sequence_rate,
+                             return_state=True)
     if not state.is_completed():
         click.echo(f"the archive flow did not complete: {state.message}", err=True)
         sys.exit(1)
@@ -185,7 +218,7 @@ def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size
     else:
         c = summary["counts"]
         click.echo(f"job {summary['job_id']}: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed")
-        click.echo(f"colour images: {dest}")
+        click.echo(f"colour images and films: {dest}")
         click.echo(f"manifest:      {summary['manifest']['html']}")
         click.echo(f"               {summary['manifest']['json']}")
         click.echo(f"provenance:    {summary['db_url']}")

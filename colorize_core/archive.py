@@ -27,7 +27,8 @@ from colorize_core import __version__
 from colorize_core.color import chroma_spread, lab_to_rgb, luminance
 from colorize_core.colorizer import Colorizer
 from colorize_core.errors import ColorizeError, UnsafePathError, UnsupportedMediaError
-from colorize_core.film import FILM_SUFFIXES
+from colorize_core.film import FRAME_NAME, FILM_SUFFIXES, RENDITIONS, SEQUENCE_SUFFIXES
+from colorize_core.temporal import TemporalParams
 from colorize_core.images import FORMATS, Photo, decode_photo, encode_photo, thumbnail_jpeg, xmp_packet
 from colorize_core.metrics import colourfulness
 from colorize_core.provenance import Event, Item, Output, ProvenanceStore, utcnow
@@ -53,18 +54,42 @@ class JobSettings:
     colour_threshold: float = 6.0     # chroma spread above which an input counts as colour
     max_pixels: int = 250_000_000
     device: str = "auto"
+    # Film only (not part of a photo's parameter set: adding film settings never redoes photos).
+    film_renditions: tuple[str, ...] = (".mkv", ".mp4")   # FFV1 master, H.264 access copy (.mov: ProRes)
+    temporal: bool = True
+    temporal_params: dict[str, Any] = field(default_factory=dict)
+    shot_min_frames: int = 48       # shorter shots share a unit of work with their neighbours
+    shot_max_frames: int = 1500     # longer shots are split (the smoother warms up across the split)
+    warmup_frames: int = 12
+    sequence_rate: str = "24"       # frame rate of a frame sequence without a sequence.json
 
     def __post_init__(self) -> None:
         if self.refine not in REFINERS:
             raise ValueError(f"unknown refinement {self.refine!r} (choose from {', '.join(REFINERS)})")
+        object.__setattr__(self, "film_renditions", tuple(self.film_renditions))
+        bad = [r for r in self.film_renditions if r not in RENDITIONS]
+        if bad or not self.film_renditions or len(set(self.film_renditions)) != len(self.film_renditions):
+            raise ValueError(f"film renditions must be distinct, from {', '.join(RENDITIONS)} (got {bad or 'none'})")
+        if not 1 <= self.shot_min_frames <= self.shot_max_frames:
+            raise ValueError("shot_min_frames must be at least 1 and at most shot_max_frames")
+        TemporalParams(**self.temporal_params)  # unknown smoothing parameters are refused here
 
-    def params(self, model_sha256: str) -> dict[str, Any]:
+    def params(self, model_sha256: str, media: str) -> dict[str, Any]:
+        """The parameter set of a ``media`` item (photo: without the film settings)."""
         p = asdict(self)
         p.pop("device")  # where it ran is recorded, but does not change what is produced
+        p["film_renditions"] = list(self.film_renditions)
+        if media == "photo":
+            for name in FILM_FIELDS:
+                p.pop(name)
         return {**p, "model_sha256": model_sha256}
 
-    def key(self, model_sha256: str) -> str:
-        return hashlib.sha256(json.dumps(self.params(model_sha256), sort_keys=True).encode()).hexdigest()
+    def key(self, model_sha256: str, media: str) -> str:
+        return hashlib.sha256(json.dumps(self.params(model_sha256, media), sort_keys=True).encode()).hexdigest()
+
+
+FILM_FIELDS = ("film_renditions", "temporal", "temporal_params", "shot_min_frames", "shot_max_frames",
+               "warmup_frames", "sequence_rate")
 
 
 def check_locations(source: Location, dest: Location) -> None:
@@ -92,36 +117,121 @@ class ItemResult:
     output_uri: str | None = None
 
 
+@dataclass(frozen=True)
+class FilmEntry:
+    """A film in the source: a video file, or a folder of numbered frames (``frames``)."""
+
+    rel: str
+    size: int
+    version: str
+    frames: tuple[str, ...] = ()    # a frame sequence's files, in order (names inside ``rel``)
+    rate: str | None = None         # a frame sequence's frame rate
+    flags: tuple[str, ...] = ()
+
+    @property
+    def is_sequence(self) -> bool:
+        return bool(self.frames)
+
+
+SEQUENCE_SIDECAR = "sequence.json"
+
+
+def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], source: Location,
+               default_rate: str) -> tuple[list[FilmEntry], list[Entry], list[tuple[str, str]]]:
+    """Frame sequences among the held numbered frames: a folder with a ``sequence.json``
+    (``{"frame_rate": "24000/1001"}``) or holding DPX frames. Returns (sequences, entries that
+    are photos after all, (folder, error) for unreadable sidecars)."""
+    films, photos, errors = [], [], []
+    for folder in sorted(set(held) | set(sidecars)):
+        frames = held.get(folder, [])
+        sidecar = sidecars.get(folder)
+        is_dpx = any(e.rel.lower().endswith(".dpx") for e in frames)
+        if sidecar is None and not is_dpx:
+            photos.extend(frames)
+            continue
+        rate, flags = default_rate, ("frame-rate-assumed",)
+        if sidecar is not None:
+            try:
+                meta = json.loads(source.read(sidecar.rel))
+                if "frame_rate" in meta:
+                    rate, flags = str(meta["frame_rate"]), ()
+            except (ValueError, TypeError, ColorizeError) as exc:
+                errors.append((folder, f"{sidecar.rel}: not a JSON object with a frame_rate ({exc})"))
+                continue
+        if not frames:
+            errors.append((folder, f"{sidecar.rel}: no numbered DPX, TIFF or PNG frames beside it"))
+            continue
+        version = hashlib.sha256("\n".join(f"{e.rel} {e.size} {e.version}" for e in frames).encode()).hexdigest()
+        prefix = f"{folder}/" if folder else ""
+        films.append(FilmEntry(folder, sum(e.size for e in frames), version[:32],
+                               tuple(e.rel[len(prefix):] for e in frames), rate, flags))
+    return films, photos, errors
+
+
 def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, settings: JobSettings,
-         model_sha256: str, force: bool = False) -> tuple[list[Entry], list[ItemResult]]:
-    """List the source; record quick-check skips; return (entries to process, skipped)."""
-    key = settings.key(model_sha256)
-    done = {} if force else store.done_index(dest.uri, key)
-    todo, skipped, pending = [], [], []
+         model_sha256: str, force: bool = False) -> tuple[list[Entry], list[FilmEntry], list[ItemResult]]:
+    """List the source; record quick-check skips; return (photos to do, films to do, skipped).
+
+    Numbered DPX/TIFF/PNG frames are held back until the listing ends: a folder with a
+    ``sequence.json`` or with DPX frames is a frame sequence (one film), else they are photos."""
+    keys = {m: settings.key(model_sha256, m) for m in ("photo", "film")}
+    done = {m: ({} if force else store.done_index(dest.uri, keys[m])) for m in keys}
+    todo, films, skipped, pending = [], [], [], []
+    held: dict[str, list[Entry]] = {}
+    sidecars: dict[str, Entry] = {}
     agent = f"colorize {__version__}"
+
+    def quick_skip(uri: str, entry: Entry | FilmEntry, media: str) -> bool:
+        prev = done[media].get(uri)
+        if prev is None or prev.size != entry.size or prev.version_tag != entry.version:
+            return False
+        pending.append((_skipped_item(job_id, uri, entry, dest, settings, media, model_sha256, prev,
+                                      f"already done in job {prev.job_id} (unchanged: same size and version)"),
+                        [Event(type="skip", outcome="success", agent=agent, detail={"previous_item": prev.id})]))
+        skipped.append(ItemResult(entry.rel, "skipped", "already done"))
+        return True
+
     for entry in source.list(exclude=dest):
-        uri = item_uri(source, entry.rel)
-        prev = done.get(uri)
-        if posixpath.splitext(entry.rel)[1].lower() in FILM_SUFFIXES:
-            item = Item(job_id=job_id, source_uri=uri, rel_path=entry.rel, dest=dest.uri, size=entry.size,
-                        version_tag=entry.version, media_type="film", status="skipped",
-                        reason="film: the archive flow does not process film yet; use `colorize video`",
-                        flags=["film"], notes=[], params=settings.params(model_sha256), params_key=key,
-                        model_name=settings.model, model_sha256=model_sha256, finished_at=utcnow())
-            pending.append((item, [Event(type="skip", outcome="success", agent=agent, detail={"reason": "film"})]))
-            skipped.append(ItemResult(entry.rel, "skipped", "film"))
-        elif prev is not None and prev.size == entry.size and prev.version_tag == entry.version:
-            pending.append((_skipped_item(job_id, uri, entry, dest, settings, key, model_sha256, prev,
-                                          f"already done in job {prev.job_id} (unchanged: same size and version)"),
-                            [Event(type="skip", outcome="success", agent=agent, detail={"previous_item": prev.id})]))
-            skipped.append(ItemResult(entry.rel, "skipped", "already done"))
-        else:
+        folder, name = posixpath.split(entry.rel)
+        ext = posixpath.splitext(name)[1].lower()
+        if name == SEQUENCE_SIDECAR:
+            sidecars[folder] = entry
+        elif ext in SEQUENCE_SUFFIXES and FRAME_NAME.match(name):
+            held.setdefault(folder, []).append(entry)
+        elif ext in FILM_SUFFIXES:
+            film = FilmEntry(entry.rel, entry.size, entry.version)
+            if not quick_skip(item_uri(source, entry.rel), film, "film"):
+                films.append(film)
+        elif not quick_skip(item_uri(source, entry.rel), entry, "photo"):
             todo.append(entry)
         if len(pending) >= 1000:
             store.add_items(pending)
             pending = []
+    sequences, photos, errors = _sequences(held, sidecars, source, settings.sequence_rate)
+    for entry in photos:
+        if not quick_skip(item_uri(source, entry.rel), entry, "photo"):
+            todo.append(entry)
+    for film in sequences:
+        if not quick_skip(film_uri(source, film), film, "film"):
+            films.append(film)
+    for folder, error in errors:
+        entry = sidecars[folder]
+        pending.append((Item(job_id=job_id, source_uri=item_uri(source, entry.rel), rel_path=entry.rel, dest=dest.uri,
+                             size=entry.size, version_tag=entry.version, media_type="film", status="failed",
+                             error_type="UnsupportedMediaError", error=error, flags=[], notes=[],
+                             params=settings.params(model_sha256, "film"), params_key=keys["film"],
+                             model_name=settings.model, model_sha256=model_sha256, finished_at=utcnow()),
+                        [Event(type="validate", outcome="failure", agent=agent, detail={"error": error})]))
+        skipped.append(ItemResult(entry.rel, "failed", error))
     store.add_items(pending)
-    return todo, skipped
+    return todo, films, skipped
+
+
+def film_uri(source: Location, film: FilmEntry) -> str:
+    """A film file's URI, or a frame sequence folder's (with a trailing slash)."""
+    if not film.is_sequence:
+        return item_uri(source, film.rel)
+    return source.uri.rstrip("/") + "/" + (f"{film.rel}/" if film.rel else "")
 
 
 def item_uri(source: Location, rel: str) -> str:
@@ -132,30 +242,36 @@ def item_uri(source: Location, rel: str) -> str:
         return f"{source.uri}/{rel}"
 
 
-def _skipped_item(job_id: str, uri: str, entry: Entry, dest: Location, settings: JobSettings, key: str,
-                  model_sha256: str, prev: Any, reason: str) -> Item:
+def _skipped_item(job_id: str, uri: str, entry: Entry | FilmEntry, dest: Location, settings: JobSettings,
+                  media: str, model_sha256: str, prev: Any, reason: str) -> Item:
     """A skip record pointing at ``prev`` (an Item or a done-index row) that did the work."""
+    key = settings.key(model_sha256, media)
     return Item(job_id=job_id, source_uri=uri, rel_path=entry.rel, dest=dest.uri, size=entry.size,
                 version_tag=entry.version, sha256=prev.sha256, media_type=prev.media_type, format=prev.format,
                 width=prev.width, height=prev.height, channels=prev.channels, bit_depth=prev.bit_depth,
                 status="skipped", reason=reason, flags=list(prev.flags or []), notes=[],
-                params=settings.params(model_sha256), params_key=key, model_name=prev.model_name,
+                params=settings.params(model_sha256, media), params_key=key, model_name=prev.model_name,
                 model_sha256=model_sha256, previous_item_id=prev.id, finished_at=utcnow())
 
 
 def output_rel(rel: str, photo: Photo, key: str, taken: Callable[[str], bool]) -> str:
     """The destination path: the source's relative path, with its extension kept when it names
-    the format written (else that format's own); where taken, ``stem.<key8>.ext``, then ``-2``..."""
+    the format written (else that format's own); where taken, see :func:`free_name`."""
     stem, ext = posixpath.splitext(rel)
     if SUFFIX_FORMATS.get(ext.lower()) != photo.format:
         stem = stem if ext.lower() in SUFFIX_FORMATS else rel
         ext = FORMATS[photo.format]
+    return free_name(stem, ext, key, taken)
+
+
+def free_name(stem: str, ext: str, key: str, taken: Callable[[str], bool]) -> str:
+    """``stem + ext``, or where taken ``stem.<params-key-8>.ext``, then ``-2``, ``-3``..."""
     candidates = itertools.chain([f"{stem}{ext}", f"{stem}.{key[:8]}{ext}"],
                                  (f"{stem}.{key[:8]}-{n}{ext}" for n in range(2, 1000)))
     for cand in candidates:
         if not taken(cand):
             return cand
-    raise FileExistsError(f"no free output name for {rel}")
+    raise FileExistsError(f"no free output name for {stem}{ext}")
 
 
 @dataclass
@@ -177,8 +293,8 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
                   model_batch: int = 8) -> list[ItemResult]:
     """Process a chunk of source entries end to end, through the model ``model_batch`` photos
     at a time (only decoded photos wait for the model); every item ends recorded."""
-    key = settings.key(colorizer.sha256)
-    params = settings.params(colorizer.sha256)
+    key = settings.key(colorizer.sha256, "photo")
+    params = settings.params(colorizer.sha256, "photo")
     agent = f"colorize {__version__}"
     model_agent = f"model {colorizer.name} sha256:{colorizer.sha256}"
     results: list[ItemResult] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -27,6 +28,10 @@ from colorize_core.errors import CorruptMediaError, MediaTooLargeError, Unsuppor
 FILM_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".mxf", ".webm", ".mts", ".ts", ".mpg", ".mpeg", ".dv"}
 SAFE_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mxf,mpegts,mpeg,dv,mjpeg,yuv4mpegpipe,nut,flv,ogg")
 SAFETY = {"protocol_whitelist": "file,pipe", "format_whitelist": SAFE_DEMUXERS}
+SEQUENCE_SUFFIXES = {".dpx", ".tif", ".tiff", ".png"}
+SEQUENCE_SAFETY = {"protocol_whitelist": "file", "format_whitelist": "image2"}
+FRAME_NAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<ext>\.[A-Za-z]+)$")
+_DEEP = re.compile(r"(9|10|12|14|16)(le|be)$|^(rgb48|rgba64|bgr48|bgra64|gray16|ya16)")
 RENDITIONS = {
     # FFV1 version 3, intra-only with slice CRCs, planar RGB: lossless colour, the archival master.
     ".mkv": {"vcodec": "ffv1", "level": 3, "g": 1, "slicecrc": 1, "slices": 4, "pix_fmt": "gbrp", "f": "matroska"},
@@ -56,11 +61,29 @@ class FilmInfo:
     vfr: bool
     audio: list[dict[str, Any]] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    bit_depth: int = 8         # 8, or 16 when the source holds more than 8 bits per sample
+    start_time: float = 0.0    # the container's start: ffmpeg's -ss is relative to it
+    sequence: dict[str, Any] | None = None   # frame sequences: pattern, start_number, files
+
+    @property
+    def deep(self) -> bool:
+        return self.bit_depth > 8
+
+    def input(self) -> Any:
+        """This film as an ffmpeg-python input node (restricted to local, plain files)."""
+        if self.sequence:
+            return ffmpeg.input(self.sequence["pattern"], f="image2", framerate=str(self.fps),
+                                start_number=self.sequence["start_number"], **SEQUENCE_SAFETY)
+        return ffmpeg.input(self.path, **SAFETY)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fps"], d["avg_fps"] = str(self.fps), str(self.avg_fps)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FilmInfo:
+        return cls(**{**d, "fps": Fraction(d["fps"]), "avg_fps": Fraction(d["avg_fps"])})
 
 
 def _ratio(text: str | None) -> Fraction:
@@ -127,6 +150,8 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
                     audio=[{"index": s["index"], "codec": s.get("codec_name"), "channels": s.get("channels"),
                             "sample_rate": s.get("sample_rate")}
                            for s in meta.get("streams", []) if s.get("codec_type") == "audio"])
+    info.bit_depth = 16 if _DEEP.search(info.pix_fmt) else 8
+    info.start_time = float(meta.get("format", {}).get("start_time") or 0)
     if info.interlaced:
         info.flags.append("interlaced")
     if info.vfr:
@@ -152,36 +177,131 @@ class _Drain(threading.Thread):
         return b"".join(self.chunks).decode("utf-8", "replace")[-2000:]
 
 
-def decode_gray(info: FilmInfo) -> Iterator[np.ndarray]:
-    """Stream the film's frames as HxW uint8 luma, upright, without dropping or duplicating."""
-    proc = (ffmpeg.input(info.path, **SAFETY)
-            .output("pipe:", format="rawvideo", pix_fmt="gray", fps_mode="passthrough", map="0:v:0", sn=None)
+def frame_times(info: FilmInfo) -> list[float]:
+    """Every frame's presentation time (seconds, container clock), in display order."""
+    if info.sequence:
+        return [i / float(info.fps) for i in range(info.frames)]
+    try:
+        out = ffmpeg.probe(info.path, select_streams="v:0", show_entries="packet=pts_time", **SAFETY)
+    except ffmpeg.Error as exc:
+        raise _probe_error(exc) from None
+    times = sorted(float(p["pts_time"]) for p in out.get("packets", []) if p.get("pts_time") not in (None, "N/A"))
+    if len(times) != info.frames:
+        raise CorruptMediaError(f"{len(times)} frame timestamps for {info.frames} frames: cannot address shots")
+    return times
+
+
+def seek_point(times: list[float], start: int, start_time: float = 0.0) -> float:
+    """The -ss position that makes decoding begin exactly at frame ``start``: half-way between
+    it and the frame before, so rounding never drops or adds a frame."""
+    if start <= 0:
+        return 0.0
+    return max(0.0, (times[start - 1] + times[start]) / 2 - start_time)
+
+
+def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: float | None = None,
+                size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Stream frames [start, start + count) as HxW luma (uint8, or uint16 for deep sources),
+    upright, without dropping or duplicating; ``size`` (w, h) scales them (cut detection).
+    Starting past frame 0 in a film file needs ``seek``, :func:`seek_point` of ``start``."""
+    count = info.frames - start if count is None else count
+    if start and info.sequence:
+        node = ffmpeg.input(info.sequence["pattern"], f="image2", framerate=str(info.fps),
+                            start_number=info.sequence["start_number"] + start, **SEQUENCE_SAFETY)
+    elif start:
+        if seek is None:
+            raise ValueError("decoding from a frame other than the first needs its seek point")
+        node = ffmpeg.input(info.path, ss=f"{seek:.6f}", **SAFETY)
+    else:
+        node = info.input()
+    deep = info.deep and size is None
+    width, height = size or (info.width, info.height)
+    video = node["v:0"]
+    if size is not None:
+        video = video.filter("scale", width, height, flags="area")
+    proc = (ffmpeg.output(video, "pipe:", format="rawvideo", pix_fmt="gray16le" if deep else "gray",
+                          fps_mode="passthrough", sn=None, **{"frames:v": count})
             .global_args("-nostdin", "-loglevel", "error")
             .run_async(pipe_stdout=True, pipe_stderr=True))
     drain = _Drain(proc.stderr)
     drain.start()
-    size = info.width * info.height
-    count = 0
+    dtype = np.dtype("<u2") if deep else np.dtype(np.uint8)
+    frame_bytes = width * height * dtype.itemsize
+    got = 0
     try:
-        while True:
-            buf = proc.stdout.read(size)
-            if len(buf) < size:
+        while got < count:
+            buf = proc.stdout.read(frame_bytes)
+            if len(buf) < frame_bytes:
                 break
-            count += 1
-            yield np.frombuffer(buf, np.uint8).reshape(info.height, info.width)
+            got += 1
+            yield np.frombuffer(buf, dtype).reshape(height, width).astype(dtype.newbyteorder("="), copy=False)
     finally:
         proc.stdout.close()
         code = proc.wait()
         drain.join()
-    if code != 0 or count == 0:
-        raise CorruptMediaError(f"decoding failed after {count} of {info.frames} frames: {drain.text.strip()}")
-    if count < info.frames:
-        raise CorruptMediaError(f"truncated film: decoded {count} of {info.frames} frames ({drain.text.strip()})")
+    if code != 0 or got == 0:
+        raise CorruptMediaError(f"decoding failed after {start + got} of {info.frames} frames: {drain.text.strip()}")
+    if got < count:
+        raise CorruptMediaError(f"truncated film: decoded {start + got} of {info.frames} frames "
+                                f"({drain.text.strip()})")
+
+
+def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: int = 250_000_000,
+                   names: list[str] | None = None) -> FilmInfo:
+    """Describe a frame sequence: numbered DPX/TIFF/PNG frames in ``folder`` (``names``: the
+    files, if already listed) played at ``fps``. A missing frame number is an error that
+    names the missing frames."""
+    folder = Path(folder)
+    names = sorted(names if names is not None else (p.name for p in folder.iterdir() if p.is_file()))
+    groups: dict[tuple[str, str, int], dict[int, str]] = {}
+    for name in names:
+        m = FRAME_NAME.match(name)
+        if m and m["ext"].lower() in SEQUENCE_SUFFIXES:
+            groups.setdefault((m["prefix"], m["ext"], len(m["number"])), {})[int(m["number"])] = name
+    if not groups:
+        raise UnsupportedMediaError(f"{folder}: no numbered DPX, TIFF or PNG frames (name0001.dpx, ...)")
+    (prefix, ext, width), frames = max(groups.items(), key=lambda kv: len(kv[1]))
+    if len(groups) > 1:
+        others = ", ".join(f"{p}{'#' * w}{e} ({len(f)})" for (p, e, w), f in groups.items() if (p, e, w) != (prefix, ext, width))
+        raise UnsupportedMediaError(f"{folder}: more than one numbered sequence ({prefix}{'#' * width}{ext} "
+                                    f"({len(frames)}), {others}): put each in its own folder")
+    first, last = min(frames), max(frames)
+    missing = [n for n in range(first, last + 1) if n not in frames]
+    if missing:
+        shown = ", ".join(f"{prefix}{n:0{width}d}{ext}" for n in missing[:10])
+        raise CorruptMediaError(f"frame sequence {prefix}{'#' * width}{ext} has {len(missing)} missing frame(s) "
+                                f"between {first} and {last}: {shown}{' ...' if len(missing) > 10 else ''}")
+    rate = Fraction(str(fps)) if not isinstance(fps, Fraction) else fps
+    if rate <= 0:
+        raise ValueError(f"frame rate must be positive, not {fps}")
+    pattern = str(folder / f"{prefix}%0{width}d{ext}")
+    try:
+        meta = ffmpeg.probe(str(folder / frames[first]), **{"protocol_whitelist": "file"})
+    except ffmpeg.Error as exc:
+        raise _probe_error(exc) from None
+    video = next((s for s in meta.get("streams", []) if s.get("codec_type") == "video"), None)
+    if video is None or not video.get("width"):
+        raise CorruptMediaError(f"{frames[first]}: not a decodable frame")
+    w, h = int(video["width"]), int(video["height"])
+    if w * h > max_pixels:
+        raise MediaTooLargeError(f"declared frame size {w}x{h} exceeds the limit of {max_pixels / 1e6:.0f} MP; "
+                                 "refused before decoding")
+    pix_fmt = video.get("pix_fmt", "?")
+    count = last - first + 1
+    info = FilmInfo(path=str(folder), width=w, height=h, rotation=0, fps=rate, avg_fps=rate, frames=count,
+                    duration=count / float(rate), codec=video.get("codec_name", "?"), pix_fmt=pix_fmt,
+                    sar="1:1", color_range=video.get("color_range", "unknown"), interlaced=False, vfr=False,
+                    bit_depth=16 if _DEEP.search(pix_fmt) else 8,
+                    sequence={"pattern": pattern, "start_number": first})
+    if w % 2 or h % 2:
+        info.flags.append("odd-dimensions")
+    return info
 
 
 class Encoder:
     """Encode RGB frames written with :meth:`write` into ``out`` (rendition by extension),
-    copying every audio stream of ``info``'s file; atomic: written beside, renamed on close."""
+    copying every audio stream of ``info``'s file (unless ``audio`` is false: shot segments);
+    atomic: written beside, linked into place on close, never over an existing file."""
 
     def __init__(self, info: FilmInfo, out: Path, audio: bool = True, note: str = "") -> None:
         suffix = out.suffix.lower()
@@ -192,11 +312,14 @@ class Encoder:
         os.close(fd)
         self.tmp = Path(tmp)
         opts = dict(RENDITIONS[suffix])
+        if info.deep and suffix == ".mkv":
+            opts["pix_fmt"] = "gbrp16le"  # the master keeps a deep source's precision
+        self.dtype = np.dtype("<u2") if info.deep else np.dtype(np.uint8)
         # Constant-rate sources keep their timestamps exactly; a variable-rate source is written
         # at its average rate (frame count and duration kept, per-frame timing not yet).
         rate = info.avg_fps if info.vfr else info.fps
-        frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{info.width}x{info.height}",
-                              framerate=str(rate))
+        frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb48le" if info.deep else "rgb24",
+                              s=f"{info.width}x{info.height}", framerate=str(rate))
         video = frames.video
         if suffix == ".mp4" and (info.width % 2 or info.height % 2):
             video = video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")  # 4:2:0 needs even sizes
@@ -204,7 +327,7 @@ class Encoder:
             video = video.filter("setsar", info.sar.replace(":", "/"))
         outputs = [video]
         if audio and info.audio:
-            outputs.append(ffmpeg.input(info.path, **SAFETY)["a"])
+            outputs.append(info.input()["a"])
             opts["acodec"] = "copy"
         if note:
             opts["metadata"] = f"comment={note}"
@@ -217,7 +340,7 @@ class Encoder:
 
     def write(self, rgb: np.ndarray) -> None:
         try:
-            self.proc.stdin.write(np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
+            self.proc.stdin.write(np.ascontiguousarray(rgb, dtype=self.dtype).tobytes())
         except BrokenPipeError:
             self.proc.wait()
             self.drain.join()
@@ -243,6 +366,37 @@ class Encoder:
             self.proc.kill()
         self.proc.wait()
         self.tmp.unlink(missing_ok=True)
+
+
+def join_segments(info: FilmInfo, segments: list[Path], out: Path, note: str = "") -> Path:
+    """Join shot segments (same rendition, in order) into ``out`` without re-encoding, with
+    every audio stream of the source copied; atomic and no-clobber like :class:`Encoder`."""
+    suffix = out.suffix.lower()
+    if suffix not in RENDITIONS:
+        raise UnsupportedMediaError(f"no film rendition for {suffix!r} (use {', '.join(RENDITIONS)})")
+    with tempfile.TemporaryDirectory(prefix="colorize-join-", dir=out.parent) as work:
+        listing = Path(work) / "segments.ffconcat"
+        lines = ["ffconcat version 1.0"]
+        for seg in segments:
+            lines.append("file '" + str(Path(seg).resolve()).replace("'", "'\\''") + "'")
+        listing.write_text("\n".join(lines) + "\n")
+        tmp = Path(work) / f"joined{suffix}"
+        opts: dict[str, Any] = {"c": "copy", "f": RENDITIONS[suffix]["f"]}
+        if suffix == ".mp4":
+            opts["movflags"] = "+faststart"
+        if note:
+            opts["metadata"] = f"comment={note}"
+        streams = [ffmpeg.input(str(listing), f="concat", safe=0, protocol_whitelist="file")["v"]]
+        if info.audio:
+            streams.append(info.input()["a"])
+        try:
+            ffmpeg.output(*streams, str(tmp), **opts).global_args("-nostdin", "-loglevel", "error", "-y").run(
+                capture_stdout=True, capture_stderr=True)
+        except ffmpeg.Error as exc:
+            raise CorruptMediaError(f"joining {len(segments)} segments into {out.name} failed: "
+                                    f"{(exc.stderr or b'').decode('utf-8', 'replace').strip()[-1500:]}") from None
+        os.link(tmp, out)
+    return out
 
 
 def stream_info(path: str | Path) -> dict[str, Any]:

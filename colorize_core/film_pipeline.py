@@ -1,14 +1,17 @@
 """Streamed film colorization: decode -> colorize in batches -> smooth -> refine -> encode.
 
-No frame touches the disk and memory holds one batch, whatever the film's length. Cuts reset
-the temporal smoother; flicker is measured as Lai et al.'s warping error before (frames
-colorized independently) and after smoothing when asked.
+No frame touches the disk and memory holds one batch, whatever the film's length. A film (or
+a range of its frames: the archive flow's unit of work) is cut into shots first
+(:func:`find_cuts`, a quick pass at thumbnail size); the temporal smoother resets at every
+cut. Flicker is Lai et al.'s warping error of each shot, before and after smoothing, measured
+at the model's working size on the model's colour (refinement excluded): it is what smoothing
+changes, at a cost the pipeline can always afford.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,17 @@ from colorize_core.metrics import colourfulness
 from colorize_core.refine import refine
 from colorize_core.temporal import TemporalParams, TemporalSmoother, WarpingError, is_cut, l_to_u8
 
+CUT_SIZE = 128  # long side of the frames cut detection looks at
+
+
+@dataclass
+class ShotStats:
+    start: int
+    end: int
+    warping_error: float | None = None
+    warping_error_unsmoothed: float | None = None
+    colourfulness: float | None = None
+
 
 @dataclass
 class FilmResult:
@@ -33,9 +47,27 @@ class FilmResult:
     warping_error: float | None = None
     warping_error_unsmoothed: float | None = None
     flags: list[str] = field(default_factory=list)
+    shots: list[ShotStats] = field(default_factory=list)
+    stills: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # frame -> (gray, rgb)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = {k: v for k, v in self.__dict__.items() if k != "stills"}
+        d["shots"] = [s.__dict__ for s in self.shots]
+        return d
+
+
+def find_cuts(info: FilmInfo) -> list[int]:
+    """Frame numbers where a new shot starts (frame 0 excluded), from a pass over the film
+    decoded at thumbnail size."""
+    scale = CUT_SIZE / max(info.width, info.height)
+    size = (max(2, round(info.width * scale / 2) * 2), max(2, round(info.height * scale / 2) * 2))
+    cuts, prev = [], None
+    for n, gray in enumerate(decode_gray(info, size=size)):
+        small = l_to_u8(luminance(gray))
+        if prev is not None and is_cut(prev, small):
+            cuts.append(n)
+        prev = small
+    return cuts
 
 
 def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
@@ -49,60 +81,115 @@ def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarra
         yield batch
 
 
+class _ShotMeter:
+    """Per-shot flicker (before/after smoothing) and colourfulness, reset at every cut."""
+
+    def __init__(self, measure: bool, temporal: bool) -> None:
+        self.measure, self.temporal = measure, temporal
+        self.shots: list[ShotStats] = []
+        self.colour_sum = self.colour_n = 0
+
+    def start(self, frame: int) -> None:
+        self.close(frame)
+        self.shots.append(ShotStats(frame, frame))
+        self._after = WarpingError() if self.measure else None
+        self._before = WarpingError() if self.measure and self.temporal else None
+        self._colour: list[float] = []
+
+    def add(self, frame: int, l_small: np.ndarray, ab_raw: np.ndarray, ab: np.ndarray, rgb: np.ndarray) -> None:
+        shot = self.shots[-1]
+        if (frame - shot.start) % 12 == 0:
+            self._colour.append(colourfulness(rgb))
+        if self._after is not None:
+            small_u8 = l_to_u8(l_small)
+            self._after.add(small_u8, lab_to_rgb(l_small, ab, np.uint8).astype(np.float32) / 255)
+            if self._before is not None:
+                self._before.add(small_u8, lab_to_rgb(l_small, ab_raw, np.uint8).astype(np.float32) / 255)
+        shot.end = frame + 1
+
+    def close(self, frame: int) -> None:
+        if not self.shots:
+            return
+        shot = self.shots[-1]
+        if self._colour:
+            shot.colourfulness = float(np.mean(self._colour))
+            self.colour_sum += sum(self._colour)
+            self.colour_n += len(self._colour)
+        if self._after is not None and self._after.pairs:
+            shot.warping_error = self._after.value
+            shot.warping_error_unsmoothed = (self._before or self._after).value
+
+    def mean(self, attr: str) -> float | None:
+        """Frame-pair-weighted mean over shots."""
+        pairs = [(getattr(s, attr), s.end - s.start - 1) for s in self.shots if getattr(s, attr) is not None]
+        total = sum(n for _, n in pairs)
+        return sum(v * n for v, n in pairs) / total if total else None
+
+
 def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, temporal: bool = True,
                   temporal_params: TemporalParams = TemporalParams(), refine_method: str = "none",
-                  batch_size: int = 8, measure_flicker: bool = False,
-                  on_frame: Callable[[int], None] | None = None) -> FilmResult:
-    """Colorize ``info``'s film into each of ``outputs`` (rendition by extension), in one pass.
+                  refine_params: dict[str, Any] | None = None, batch_size: int = 8, measure_flicker: bool = False,
+                  start: int = 0, end: int | None = None, cuts: Iterable[int] | None = None,
+                  warmup: int = 0, seek: float | None = None, stills: Iterable[int] = (),
+                  audio: bool = True, on_frame: Callable[[int], None] | None = None) -> FilmResult:
+    """Colorize frames [start, end) of ``info``'s film into each of ``outputs`` (rendition by
+    extension), in one pass. ``cuts``: frames where shots start (found with :func:`find_cuts`
+    when not given); ``warmup`` frames before ``start`` prime the smoother without being
+    written (a long shot split across units; the caller keeps cuts out of them), and ``seek``
+    is the :func:`~colorize_core.film.seek_point` of frame ``start - warmup``; ``stills``: frames to keep (gray, colour) for
+    the manifest. ``audio``: copy the source's audio (false for shot segments).
 
     Raises CorruptMediaError (truncated input, encoder failure) or UnsupportedMediaError; on
     error no output file is left behind.
     """
     started = time.time()
-    encoders = [Encoder(info, out, note=NOTE) for out in outputs]
+    end = info.frames if end is None else min(end, info.frames)
+    cut_set = set(find_cuts(info) if cuts is None else cuts)
+    first = max(0, start - warmup)
+    keep = set(stills)
+    encoders = [Encoder(info, out, audio=audio, note=NOTE) for out in outputs]
     smoother = TemporalSmoother(temporal_params)
-    flicker = WarpingError() if measure_flicker else None
-    flicker_raw = WarpingError() if measure_flicker and temporal else None
-    cuts: list[int] = []
-    colour_sum, colour_n, index = 0.0, 0, 0
-    prev_small: np.ndarray | None = None
+    meter = _ShotMeter(measure_flicker, temporal)
+    result = FilmResult(frames=0, cuts=[], seconds=0.0, colourfulness=0.0, flags=list(info.flags))
+    dtype = np.uint16 if info.deep else np.uint8
+    index = first
     try:
-        for batch in _batches(decode_gray(info), batch_size):
+        frames = decode_gray(info, first, end - first, seek=seek)
+        for batch in _batches(frames, batch_size):
             lums = [luminance(f) for f in batch]
             for frame, lum, (l_small, ab_small) in zip(batch, lums, colorizer.predict_ab_small(lums)):
-                small_u8 = l_to_u8(l_small)
-                if prev_small is not None and is_cut(prev_small, small_u8):
-                    cuts.append(index)
+                if index in cut_set and index > first:
                     smoother.reset()
-                    for meter in (flicker, flicker_raw):
-                        if meter is not None:
-                            meter.reset()
-                prev_small = small_u8
+                    if index > start:
+                        result.cuts.append(index)
+                if index < start:  # warm-up: prime the smoother only
+                    if temporal:
+                        smoother(l_small, ab_small)
+                    index += 1
+                    continue
+                if index == start or index in cut_set:
+                    meter.start(index)
                 ab = smoother(l_small, ab_small) if temporal else ab_small
-                full = refine(lum, resize_ab(ab, *lum.shape), refine_method)
-                rgb = lab_to_rgb(lum, full, np.uint8)
+                full = refine(lum, resize_ab(ab, *lum.shape), refine_method, refine_params)
+                rgb = lab_to_rgb(lum, full, dtype)
                 for enc in encoders:
                     enc.write(rgb)
-                if flicker is not None:
-                    flicker.add(frame, rgb.astype(np.float32) / 255)
-                if flicker_raw is not None:
-                    raw = lab_to_rgb(lum, refine(lum, resize_ab(ab_small, *lum.shape), refine_method), np.uint8)
-                    flicker_raw.add(frame, raw.astype(np.float32) / 255)
-                if index % 12 == 0:
-                    colour_sum += colourfulness(rgb)
-                    colour_n += 1
+                meter.add(index, l_small, ab_small, ab, rgb)
+                if index in keep:
+                    result.stills[index] = (frame.copy(), rgb)
                 index += 1
                 if on_frame is not None:
-                    on_frame(index)
+                    on_frame(index - start)
         for enc in encoders:
             enc.close()
     except BaseException:
         for enc in encoders:
             enc.abort()
         raise
-    result = FilmResult(frames=index, cuts=cuts, seconds=time.time() - started,
-                        colourfulness=colour_sum / max(colour_n, 1), flags=list(info.flags))
-    if flicker is not None:
-        result.warping_error = flicker.value
-        result.warping_error_unsmoothed = flicker_raw.value if flicker_raw is not None else flicker.value
+    meter.close(index)
+    result.frames, result.seconds, result.shots = index - start, time.time() - started, meter.shots
+    result.colourfulness = meter.colour_sum / max(meter.colour_n, 1)
+    if measure_flicker:
+        result.warping_error = meter.mean("warping_error")
+        result.warping_error_unsmoothed = meter.mean("warping_error_unsmoothed")
     return result

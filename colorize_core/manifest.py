@@ -43,8 +43,16 @@ def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
     counts = {"done": 0, "skipped": 0, "failed": 0}
     for row in store.job_items(job_id):
         item = {k: row[k] for k in _ITEM_FIELDS}
-        item["colour"] = next(({"uri": o["uri"], "sha256": o["sha256"], "size": o["size"]}
-                               for o in row["outputs"] if o["kind"] == "colour"), None)
+        renditions = [{"kind": o["kind"], "uri": o["uri"], "sha256": o["sha256"], "size": o["size"]}
+                      for o in row["outputs"] if not o["kind"].startswith("thumb-")]
+        # A photo's colour rendition; a film's access copy (else its master).
+        item["colour"] = next((r for kind in ("colour", "access", "master", "master-prores") for r in renditions
+                               if r["kind"] == kind), None)
+        item["renditions"] = renditions
+        if row["media_type"] == "film":
+            item["film"] = {"media": row["media"], "units": row["shots"],
+                            "shots": [s for unit in row["shots"] for s in unit["shots"]],
+                            "stills": _evenly([unit["stills"] for unit in row["shots"] if unit["stills"]], 12)}
         item["thumbnails"] = {o["kind"].removeprefix("thumb-"): o["uri"] for o in row["outputs"]
                               if o["kind"].startswith("thumb-")}
         item["done_in_job"] = row.get("done_in_job", job_id if row["status"] == "done" else None)
@@ -61,6 +69,13 @@ def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
     }
 
 
+def _evenly(values: list[Any], n: int) -> list[Any]:
+    """At most ``n`` of ``values``, evenly spaced, first and last included."""
+    if len(values) <= n:
+        return values
+    return [values[round(i * (len(values) - 1) / (n - 1))] for i in range(n)]
+
+
 def _href(uri: str | None, dest: Location, depth: int) -> str | None:
     """A link relative to the page (at ``depth`` folders below DEST) when under DEST."""
     if not uri:
@@ -75,7 +90,10 @@ def _href(uri: str | None, dest: Location, depth: int) -> str | None:
 def render_html(manifest: dict[str, Any], dest: Location, depth: int) -> str:
     items = []
     for it in manifest["items"]:
-        items.append({**it, "href_original": _href(it["thumbnails"].get("original"), dest, depth),
+        stills = [{"frame": st["frame"], "original": _href(st["original"]["uri"], dest, depth),
+                   "colour": _href(st["colour"]["uri"], dest, depth)} for st in (it.get("film") or {}).get("stills", [])]
+        items.append({**it, "film": it.get("film"), "film_stills": stills,
+                      "href_original": _href(it["thumbnails"].get("original"), dest, depth),
                       "href_colour_thumb": _href(it["thumbnails"].get("colour"), dest, depth),
                       "href_colour": _href(it["colour"]["uri"] if it["colour"] else None, dest, depth)})
     return _env.get_template("manifest.html.j2").render(m=manifest, job=manifest["job"], items=items)

@@ -61,7 +61,7 @@ class Item(Base):
     size: Mapped[int | None] = mapped_column(BigInteger)
     version_tag: Mapped[str | None] = mapped_column(String(200))
     sha256: Mapped[str | None] = mapped_column(String(64), index=True)
-    media_type: Mapped[str | None] = mapped_column(String(32))   # photo | unsupported
+    media_type: Mapped[str | None] = mapped_column(String(32))   # photo | film | unsupported
     format: Mapped[str | None] = mapped_column(String(16))
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
@@ -79,6 +79,7 @@ class Item(Base):
     model_sha256: Mapped[str] = mapped_column(String(64))
     colourfulness: Mapped[float | None]
     chroma_spread: Mapped[float | None]
+    media: Mapped[dict[str, Any] | None] = mapped_column(JSON)   # film: probe (rate, frames, audio...)
     previous_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -112,6 +113,38 @@ class Event(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     item: Mapped[Item | None] = relationship(back_populates="events")
+
+
+class Shot(Base):
+    """A film's unit of work: whole shots (or a piece of a long one), frames [start, end).
+    Its encoded segments live under DEST until the film is assembled; a re-run finds the done
+    ones here by (dest, film sha256, parameters) and redoes only the rest."""
+
+    __tablename__ = "shots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)  # the film, once assembled
+    source_uri: Mapped[str] = mapped_column(Text)
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    dest: Mapped[str] = mapped_column(Text)
+    params_key: Mapped[str] = mapped_column(String(64))
+    start_frame: Mapped[int] = mapped_column(Integer)
+    end_frame: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))              # done | failed
+    segments: Mapped[dict[str, Any]] = mapped_column(default=dict)   # rendition -> {uri, sha256, size}
+    cuts: Mapped[list[Any]] = mapped_column(default=list)            # frame numbers where a shot starts
+    shots: Mapped[list[Any]] = mapped_column(default=list)           # per shot: range, flicker, colourfulness
+    stills: Mapped[dict[str, Any]] = mapped_column(default=dict)     # frame, original and colour thumbnails
+    warping_error: Mapped[float | None]
+    warping_error_unsmoothed: Mapped[float | None]
+    colourfulness: Mapped[float | None]
+    seconds: Mapped[float | None]
+    error_type: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_shots_lookup", "dest", "source_sha256", "params_key", "status"),)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
@@ -234,6 +267,36 @@ class ProvenanceStore:
                 s.add(e)
             return item.id
 
+    def add_shot(self, shot: Shot) -> int:
+        with self.session() as s:
+            s.add(shot)
+            s.flush()
+            return shot.id
+
+    def done_shots(self, dest: str, source_sha256: str, params_key: str) -> dict[tuple[int, int], Shot]:
+        """Shots of this film already encoded for DEST with these parameters, by frame range
+        (the newest for each range)."""
+        q = (select(Shot).where(Shot.dest == dest, Shot.source_sha256 == source_sha256,
+                                Shot.params_key == params_key, Shot.status == "done").order_by(Shot.id))
+        with self.session() as s:
+            return {(r.start_frame, r.end_frame): r for r in s.scalars(q)}
+
+    def failed_shots(self, job_id: str, source_sha256: str) -> list[Shot]:
+        q = (select(Shot).where(Shot.job_id == job_id, Shot.source_sha256 == source_sha256, Shot.status == "failed")
+             .order_by(Shot.start_frame))
+        with self.session() as s:
+            return list(s.scalars(q))
+
+    def link_shots(self, shot_ids: list[int], item_id: int) -> None:
+        """Attach the shots a film was assembled from to the film's item."""
+        with self.session() as s:
+            for sid in shot_ids:
+                s.get(Shot, sid).item_id = item_id
+
+    def item_shots(self, item_id: int) -> list[Shot]:
+        with self.session() as s:
+            return list(s.scalars(select(Shot).where(Shot.item_id == item_id).order_by(Shot.start_frame)))
+
     def job(self, job_id: str) -> Job | None:
         with self.session() as s:
             return s.get(Job, job_id)
@@ -248,6 +311,13 @@ class ProvenanceStore:
                 row = {c.name: getattr(it, c.name) for c in Item.__table__.columns}
                 row["outputs"] = [{"kind": o.kind, "uri": o.uri, "sha256": o.sha256, "size": o.size}
                                   for o in done.outputs]
+                row["media"] = done.media
+                row["shots"] = [{"start": sh.start_frame, "end": sh.end_frame, "shots": sh.shots,
+                                 "stills": sh.stills, "warping_error": sh.warping_error,
+                                 "warping_error_unsmoothed": sh.warping_error_unsmoothed,
+                                 "colourfulness": sh.colourfulness, "job_id": sh.job_id}
+                                for sh in s.scalars(select(Shot).where(Shot.item_id == done.id)
+                                                    .order_by(Shot.start_frame))] if done.media_type == "film" else []
                 if it.previous_item_id:
                     row["colourfulness"] = done.colourfulness
                     row["done_in_job"] = done.job_id

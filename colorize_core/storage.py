@@ -12,8 +12,11 @@ an endpoint can also be given explicitly.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import posixpath
+import shutil
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
@@ -56,6 +59,19 @@ class Location:
 
     def write_new(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Atomically create ``rel``; raises FileExistsError if it exists already."""
+        raise NotImplementedError
+
+    def local_copy(self, rel: str) -> contextlib.AbstractContextManager[Path]:
+        """A local file holding ``rel`` for the duration of the ``with`` block (for tools such
+        as ffmpeg that read files): the file itself for a folder, a temporary download for S3."""
+        raise NotImplementedError
+
+    def put_file_new(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        """Like :meth:`write_new` for a (large) local file, streamed rather than held in memory."""
+        raise NotImplementedError
+
+    def delete(self, rel: str) -> None:
+        """Remove a working file the job itself wrote (shot segments once the film is joined)."""
         raise NotImplementedError
 
     def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
@@ -127,6 +143,30 @@ class LocalLocation(Location):
             raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
         finally:
             os.unlink(tmp)
+
+    def local_copy(self, rel: str) -> contextlib.AbstractContextManager[Path]:
+        path = self._path(rel)
+        if not path.is_file():
+            raise StorageError(f"cannot read {path}: not a file")
+        return contextlib.nullcontext(path)
+
+    def put_file_new(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        target = self._path(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.link(tmp, target)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        finally:
+            os.unlink(tmp)
+
+    def delete(self, rel: str) -> None:
+        self._path(rel).unlink(missing_ok=True)
 
     def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         target = self._path(rel)
@@ -232,6 +272,34 @@ class S3Location(Location):
             raise StorageError(f"cannot write {self.uri_of(rel)}: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"cannot write {self.uri_of(rel)}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _download(self, rel: str) -> Iterator[Path]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        suffix = posixpath.splitext(rel)[1]
+        with tempfile.TemporaryDirectory(prefix="colorize-s3-") as tmp:
+            path = Path(tmp) / f"object{suffix}"
+            try:
+                self.client.download_file(self.bucket, self._key(rel), str(path))
+            except (BotoCoreError, ClientError) as exc:
+                raise StorageError(f"cannot read {self.uri_of(rel)}: {exc}") from exc
+            yield path
+
+    def local_copy(self, rel: str) -> contextlib.AbstractContextManager[Path]:
+        return self._download(rel)
+
+    def delete(self, rel: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(rel))
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot delete {self.uri_of(rel)}: {exc}") from exc
+
+    def put_file_new(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        with open(path, "rb") as fh:  # streamed from the file (single PUT: objects up to 5 GB)
+            self.write_new(rel, fh, content_type)  # type: ignore[arg-type]
 
     def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import allow_failure, flow, get_run_logger, unmapped
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -16,6 +16,7 @@ from colorize_core.provenance import ProvenanceStore
 from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
 from colorize_core.weights import resolve
+from tasks.film import assemble_film_task, colorize_shot_task, prepare_film_task
 from tasks.photos import colorize_photo_batch, plan_items, write_job_manifest
 
 _defaults = get_settings()
@@ -27,29 +28,39 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                      refine: str = _defaults.refine, batch_size: int = _defaults.batch_size,
                      chunk_size: int = _defaults.chunk_size, force: bool = False,
                      include_colour: bool = False, work_size: int = _defaults.work_size,
-                     device: str = _defaults.device, s3_endpoint: str | None = _defaults.s3_endpoint) -> dict[str, Any]:
-    """Colorize the photos under ``source`` (folder, file:// or s3://) into ``dest``.
+                     device: str = _defaults.device, s3_endpoint: str | None = _defaults.s3_endpoint,
+                     film_renditions: list[str] = [".mkv", ".mp4"], temporal: bool = True,  # noqa: B006
+                     shot_max_frames: int = 1500, sequence_rate: str = "24") -> dict[str, Any]:
+    """Colorize the photos and films under ``source`` (folder, file:// or s3://) into ``dest``.
 
     Photos go through the model ``batch_size`` at a time; a task takes up to ``chunk_size``
     photos (fewer Prefect task runs per photo; small jobs are still split across workers).
-    Items already done with the same model and parameters are skipped unless ``force``.
+    Films (video files, and frame sequences: folders of numbered DPX frames or with a
+    ``sequence.json``) are cut into shots; a task colorizes a unit of shots into segments
+    (``film_renditions``: .mkv FFV1 master, .mp4 H.264 access copy, .mov ProRes), with
+    ``temporal`` smoothing; a last task joins them with the original audio. Frame sequences
+    without a ``sequence.json`` play at ``sequence_rate``. Items already done with the same
+    model and parameters are skipped unless ``force``; a film's finished shots are reused.
     Returns the job id, counts by status, and where the manifest and database are.
     """
     logger = get_run_logger()
     if batch_size < 1 or chunk_size < 1:
         raise ValueError("batch_size and chunk_size must be at least 1")
     job = JobSettings(model=model, refine=refine, work_size=work_size, include_colour=include_colour,
-                      max_pixels=_defaults.max_pixels, device=device)
+                      max_pixels=_defaults.max_pixels, device=device, film_renditions=tuple(film_renditions),
+                      temporal=temporal, shot_max_frames=shot_max_frames,
+                      shot_min_frames=min(JobSettings.shot_min_frames, shot_max_frames), sequence_rate=sequence_rate)
     src, dst = open_location(source, s3_endpoint), open_location(dest, s3_endpoint)
     check_locations(src, dst)
     weights = resolve(model)
     store = ProvenanceStore(db_url)
-    job_id = store.start_job(src.uri, dst.uri, job.params(weights.sha256), job.key(weights.sha256), weights.name,
+    job_id = store.start_job(src.uri, dst.uri, job.params(weights.sha256, "film"), job.key(weights.sha256, "film"), weights.name,
                              weights.sha256, software_versions(), str(flow_run.id) if flow_run.id else None)
     logger.info("job %s: %s -> %s with model %s (sha256 %s)", job_id, source, dest, weights.name, weights.sha256[:12])
     settings = asdict(job)
     try:
-        todo, skipped = plan_items(source, dest, store.url, job_id, settings, weights.sha256, force, s3_endpoint)
+        todo, films, counts = plan_items(source, dest, store.url, job_id, settings, weights.sha256, force, s3_endpoint)
+        counts = {"done": 0, "skipped": 0, "failed": 0, **counts}
         # Each task run costs ~1-2 s of orchestration at its start and end, and a chunk holds only
         # one model batch of decoded photos at a time: so no more chunks than the workers need.
         chunk = min(chunk_size, max(batch_size, math.ceil(len(todo) / _defaults.task_workers)))
@@ -57,8 +68,27 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
         futures = colorize_photo_batch.map(chunks, unmapped(source), unmapped(dest), unmapped(store.url),
                                            unmapped(job_id), unmapped(settings), unmapped(force), unmapped(s3_endpoint),
                                            unmapped(batch_size))
-        counts = {"done": 0, "skipped": skipped, "failed": 0}
+        common = (unmapped(source), unmapped(dest), unmapped(store.url), unmapped(job_id), unmapped(settings))
+        plans = prepare_film_task.map(films, *common, unmapped(weights.name), unmapped(weights.sha256),
+                                      unmapped(force), unmapped(s3_endpoint))
+        assemblies = []
         crashed = 0
+        for planned in plans:
+            planned.wait()
+            if not planned.state.is_completed():
+                crashed += 1
+                logger.error("preparing a film failed after its retries: %s", planned.state.message)
+                continue
+            film_plan = planned.result()
+            if "result" in film_plan:
+                counts[film_plan["result"]] = counts.get(film_plan["result"], 0) + 1
+                continue
+            units = [u for u in film_plan["units"] if not u["done"]]
+            shots = (colorize_shot_task.map(unmapped(film_plan), units, *common, unmapped(s3_endpoint),
+                                            unmapped(batch_size)) if units else [])
+            assemblies.append(assemble_film_task.submit(film_plan, source, dest, store.url, job_id, settings,
+                                                        weights.name, weights.sha256, s3_endpoint,
+                                                        wait_for=[allow_failure(f) for f in shots]))
         for future in futures:
             future.wait()
             if future.state.is_completed():
@@ -67,6 +97,13 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
             else:
                 crashed += 1
                 logger.error("a batch failed after its retries: %s", future.state.message)
+        for future in assemblies:
+            future.wait()
+            if future.state.is_completed():
+                counts[future.result()["result"]] = counts.get(future.result()["result"], 0) + 1
+            else:
+                crashed += 1
+                logger.error("assembling a film failed after its retries: %s", future.state.message)
         status = "crashed" if crashed else job_status(counts)
     except Exception:
         store.finish_job(job_id, "crashed")

@@ -37,12 +37,17 @@ def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry
 
 @task(name="plan-items", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient, cache_policy=NO_CACHE)
 def plan_items(source: str, dest: str, db_url: str, job_id: str, settings: dict[str, Any], model_sha256: str,
-               force: bool, s3_endpoint: str | None) -> tuple[list[dict[str, Any]], int]:
-    """List the source, record items already done as skipped; returns (entries to do, skipped count)."""
-    todo, skipped = plan(open_location(source, s3_endpoint), open_location(dest, s3_endpoint),
-                         ProvenanceStore(db_url), job_id, JobSettings(**settings), model_sha256, force)
-    get_run_logger().info("%d items to process, %d already done", len(todo), len(skipped))
-    return [asdict(e) for e in todo], len(skipped)
+               force: bool, s3_endpoint: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
+    """List the source, record items already done as skipped; returns (photos to do, films to
+    do, counts by status of what planning recorded)."""
+    todo, films, recorded = plan(open_location(source, s3_endpoint), open_location(dest, s3_endpoint),
+                                 ProvenanceStore(db_url), job_id, JobSettings(**settings), model_sha256, force)
+    counts: dict[str, int] = {}
+    for r in recorded:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    get_run_logger().info("%d photos and %d films to process; recorded while planning: %s", len(todo), len(films),
+                          counts or "nothing")
+    return [asdict(e) for e in todo], [asdict(f) for f in films], counts
 
 
 @task(name="colorize-photo-batch", tags=["gpu"], retries=2, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)

@@ -49,16 +49,21 @@ def run_flow(**kwargs):  # noqa: ANN003, ANN201
 def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, archive, tmp_path):
     dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/prov.db"
     summary = run_flow(source=str(archive), dest=str(dest), db_url=db)
-    good = 5 + 3 + 1  # samples, tricky-but-valid inputs, the hostile file name
-    assert summary["counts"] == {"done": good, "skipped": 2, "failed": len(bad_inputs())}
+    good = 5 + 3 + 1 + 1  # samples, tricky-but-valid inputs, the hostile file name, the film
+    assert summary["counts"] == {"done": good, "skipped": 1, "failed": len(bad_inputs())}
     assert summary["status"] == "completed_with_failures"
 
     manifest = json.loads((dest / "manifest.json").read_text())
     assert manifest["schema"] == "colorize-manifest/1" and manifest["job"]["id"] == summary["job_id"]
     items = {it["rel_path"]: it for it in manifest["items"]}
-    assert len(items) == good + 2 + len(bad_inputs())
-    film = items["film/reel 1.mp4"]
-    assert film["status"] == "skipped" and film["media_type"] == "film" and "colorize video" in film["reason"]
+    assert len(items) == good + 1 + len(bad_inputs())
+    film = items.pop("film/reel 1.mp4")
+    assert film["status"] == "done" and film["media_type"] == "film" and film["film"]["media"]["frames"] == 5
+    assert [r["kind"] for r in film["renditions"]] == ["master", "access"]
+    assert [Path(r["uri"]).relative_to(dest).as_posix() for r in film["renditions"]] == ["film/reel 1.mkv",
+                                                                                        "film/reel 1.mp4"]
+    assert film["film"]["stills"] and film["film"]["shots"][0]["warping_error"] is not None
+    assert not (dest / "manifests" / "segments").exists() or not list((dest / "manifests" / "segments").rglob("*.m*"))
     assert "empty file" in items["odd/empty.jpg"]["error"]
     assert "not a recognised image" in items["odd/notes.jpg"]["error"]
     assert "animated GIF" in items["odd/animated.gif"]["error"]
@@ -89,6 +94,11 @@ def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, arc
         done = s.scalars(select(Item).where(Item.job_id == summary["job_id"], Item.status == "done")).all()
         assert len(done) == good
         for it in done:
+            if it.media_type == "film":
+                assert {o.kind for o in it.outputs} == {"master", "access", "thumb-original", "thumb-colour"}
+                assert {e.type for e in it.events} >= {"ingest", "validate", "colorize", "temporal-smoothing",
+                                                       "refine", "encode", "write"}
+                continue
             assert len(it.model_sha256) == 64 and it.params["refine"] == "flood" and it.params_key
             assert {o.kind for o in it.outputs} == {"colour", "thumb-original", "thumb-colour"}
             assert {e.type for e in it.events} >= {"ingest", "colorize", "refine", "write"}
@@ -122,7 +132,7 @@ def test_rerun_skips_items_already_done_and_force_never_overwrites(prefect_api, 
     assert forced["counts"]["done"] == 5
     for path, data in before.items():
         assert path.read_bytes() == data  # nothing overwritten
-    key8 = forced_key = json.loads((dest / "manifest.json").read_text())["job"]["params_key"][:8]
+    key8 = forced_key = json.loads((dest / "manifest.json").read_text())["items"][0]["params_key"][:8]
     assert len(list(dest.rglob(f"*.{key8}.*"))) == 5, forced_key
     # A different refinement is a different parameter set: done again, beside the others.
     other = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db, refine="none")
@@ -136,9 +146,9 @@ def test_interrupted_run_rerun_finishes_the_rest_without_duplicates(prefect_api,
     colorizer = Colorizer.load()
     src, dst = open_location(str(SAMPLES)), open_location(str(dest))
     # A job that crashed after its first batch: two items done, the job left "running".
-    job_id = store.start_job(str(SAMPLES), str(dest), settings.params(colorizer.sha256),
-                             settings.key(colorizer.sha256), "default", colorizer.sha256, {}, None)
-    todo, _ = plan(src, dst, store, job_id, settings, colorizer.sha256)
+    job_id = store.start_job(str(SAMPLES), str(dest), settings.params(colorizer.sha256, "film"),
+                             settings.key(colorizer.sha256, "film"), "default", colorizer.sha256, {}, None)
+    todo, _, _ = plan(src, dst, store, job_id, settings, colorizer.sha256)
     process_batch(todo[:2], src, dst, store, job_id, settings, colorizer)
     summary = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db)
     assert summary["counts"] == {"done": 3, "skipped": 2, "failed": 0}
@@ -155,7 +165,7 @@ def test_retried_batch_does_not_record_items_twice(tmp_path):
     store, settings, colorizer = ProvenanceStore(db), JobSettings(), Colorizer.load()
     src, dst = open_location(str(SAMPLES)), open_location(str(tmp_path / "dest"))
     job_id = store.start_job("s", "d", {}, "k", "default", colorizer.sha256, {}, None)
-    todo, _ = plan(src, dst, store, job_id, settings, colorizer.sha256)
+    todo, _, _ = plan(src, dst, store, job_id, settings, colorizer.sha256)
     first = process_batch(todo, src, dst, store, job_id, settings, colorizer)
     retry = process_batch(todo, src, dst, store, job_id, settings, colorizer)
     assert len(first) == 5 and retry == []

@@ -25,10 +25,31 @@ def _item(job_id: str, **kw) -> Item:  # noqa: ANN003
 
 def test_migrations_create_the_schema_at_head(store):
     tables = set(inspect(store.engine).get_table_names())
-    assert {"jobs", "items", "outputs", "events", "alembic_version"} <= tables
+    assert {"jobs", "items", "outputs", "events", "shots", "alembic_version"} <= tables
     with store.engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0002"
     ProvenanceStore(store.url)  # opening again is a no-op migration
+
+
+def test_a_database_of_the_first_release_is_upgraded_with_its_rows(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from colorize_core.provenance import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with create_engine(url).begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text("insert into jobs (id, source, dest, params, params_key, model_name, model_sha256, software,"
+                          " status, started_at) values ('j1', 's', 'd', '{}', 'k', 'm', 'x', '{}', 'completed',"
+                          " '2026-01-01 00:00:00')"))
+    upgraded = ProvenanceStore(url)
+    assert upgraded.job("j1").status == "completed"
+    assert "media" in {c["name"] for c in inspect(upgraded.engine).get_columns("items")}
 
 
 def test_items_outputs_and_events_are_recorded_and_found(store):
