@@ -1,0 +1,217 @@
+"""Films in the archive flow: units of shots, segments joined with the original audio, resume
+after a crash, frame sequences, S3 and PostgreSQL, and bad films recorded while the job goes on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from colorize_core.archive import JobSettings, plan
+from colorize_core.colorizer import Colorizer
+from colorize_core.film import probe, stream_info
+from colorize_core.film_archive import assemble_film, colorize_unit, plan_units, prepare_film
+from colorize_core.provenance import Item, ProvenanceStore, Shot
+from colorize_core.storage import open_location
+
+pytestmark = pytest.mark.slow
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def make_reel(path: Path, seconds: float = 2, cut_at: float = 1.25) -> Path:
+    """A gray film with a cut at ``cut_at`` s, 24 frames/s, H.264 with B-frames, AAC audio."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=24:duration={cut_at}", "-f", "lavfi", "-i",
+           f"mandelbrot=size=160x120:rate=24", "-f", "lavfi", "-i", f"sine=frequency=300:duration={seconds}",
+           "-filter_complex", f"[1:v]trim=duration={seconds - cut_at},setpts=PTS-STARTPTS[m];[0:v][m]concat=n=2:v=1,"
+           "format=gray,format=yuv420p[v]", "-map", "[v]", "-map", "2:a", "-c:v", "libx264", "-bf", "3", "-c:a", "aac",
+           str(path))
+    return path
+
+
+def packets(path: Path, stream: str) -> list[tuple[str, str]]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
+    return sorted((line.split(",")[0] for line in out.split()), key=float)
+
+
+def audio_digest(path: Path) -> str:
+    data = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-c", "copy", "-f", "data", "-"],
+                          capture_output=True, check=True).stdout
+    return hashlib.sha256(data).hexdigest()
+
+
+def video_stream(path: Path) -> dict:
+    return next(s for s in stream_info(path)["streams"] if s["codec_type"] == "video")
+
+
+def run_flow(**kwargs):  # noqa: ANN003, ANN201
+    from flows.archive import colorize_archive
+
+    return colorize_archive(batch_size=4, **kwargs)
+
+
+def test_units_group_short_shots_and_split_long_ones():
+    s = JobSettings(shot_min_frames=10, shot_max_frames=40, warmup_frames=5)
+    units = plan_units(100, [3, 6, 50], s)
+    # 0-3 and 3-6 are short: grouped with the first piece of the long shot 6-50
+    assert [(u["start"], u["end"], u["warmup"]) for u in units] == [(0, 28, 0), (28, 50, 5), (50, 75, 0), (75, 100, 5)]
+    # every frame in exactly one unit, none longer than the maximum, warm-up never across a cut
+    covered = [f for u in units for f in range(u["start"], u["end"])]
+    assert covered == list(range(100))
+    assert all(u["end"] - u["start"] <= 40 for u in units)
+    for u in units:
+        assert not any(u["start"] - u["warmup"] < c <= u["start"] - 1 for c in [3, 6, 50])
+    assert plan_units(7, [], s) == [{"start": 0, "end": 7, "warmup": 0, "cuts": [0]}]
+
+
+def test_film_in_the_archive_keeps_every_frame_timestamp_and_the_audio(prefect_api, tmp_path):
+    src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
+    reel = make_reel(src / "reels" / "reel one.mp4")
+    summary = run_flow(source=str(src), dest=str(dest), db_url=db, shot_max_frames=15)
+    assert summary["counts"] == {"done": 1, "skipped": 0, "failed": 0}
+    master, access = dest / "reels" / "reel one.mkv", dest / "reels" / "reel one.mp4"
+    for out in (master, access):
+        assert int(video_stream(out)["nb_read_packets"]) == 48
+        assert audio_digest(out) == audio_digest(reel)
+    assert video_stream(master)["codec_name"] == "ffv1" and video_stream(access)["codec_name"] == "h264"
+    assert packets(access, "v:0") == packets(reel, "v:0")      # every frame at its original time
+    assert packets(access, "a:0") == packets(reel, "a:0")
+    assert not list((dest / "manifests" / "segments").rglob("*.m*"))   # segments removed once joined
+
+    item = json.loads((dest / "manifest.json").read_text())["items"][0]
+    assert item["film"]["media"]["cuts"] == [30] and len(item["film"]["units"]) == 4
+    assert [(s["start"], s["end"]) for s in item["film"]["shots"]] == [(0, 15), (15, 30), (30, 39), (39, 48)]
+    assert all(s["warping_error"] <= s["warping_error_unsmoothed"] for s in item["film"]["shots"])
+    html = (dest / "manifest.html").read_text()
+    assert "flicker before smoothing" in html and html.count("alt=\"colour frame") == 4
+
+    again = run_flow(source=str(src), dest=str(dest), db_url=db, shot_max_frames=15)
+    assert again["counts"] == {"done": 0, "skipped": 1, "failed": 0}
+
+
+def test_a_crashed_film_job_redoes_only_the_unfinished_shots(prefect_api, tmp_path):
+    src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
+    make_reel(src / "reel.mp4")
+    store = ProvenanceStore(db)
+    settings = JobSettings(shot_max_frames=15, shot_min_frames=15)
+    colorizer = Colorizer.load("default", device="cpu")
+    s, d = open_location(str(src)), open_location(str(dest))
+    # The first job planned the film, finished two of its four units, then the machine died.
+    job1 = store.start_job(s.uri, d.uri, settings.params(colorizer.sha256, "film"), "k", "default",
+                           colorizer.sha256, {}, None)
+    _, films, _ = plan(s, d, store, job1, settings, colorizer.sha256)
+    film_plan = prepare_film(films[0], s, d, store, job1, settings, "default", colorizer.sha256)
+    assert len(film_plan["units"]) == 4
+    for unit in film_plan["units"][:2]:
+        assert colorize_unit(film_plan, unit, s, d, store, job1, settings, colorizer)["status"] == "done"
+
+    summary = run_flow(source=str(src), dest=str(dest), db_url=db, shot_max_frames=15)
+    assert summary["counts"] == {"done": 1, "skipped": 0, "failed": 0}
+    with store.session() as ses:
+        shots = ses.scalars(select(Shot).order_by(Shot.start_frame)).all()
+        assert [(sh.job_id == job1, sh.status) for sh in shots] == [(True, "done")] * 2 + [(False, "done")] * 2
+        film = ses.scalars(select(Item).where(Item.job_id == summary["job_id"])).one()
+        assert all(sh.item_id == film.id for sh in shots)
+        assert film.status == "done" and film.media["units"] == 4
+    assert int(video_stream(dest / "reel.mkv")["nb_read_packets"]) == 48
+
+
+def test_a_film_with_a_missing_unit_is_recorded_failed_with_the_reason(tmp_path):
+    src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
+    make_reel(src / "reel.mp4")
+    store = ProvenanceStore(db)
+    settings = JobSettings(shot_max_frames=24, shot_min_frames=24)
+    colorizer = Colorizer.load("default", device="cpu")
+    s, d = open_location(str(src)), open_location(str(dest))
+    job = store.start_job(s.uri, d.uri, {}, "k", "default", colorizer.sha256, {}, None)
+    _, films, _ = plan(s, d, store, job, settings, colorizer.sha256)
+    film_plan = prepare_film(films[0], s, d, store, job, settings, "default", colorizer.sha256)
+    colorize_unit(film_plan, film_plan["units"][0], s, d, store, job, settings, colorizer)
+    result = assemble_film(film_plan, s, d, store, job, settings, "default", colorizer.sha256)
+    assert result.status == "failed" and "not colorized" in result.detail
+    assert not (dest / "reel.mkv").exists() and not (dest / "reel.mp4").exists()
+    item = store.job_items(job)[0]
+    assert item["status"] == "failed" and item["media_type"] == "film" and item["error_type"] == "CorruptMediaError"
+
+
+def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path):
+    src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
+    # 16-bit DPX scans, no sidecar: a sequence at the default rate (flagged as assumed).
+    (src / "scans" / "reel2").mkdir(parents=True)
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=24:duration=1", "-vf", "format=gray16le",
+           str(src / "scans" / "reel2" / "frame%04d.dpx"))
+    # PNG frames with a sequence.json giving the rate.
+    (src / "scans" / "reel3").mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=0.4", "-vf", "format=gray",
+           "-start_number", "100", str(src / "scans" / "reel3" / "r3_%06d.png"))
+    (src / "scans" / "reel3" / "sequence.json").write_text(json.dumps({"frame_rate": "25"}))
+    # A sequence with a hole in it.
+    (src / "scans" / "holey").mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.5", "-vf", "format=gray",
+           str(src / "scans" / "holey" / "h%03d.dpx"))
+    (src / "scans" / "holey" / "h005.dpx").unlink()
+    # Bad films beside them.
+    (src / "bad").mkdir()
+    (src / "bad" / "empty.mp4").write_bytes(b"")
+    (src / "bad" / "playlist.mp4").write_bytes(b"#EXTM3U\n#EXTINF:2,\nfile:///etc/hostname\n#EXT-X-ENDLIST\n")
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(src / "bad" / "audio-only.mp4"))
+    summary = run_flow(source=str(src), dest=str(dest), db_url=db)
+    assert summary["counts"] == {"done": 2, "skipped": 0, "failed": 4}
+    items = {it["rel_path"]: it for it in json.loads((dest / "manifest.json").read_text())["items"]}
+    assert "frame-rate-assumed" in items["scans/reel2"]["flags"] and items["scans/reel2"]["bit_depth"] == 16
+    assert items["scans/reel3"]["film"]["media"]["fps"] == "25" and items["scans/reel3"]["film"]["media"]["frames"] == 10
+    assert "missing frame" in items["scans/holey"]["error"] and "h005.dpx" in items["scans/holey"]["error"]
+    assert "empty file" in items["bad/empty.mp4"]["error"]
+    assert "no video stream" in items["bad/audio-only.mp4"]["error"]
+    assert items["bad/playlist.mp4"]["status"] == "failed"
+    master = dest / "scans" / "reel2.mkv"
+    v = video_stream(master)
+    assert v["pix_fmt"] == "gbrp16le" and int(v["nb_read_packets"]) == 24 and v["r_frame_rate"] == "24/1"
+    deep = np.frombuffer(subprocess.run(["ffmpeg", "-v", "error", "-i", str(master), "-frames:v", "1", "-f", "rawvideo",
+                                         "-pix_fmt", "rgb48le", "-"], capture_output=True, check=True).stdout, "<u2")
+    assert np.unique(deep).size > 256 and np.any(deep % 256)   # 16-bit precision, not 8-bit padded
+    assert int(video_stream(dest / "scans" / "reel3.mp4")["nb_read_packets"]) == 10
+
+
+def test_films_from_s3_to_s3_with_postgresql(prefect_api, s3_endpoint, bucket, pg_url, tmp_path):
+    reel = make_reel(tmp_path / "reel.mp4")
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client.upload_file(str(reel), bucket, "film/reels/reel.mp4")
+    summary = run_flow(source=f"s3://{bucket}/film", dest=f"s3://{bucket}/out", db_url=pg_url, shot_max_frames=24)
+    assert summary["counts"] == {"done": 1, "skipped": 0, "failed": 0}
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]}
+    assert {"out/reels/reel.mkv", "out/reels/reel.mp4"} <= keys
+    assert not [k for k in keys if "/segments/" in k]
+    client.download_file(bucket, "out/reels/reel.mp4", str(tmp_path / "back.mp4"))
+    assert int(video_stream(tmp_path / "back.mp4")["nb_read_packets"]) == 48
+    assert audio_digest(tmp_path / "back.mp4") == audio_digest(reel)
+
+
+def test_cli_video_takes_a_frame_sequence(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.5", "-vf", "format=gray",
+           str(frames / "f%04d.tif"))
+    cmd = [sys.executable, "-m", "colorize_cli.main", "video"]
+    r = subprocess.run([*cmd, str(frames), str(tmp_path / "o.mkv")], capture_output=True, text=True)
+    assert r.returncode == 2 and "--fps" in r.stderr
+    r = subprocess.run([*cmd, "--fps", "24000/1001", str(frames), str(tmp_path / "o.mkv")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    v = video_stream(tmp_path / "o.mkv")
+    assert int(v["nb_read_packets"]) == 12 and v["r_frame_rate"] == "24000/1001"
+    (frames / "f0003.tif").unlink()
+    r = subprocess.run([*cmd, "--fps", "24", str(frames), str(tmp_path / "p.mkv")], capture_output=True, text=True)
+    assert r.returncode == 1 and "f0003.tif" in r.stderr
+    assert probe(tmp_path / "o.mkv").frames == 12
