@@ -20,7 +20,7 @@ from colorize_core import Colorizer
 from colorize_core.color import lab_to_rgb, luminance, resize_ab
 from colorize_core.film import probe
 from colorize_core.metrics import colourfulness
-from colorize_core.temporal import TemporalSmoother, WarpingError, is_cut, l_to_u8
+from colorize_core.temporal import SharedFlow, TemporalSmoother, WarpingError, is_cut, l_to_u8
 
 
 def rgb_frames(path: str, width: int, height: int, limit: int):  # noqa: ANN201 - a generator of arrays
@@ -42,7 +42,8 @@ def main() -> None:
     info = probe(path)
     colorizer = Colorizer.load("default", device="cpu")
     smoother = TemporalSmoother()
-    meters = {name: WarpingError() for name in ("original", "raw", "smoothed")}
+    flows = SharedFlow()  # the three meters see the same L frames
+    meters = {name: WarpingError(flows=flows) for name in ("original", "raw", "smoothed")}
     colour = {"raw": [], "smoothed": []}
     smooth_ms, prev_small, n = [], None, 0
     for rgb in rgb_frames(path, info.width, info.height, args.frames):

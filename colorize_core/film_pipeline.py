@@ -10,6 +10,9 @@ changes, at a cost the pipeline can always afford.
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +27,7 @@ from colorize_core.film import Encoder, FilmInfo, decode_gray
 from colorize_core.images import NOTE
 from colorize_core.metrics import colourfulness
 from colorize_core.refine import refine
-from colorize_core.temporal import TemporalParams, TemporalSmoother, WarpingError, is_cut, l_to_u8
+from colorize_core.temporal import SharedFlow, TemporalParams, TemporalSmoother, WarpingError, is_cut, l_to_u8
 
 CUT_SIZE = 128  # long side of the frames cut detection looks at
 
@@ -70,15 +73,60 @@ def find_cuts(info: FilmInfo) -> list[int]:
     return cuts
 
 
-def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
-    batch: list[np.ndarray] = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+_END = object()
+
+
+def _predicted(frames: Iterator[np.ndarray], colorizer: Colorizer,
+               batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(frame, L, L small, ab small) per frame. Decoding and the model run in a thread one
+    batch ahead, so that smoothing, rendering and encoding overlap the next model call (the
+    model and OpenCV release the GIL); at most two batches wait, whatever the film's length."""
+    ready: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            batch: list[np.ndarray] = []
+            for frame in frames:
+                batch.append(frame)
+                if len(batch) == batch_size:
+                    _put(batch)
+                    batch = []
+                if stop.is_set():
+                    return
+            if batch:
+                _put(batch)
+            ready.put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            ready.put(exc)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()  # stops the decoder process when the consumer gave up early
+
+    def _put(batch: list[np.ndarray]) -> None:
+        lums = [luminance(f) for f in batch]
+        item = list(zip(batch, lums, *zip(*colorizer.predict_ab_small(lums))))
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="colorize-film-model", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.1)
+        worker.join()
 
 
 class _ShotMeter:
@@ -92,8 +140,9 @@ class _ShotMeter:
     def start(self, frame: int) -> None:
         self.close(frame)
         self.shots.append(ShotStats(frame, frame))
-        self._after = WarpingError() if self.measure else None
-        self._before = WarpingError() if self.measure and self.temporal else None
+        flows = SharedFlow()  # the before and after meters see the same frames: one flow for both
+        self._after = WarpingError(flows=flows) if self.measure else None
+        self._before = WarpingError(flows=flows) if self.measure and self.temporal else None
         self._colour: list[float] = []
 
     def add(self, frame: int, l_small: np.ndarray, ab_raw: np.ndarray, ab: np.ndarray, rgb: np.ndarray) -> None:
@@ -155,31 +204,29 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
     index = first
     try:
         frames = decode_gray(info, first, end - first, seek=seek)
-        for batch in _batches(frames, batch_size):
-            lums = [luminance(f) for f in batch]
-            for frame, lum, (l_small, ab_small) in zip(batch, lums, colorizer.predict_ab_small(lums)):
-                if index in cut_set and index > first:
-                    smoother.reset()
-                    if index > start:
-                        result.cuts.append(index)
-                if index < start:  # warm-up: prime the smoother only
-                    if temporal:
-                        smoother(l_small, ab_small)
-                    index += 1
-                    continue
-                if index == start or index in cut_set:
-                    meter.start(index)
-                ab = smoother(l_small, ab_small) if temporal else ab_small
-                full = refine(lum, resize_ab(ab, *lum.shape), refine_method, refine_params)
-                rgb = lab_to_rgb(lum, full, dtype)
-                for enc in encoders:
-                    enc.write(rgb)
-                meter.add(index, l_small, ab_small, ab, rgb)
-                if index in keep:
-                    result.stills[index] = (frame.copy(), rgb)
+        for frame, lum, l_small, ab_small in _predicted(frames, colorizer, batch_size):
+            if index in cut_set and index > first:
+                smoother.reset()
+                if index > start:
+                    result.cuts.append(index)
+            if index < start:  # warm-up: prime the smoother only
+                if temporal:
+                    smoother(l_small, ab_small)
                 index += 1
-                if on_frame is not None:
-                    on_frame(index - start)
+                continue
+            if index == start or index in cut_set:
+                meter.start(index)
+            ab = smoother(l_small, ab_small) if temporal else ab_small
+            full = refine(lum, resize_ab(ab, *lum.shape), refine_method, refine_params)
+            rgb = lab_to_rgb(lum, full, dtype)
+            for enc in encoders:
+                enc.write(rgb)
+            meter.add(index, l_small, ab_small, ab, rgb)
+            if index in keep:
+                result.stills[index] = (frame.copy(), rgb)
+            index += 1
+            if on_frame is not None:
+                on_frame(index - start)
         for enc in encoders:
             enc.close()
     except BaseException:

@@ -107,10 +107,12 @@ def is_cut(prev_small: np.ndarray, cur_small: np.ndarray, threshold: float = 0.5
 class WarpingError:
     """Lai et al. (2018): mean over frame pairs of the occlusion-masked squared difference
     between a frame and the previous one warped onto it, with flow taken on the *original* L.
-    Feed (original L uint8, rendered RGB float [0, 1]) pairs; call :meth:`reset` at cuts."""
+    Feed (original L uint8, rendered RGB float [0, 1]) pairs; call :meth:`reset` at cuts.
+    Meters of several renderings of the same frames can share one flow: pass ``flows``, a
+    :class:`SharedFlow` (fed the same L arrays, it computes each flow once)."""
 
-    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> None:
-        self.flow = FlowPair(preset)
+    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, flows: SharedFlow | None = None) -> None:
+        self.flow = flows or SharedFlow(preset)
         self.total = 0.0
         self.pairs = 0
         self.reset()
@@ -120,7 +122,7 @@ class WarpingError:
 
     def add(self, lum_u8: np.ndarray, rgb: np.ndarray) -> None:
         if self._prev is not None and self._prev[0].shape == lum_u8.shape:
-            back, valid = self.flow(self._prev[0], lum_u8, 1.0)
+            back, valid = self.flow(self._prev[0], lum_u8)
             warped = _warp(self._prev[1], back, _grid(*lum_u8.shape))
             err = ((rgb - warped) ** 2).sum(axis=2)
             n = int(valid.sum())
@@ -132,3 +134,18 @@ class WarpingError:
     @property
     def value(self) -> float:
         return self.total / self.pairs if self.pairs else 0.0
+
+
+class SharedFlow:
+    """A :class:`FlowPair` (1-pixel consistency) that remembers its last pair of frames, so that
+    meters of several renderings of one film compute each flow once."""
+
+    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> None:
+        self.pair = FlowPair(preset)
+        self._frames: tuple[np.ndarray, np.ndarray] | None = None
+        self._value: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, prev_u8: np.ndarray, cur_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._frames is None or self._frames[0] is not prev_u8 or self._frames[1] is not cur_u8:
+            self._frames, self._value = (prev_u8, cur_u8), self.pair(prev_u8, cur_u8, 1.0)
+        return self._value

@@ -4,15 +4,20 @@
 
 Each original is made black and white (or sepia-toned) and saved in one of the formats an
 archive meets: 8-bit JPEG with an EXIF orientation, PNG, 16-bit LZW TIFF, WebP, and a
-toned print scanned in RGB. samples/README.md lists origins, licences and checksums.
+toned print scanned in RGB. A short film is made from two of them: a camera pan across the
+coffee still life, a cut, a slow push in on the astronaut, with a sine tone as its sound track
+(H.264 + AAC in MP4, 24 frames/s). samples/README.md lists origins, licences and checksums.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import skimage.data
 import tifffile
@@ -59,10 +64,37 @@ def main() -> None:
     Image.fromarray(np.clip(sepia, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=92)
     files["animals/chelsea-sepia.jpg"] = buf.getvalue()
 
+    files["film/two shots.mp4"] = film(gray(skimage.data.coffee()), gray(skimage.data.astronaut()))
+
     for rel, data in files.items():
         (OUT / rel).parent.mkdir(parents=True, exist_ok=True)
         (OUT / rel).write_bytes(data)
         print(f"{hashlib.sha256(data).hexdigest()}  {rel}")
+
+
+def film(first: np.ndarray, second: np.ndarray, size: tuple[int, int] = (320, 240), fps: int = 24) -> bytes:
+    """Two shots of 36 frames: a pan left to right across ``first``, a push in on ``second``."""
+    w, h = size
+    frames = []
+    for i in range(36):  # pan: a window of the frame's aspect sliding across
+        win_h = first.shape[0]
+        win_w = int(win_h * w / h)
+        x = int((first.shape[1] - win_w) * i / 35)
+        frames.append(cv2.resize(first[:, x:x + win_w], size, interpolation=cv2.INTER_AREA))
+    for i in range(36):  # push in: the window shrinks towards the face
+        scale = 1 - 0.4 * i / 35
+        win_h, win_w = int(second.shape[0] * scale), int(second.shape[0] * scale * w / h)
+        y, x = int((second.shape[0] - win_h) * 0.2), int((second.shape[1] - win_w) * 0.5)
+        frames.append(cv2.resize(second[y:y + win_h, x:x + win_w], size, interpolation=cv2.INTER_AREA))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "film.mp4"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}",
+                        "-framerate", str(fps), "-i", "pipe:", "-f", "lavfi", "-i",
+                        f"sine=frequency=220:duration={len(frames) / fps}", "-c:v", "libx264", "-crf", "20",
+                        "-pix_fmt", "yuv420p", "-threads", "1", "-c:a", "aac", "-b:a", "64k", "-shortest",
+                        "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+                        str(out)], input=np.stack(frames).tobytes(), check=True)
+        return out.read_bytes()
 
 
 if __name__ == "__main__":

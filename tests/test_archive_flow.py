@@ -49,7 +49,7 @@ def run_flow(**kwargs):  # noqa: ANN003, ANN201
 def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, archive, tmp_path):
     dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/prov.db"
     summary = run_flow(source=str(archive), dest=str(dest), db_url=db)
-    good = 5 + 3 + 1 + 1  # samples, tricky-but-valid inputs, the hostile file name, the film
+    good = 6 + 3 + 1 + 1  # samples (5 photos, a film), tricky-but-valid inputs, the hostile file name, a film
     assert summary["counts"] == {"done": good, "skipped": 1, "failed": len(bad_inputs())}
     assert summary["status"] == "completed_with_failures"
 
@@ -72,8 +72,9 @@ def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, arc
     assert items["colour/astronaut-colour.jpg"]["status"] == "skipped"
     assert "already-colour" in items["colour/astronaut-colour.jpg"]["flags"]
     # Every done item: output at the same relative path, same size, checksum as recorded.
+    assert items["film/two shots.mp4"]["film"]["media"]["cuts"] == [36]
     for rel, it in items.items():
-        if it["status"] != "done":
+        if it["status"] != "done" or it["media_type"] == "film":
             continue
         out = Path(it["colour"]["uri"])
         assert out.relative_to(dest).as_posix() == rel
@@ -122,21 +123,22 @@ def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, arc
 def test_rerun_skips_items_already_done_and_force_never_overwrites(prefect_api, tmp_path):
     dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/prov.db"
     first = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db)
-    assert first["counts"] == {"done": 5, "skipped": 0, "failed": 0}
+    assert first["counts"] == {"done": 6, "skipped": 0, "failed": 0}
     before = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file() and "manifest" not in p.name}
     again = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db)
-    assert again["counts"] == {"done": 0, "skipped": 5, "failed": 0}
+    assert again["counts"] == {"done": 0, "skipped": 6, "failed": 0}
     manifest = json.loads((dest / "manifest.json").read_text())
     assert all(it["colour"] and it["done_in_job"] == first["job_id"] for it in manifest["items"])
     forced = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db, force=True)
-    assert forced["counts"]["done"] == 5
+    assert forced["counts"]["done"] == 6
     for path, data in before.items():
         assert path.read_bytes() == data  # nothing overwritten
-    key8 = forced_key = json.loads((dest / "manifest.json").read_text())["items"][0]["params_key"][:8]
-    assert len(list(dest.rglob(f"*.{key8}.*"))) == 5, forced_key
+    keys = {it["media_type"]: it["params_key"][:8] for it in json.loads((dest / "manifest.json").read_text())["items"]}
+    assert len(list(dest.rglob(f"*.{keys['photo']}.*"))) == 5, keys
+    assert len(list(dest.rglob(f"*.{keys['film']}.*"))) == 2, keys   # the film's master and access copy
     # A different refinement is a different parameter set: done again, beside the others.
     other = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db, refine="none")
-    assert other["counts"]["done"] == 5
+    assert other["counts"]["done"] == 6
 
 
 def test_interrupted_run_rerun_finishes_the_rest_without_duplicates(prefect_api, tmp_path):
@@ -151,13 +153,13 @@ def test_interrupted_run_rerun_finishes_the_rest_without_duplicates(prefect_api,
     todo, _, _ = plan(src, dst, store, job_id, settings, colorizer.sha256)
     process_batch(todo[:2], src, dst, store, job_id, settings, colorizer)
     summary = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db)
-    assert summary["counts"] == {"done": 3, "skipped": 2, "failed": 0}
+    assert summary["counts"] == {"done": 4, "skipped": 2, "failed": 0}
     with store.session() as s:
         per_source = s.execute(select(Item.source_uri, func.count()).where(Item.status == "done")
                                .group_by(Item.source_uri)).all()
-        assert len(per_source) == 5 and all(n == 1 for _, n in per_source)
+        assert len(per_source) == 6 and all(n == 1 for _, n in per_source)
     outputs = [p for p in dest.rglob("*") if p.is_file() and "manifest" not in str(p.relative_to(dest))]
-    assert len(outputs) == 5
+    assert len(outputs) == 5 + 2
 
 
 def test_retried_batch_does_not_record_items_twice(tmp_path):

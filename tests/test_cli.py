@@ -80,7 +80,9 @@ def test_sample_command_runs_on_prefects_ephemeral_api_with_embedded_defaults(tm
     r = subprocess.run([*COLORIZE, "run", str(SAMPLES), "var/colour"], capture_output=True, text=True,
                        timeout=300, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "5 done, 0 skipped, 0 failed" in r.stdout
+    assert "6 done, 0 skipped, 0 failed" in r.stdout
     assert (tmp_path / "var" / "provenance.db").is_file()
     assert (tmp_path / "var" / "colour" / "manifest.html").is_file()
     assert (tmp_path / "var" / "colour" / "portraits" / "astronaut.jpg").is_file()
+    assert (tmp_path / "var" / "colour" / "film" / "two shots.mkv").is_file()
+    assert (tmp_path / "var" / "colour" / "film" / "two shots.mp4").is_file()

