@@ -8,9 +8,9 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 setup: system-deps $(VENV)/.installed
 
-system-deps:  ## ffmpeg/ffprobe for film (Debian's 5.1: libx264, FFV1, ProRes, AAC)
-	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
+system-deps:  ## ffmpeg/ffprobe for film (Debian's 5.1: libx264, FFV1, ProRes, AAC); mkvmerge to retime VFR film
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && command -v mkvmerge >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg mkvtoolnix >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,7 @@ bench: setup  ## benchmarks: print their figures
 	$(BIN)/python bench/bench_refine.py
 	$(BIN)/python bench/bench_photo_flow.py
 	$(BIN)/python bench/bench_temporal.py
+	$(BIN)/python bench/bench_film.py
 
 clean:
 	rm -rf var build .pytest_cache

@@ -109,8 +109,7 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
         raise CorruptMediaError("empty file (0 bytes)")
     try:
         meta = ffmpeg.probe(path, **SAFETY)
-        packets = ffmpeg.probe(path, select_streams="v:0", count_packets=None,
-                               show_entries="stream=nb_read_packets", **SAFETY)
+        packets = ffmpeg.probe(path, show_entries="packet=stream_index,pts_time,duration_time", **SAFETY)
     except ffmpeg.Error as exc:
         raise _probe_error(exc) from None
     video = next((s for s in meta.get("streams", []) if s.get("codec_type") == "video"
@@ -132,15 +131,20 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     if abs(rotation) % 180 == 90:
         width, height = height, width
     fps, avg = _ratio(video.get("r_frame_rate")), _ratio(video.get("avg_frame_rate"))
-    streams = packets.get("streams") or [{}]
-    frames = int(streams[0].get("nb_read_packets") or video.get("nb_frames") or 0)
+    ends: dict[int, float] = {}    # per stream: where its last packet ends
+    frames = 0
+    for pkt in packets.get("packets", []):
+        index = int(pkt.get("stream_index", -1))
+        frames += index == video["index"]
+        try:
+            end = float(pkt["pts_time"]) + float(pkt.get("duration_time") or 0)
+        except (KeyError, TypeError, ValueError):
+            continue
+        ends[index] = max(ends.get(index, end), end)
     if frames == 0:
         raise CorruptMediaError("the video stream holds no frames")
-    duration = float(video.get("duration") or meta.get("format", {}).get("duration") or 0)
-    declared = duration * float(avg or fps)
-    if declared and frames < declared * 0.98 - 1:  # the header promises more than the file holds
-        raise CorruptMediaError(f"truncated film: {frames} frames present, about {round(declared)} declared "
-                                f"({duration:.2f} s at {float(avg or fps):.3f} frames/s)")
+    _check_complete(video, meta.get("format", {}), ends, frames, fps or avg)
+    duration = _video_duration(video) or float(meta.get("format", {}).get("duration") or 0)
     field_order = video.get("field_order", "progressive")
     info = FilmInfo(path=path, width=width, height=height, rotation=rotation, fps=fps or avg, avg_fps=avg or fps,
                     frames=frames, duration=duration, codec=video.get("codec_name", "?"),
@@ -159,6 +163,35 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     if width % 2 or height % 2:
         info.flags.append("odd-dimensions")
     return info
+
+
+def _video_duration(video: dict[str, Any]) -> float | None:
+    """The video stream's own declared duration (MP4: stream duration; Matroska: its tag)."""
+    if video.get("duration") not in (None, "N/A"):
+        return float(video["duration"])
+    tag = (video.get("tags") or {}).get("DURATION")
+    if tag:
+        h, m, sec = tag.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    return None
+
+
+def _check_complete(video: dict[str, Any], fmt: dict[str, Any], ends: dict[int, float], frames: int,
+                    rate: Fraction) -> None:
+    """Raise CorruptMediaError when the packets stop well before the declared duration: the
+    video's own, or else the file's (then every stream must stop short: sound that runs on
+    after the picture is not a truncation)."""
+    start = float(fmt.get("start_time") or 0)
+    interval = 1 / float(rate) if rate else 0.04
+    own = _video_duration(video)
+    if own:
+        declared, reached = own, ends.get(video["index"], start) - start
+    else:
+        declared = float(fmt.get("duration") or 0)
+        reached = max(ends.values(), default=start) - start
+    if declared and reached < declared - max(0.02 * declared, 3 * interval):
+        raise CorruptMediaError(f"truncated film: {frames} frames present, ending at {reached:.2f} s of the "
+                                f"{declared:.2f} s declared")
 
 
 class _Drain(threading.Thread):
@@ -303,7 +336,8 @@ class Encoder:
     copying every audio stream of ``info``'s file (unless ``audio`` is false: shot segments);
     atomic: written beside, linked into place on close, never over an existing file."""
 
-    def __init__(self, info: FilmInfo, out: Path, audio: bool = True, note: str = "") -> None:
+    def __init__(self, info: FilmInfo, out: Path, audio: bool = True, note: str = "",
+                 times: list[float] | None = None) -> None:
         suffix = out.suffix.lower()
         if suffix not in RENDITIONS:
             raise UnsupportedMediaError(f"no film rendition for {suffix!r} (use {', '.join(RENDITIONS)})")
@@ -314,9 +348,17 @@ class Encoder:
         opts = dict(RENDITIONS[suffix])
         if info.deep and suffix == ".mkv":
             opts["pix_fmt"] = "gbrp16le"  # the master keeps a deep source's precision
+        if info.vfr:
+            opts["bf"] = 0  # frames stored in display order, so that they can be retimed
         self.dtype = np.dtype("<u2") if info.deep else np.dtype(np.uint8)
-        # Constant-rate sources keep their timestamps exactly; a variable-rate source is written
-        # at its average rate (frame count and duration kept, per-frame timing not yet).
+        # Constant-rate sources keep their timestamps exactly. A variable-rate source with its
+        # frames' ``times`` is encoded at its average rate, video only, and then given each
+        # frame's own time (:func:`_retime`, to the millisecond) and its audio.
+        self.times, self.note, self.audio = times, note, audio
+        if times is not None:
+            opts["f"] = "matroska"
+            opts.pop("movflags", None)
+            audio, note = False, ""
         rate = info.avg_fps if info.vfr else info.fps
         frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb48le" if info.deep else "rgb24",
                               s=f"{info.width}x{info.height}", framerate=str(rate))
@@ -356,7 +398,13 @@ class Encoder:
             self.tmp.unlink(missing_ok=True)
             raise CorruptMediaError(f"encoding {self.out.name} failed: {self.drain.text.strip()}")
         try:
-            os.link(self.tmp, self.out)
+            if self.times is not None:
+                with tempfile.TemporaryDirectory(prefix=".colorize-retime-", dir=self.out.parent) as work:
+                    final = Path(work) / f"final{self.out.suffix.lower()}"
+                    _retime(self.tmp, self.times, self.info, final, self.note, self.audio)
+                    os.link(final, self.out)
+            else:
+                os.link(self.tmp, self.out)
         finally:
             self.tmp.unlink(missing_ok=True)
         return self.out
@@ -368,9 +416,39 @@ class Encoder:
         self.tmp.unlink(missing_ok=True)
 
 
-def join_segments(info: FilmInfo, segments: list[Path], out: Path, note: str = "") -> Path:
+def _retime(video: Path, times: list[float], info: FilmInfo, out: Path, note: str, audio: bool) -> None:
+    """Give the frames of ``video`` (Matroska, video only, no reordering) the presentation
+    ``times`` (seconds, in frame order) with mkvmerge, then write ``out`` in its rendition's
+    container with the source's audio copied. Matroska keeps times to the millisecond."""
+    suffix = out.suffix.lower()
+    stamps = out.parent / "timestamps.txt"
+    stamps.write_text("# timestamp format v2\n" + "".join(f"{t * 1000:.3f}\n" for t in times))
+    retimed = out.parent / "retimed.mkv"
+    done = subprocess.run(["mkvmerge", "-q", "-o", str(retimed), "--timestamps", f"0:{stamps}", str(video)],
+                          capture_output=True, text=True)
+    if done.returncode >= 2:
+        raise CorruptMediaError(f"retiming {out.name} failed: {(done.stdout + done.stderr).strip()[-1500:]}")
+    opts: dict[str, Any] = {"c": "copy", "f": RENDITIONS[suffix]["f"]}
+    if suffix == ".mp4":
+        opts["movflags"] = "+faststart"
+    if note:
+        opts["metadata"] = f"comment={note}"
+    streams = [ffmpeg.input(str(retimed))["v"]]
+    if audio and info.audio:
+        streams.append(info.input()["a"])
+    try:
+        ffmpeg.output(*streams, str(out), **opts).global_args("-nostdin", "-loglevel", "error", "-y").run(
+            capture_stdout=True, capture_stderr=True)
+    except ffmpeg.Error as exc:
+        raise CorruptMediaError(f"writing {out.name} failed: "
+                                f"{(exc.stderr or b'').decode('utf-8', 'replace').strip()[-1500:]}") from None
+
+
+def join_segments(info: FilmInfo, segments: list[Path], out: Path, note: str = "",
+                  times: list[float] | None = None) -> Path:
     """Join shot segments (same rendition, in order) into ``out`` without re-encoding, with
-    every audio stream of the source copied; atomic and no-clobber like :class:`Encoder`."""
+    every audio stream of the source copied; atomic and no-clobber like :class:`Encoder`.
+    ``times``: a variable-rate source's frame times, given back to the joined frames."""
     suffix = out.suffix.lower()
     if suffix not in RENDITIONS:
         raise UnsupportedMediaError(f"no film rendition for {suffix!r} (use {', '.join(RENDITIONS)})")
@@ -387,7 +465,10 @@ def join_segments(info: FilmInfo, segments: list[Path], out: Path, note: str = "
         if note:
             opts["metadata"] = f"comment={note}"
         streams = [ffmpeg.input(str(listing), f="concat", safe=0, protocol_whitelist="file")["v"]]
-        if info.audio:
+        if times is not None:  # joined as Matroska, video only; then retimed, with the audio
+            opts = {"c": "copy", "f": "matroska"}
+            joined, tmp = tmp, Path(work) / "joined-cfr.mkv"
+        elif info.audio:
             streams.append(info.input()["a"])
         try:
             ffmpeg.output(*streams, str(tmp), **opts).global_args("-nostdin", "-loglevel", "error", "-y").run(
@@ -395,6 +476,9 @@ def join_segments(info: FilmInfo, segments: list[Path], out: Path, note: str = "
         except ffmpeg.Error as exc:
             raise CorruptMediaError(f"joining {len(segments)} segments into {out.name} failed: "
                                     f"{(exc.stderr or b'').decode('utf-8', 'replace').strip()[-1500:]}") from None
+        if times is not None:
+            _retime(tmp, times, info, joined, note, True)
+            tmp = joined
         os.link(tmp, out)
     return out
 

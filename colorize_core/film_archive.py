@@ -326,8 +326,9 @@ def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store:
     outputs: list[Output] = []
     try:
         with contextlib.ExitStack() as stack:
-            if info.audio:  # the source is needed again only for its audio
+            if info.audio or info.vfr:  # the source is needed again for its audio and frame times
                 info = _localise(info, stack.enter_context(_films.get(source, film, None)))
+            times = frame_times(info) if info.vfr else None
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="colorize-join-")))
             for ext in settings.film_renditions:
                 parts = []
@@ -337,7 +338,7 @@ def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store:
                     if _sha256_file(path) != seg["sha256"]:
                         raise CorruptMediaError(f"segment {seg['uri']} does not match its recorded sha256")
                     parts.append(path)
-                joined = join_segments(info, parts, tmp / f"film{ext}", note=NOTE)
+                joined = join_segments(info, parts, tmp / f"film{ext}", note=NOTE, times=times)
                 streams = stream_info(joined)["streams"]
                 frames = next(int(st.get("nb_read_packets", 0)) for st in streams if st["codec_type"] == "video")
                 if frames != info.frames:

@@ -23,7 +23,7 @@ import numpy as np
 
 from colorize_core.color import lab_to_rgb, luminance, resize_ab
 from colorize_core.colorizer import Colorizer
-from colorize_core.film import Encoder, FilmInfo, decode_gray
+from colorize_core.film import Encoder, FilmInfo, decode_gray, frame_times
 from colorize_core.images import NOTE
 from colorize_core.metrics import colourfulness
 from colorize_core.refine import refine
@@ -196,7 +196,9 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
     cut_set = set(find_cuts(info) if cuts is None else cuts)
     first = max(0, start - warmup)
     keep = set(stills)
-    encoders = [Encoder(info, out, audio=audio, note=NOTE) for out in outputs]
+    whole = start == 0 and end == info.frames
+    times = frame_times(info) if info.vfr and audio and whole else None  # each frame keeps its time
+    encoders = [Encoder(info, out, audio=audio, note=NOTE, times=times) for out in outputs]
     smoother = TemporalSmoother(temporal_params)
     meter = _ShotMeter(measure_flicker, temporal)
     result = FilmResult(frames=0, cuts=[], seconds=0.0, colourfulness=0.0, flags=list(info.flags))

@@ -14,7 +14,7 @@ import pytest
 from colorize_core import Colorizer
 from colorize_core.color import luminance
 from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import decode_gray, probe, stream_info
+from colorize_core.film import decode_gray, frame_times, probe, stream_info
 from colorize_core.film_pipeline import colorize_film
 
 
@@ -36,8 +36,12 @@ def clips(tmp_path_factory) -> dict[str, Path]:  # noqa: ANN001
            "-map", "[v]", "-map", "2:a", "-c:v", "ffv1", "-c:a", "flac", str(c["cut.mkv"]))
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:duration=1", "-vf", "scale=161:121,format=gray",
            "-c:v", "libx264", "-pix_fmt", "yuv444p", str(c["odd.mp4"]))
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=2", "-vf",
-           "setpts='if(lt(N,25),N/25,1+(N-25)/12.5)/TB'," + gray, "-fps_mode", "vfr", "-c:v", "libx264", str(c["vfr.mp4"]))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=2", "-f", "lavfi", "-i",
+           "sine=frequency=500:duration=3", "-vf", "setpts='if(lt(N,25),N/25,1+(N-25)/12.5)/TB'," + gray,
+           "-fps_mode", "vfr", "-c:v", "libx264", "-c:a", "aac", str(c["vfr.mp4"]))
+    # Stored sideways with a display rotation of 90 degrees.
+    ffmpeg("-i", str(c["pan.mp4"]), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(d / "rotated.mp4"))
+    c["rotated.mp4"] = d / "rotated.mp4"
     return c
 
 
@@ -109,6 +113,25 @@ def test_odd_and_vfr_sources_keep_every_frame(clips, colorizer, tmp_path):
     assert (video_stream(tmp_path / "odd.mp4.mp4")["width"], video_stream(tmp_path / "odd.mp4.mp4")["height"]) == (162, 122)
     vfr_in, vfr_out = stream_info(clips["vfr.mp4"]), stream_info(tmp_path / "vfr.mp4.mp4")
     assert abs(float(vfr_out["format"]["duration"]) - float(vfr_in["format"]["duration"])) < 0.1
+    # Every frame at its own time (Matroska keeps milliseconds), the audio bit-exact.
+    source_times = frame_times(probe(clips["vfr.mp4"]))
+    for out in (tmp_path / "vfr.mp4.mkv", tmp_path / "vfr.mp4.mp4"):
+        times = frame_times(probe(out))
+        drift = max(abs((a - times[0]) - (b - source_times[0])) for a, b in zip(times, source_times))
+        assert len(times) == 50 and drift <= 0.0011, (out, drift)
+        assert audio_digest(out) == audio_digest(clips["vfr.mp4"])
+
+
+def test_rotated_source_is_written_upright_and_displays_as_the_source(clips, colorizer, tmp_path):
+    info = probe(clips["rotated.mp4"])
+    assert (info.rotation in (90, -90, 270)) and (info.width, info.height) == (144, 192)
+    out = tmp_path / "r.mkv"
+    colorize_film(info, [out], colorizer)
+    v = video_stream(out)
+    assert (v["width"], v["height"]) == (144, 192) and not probe(out).rotation
+    src = np.stack(list(decode_gray(info)))
+    got = np.stack(list(decode_gray(probe(out))))
+    assert got.shape == src.shape and np.abs(got.astype(int) - src).mean() < 3
 
 
 def test_bad_films_raise_clear_errors_and_leave_nothing(clips, colorizer, tmp_path):

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from colorize_core.archive import JobSettings, plan
 from colorize_core.colorizer import Colorizer
-from colorize_core.film import probe, stream_info
+from colorize_core.film import frame_times, probe, stream_info
 from colorize_core.film_archive import assemble_film, colorize_unit, plan_units, prepare_film
 from colorize_core.provenance import Item, ProvenanceStore, Shot
 from colorize_core.storage import open_location
@@ -166,8 +166,19 @@ def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path
     (src / "bad" / "empty.mp4").write_bytes(b"")
     (src / "bad" / "playlist.mp4").write_bytes(b"#EXTM3U\n#EXTINF:2,\nfile:///etc/hostname\n#EXT-X-ENDLIST\n")
     ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(src / "bad" / "audio-only.mp4"))
-    summary = run_flow(source=str(src), dest=str(dest), db_url=db)
-    assert summary["counts"] == {"done": 2, "skipped": 0, "failed": 4}
+    # A variable-rate film: 25 frames/s for a second, then 12.5.
+    (src / "phone").mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=2", "-f", "lavfi", "-i",
+           "sine=frequency=500:duration=3", "-vf", "setpts='if(lt(N,25),N/25,1+(N-25)/12.5)/TB',format=gray",
+           "-fps_mode", "vfr", "-c:v", "libx264", "-c:a", "aac", str(src / "phone" / "vfr.mp4"))
+    summary = run_flow(source=str(src), dest=str(dest), db_url=db, shot_max_frames=20)
+    assert summary["counts"] == {"done": 3, "skipped": 0, "failed": 4}
+    source_times = frame_times(probe(src / "phone" / "vfr.mp4"))
+    for out in (dest / "phone" / "vfr.mkv", dest / "phone" / "vfr.mp4"):
+        times = frame_times(probe(out))   # joined from 3 segments, each frame back at its own time
+        assert len(times) == 50
+        assert max(abs((a - times[0]) - (b - source_times[0])) for a, b in zip(times, source_times)) <= 0.0011
+        assert audio_digest(out) == audio_digest(src / "phone" / "vfr.mp4")
     items = {it["rel_path"]: it for it in json.loads((dest / "manifest.json").read_text())["items"]}
     assert "frame-rate-assumed" in items["scans/reel2"]["flags"] and items["scans/reel2"]["bit_depth"] == 16
     assert items["scans/reel3"]["film"]["media"]["fps"] == "25" and items["scans/reel3"]["film"]["media"]["frames"] == 10
