@@ -1,7 +1,9 @@
 """Job manifests built from the provenance database: ``manifest.json`` and ``manifest.html``.
 
-Each job writes ``DEST/manifests/<job id>/manifest.{json,html}`` (never overwritten) and
-refreshes ``DEST/manifest.{json,html}``, the generated index of the latest job. The HTML is
+Each job writes ``DEST/manifests/<job id>/manifest.{json,html}`` and refreshes
+``DEST/manifest.{json,html}``, the generated index of the latest job. Manifests are views of the
+provenance database, rendered in full before anything is written and replaced when rendered
+again (a retried task; review decisions added later). The HTML is
 a contact sheet, original and colour side by side; every text is HTML-escaped (Jinja2
 autoescape) and every link URL-quoted.
 """
@@ -104,9 +106,10 @@ def write_manifest(store: ProvenanceStore, job_id: str, dest: Location) -> dict[
     manifest = build_manifest(store, job_id)
     data = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
     job_dir = posixpath.join(MANIFESTS, job_id)
-    dest.write_new(f"{job_dir}/manifest.json", data, "application/json")
-    dest.write_new(f"{job_dir}/manifest.html", render_html(manifest, dest, 2).encode(), "text/html; charset=utf-8")
+    job_html, index_html = render_html(manifest, dest, 2).encode(), render_html(manifest, dest, 0).encode()
+    dest.replace(f"{job_dir}/manifest.json", data, "application/json")
+    dest.replace(f"{job_dir}/manifest.html", job_html, "text/html; charset=utf-8")
     dest.replace("manifest.json", data, "application/json")
-    dest.replace("manifest.html", render_html(manifest, dest, 0).encode(), "text/html; charset=utf-8")
+    dest.replace("manifest.html", index_html, "text/html; charset=utf-8")
     return {"json": dest.uri_of("manifest.json"), "html": dest.uri_of("manifest.html"),
             "job_json": dest.uri_of(f"{job_dir}/manifest.json"), "job_html": dest.uri_of(f"{job_dir}/manifest.html")}

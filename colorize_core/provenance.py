@@ -274,10 +274,11 @@ class ProvenanceStore:
             return shot.id
 
     def done_shots(self, dest: str, source_sha256: str, params_key: str) -> dict[tuple[int, int], Shot]:
-        """Shots of this film already encoded for DEST with these parameters, by frame range
-        (the newest for each range)."""
+        """Shots of this film encoded for DEST with these parameters and not yet joined into a
+        film (whose segments are therefore still there), by frame range, the newest for each."""
         q = (select(Shot).where(Shot.dest == dest, Shot.source_sha256 == source_sha256,
-                                Shot.params_key == params_key, Shot.status == "done").order_by(Shot.id))
+                                Shot.params_key == params_key, Shot.status == "done", Shot.item_id.is_(None))
+             .order_by(Shot.id))
         with self.session() as s:
             return {(r.start_frame, r.end_frame): r for r in s.scalars(q)}
 

@@ -83,7 +83,8 @@ def film(first: np.ndarray, second: np.ndarray, size: tuple[int, int] = (320, 24
         frames.append(cv2.resize(first[:, x:x + win_w], size, interpolation=cv2.INTER_AREA))
     for i in range(36):  # push in: the window shrinks towards the face
         scale = 1 - 0.4 * i / 35
-        win_h, win_w = int(second.shape[0] * scale), int(second.shape[0] * scale * w / h)
+        win_w = int(min(second.shape[1], second.shape[0] * w / h) * scale)
+        win_h = int(win_w * h / w)
         y, x = int((second.shape[0] - win_h) * 0.2), int((second.shape[1] - win_w) * 0.5)
         frames.append(cv2.resize(second[y:y + win_h, x:x + win_w], size, interpolation=cv2.INTER_AREA))
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,7 +34,7 @@ def archive(tmp_path: Path) -> Path:
     (src / "colour" / "astronaut-colour.jpg").parent.mkdir()
     (src / "colour" / "astronaut-colour.jpg").write_bytes(colour_photo_bytes())
     shutil.copy(src / "animals" / "chelsea cat.png", src / "animals" / HOSTILE_NAME)
-    (src / "film").mkdir()
+    (src / "film").mkdir(exist_ok=True)
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
                     str(src / "film" / "reel 1.mp4")], check=True)
     return src
