@@ -153,10 +153,13 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
 
 
 @cli.command()
-@click.argument("source")
-@click.argument("dest")
+@click.argument("source", required=False)
+@click.argument("dest", required=False)
 @click.option("--db", "db_url", default=_settings.db_url, show_default=True,
               help="Provenance database URL (sqlite:///path or postgresql://...).")
+@click.option("--redo-rejected", "redo_job", metavar="JOB",
+              help="Re-run exactly the items of JOB a reviewer rejected, with the parameters asked for "
+                   "(SOURCE and DEST default to JOB's).")
 @click.option("--model", default=_settings.model, show_default=True)
 @click.option("--refine", type=REFINE_CHOICES, default=_settings.refine, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=_settings.batch_size, show_default=True,
@@ -176,9 +179,10 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
 @click.option("--sequence-rate", default="24", show_default=True,
               help="Frame rate of frame sequences without a sequence.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON.")
-def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size: int, chunk_size: int, force: bool,
-        include_colour: bool, work_size: int, device: str, s3_endpoint: str | None, film_renditions: str,
-        temporal: bool, shot_max_frames: int, sequence_rate: str, as_json: bool) -> None:
+def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None, model: str, refine: str,
+        batch_size: int, chunk_size: int, force: bool, include_colour: bool, work_size: int, device: str,
+        s3_endpoint: str | None, film_renditions: str, temporal: bool, shot_max_frames: int, sequence_rate: str,
+        as_json: bool) -> None:
     """Run the archive flow: colorize the photos and films under SOURCE into DEST (folders,
     file:// or s3://). Films: video files, and frame sequences (folders of numbered DPX frames,
     or of TIFF/PNG frames with a sequence.json giving {"frame_rate": "24"})."""
@@ -190,6 +194,10 @@ def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size
 
     from colorize_core.weights import resolve
 
+    if redo_job:
+        source, dest = _redo_locations(db_url, redo_job, source, dest)
+    elif not source or not dest:
+        raise click.UsageError("give SOURCE and DEST (or --redo-rejected JOB)")
     try:
         src = open_location(source, s3_endpoint)
         src.check()
@@ -208,7 +216,7 @@ def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size
                              batch_size=batch_size, chunk_size=chunk_size, force=force, include_colour=include_colour,
                              work_size=work_size, device=device, s3_endpoint=s3_endpoint, film_renditions=renditions,
                              temporal=temporal, shot_max_frames=shot_max_frames, sequence_rate=sequence_rate,
-                             return_state=True)
+                             redo_job=redo_job, return_state=True)
     if not state.is_completed():
         click.echo(f"the archive flow did not complete: {state.message}", err=True)
         sys.exit(1)
@@ -223,6 +231,110 @@ def run(source: str, dest: str, db_url: str, model: str, refine: str, batch_size
         click.echo(f"               {summary['manifest']['json']}")
         click.echo(f"provenance:    {summary['db_url']}")
     sys.exit(1 if summary["counts"]["failed"] else 0)
+
+
+def _redo_locations(db_url: str, job_id: str, source: str | None, dest: str | None) -> tuple[str, str]:
+    """SOURCE and DEST of a redo: the job's own unless given; the job must have rejections."""
+    from colorize_core import ColorizeError
+    from colorize_core.provenance import ProvenanceStore
+    from colorize_core.review import rejected
+
+    try:
+        store = ProvenanceStore(db_url)
+        job = store.job(job_id)
+        if job is None:
+            raise click.UsageError(f"no job {job_id} in {store.url}")
+        if not rejected(store, job_id):
+            raise click.UsageError(f"job {job_id} has no rejected items waiting for a redo")
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    return source or job.source, dest or job.dest
+
+
+@cli.group()
+def review() -> None:
+    """Review a job's outputs: list them, approve, reject (and ask for a redo)."""
+
+
+_db_option = click.option("--db", "db_url", default=_settings.db_url, show_default=True,
+                          help="Provenance database URL.")
+
+
+@review.command("list")
+@click.argument("job_id", metavar="JOB")
+@_db_option
+@click.option("--json", "as_json", is_flag=True, help="Print the items as JSON.")
+def review_list(job_id: str, db_url: str, as_json: bool) -> None:
+    """The items of JOB with their status, what needs attention, and the decisions taken."""
+    from colorize_core import ColorizeError
+    from colorize_core.manifest import build_manifest
+
+    try:
+        manifest = build_manifest(_store(db_url), job_id)
+    except KeyError:
+        raise click.UsageError(f"no job {job_id} in {db_url}") from None
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if as_json:
+        keys = ("id", "rel_path", "status", "media_type", "attention", "decision", "review", "colour", "error")
+        click.echo(json.dumps([{k: it[k] for k in keys} for it in manifest["items"]], indent=1, default=str))
+        return
+    job = manifest["job"]
+    click.echo(f"job {job['id']} ({job['status']}): {job['source']} -> {job['dest']}")
+    for it in sorted(manifest["items"], key=lambda it: (not it["attention"], it["rel_path"])):
+        decision = f" [{it['decision']} by {it['review'][-1]['by']}]" if it["decision"] else ""
+        attention = f" ({', '.join(it['attention'])})" if it["attention"] else ""
+        click.echo(f"{it['id']:>8}  {it['status']:<8} {it['rel_path']}{attention}{decision}")
+
+
+def _store(db_url: str):  # noqa: ANN202
+    from colorize_core.provenance import ProvenanceStore
+
+    return ProvenanceStore(db_url)
+
+
+def _decide(item_id: int, decision: str, by: str, note: str, redo: tuple[str, ...], db_url: str) -> None:
+    from colorize_core import ColorizeError
+    from colorize_core.manifest import write_manifest
+    from colorize_core.review import decide, parse_redo
+    from colorize_core.storage import open_location
+
+    try:
+        store = _store(db_url)
+        result = decide(store, item_id, decision, by, note, parse_redo(redo))
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(f"item {result['item_id']} ({result['rel_path']}): {decision} by {result['by']}"
+               + (f"; redo with {', '.join(f'{k}={v}' for k, v in result['redo'].items())}" if result["redo"] else "")
+               + (f"; `colorize run --redo-rejected {result['job_id']}` runs it" if decision == "rejected" else ""))
+    job = store.job(result["job_id"])
+    try:  # the job's manifest shows decisions: render it again
+        write_manifest(store, job.id, open_location(job.dest, _settings.s3_endpoint))
+    except ColorizeError as exc:
+        click.echo(f"warning: decision recorded, but the manifest under {job.dest} was not refreshed: {exc}", err=True)
+
+
+@review.command("approve")
+@click.argument("item_id", metavar="ITEM", type=int)
+@click.option("--by", required=True, help="Reviewer's name.")
+@click.option("--note", default="", help="Why, for the record.")
+@_db_option
+def review_approve(item_id: int, by: str, note: str, db_url: str) -> None:
+    """Approve ITEM's colour rendition."""
+    _decide(item_id, "approved", by, note, (), db_url)
+
+
+@review.command("reject")
+@click.argument("item_id", metavar="ITEM", type=int)
+@click.option("--by", required=True, help="Reviewer's name.")
+@click.option("--note", required=True, help="What is wrong, for the record.")
+@click.option("--redo", multiple=True, metavar="KEY=VALUE",
+              help="Re-run with other parameters: model=NAME, refine=none|flood, work_size=N, temporal=true|false, "
+                   "strength=0..1, include_colour=true|false. Repeatable.")
+@_db_option
+def review_reject(item_id: int, by: str, note: str, redo: tuple[str, ...], db_url: str) -> None:
+    """Reject ITEM's colour rendition (optionally asking for a redo with other parameters)."""
+    _decide(item_id, "rejected", by, note, redo, db_url)
 
 
 @cli.command()

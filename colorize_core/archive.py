@@ -169,8 +169,10 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], source:
 
 
 def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, settings: JobSettings,
-         model_sha256: str, force: bool = False) -> tuple[list[Entry], list[FilmEntry], list[ItemResult]]:
+         model_sha256: str, force: bool = False,
+         only: set[str] | None = None) -> tuple[list[Entry], list[FilmEntry], list[ItemResult]]:
     """List the source; record quick-check skips; return (photos to do, films to do, skipped).
+    ``only``: consider just the items with these source URIs (a redo of rejected items).
 
     Numbered DPX/TIFF/PNG frames are held back until the listing ends: a folder with a
     ``sequence.json`` or with DPX frames is a frame sequence (one film), else they are photos."""
@@ -182,6 +184,8 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
     agent = f"colorize {__version__}"
 
     def quick_skip(uri: str, entry: Entry | FilmEntry, media: str) -> bool:
+        if only is not None and uri not in only:
+            return True  # not asked for: neither done nor recorded
         prev = done[media].get(uri)
         if prev is None or prev.size != entry.size or prev.version_tag != entry.version:
             return False
@@ -216,6 +220,8 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
             films.append(film)
     for folder, error in errors:
         entry = sidecars[folder]
+        if only is not None and item_uri(source, entry.rel) not in only:
+            continue
         pending.append((Item(job_id=job_id, source_uri=item_uri(source, entry.rel), rel_path=entry.rel, dest=dest.uri,
                              size=entry.size, version_tag=entry.version, media_type="film", status="failed",
                              error_type="UnsupportedMediaError", error=error, flags=[], notes=[],

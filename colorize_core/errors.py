@@ -39,3 +39,7 @@ class UnsafePathError(StorageError):
 
 class ProvenanceError(ColorizeError):
     """The provenance database cannot be opened, migrated or written."""
+
+
+class ReviewError(ColorizeError):
+    """A review decision that cannot be taken (an item that failed, an invalid redo parameter)."""

@@ -22,6 +22,7 @@ import jinja2
 from colorize_core.archive import MANIFESTS
 from colorize_core.images import NOTE
 from colorize_core.provenance import Job, ProvenanceStore
+from colorize_core.review import decisions_of
 from colorize_core.storage import Location
 
 SCHEMA = "colorize-manifest/1"
@@ -43,8 +44,14 @@ def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
         raise KeyError(f"unknown job {job_id}")
     items = []
     counts = {"done": 0, "skipped": 0, "failed": 0}
-    for row in store.job_items(job_id):
-        item = {k: row[k] for k in _ITEM_FIELDS}
+    rows = store.job_items(job_id)
+    reviews = decisions_of(store, [r["done_item_id"] for r in rows if r["done_item_id"]])
+    links = _redo_links(store, [r["done_item_id"] for r in rows if r["done_item_id"]])
+    for row in rows:
+        item = {"id": row["id"], **{k: row[k] for k in _ITEM_FIELDS}}
+        item["review"] = reviews.get(row["done_item_id"], [])
+        item["decision"] = item["review"][-1]["decision"] if item["review"] else None
+        item["redo"] = links.get(row["done_item_id"], {})
         renditions = [{"kind": o["kind"], "uri": o["uri"], "sha256": o["sha256"], "size": o["size"]}
                       for o in row["outputs"] if not o["kind"].startswith("thumb-")]
         # A photo's colour rendition; a film's access copy (else its master).
@@ -58,6 +65,7 @@ def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
         item["thumbnails"] = {o["kind"].removeprefix("thumb-"): o["uri"] for o in row["outputs"]
                               if o["kind"].startswith("thumb-")}
         item["done_in_job"] = row.get("done_in_job", job_id if row["status"] == "done" else None)
+        item["attention"] = attention(item)
         items.append(item)
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     return {
@@ -66,9 +74,47 @@ def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
                 "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
                 "flow_run_id": job.flow_run_id, "model": {"name": job.model_name, "sha256": job.model_sha256},
                 "params": job.params, "params_key": job.params_key, "software": job.software,
-                "counts": counts, "note": NOTE},
+                "counts": counts, "note": NOTE,
+                "attention": sum(bool(it["attention"]) for it in items)},
         "items": items,
     }
+
+
+LOW_COLOURFULNESS = 10.0   # Hasler & Suesstrunk: below ~15 reads as "slightly colourful" at most
+HIGH_FLICKER = 0.005       # warping error after smoothing, at the model's working size
+
+
+def attention(item: dict[str, Any]) -> list[str]:
+    """Why a reviewer should look at this item first (empty: nothing stands out)."""
+    reasons = []
+    if item["status"] == "failed":
+        reasons.append("failed")
+    if "already-colour" in (item["flags"] or []):
+        reasons.append("already-colour")
+    if item["status"] != "failed" and item["colourfulness"] is not None and item["colourfulness"] < LOW_COLOURFULNESS:
+        reasons.append("low-colourfulness")
+    shots = (item.get("film") or {}).get("shots", [])
+    if any((s.get("warping_error") or 0) >= HIGH_FLICKER for s in shots):
+        reasons.append("high-flicker")
+    if item.get("decision") == "rejected":
+        reasons.append("rejected")
+    return reasons
+
+
+def _redo_links(store: ProvenanceStore, item_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Per item: the item it redid (``supersedes``) and the item that redid it (``superseded_by``)."""
+    from sqlalchemy import select
+
+    from colorize_core.provenance import Event
+
+    out: dict[int, dict[str, Any]] = {}
+    if not item_ids:
+        return out
+    with store.session() as s:
+        for e in s.scalars(select(Event).where(Event.type.in_(("redo", "superseded")), Event.item_id.in_(item_ids))):
+            key = "supersedes" if e.type == "redo" else "superseded_by"
+            out.setdefault(e.item_id, {})[key] = e.detail
+    return out
 
 
 def _evenly(values: list[Any], n: int) -> list[Any]:

@@ -246,6 +246,16 @@ class ProvenanceStore:
                     e.item_id, e.job_id = item.id, item.job_id
                     s.add(e)
 
+    def add_events(self, events: list[Event]) -> None:
+        """Record events on existing items (review decisions, links between outputs)."""
+        with self.session() as s:
+            for e in events:
+                s.add(e)
+
+    def item(self, item_id: int) -> Item | None:
+        with self.session() as s:
+            return s.get(Item, item_id)
+
     def recorded_in_job(self, job_id: str, source_uris: list[str]) -> set[str]:
         """Which of ``source_uris`` this job has recorded already (a retried batch skips them)."""
         if not source_uris:
@@ -313,6 +323,7 @@ class ProvenanceStore:
                 row["outputs"] = [{"kind": o.kind, "uri": o.uri, "sha256": o.sha256, "size": o.size}
                                   for o in done.outputs]
                 row["media"] = done.media
+                row["done_item_id"] = done.id if done.status == "done" else None
                 row["shots"] = [{"start": sh.start_frame, "end": sh.end_frame, "shots": sh.shots,
                                  "stills": sh.stills, "warping_error": sh.warping_error,
                                  "warping_error_unsmoothed": sh.warping_error_unsmoothed,

@@ -13,6 +13,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from colorize_core.archive import JobSettings, check_locations, job_status, software_versions
 from colorize_core.provenance import ProvenanceStore
+from colorize_core.review import link_redone, redo_groups
 from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
 from colorize_core.weights import resolve
@@ -30,7 +31,8 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                      include_colour: bool = False, work_size: int = _defaults.work_size,
                      device: str = _defaults.device, s3_endpoint: str | None = _defaults.s3_endpoint,
                      film_renditions: list[str] = [".mkv", ".mp4"], temporal: bool = True,  # noqa: B006
-                     shot_max_frames: int = 1500, sequence_rate: str = "24") -> dict[str, Any]:
+                     shot_max_frames: int = 1500, sequence_rate: str = "24",
+                     redo_job: str | None = None) -> dict[str, Any]:
     """Colorize the photos and films under ``source`` (folder, file:// or s3://) into ``dest``.
 
     Photos go through the model ``batch_size`` at a time; a task takes up to ``chunk_size``
@@ -41,6 +43,8 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
     ``temporal`` smoothing; a last task joins them with the original audio. Frame sequences
     without a ``sequence.json`` play at ``sequence_rate``. Items already done with the same
     model and parameters are skipped unless ``force``; a film's finished shots are reused.
+    ``redo_job``: re-run exactly the items of that job a reviewer rejected, each with the
+    parameters the reviewer asked for (the other parameters as the item had them).
     Returns the job id, counts by status, and where the manifest and database are.
     """
     logger = get_run_logger()
@@ -54,41 +58,58 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
     check_locations(src, dst)
     weights = resolve(model)
     store = ProvenanceStore(db_url)
-    job_id = store.start_job(src.uri, dst.uri, job.params(weights.sha256, "film"), job.key(weights.sha256, "film"), weights.name,
+    # The work: one parameter set over the whole source, or, for a redo of rejected items,
+    # each requested parameter set over exactly its items (always redone: never skipped).
+    groups = redo_groups(store, redo_job) if redo_job else [(job, None)]
+    if redo_job:
+        force = True
+        params = {"redo_of": redo_job, "groups": [{"params": g.params(resolve(g.model).sha256, "film"),
+                                                   "items": len(only)} for g, only in groups]}
+    else:
+        params = job.params(weights.sha256, "film")
+    job_id = store.start_job(src.uri, dst.uri, params, job.key(weights.sha256, "film"), weights.name,
                              weights.sha256, software_versions(), str(flow_run.id) if flow_run.id else None)
-    logger.info("job %s: %s -> %s with model %s (sha256 %s)", job_id, source, dest, weights.name, weights.sha256[:12])
-    settings = asdict(job)
+    logger.info("job %s: %s -> %s with model %s (sha256 %s)%s", job_id, source, dest, weights.name,
+                weights.sha256[:12], f", redoing {sum(len(o) for _, o in groups)} rejected item(s) of job "
+                f"{redo_job}" if redo_job else "")
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    crashed = 0
     try:
-        todo, films, counts = plan_items(source, dest, store.url, job_id, settings, weights.sha256, force, s3_endpoint)
-        counts = {"done": 0, "skipped": 0, "failed": 0, **counts}
-        # Each task run costs ~1-2 s of orchestration at its start and end, and a chunk holds only
-        # one model batch of decoded photos at a time: so no more chunks than the workers need.
-        chunk = min(chunk_size, max(batch_size, math.ceil(len(todo) / _defaults.task_workers)))
-        chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
-        futures = colorize_photo_batch.map(chunks, unmapped(source), unmapped(dest), unmapped(store.url),
-                                           unmapped(job_id), unmapped(settings), unmapped(force), unmapped(s3_endpoint),
-                                           unmapped(batch_size))
-        common = (unmapped(source), unmapped(dest), unmapped(store.url), unmapped(job_id), unmapped(settings))
-        plans = prepare_film_task.map(films, *common, unmapped(weights.name), unmapped(weights.sha256),
-                                      unmapped(force), unmapped(s3_endpoint))
-        assemblies = []
-        crashed = 0
-        for planned in plans:
-            planned.wait()
-            if not planned.state.is_completed():
-                crashed += 1
-                logger.error("preparing a film failed after its retries: %s", planned.state.message)
-                continue
-            film_plan = planned.result()
-            if "result" in film_plan:
-                counts[film_plan["result"]] = counts.get(film_plan["result"], 0) + 1
-                continue
-            units = [u for u in film_plan["units"] if not u["done"]]
-            shots = (colorize_shot_task.map(unmapped(film_plan), units, *common, unmapped(s3_endpoint),
-                                            unmapped(batch_size)) if units else [])
-            assemblies.append(assemble_film_task.submit(film_plan, source, dest, store.url, job_id, settings,
-                                                        weights.name, weights.sha256, s3_endpoint,
-                                                        wait_for=[allow_failure(f) for f in shots]))
+        futures, assemblies = [], []
+        for group, only in groups:
+            settings = asdict(group)
+            group_weights = resolve(group.model)
+            uris = [item.source_uri for item in only] if only is not None else None
+            todo, films, planned = plan_items(source, dest, store.url, job_id, settings, group_weights.sha256, force,
+                                              s3_endpoint, uris)
+            for status, n in planned.items():
+                counts[status] = counts.get(status, 0) + n
+            # Each task run costs ~1-2 s of orchestration at its start and end, and a chunk holds
+            # only one model batch of decoded photos at a time: no more chunks than workers need.
+            chunk = min(chunk_size, max(batch_size, math.ceil(len(todo) / _defaults.task_workers)))
+            chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+            futures += colorize_photo_batch.map(chunks, unmapped(source), unmapped(dest), unmapped(store.url),
+                                                unmapped(job_id), unmapped(settings), unmapped(force),
+                                                unmapped(s3_endpoint), unmapped(batch_size))
+            common = (unmapped(source), unmapped(dest), unmapped(store.url), unmapped(job_id), unmapped(settings))
+            plans = prepare_film_task.map(films, *common, unmapped(group_weights.name), unmapped(group_weights.sha256),
+                                          unmapped(force), unmapped(s3_endpoint))
+            for planned_film in plans:
+                planned_film.wait()
+                if not planned_film.state.is_completed():
+                    crashed += 1
+                    logger.error("preparing a film failed after its retries: %s", planned_film.state.message)
+                    continue
+                film_plan = planned_film.result()
+                if "result" in film_plan:
+                    counts[film_plan["result"]] = counts.get(film_plan["result"], 0) + 1
+                    continue
+                units = [u for u in film_plan["units"] if not u["done"]]
+                shots = (colorize_shot_task.map(unmapped(film_plan), units, *common, unmapped(s3_endpoint),
+                                                unmapped(batch_size)) if units else [])
+                assemblies.append(assemble_film_task.submit(film_plan, source, dest, store.url, job_id, settings,
+                                                            group_weights.name, group_weights.sha256, s3_endpoint,
+                                                            wait_for=[allow_failure(f) for f in shots]))
         for future in futures:
             future.wait()
             if future.state.is_completed():
@@ -104,6 +125,9 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
             else:
                 crashed += 1
                 logger.error("assembling a film failed after its retries: %s", future.state.message)
+        if redo_job:
+            linked = link_redone(store, job_id, [item for _, only in groups for item in only])
+            logger.info("%d rejected item(s) redone and linked to their new outputs", linked)
         status = "crashed" if crashed else job_status(counts)
     except Exception:
         store.finish_job(job_id, "crashed")

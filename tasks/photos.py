@@ -37,11 +37,17 @@ def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry
 
 @task(name="plan-items", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient, cache_policy=NO_CACHE)
 def plan_items(source: str, dest: str, db_url: str, job_id: str, settings: dict[str, Any], model_sha256: str,
-               force: bool, s3_endpoint: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
+               force: bool, s3_endpoint: str | None,
+               only: list[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
     """List the source, record items already done as skipped; returns (photos to do, films to
-    do, counts by status of what planning recorded)."""
+    do, counts by status of what planning recorded). ``only``: just these source URIs."""
     todo, films, recorded = plan(open_location(source, s3_endpoint), open_location(dest, s3_endpoint),
-                                 ProvenanceStore(db_url), job_id, JobSettings(**settings), model_sha256, force)
+                                 ProvenanceStore(db_url), job_id, JobSettings(**settings), model_sha256, force,
+                                 set(only) if only is not None else None)
+    if only is not None:
+        missing = len(only) - len(todo) - len(films)
+        if missing:
+            get_run_logger().warning("%d of the %d items to redo are no longer in the source", missing, len(only))
     counts: dict[str, int] = {}
     for r in recorded:
         counts[r.status] = counts.get(r.status, 0) + 1
