@@ -337,6 +337,41 @@ def review_reject(item_id: int, by: str, note: str, redo: tuple[str, ...], db_ur
     _decide(item_id, "rejected", by, note, redo, db_url)
 
 
+@cli.command("export")
+@click.argument("job_id", metavar="JOB")
+@click.option("--what", default="iiif,premis,prov", show_default=True,
+              help="Comma-separated: iiif (Presentation 3 manifest), premis (PREMIS 3 XML), prov (W3C PROV-JSON).")
+@_db_option
+@click.option("--base-url", default=_settings.public_base_url,
+              help="Public HTTP(S) URL of DEST, for IIIF ids (COLORIZE_PUBLIC_BASE_URL).")
+@click.option("--source-base-url", default=_settings.source_base_url,
+              help="Public URL of SOURCE, to show the originals themselves in IIIF viewers (else their thumbnails).")
+def export(job_id: str, what: str, db_url: str, base_url: str | None, source_base_url: str | None) -> None:
+    """Write JOB's exports for archive systems under DEST/manifests/JOB/."""
+    from colorize_core import ColorizeError
+    from colorize_core.exports import write_exports
+    from colorize_core.storage import open_location
+
+    kinds = tuple(k.strip() for k in what.split(",") if k.strip())
+    bad = [k for k in kinds if k not in ("iiif", "premis", "prov")]
+    if bad or not kinds:
+        raise click.UsageError(f"--what: unknown export(s) {', '.join(bad) or '(none)'}; choose from iiif, premis, prov")
+    for url in (base_url, source_base_url):
+        if url and not url.startswith(("http://", "https://")):
+            raise click.UsageError(f"{url}: IIIF viewers need an http:// or https:// URL")
+    store = _store(db_url)
+    job = store.job(job_id)
+    if job is None:
+        raise click.UsageError(f"no job {job_id} in {store.url}")
+    try:
+        uris = write_exports(store, job_id, open_location(job.dest, _settings.s3_endpoint), kinds, base_url,
+                             source_base_url)
+    except ColorizeError as exc:
+        raise ItemFailed(str(exc)) from exc
+    for kind, uri in uris.items():
+        click.echo(f"{kind}: {uri}")
+
+
 @cli.command()
 def models() -> None:
     """List the models available by name, with their weights sha256."""

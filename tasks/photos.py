@@ -13,8 +13,10 @@ from prefect.cache_policies import NO_CACHE
 from colorize_core import Colorizer
 from colorize_core.archive import JobSettings, plan, process_batch
 from colorize_core.errors import NotFoundError
+from colorize_core.exports import write_exports
 from colorize_core.manifest import write_manifest
 from colorize_core.provenance import ProvenanceStore
+from colorize_core.settings import get_settings
 from colorize_core.storage import Entry, open_location
 
 
@@ -78,5 +80,10 @@ def colorize_photo_batch(entries: list[dict[str, Any]], source: str, dest: str, 
 
 @task(name="write-manifest", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def write_job_manifest(db_url: str, job_id: str, dest: str, s3_endpoint: str | None) -> dict[str, str]:
-    """Write manifest.json and manifest.html for the job under DEST; returns their URIs."""
-    return write_manifest(ProvenanceStore(db_url), job_id, open_location(dest, s3_endpoint))
+    """Write manifest.json, manifest.html and the IIIF manifest of the job under DEST; returns
+    their URIs."""
+    settings = get_settings()
+    store, location = ProvenanceStore(db_url), open_location(dest, s3_endpoint)
+    uris = write_manifest(store, job_id, location)
+    uris.update(write_exports(store, job_id, location, ("iiif",), settings.public_base_url, settings.source_base_url))
+    return uris

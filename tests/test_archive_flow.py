@@ -89,6 +89,9 @@ def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, arc
     html = (dest / "manifest.html").read_text()
     assert "<img src=x onerror" not in html and "&lt;img src=x onerror=alert(1)&gt; &amp; co.png" in html
     assert (dest / "manifests" / summary["job_id"] / "manifest.json").is_file()
+    iiif = json.loads((dest / "manifests" / summary["job_id"] / "iiif.json").read_text())
+    assert iiif["type"] == "Manifest" and len(iiif["items"]) == good   # a canvas per photo and film done
+    assert {c["items"][0]["items"][0]["body"]["items"][0]["type"] for c in iiif["items"]} == {"Image", "Video"}
 
     store = ProvenanceStore(db)
     with store.session() as s:

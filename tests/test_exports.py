@@ -1,0 +1,133 @@
+"""Exports for archive systems: IIIF Presentation 3, PREMIS 3 XML, W3C PROV-JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+from colorize_core.archive import JobSettings, plan, process_batch
+from colorize_core.colorizer import Colorizer
+from colorize_core.exports import PREMIS_NS, write_exports
+from colorize_core.images import NOTE
+from colorize_core.provenance import ProvenanceStore
+from colorize_core.review import decide
+from colorize_core.storage import open_location
+from tests.conftest import SAMPLES, bad_inputs
+
+BASE = "https://media.example.org/colour"
+
+
+def _job(tmp_path):  # noqa: ANN001, ANN202
+    src = tmp_path / "src"
+    (src / "box").mkdir(parents=True)
+    for name in ("chelsea cat.png", "chelsea-sepia.jpg"):
+        (src / "box" / name).write_bytes((SAMPLES / "animals" / name).read_bytes())
+    (src / "broken.jpg").write_bytes(bad_inputs()["truncated.jpg"])
+    store = ProvenanceStore(f"sqlite:///{tmp_path}/p.db")
+    settings, colorizer = JobSettings(), Colorizer.load("default", device="cpu")
+    s, d = open_location(str(src)), open_location(str(tmp_path / "dest"))
+    job = store.start_job(s.uri, d.uri, settings.params(colorizer.sha256, "film"), "k", "default",
+                          colorizer.sha256, {}, None)
+    todo, _, _ = plan(s, d, store, job, settings, colorizer.sha256)
+    process_batch(todo, s, d, store, job, settings, colorizer)
+    store.finish_job(job, "completed_with_failures")
+    done = [r for r in store.job_items(job) if r["status"] == "done"]
+    decide(store, done[0]["id"], "rejected", "Bea Curator", "too warm", {"refine": "none"})
+    return store, job, d
+
+
+def _ids(node, found):  # noqa: ANN001, ANN202
+    if isinstance(node, dict):
+        if "id" in node:
+            found.append(node["id"])
+        for v in node.values():
+            _ids(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            _ids(v, found)
+    return found
+
+
+def _language_maps_ok(node) -> bool:  # noqa: ANN001
+    if isinstance(node, dict):
+        for key in ("label", "summary", "value"):
+            if key in node and isinstance(node[key], dict):
+                if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in node[key].values()):
+                    return False
+        return all(_language_maps_ok(v) for v in node.values())
+    if isinstance(node, list):
+        return all(_language_maps_ok(v) for v in node)
+    return True
+
+
+def test_iiif_manifest_structure(tmp_path):
+    store, job, dest = _job(tmp_path)
+    uris = write_exports(store, job, dest, ("iiif",), BASE)
+    m = json.loads(open(uris["iiif"]).read())
+    assert m["@context"] == "http://iiif.io/api/presentation/3/context.json" and m["type"] == "Manifest"
+    assert m["id"] == f"{BASE}/manifests/{job}/iiif.json"
+    assert NOTE in m["requiredStatement"]["value"]["en"][0]
+    assert _language_maps_ok(m)
+    ids = _ids(m, [])
+    assert all(i.startswith("https://") for i in ids) and len(ids) == len(set(ids))
+    assert len(m["items"]) == 2   # the two photos done; the broken one has no canvas
+    for canvas in m["items"]:
+        assert canvas["type"] == "Canvas" and isinstance(canvas["width"], int) and isinstance(canvas["height"], int)
+        page = canvas["items"][0]
+        assert page["type"] == "AnnotationPage"
+        anno = page["items"][0]
+        assert anno["type"] == "Annotation" and anno["motivation"] == "painting" and anno["target"] == canvas["id"]
+        choice = anno["body"]
+        assert choice["type"] == "Choice" and [b["label"]["en"][0].split(" ")[0] for b in choice["items"]] == [
+            "Colorized", "Original"]
+        colour = choice["items"][0]
+        assert colour["type"] == "Image" and colour["id"].startswith(f"{BASE}/box/chelsea")
+        assert (colour["width"], colour["height"]) == (canvas["width"], canvas["height"])
+    reviews = [c["metadata"][2]["value"]["en"][0] for c in m["items"]]
+    assert sorted(reviews) == ["not reviewed", "rejected"]
+
+
+def test_premis_and_prov_exports(tmp_path):
+    store, job, dest = _job(tmp_path)
+    uris = write_exports(store, job, dest, ("premis", "prov"))
+    root = ET.parse(uris["premis"]).getroot()
+    q = lambda t: f"{{{PREMIS_NS}}}{t}"  # noqa: E731
+    assert root.tag == q("premis") and root.get("version") == "3.0"
+    kinds = [child.tag.split("}")[1] for child in root]
+    assert kinds == sorted(kinds, key=["object", "event", "agent"].index)   # PREMIS's order
+    items = store.job_items(job)
+    n_outputs = sum(len(r["outputs"]) for r in items)
+    assert kinds.count("object") == len(items) + n_outputs
+    digests = {o.find(f"{q('objectCharacteristics')}/{q('fixity')}/{q('messageDigest')}").text
+               for o in root.iter(q("object")) if o.find(f"{q('objectCharacteristics')}/{q('fixity')}") is not None}
+    assert {r["sha256"] for r in items if r["sha256"]} <= digests
+    agents = {a.find(f"{q('agentIdentifier')}/{q('agentIdentifierValue')}").text for a in root.iter(q("agent"))}
+    event_agents = {e.find(f"{q('linkingAgentIdentifier')}/{q('linkingAgentIdentifierValue')}").text
+                    for e in root.iter(q("event"))}
+    assert event_agents <= agents and "person:Bea Curator" in agents
+    types = [e.find(q("eventType")).text for e in root.iter(q("event"))]
+    assert {"ingest", "colorize", "write", "review", "validate"} <= set(types)
+    assert all(v.text.startswith(("file://", "s3://")) for v in root.iter(q("objectIdentifierValue")))
+
+    from prov.model import ProvDocument
+
+    doc = ProvDocument.deserialize(content=open(uris["prov"]).read(), format="json")
+    records = doc.get_records()
+    names = {type(r).__name__ for r in records}
+    assert {"ProvEntity", "ProvActivity", "ProvAgent", "ProvDerivation", "ProvGeneration", "ProvUsage",
+            "ProvAssociation"} <= names
+    people = [r for r in records if type(r).__name__ == "ProvAgent" and "Bea" in str(r.identifier)]
+    assert people
+
+
+def test_cli_export_writes_all_three(tmp_path):
+    store, job, _ = _job(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "colorize_cli.main", "export", job, "--db", store.url, "--base-url", BASE],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert [line.split(":")[0] for line in r.stdout.splitlines()] == ["iiif", "premis", "prov"]
+    r = subprocess.run([sys.executable, "-m", "colorize_cli.main", "export", job, "--db", store.url, "--what", "pdf"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "unknown export" in r.stderr
