@@ -55,6 +55,7 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                       temporal=temporal, shot_max_frames=shot_max_frames,
                       shot_min_frames=min(JobSettings.shot_min_frames, shot_max_frames), sequence_rate=sequence_rate)
     src, dst = open_location(source, s3_endpoint), open_location(dest, s3_endpoint)
+    src.check()  # a source that does not exist fails the run here, before anything is recorded or written
     check_locations(src, dst)
     weights = resolve(model)
     store = ProvenanceStore(db_url)

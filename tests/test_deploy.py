@@ -1,0 +1,118 @@
+"""Operations end to end: a real Prefect server (SQLite), deploy/setup.sh, a process worker, and
+`prefect deployment run 'colorize-archive/on-demand' --watch`, as README tells an operator.
+Every process started here is stopped (the worker ignores SIGTERM: it gets SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from colorize_core.provenance import ProvenanceStore
+from tests.conftest import SAMPLES
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture
+def prefect_server(tmp_path):  # noqa: ANN001, ANN201
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+           "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_LOGGING_LEVEL": "WARNING", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline or server.poll() is not None:
+                raise RuntimeError(f"Prefect server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            time.sleep(1)
+        yield env
+    finally:
+        _stop(server)
+        log.close()
+
+
+def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path):
+    env = {**prefect_server, "COLORIZE_DB_URL": f"sqlite:///{tmp_path}/provenance.db", "DEPLOYMENTS": "on-demand",
+           "COLORIZE_GPUS": "1"}
+    setup = subprocess.run(["bash", str(ROOT / "deploy" / "setup.sh")], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert setup.returncode == 0, setup.stdout[-2000:] + setup.stderr[-2000:]
+    limits = subprocess.run([str(BIN / "prefect"), "concurrency-limit", "inspect", "gpu"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert limits.returncode == 0 and "gpu" in limits.stdout
+
+    src, dest = tmp_path / "source", tmp_path / "dest"
+    shutil.copytree(SAMPLES / "animals", src)
+    log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "colorize", "--limit", "1"],
+                              env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        run = subprocess.run([str(BIN / "prefect"), "deployment", "run", "colorize-archive/on-demand",
+                              "--param", f"source={src}", "--param", f"dest={dest}", "--watch"],
+                             env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + (tmp_path / "worker.log").read_text()[-3000:]
+        assert "Completed" in run.stdout
+        # A source that does not exist: the run fails with a clear message, nothing is written.
+        bad = subprocess.run([str(BIN / "prefect"), "deployment", "run", "colorize-archive/on-demand",
+                              "--param", f"source={tmp_path / 'missing'}", "--param", f"dest={tmp_path / 'd2'}",
+                              "--watch"], env=env, capture_output=True, text=True, timeout=300)
+        assert bad.returncode != 0
+    finally:
+        _stop(worker)
+        log.close()
+    assert "does not exist" in (tmp_path / "worker.log").read_text()
+    assert not (tmp_path / "d2").exists()
+    store = ProvenanceStore(env["COLORIZE_DB_URL"])
+    with store.session() as s:
+        from sqlalchemy import select
+
+        from colorize_core.provenance import Item, Job
+
+        jobs = s.scalars(select(Job)).all()
+        assert len(jobs) == 1 and jobs[0].status == "completed" and jobs[0].flow_run_id
+        items = s.scalars(select(Item)).all()
+        assert sorted(i.rel_path for i in items) == ["chelsea cat.png", "chelsea-sepia.jpg"]
+        assert all(i.status == "done" for i in items)
+    assert (dest / "chelsea cat.png").is_file() and (dest / "manifest.html").is_file()
