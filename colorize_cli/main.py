@@ -178,11 +178,13 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
               help="Longest unit of film work; longer shots are split.")
 @click.option("--sequence-rate", default="24", show_default=True,
               help="Frame rate of frame sequences without a sequence.json.")
+@click.option("--task-runner", default=_settings.task_runner, show_default=True,
+              help="threads, dask (a local Dask cluster) or a Dask scheduler address tcp://host:8786.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON.")
 def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None, model: str, refine: str,
         batch_size: int, chunk_size: int, force: bool, include_colour: bool, work_size: int, device: str,
         s3_endpoint: str | None, film_renditions: str, temporal: bool, shot_max_frames: int, sequence_rate: str,
-        as_json: bool) -> None:
+        task_runner: str, as_json: bool) -> None:
     """Run the archive flow: colorize the photos and films under SOURCE into DEST (folders,
     file:// or s3://). Films: video files, and frame sequences (folders of numbered DPX frames,
     or of TIFF/PNG frames with a sequence.json giving {"frame_rate": "24"})."""
@@ -211,12 +213,17 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
         raise click.UsageError(str(exc)) from exc
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.archive import colorize_archive
+    from flows.archive import task_runner as make_runner
 
-    state = colorize_archive(source=source, dest=dest, db_url=db_url, model=model, refine=refine,
-                             batch_size=batch_size, chunk_size=chunk_size, force=force, include_colour=include_colour,
-                             work_size=work_size, device=device, s3_endpoint=s3_endpoint, film_renditions=renditions,
-                             temporal=temporal, shot_max_frames=shot_max_frames, sequence_rate=sequence_rate,
-                             redo_job=redo_job, return_state=True)
+    try:
+        runner = make_runner(task_runner)
+    except (ValueError, ImportError) as exc:
+        raise click.UsageError(f"--task-runner: {exc}") from exc
+    flow = colorize_archive.with_options(task_runner=runner)
+    state = flow(source=source, dest=dest, db_url=db_url, model=model, refine=refine, batch_size=batch_size,
+                 chunk_size=chunk_size, force=force, include_colour=include_colour, work_size=work_size, device=device,
+                 s3_endpoint=s3_endpoint, film_renditions=renditions, temporal=temporal,
+                 shot_max_frames=shot_max_frames, sequence_rate=sequence_rate, redo_job=redo_job, return_state=True)
     if not state.is_completed():
         click.echo(f"the archive flow did not complete: {state.message}", err=True)
         sys.exit(1)

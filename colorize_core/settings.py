@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     max_pixels: int = 250_000_000                 # larger declared sizes are refused before decoding
     s3_endpoint: str | None = None                # else boto3's own (AWS_ENDPOINT_URL, profiles)
     task_workers: int = 2                         # batches in flight at once within a flow run
+    task_runner: str = "threads"                  # threads | dask (a local cluster) | tcp://scheduler:8786
     public_base_url: str | None = None            # where DEST is published over HTTP(S) (IIIF ids)
     source_base_url: str | None = None            # where the originals are published (IIIF), if they are
 

@@ -23,8 +23,24 @@ from tasks.photos import colorize_photo_batch, plan_items, write_job_manifest
 _defaults = get_settings()
 
 
-@flow(name="colorize-archive", log_prints=True,
-      task_runner=ThreadPoolTaskRunner(max_workers=_defaults.task_workers))
+def task_runner(spec: str | None = None):  # noqa: ANN201 - a Prefect task runner
+    """Where the flow's tasks run: ``threads`` (this process; the model is loaded once), ``dask``
+    (a local Dask cluster of ``task_workers`` processes) or a Dask scheduler's address
+    (``tcp://host:8786``: an existing cluster), through prefect-dask."""
+    spec = spec or _defaults.task_runner
+    if spec == "threads":
+        return ThreadPoolTaskRunner(max_workers=_defaults.task_workers)
+    from prefect_dask import DaskTaskRunner
+
+    if spec == "dask":
+        return DaskTaskRunner(cluster_kwargs={"n_workers": _defaults.task_workers, "threads_per_worker": 1,
+                                              "processes": True})
+    if spec.startswith(("tcp://", "tls://", "ucx://")):
+        return DaskTaskRunner(address=spec)
+    raise ValueError(f"task runner {spec!r}: use threads, dask or a Dask scheduler address (tcp://host:8786)")
+
+
+@flow(name="colorize-archive", log_prints=True, task_runner=task_runner())
 def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, model: str = _defaults.model,
                      refine: str = _defaults.refine, batch_size: int = _defaults.batch_size,
                      chunk_size: int = _defaults.chunk_size, force: bool = False,

@@ -71,6 +71,12 @@ def test_run_usage_errors(prefect_api, tmp_path):
     assert r.returncode == 2 and "scheme" in r.stderr
     r = colorize("run", str(SAMPLES), str(SAMPLES) + "/", env={"PREFECT_API_URL": prefect_api})
     assert r.returncode == 2 and "is the source" in r.stderr
+    r = colorize("run", str(SAMPLES), str(tmp_path / "d"), "--task-runner", "ray", env={"PREFECT_API_URL": prefect_api})
+    assert r.returncode == 2 and "--task-runner" in r.stderr
+    r = colorize("run", str(SAMPLES), str(tmp_path / "d"), "--film-renditions", ".avi", env={"PREFECT_API_URL": prefect_api})
+    assert r.returncode == 2 and "renditions" in r.stderr
+    r = colorize("run", env={"PREFECT_API_URL": prefect_api})
+    assert r.returncode == 2 and "SOURCE and DEST" in r.stderr
 
 
 def test_sample_command_runs_on_prefects_ephemeral_api_with_embedded_defaults(tmp_path):

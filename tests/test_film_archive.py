@@ -20,6 +20,7 @@ from colorize_core.film import frame_times, probe, stream_info
 from colorize_core.film_archive import assemble_film, colorize_unit, plan_units, prepare_film
 from colorize_core.provenance import Item, ProvenanceStore, Shot
 from colorize_core.storage import open_location
+from tests.conftest import SAMPLES
 
 pytestmark = pytest.mark.slow
 
@@ -226,3 +227,24 @@ def test_cli_video_takes_a_frame_sequence(tmp_path):
     r = subprocess.run([*cmd, "--fps", "24", str(frames), str(tmp_path / "p.mkv")], capture_output=True, text=True)
     assert r.returncode == 1 and "f0003.tif" in r.stderr
     assert probe(tmp_path / "o.mkv").frames == 12
+
+
+def test_photos_and_films_on_a_local_dask_cluster_of_two_processes(prefect_api, tmp_path):
+    """Scale-out on Dask through prefect-dask: the same flow, its batches and shots on two
+    worker processes (each loads the model once)."""
+    from prefect_dask import DaskTaskRunner
+
+    from flows.archive import colorize_archive
+
+    src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
+    (src / "photos").mkdir(parents=True)
+    for name in ("chelsea cat.png", "chelsea-sepia.jpg"):
+        (src / "photos" / name).write_bytes((SAMPLES / "animals" / name).read_bytes())
+    (src / "film").mkdir()
+    (src / "film" / "two shots.mp4").write_bytes((SAMPLES / "film" / "two shots.mp4").read_bytes())
+    runner = DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
+    summary = colorize_archive.with_options(task_runner=runner)(source=str(src), dest=str(dest), db_url=db,
+                                                                batch_size=1, chunk_size=1)
+    assert summary["counts"] == {"done": 3, "skipped": 0, "failed": 0}
+    assert int(video_stream(dest / "film" / "two shots.mkv")["nb_read_packets"]) == 72
+    assert (dest / "photos" / "chelsea cat.png").is_file()
