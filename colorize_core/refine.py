@@ -109,7 +109,7 @@ def refine_flood(lum: np.ndarray, ab: np.ndarray, params: FloodParams = FloodPar
         return out
     # One complex64 gather fills a and b together, in ab's own interleaved layout; regions
     # left alone are NaN in the table and keep the model's per-pixel ab.
-    table = np.full(count, np.nan, np.complex64)
+    table = np.full(count, complex(np.nan, np.nan), np.complex64)   # NaN in both a and b
     table[eligible] = (np.bincount(lab_s, wgt * a_s, count)[eligible] / wsum[eligible]
                        + 1j * np.bincount(lab_s, wgt * b_s, count)[eligible] / wsum[eligible])
     h, w = labels.shape

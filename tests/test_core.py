@@ -96,6 +96,19 @@ def test_flood_refinement_leaves_texture_and_tiny_regions_alone():
     np.testing.assert_array_equal(refine_flood(ramp, ab2, FloodParams(max_l_std=12.0)), ab2)
 
 
+def test_regions_left_alone_keep_both_a_and_b_beside_refined_ones():
+    """A flat region is refined while a textured one beside it keeps the model's a *and* b
+    (a table of NaN+0j once zeroed b there: orange fur turned pink)."""
+    rng = np.random.default_rng(1)
+    lum = np.full((100, 100), 40.0, np.float32)
+    lum[:, 50:] = rng.uniform(0, 100, (100, 50))          # texture on the right
+    ab = rng.normal(0, 2, (100, 100, 2)).astype(np.float32) + np.float32(30)
+    out = refine_flood(lum, ab)
+    assert np.ptp(out[:, :50].reshape(-1, 2), axis=0).max() < 1e-4      # refined: one ab
+    np.testing.assert_array_equal(out[:, 51:], ab[:, 51:])              # left alone: both channels
+    assert abs(out[..., 1].mean() - ab[..., 1].mean()) < 0.5
+
+
 def test_partial_strength_blends_toward_the_region_ab():
     lum = np.full((60, 80), 50.0, np.float32)
     ab = np.zeros((60, 80, 2), np.float32)
