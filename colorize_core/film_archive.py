@@ -9,7 +9,8 @@ A film goes through three steps, each safe to retry and to resume after a crash:
    whose segments a previous run recorded are marked done.
 2. :func:`colorize_unit` streams one unit through the model, the temporal smoother and the
    encoders into one segment per rendition under ``DEST/manifests/segments/``, and records it
-   (a ``shots`` row: segments with checksums, per-shot flicker and colourfulness, a still).
+   (a ``shots`` row: segments with checksums, per-shot flicker and colourfulness, a still
+   from the middle of each shot).
 3. :func:`assemble_film` checks every unit is there, verifies the segments' checksums, joins
    them without re-encoding with the source's audio copied, checks the frame count, writes the
    renditions beside the film's relative path (never over an existing file), records the film
@@ -232,7 +233,8 @@ def colorize_unit(plan: dict[str, Any], unit: dict[str, Any], source: Location, 
     shot = Shot(job_id=job_id, source_uri=plan["uri"], source_sha256=sha256, dest=dest.uri, params_key=key,
                 start_frame=start, end_frame=end, status="done", cuts=unit["cuts"])
     started = time.time()
-    still = (start + end) // 2
+    bounds = [start, *[c for c in unit["cuts"] if start < c < end], end]
+    stills = [(a + b) // 2 for a, b in zip(bounds, bounds[1:])]   # the middle of each shot
     try:
         with _films.get(source, film, range(start - warm, end)) as path, \
                 tempfile.TemporaryDirectory(prefix="colorize-shot-") as tmp:
@@ -249,7 +251,7 @@ def colorize_unit(plan: dict[str, Any], unit: dict[str, Any], source: Location, 
                                    refine_method=settings.refine, refine_params=settings.refine_params,
                                    batch_size=batch_size, measure_flicker=True, start=start - offset,
                                    end=end - offset, cuts=[c - offset for c in unit["cuts"]], warmup=warm,
-                                   seek=unit["seek"], stills=[still - offset], audio=False)
+                                   seek=unit["seek"], stills=[f - offset for f in stills], audio=False)
             if result.frames != end - start:
                 raise CorruptMediaError(f"frames {start}-{end}: {result.frames} frames colorized, {end - start} expected")
             segments = {}
@@ -258,9 +260,8 @@ def colorize_unit(plan: dict[str, Any], unit: dict[str, Any], source: Location, 
                 dest.put_file_new(rel, out, CONTENT_TYPES[ext])
                 segments[ext] = {"rel": rel, "uri": dest.uri_of(rel), "sha256": _sha256_file(out),
                                  "size": out.stat().st_size}
-            gray, rgb = result.stills[still - offset]
-            shot.stills = {"frame": still, **{kind: _put_thumb(dest, pixels) for kind, pixels in
-                                              (("original", gray), ("colour", rgb))}}
+            shot.stills = [{"frame": f, **{kind: _put_thumb(dest, pixels) for kind, pixels in
+                                           zip(("original", "colour"), result.stills[f - offset])}} for f in stills]
     except ColorizeError as exc:
         shot.status, shot.error_type, shot.error = "failed", type(exc).__name__, str(exc)
         shot.seconds, shot.finished_at = time.time() - started, utcnow()
@@ -363,7 +364,8 @@ def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store:
                                 "joined_without_reencoding": True, "audio_streams_copied": len(info.audio)}))
     events.append(Event(type="write", outcome="success", agent=agent,
                         detail={"outputs": [{"kind": o.kind, "uri": o.uri, "sha256": o.sha256} for o in outputs]}))
-    middle = shots[len(shots) // 2].stills
+    all_stills = [st for s in shots for st in s.stills]
+    middle = all_stills[len(all_stills) // 2] if all_stills else {}
     for kind in ("original", "colour"):
         if middle.get(kind):
             outputs.append(Output(kind=f"thumb-{kind}", uri=middle[kind]["uri"], sha256=middle[kind]["sha256"],

@@ -61,7 +61,7 @@ def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
         if row["media_type"] == "film":
             item["film"] = {"media": row["media"], "units": row["shots"],
                             "shots": [s for unit in row["shots"] for s in unit["shots"]],
-                            "stills": _evenly([unit["stills"] for unit in row["shots"] if unit["stills"]], 12)}
+                            "stills": _evenly([st for unit in row["shots"] for st in unit["stills"]], 12)}
         item["thumbnails"] = {o["kind"].removeprefix("thumb-"): o["uri"] for o in row["outputs"]
                               if o["kind"].startswith("thumb-")}
         item["done_in_job"] = row.get("done_in_job", job_id if row["status"] == "done" else None)

@@ -134,7 +134,7 @@ class Shot(Base):
     segments: Mapped[dict[str, Any]] = mapped_column(default=dict)   # rendition -> {uri, sha256, size}
     cuts: Mapped[list[Any]] = mapped_column(default=list)            # frame numbers where a shot starts
     shots: Mapped[list[Any]] = mapped_column(default=list)           # per shot: range, flicker, colourfulness
-    stills: Mapped[dict[str, Any]] = mapped_column(default=dict)     # frame, original and colour thumbnails
+    stills: Mapped[list[Any]] = mapped_column(default=list)          # per shot: frame, original and colour thumbnails
     warping_error: Mapped[float | None]
     warping_error_unsmoothed: Mapped[float | None]
     colourfulness: Mapped[float | None]

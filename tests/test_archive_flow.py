@@ -73,6 +73,7 @@ def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, arc
     assert "already-colour" in items["colour/astronaut-colour.jpg"]["flags"]
     # Every done item: output at the same relative path, same size, checksum as recorded.
     assert items["film/two shots.mp4"]["film"]["media"]["cuts"] == [36]
+    assert [st["frame"] for st in items["film/two shots.mp4"]["film"]["stills"]] == [18, 54]   # one per shot
     for rel, it in items.items():
         if it["status"] != "done" or it["media_type"] == "film":
             continue
