@@ -124,8 +124,9 @@ def evaluate(model: torch.nn.Module, val: list[np.ndarray], device: torch.device
 
 
 def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str = "",
-          log: Callable[[str], None] = print) -> Path:
-    """Train, checkpointing under ``out``; returns the path of the final ``out/NAME.pt``."""
+          log: Callable[[str], None] = print, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Train, checkpointing under ``out``; returns the path of the final ``out/NAME.pt``.
+    ``progress(step, steps)`` is called after every checkpoint."""
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
     records = load_records(dataset)
@@ -181,6 +182,8 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "rng": rng.getstate(), "step": step, "history": history}, tmp)
             os.replace(tmp, ckpt)
+            if progress is not None:
+                progress(step, config.steps)
 
     final_options = {**options, "pretrained": False} if "pretrained" in options else options
     weights = out / f"{name}.pt"

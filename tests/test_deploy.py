@@ -74,14 +74,18 @@ def prefect_server(tmp_path):  # noqa: ANN001, ANN201
 
 
 def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path):
-    env = {**prefect_server, "COLORIZE_DB_URL": f"sqlite:///{tmp_path}/provenance.db", "DEPLOYMENTS": "on-demand",
-           "COLORIZE_GPUS": "1"}
+    env = {**prefect_server, "COLORIZE_DB_URL": f"sqlite:///{tmp_path}/provenance.db", "COLORIZE_GPUS": "1",
+           "COLORIZE_NIGHTLY_SOURCE": str(tmp_path / "nightly-source"), "COLORIZE_NIGHTLY_DEST": str(tmp_path / "nd")}
     setup = subprocess.run(["bash", str(ROOT / "deploy" / "setup.sh")], env=env, capture_output=True, text=True,
                            timeout=300)
     assert setup.returncode == 0, setup.stdout[-2000:] + setup.stderr[-2000:]
     limits = subprocess.run([str(BIN / "prefect"), "concurrency-limit", "inspect", "gpu"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert limits.returncode == 0 and "gpu" in limits.stdout
+    listed = subprocess.run([str(BIN / "prefect"), "deployment", "ls"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    for name in ("colorize-archive/on-demand", "colorize-archive/nightly", "train-colorizer/on-demand"):
+        assert name in listed.stdout, listed.stdout
 
     src, dest = tmp_path / "source", tmp_path / "dest"
     shutil.copytree(SAMPLES / "animals", src)

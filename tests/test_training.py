@@ -97,3 +97,20 @@ def test_training_writes_weights_and_a_card_and_resumes(dataset, tmp_path):
     assert again == weights
     out = Colorizer.load(str(weights), device="cpu").colorize(skimage.data.camera()[:64, :96])
     assert out.shape == (64, 96, 3)
+
+
+def test_training_flow_writes_weights_and_reports_progress(prefect_api, dataset, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
+
+    from flows.training import train_colorizer
+
+    out = tmp_path / "run"
+    state = train_colorizer(dataset=str(dataset), out=str(out), name="tiny", steps=4, batch_size=2, crop=64,
+                            checkpoint_every=2, device="cpu", return_state=True)
+    result = state.result()
+    assert json.loads(Path(result["card"]).read_text())["weights_sha256"] == resolve(result["weights"]).sha256
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress"])))
+    runs = [a for a in arts if a.flow_run_id == state.state_details.flow_run_id]
+    assert runs and runs[0].data == 100.0

@@ -1,0 +1,62 @@
+"""The training flow: train a colorizer on an assembled dataset, with checkpoints, resume and a
+model card; progress visible as a Prefect progress artifact."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from colorize_core.settings import get_settings
+from colorize_core.storage import LocalLocation, open_location
+from colorize_core.training import TrainConfig, train
+
+
+@contextlib.contextmanager
+def _local_dataset(uri: str, s3_endpoint: str | None):  # noqa: ANN202 - a context manager of Path
+    """The dataset as a local folder: itself, or a download of an S3 prefix."""
+    location = open_location(uri, s3_endpoint)
+    location.check()
+    if isinstance(location, LocalLocation):
+        yield location.root
+        return
+    with tempfile.TemporaryDirectory(prefix="colorize-dataset-") as tmp:
+        for entry in location.list():
+            target = Path(tmp, entry.rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with location.local_copy(entry.rel) as path:
+                target.write_bytes(path.read_bytes())
+        yield Path(tmp)
+
+
+@task(name="train-model", tags=["gpu"], retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
+def train_model(dataset: str, out: str, name: str, config: dict[str, Any], s3_endpoint: str | None) -> dict[str, Any]:
+    """Train (a retry resumes from the last checkpoint under ``out``)."""
+    logger = get_run_logger()
+    artifact = create_progress_artifact(progress=0.0, description=f"training {name}")
+    cfg = TrainConfig(**config)
+
+    def progress(step: int, steps: int) -> None:
+        update_progress_artifact(artifact_id=artifact, progress=100.0 * step / steps)
+
+    with _local_dataset(dataset, s3_endpoint) as data:
+        weights = train(data, Path(out), name, cfg, command=f"prefect flow train-colorizer (dataset {dataset})",
+                        log=logger.info, progress=progress)
+    return {"weights": str(weights), "card": str(weights.with_suffix(".json"))}
+
+
+@flow(name="train-colorizer", log_prints=True)
+def train_colorizer(dataset: str, out: str, name: str = "model", arch: str = "unet-pretrained", steps: int = 3000,
+                    batch_size: int = 12, crop: int = 192, lr: float = 3e-4, device: str = "auto",
+                    checkpoint_every: int = 100, s3_endpoint: str | None = get_settings().s3_endpoint) -> dict[str, Any]:
+    """Train model ``name`` (architecture ``arch``) on the dataset at ``dataset`` (a folder or
+    s3:// prefix made by `colorize dataset`) into the local folder ``out``: checkpoints every
+    ``checkpoint_every`` steps (an interrupted run resumes), then ``NAME.pt`` with its card."""
+    config = TrainConfig(arch=arch, steps=steps, batch_size=batch_size, crop=crop, lr=lr, device=device,
+                         checkpoint_every=checkpoint_every)
+    return train_model(dataset, out, name, config.__dict__, s3_endpoint)
