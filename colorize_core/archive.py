@@ -132,6 +132,11 @@ class FilmEntry:
     def is_sequence(self) -> bool:
         return bool(self.frames)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FilmEntry:
+        """Back from ``dataclasses.asdict`` (a task parameter, a plan)."""
+        return cls(**{**d, "frames": tuple(d["frames"]), "flags": tuple(d["flags"])})
+
 
 SEQUENCE_SIDECAR = "sequence.json"
 
@@ -414,17 +419,23 @@ def _finish(w: _Work, lum: np.ndarray, ab: np.ndarray, dest: Location, settings:
         raise FileExistsError(f"could not find a free output name for {w.entry.rel}")
     outputs = [Output(kind="colour", uri=dest.uri_of(rel), sha256=out_sha, size=len(data))]
     for kind, pixels, name in (("thumb-original", photo.pixels, w.sha256), ("thumb-colour", rgb, out_sha)):
-        thumb = thumbnail_jpeg(pixels)
-        trel = f"{THUMBS}/{name[:24]}.jpg"
-        try:
-            dest.write_new(trel, thumb, "image/jpeg")
-        except FileExistsError:
-            pass  # content-addressed: the same thumbnail is there already
-        outputs.append(Output(kind=kind, uri=dest.uri_of(trel), sha256=hashlib.sha256(thumb).hexdigest(),
-                              size=len(thumb)))
+        outputs.append(Output(kind=kind, **write_thumbnail(dest, pixels, name)))
     w.events.append(Event(type="write", outcome="success", agent=agent,
                           detail={"uri": outputs[0].uri, "sha256": out_sha, "seconds": round(time.time() - w.started, 3)}))
     record(w, "done", outputs=outputs, colour=colourfulness(rgb))
+
+
+def write_thumbnail(dest: Location, pixels: np.ndarray, name: str | None = None) -> dict[str, Any]:
+    """A review thumbnail under DEST/manifests/thumbs/, named by ``name`` (a checksum of what it
+    shows) or else by its own sha256: content-addressed, so written once. Returns uri, sha256, size."""
+    data = thumbnail_jpeg(pixels)
+    sha = hashlib.sha256(data).hexdigest()
+    rel = f"{THUMBS}/{(name or sha)[:24]}.jpg"
+    try:
+        dest.write_new(rel, data, "image/jpeg")
+    except FileExistsError:
+        pass  # the same thumbnail is there already
+    return {"uri": dest.uri_of(rel), "sha256": sha, "size": len(data)}
 
 
 def job_status(counts: dict[str, int]) -> str:

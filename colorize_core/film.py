@@ -63,7 +63,8 @@ class FilmInfo:
     flags: list[str] = field(default_factory=list)
     bit_depth: int = 8         # 8, or 16 when the source holds more than 8 bits per sample
     start_time: float = 0.0    # the container's start: ffmpeg's -ss is relative to it
-    sequence: dict[str, Any] | None = None   # frame sequences: pattern, start_number, files
+    sequence: dict[str, Any] | None = None   # frame sequences: pattern, start_number
+    times: list[float] | None = field(default=None, repr=False)   # frame times, when probe read them
 
     @property
     def deep(self) -> bool:
@@ -77,8 +78,10 @@ class FilmInfo:
         return ffmpeg.input(self.path, **SAFETY)
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, without the frame times (a long film has a great many)."""
         d = asdict(self)
         d["fps"], d["avg_fps"] = str(self.fps), str(self.avg_fps)
+        d.pop("times")
         return d
 
     @classmethod
@@ -132,15 +135,18 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
         width, height = height, width
     fps, avg = _ratio(video.get("r_frame_rate")), _ratio(video.get("avg_frame_rate"))
     ends: dict[int, float] = {}    # per stream: where its last packet ends
-    frames = 0
+    frames, times = 0, []
     for pkt in packets.get("packets", []):
         index = int(pkt.get("stream_index", -1))
         frames += index == video["index"]
         try:
-            end = float(pkt["pts_time"]) + float(pkt.get("duration_time") or 0)
+            pts = float(pkt["pts_time"])
+            end = pts + float(pkt.get("duration_time") or 0)
         except (KeyError, TypeError, ValueError):
             continue
         ends[index] = max(ends.get(index, end), end)
+        if index == video["index"]:
+            times.append(pts)
     if frames == 0:
         raise CorruptMediaError("the video stream holds no frames")
     _check_complete(video, meta.get("format", {}), ends, frames, fps or avg)
@@ -156,6 +162,8 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
                            for s in meta.get("streams", []) if s.get("codec_type") == "audio"])
     info.bit_depth = 16 if _DEEP.search(info.pix_fmt) else 8
     info.start_time = float(meta.get("format", {}).get("start_time") or 0)
+    if len(times) == frames:
+        info.times = sorted(times)
     if info.interlaced:
         info.flags.append("interlaced")
     if info.vfr:
@@ -211,9 +219,12 @@ class _Drain(threading.Thread):
 
 
 def frame_times(info: FilmInfo) -> list[float]:
-    """Every frame's presentation time (seconds, container clock), in display order."""
+    """Every frame's presentation time (seconds, container clock), in display order: from the
+    probe's own pass over the packets when it made ``info``, else read again."""
     if info.sequence:
         return [i / float(info.fps) for i in range(info.frames)]
+    if info.times is not None:
+        return info.times
     try:
         out = ffmpeg.probe(info.path, select_streams="v:0", show_entries="packet=pts_time", **SAFETY)
     except ffmpeg.Error as exc:
@@ -428,19 +439,24 @@ def _retime(video: Path, times: list[float], info: FilmInfo, out: Path, note: st
                           capture_output=True, text=True)
     if done.returncode >= 2:
         raise CorruptMediaError(f"retiming {out.name} failed: {(done.stdout + done.stderr).strip()[-1500:]}")
-    opts: dict[str, Any] = {"c": "copy", "f": RENDITIONS[suffix]["f"]}
-    if suffix == ".mp4":
+    _copy_streams(ffmpeg.input(str(retimed))["v"], info, out, RENDITIONS[suffix]["f"], audio=audio, note=note,
+                  action=f"writing {out.name}")
+
+
+def _copy_streams(video: Any, info: FilmInfo, out: Path, fmt: str, *, audio: bool, note: str, action: str) -> None:
+    """Write the ``video`` stream to ``out`` in container ``fmt`` without re-encoding, with every
+    audio stream of the source copied when ``audio``."""
+    opts: dict[str, Any] = {"c": "copy", "f": fmt}
+    if fmt == "mp4":
         opts["movflags"] = "+faststart"
     if note:
         opts["metadata"] = f"comment={note}"
-    streams = [ffmpeg.input(str(retimed))["v"]]
-    if audio and info.audio:
-        streams.append(info.input()["a"])
+    streams = [video, info.input()["a"]] if audio and info.audio else [video]
     try:
         ffmpeg.output(*streams, str(out), **opts).global_args("-nostdin", "-loglevel", "error", "-y").run(
             capture_stdout=True, capture_stderr=True)
     except ffmpeg.Error as exc:
-        raise CorruptMediaError(f"writing {out.name} failed: "
+        raise CorruptMediaError(f"{action} failed: "
                                 f"{(exc.stderr or b'').decode('utf-8', 'replace').strip()[-1500:]}") from None
 
 
@@ -458,28 +474,16 @@ def join_segments(info: FilmInfo, segments: list[Path], out: Path, note: str = "
         for seg in segments:
             lines.append("file '" + str(Path(seg).resolve()).replace("'", "'\\''") + "'")
         listing.write_text("\n".join(lines) + "\n")
-        tmp = Path(work) / f"joined{suffix}"
-        opts: dict[str, Any] = {"c": "copy", "f": RENDITIONS[suffix]["f"]}
-        if suffix == ".mp4":
-            opts["movflags"] = "+faststart"
-        if note:
-            opts["metadata"] = f"comment={note}"
-        streams = [ffmpeg.input(str(listing), f="concat", safe=0, protocol_whitelist="file")["v"]]
-        if times is not None:  # joined as Matroska, video only; then retimed, with the audio
-            opts = {"c": "copy", "f": "matroska"}
-            joined, tmp = tmp, Path(work) / "joined-cfr.mkv"
-        elif info.audio:
-            streams.append(info.input()["a"])
-        try:
-            ffmpeg.output(*streams, str(tmp), **opts).global_args("-nostdin", "-loglevel", "error", "-y").run(
-                capture_stdout=True, capture_stderr=True)
-        except ffmpeg.Error as exc:
-            raise CorruptMediaError(f"joining {len(segments)} segments into {out.name} failed: "
-                                    f"{(exc.stderr or b'').decode('utf-8', 'replace').strip()[-1500:]}") from None
-        if times is not None:
-            _retime(tmp, times, info, joined, note, True)
-            tmp = joined
-        os.link(tmp, out)
+        joined = Path(work) / f"joined{suffix}"
+        video = ffmpeg.input(str(listing), f="concat", safe=0, protocol_whitelist="file")["v"]
+        action = f"joining {len(segments)} segments into {out.name}"
+        if times is None:
+            _copy_streams(video, info, joined, RENDITIONS[suffix]["f"], audio=True, note=note, action=action)
+        else:  # joined as Matroska, video only; then retimed, with the audio
+            cfr = Path(work) / "joined-cfr.mkv"
+            _copy_streams(video, info, cfr, "matroska", audio=False, note="", action=action)
+            _retime(cfr, times, info, joined, note, True)
+        os.link(joined, out)
     return out
 
 

@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from colorize_core import __version__
-from colorize_core.archive import (THUMBS, FilmEntry, ItemResult, JobSettings, film_uri, free_name)
+from colorize_core.archive import FilmEntry, ItemResult, JobSettings, film_uri, free_name, write_thumbnail
 from colorize_core.colorizer import Colorizer
 from colorize_core.errors import ColorizeError, CorruptMediaError, UnsupportedMediaError
 from colorize_core.film import FilmInfo, frame_times, join_segments, probe, probe_sequence, seek_point, stream_info
 from colorize_core.film_pipeline import colorize_film, find_cuts
-from colorize_core.images import NOTE, thumbnail_jpeg
+from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Item, Output, ProvenanceStore, Shot, utcnow
 from colorize_core.storage import LocalLocation, Location
 from colorize_core.temporal import TemporalParams
@@ -225,7 +225,7 @@ def colorize_unit(plan: dict[str, Any], unit: dict[str, Any], source: Location, 
     """Colorize one unit into a segment per rendition under DEST and record it. A film that
     turns out to be bad mid-way is recorded as a failed shot (assembly reports it); storage
     and other transient errors propagate (the task retries)."""
-    film = FilmEntry(**{**plan["film"], "frames": tuple(plan["film"]["frames"])})
+    film = FilmEntry.from_dict(plan["film"])
     key, sha256 = plan["key"], plan["sha256"]
     start, end, warm = unit["start"], unit["end"], unit["warmup"]
     if unit.get("done") or (start, end) in store.done_shots(dest.uri, sha256, key):
@@ -260,7 +260,7 @@ def colorize_unit(plan: dict[str, Any], unit: dict[str, Any], source: Location, 
                 dest.put_file_new(rel, out, CONTENT_TYPES[ext])
                 segments[ext] = {"rel": rel, "uri": dest.uri_of(rel), "sha256": _sha256_file(out),
                                  "size": out.stat().st_size}
-            shot.stills = [{"frame": f, **{kind: _put_thumb(dest, pixels) for kind, pixels in
+            shot.stills = [{"frame": f, **{kind: write_thumbnail(dest, pixels) for kind, pixels in
                                            zip(("original", "colour"), result.stills[f - offset])}} for f in stills]
     except ColorizeError as exc:
         shot.status, shot.error_type, shot.error = "failed", type(exc).__name__, str(exc)
@@ -275,15 +275,6 @@ def colorize_unit(plan: dict[str, Any], unit: dict[str, Any], source: Location, 
     return {"status": "done", "start": start, "end": end, "frames_per_second": (end - start) / shot.seconds}
 
 
-def _put_thumb(dest: Location, pixels: Any) -> dict[str, Any]:
-    data = thumbnail_jpeg(pixels)
-    sha = hashlib.sha256(data).hexdigest()
-    rel = f"{THUMBS}/{sha[:24]}.jpg"
-    with contextlib.suppress(FileExistsError):  # content-addressed: already there
-        dest.write_new(rel, data, "image/jpeg")
-    return {"uri": dest.uri_of(rel), "sha256": sha, "size": len(data)}
-
-
 def film_output_rel(film: FilmEntry, ext: str, key: str, taken: Callable[[str], bool]) -> str:
     """A rendition's path: the film's relative path without its extension (a sequence: its
     folder's, ``sequence`` for the source root itself) plus the rendition's extension."""
@@ -294,7 +285,7 @@ def film_output_rel(film: FilmEntry, ext: str, key: str, taken: Callable[[str], 
 def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store: ProvenanceStore, job_id: str,
                   settings: JobSettings, model_name: str, model_sha256: str) -> ItemResult:
     """Join the film's segments into its renditions, record the film, remove the segments."""
-    film = FilmEntry(**{**plan["film"], "frames": tuple(plan["film"]["frames"])})
+    film = FilmEntry.from_dict(plan["film"])
     key, sha256, uri = plan["key"], plan["sha256"], plan["uri"]
     if store.recorded_in_job(job_id, [uri]):
         return ItemResult(film.rel, "skipped", "recorded in this job already (a retry)")

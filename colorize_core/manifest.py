@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from sqlalchemy import select
 
 from colorize_core.archive import MANIFESTS
 from colorize_core.images import NOTE
-from colorize_core.provenance import Job, ProvenanceStore
+from colorize_core.provenance import Event, Job, ProvenanceStore
 from colorize_core.review import decisions_of
 from colorize_core.storage import Location
 
@@ -103,10 +104,6 @@ def attention(item: dict[str, Any]) -> list[str]:
 
 def _redo_links(store: ProvenanceStore, item_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Per item: the item it redid (``supersedes``) and the item that redid it (``superseded_by``)."""
-    from sqlalchemy import select
-
-    from colorize_core.provenance import Event
-
     out: dict[int, dict[str, Any]] = {}
     if not item_ids:
         return out

@@ -16,17 +16,13 @@ from colorize_core.storage import open_location
 from tasks.photos import cached_colorizer
 
 
-def _film(d: dict[str, Any]) -> FilmEntry:
-    return FilmEntry(**{**d, "frames": tuple(d["frames"]), "flags": tuple(d["flags"])})
-
-
 @task(name="prepare-film", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def prepare_film_task(film: dict[str, Any], source: str, dest: str, db_url: str, job_id: str,
                       settings: dict[str, Any], model_name: str, model_sha256: str, force: bool,
                       s3_endpoint: str | None) -> dict[str, Any]:
     """Fingerprint, skip-check, probe and cut a film. Returns its plan, or {"result": status}
     when it is recorded already (skipped or failed)."""
-    out = prepare_film(_film(film), open_location(source, s3_endpoint), open_location(dest, s3_endpoint),
+    out = prepare_film(FilmEntry.from_dict(film), open_location(source, s3_endpoint), open_location(dest, s3_endpoint),
                        ProvenanceStore(db_url), job_id, JobSettings(**settings), model_name, model_sha256, force)
     logger = get_run_logger()
     if isinstance(out, dict):

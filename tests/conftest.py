@@ -3,9 +3,11 @@ Prefect's test harness (a real temporary API server), and generated media, good 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import struct
+import subprocess
 import tempfile
 import uuid
 import zlib
@@ -143,3 +145,22 @@ def tricky_good_inputs() -> dict[str, bytes]:
 
 def colour_photo_bytes() -> bytes:
     return encode(skimage.data.astronaut(), "JPEG", quality=90)
+
+
+def ffmpeg(*args: str) -> None:
+    """Run ffmpeg quietly (make test media); raises if it fails."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def audio_digest(path: Path) -> str:
+    """sha256 of every audio packet of ``path``, as stored (bit-exact copies compare equal)."""
+    data = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-c", "copy", "-f", "data", "-"],
+                          capture_output=True, check=True).stdout
+    return hashlib.sha256(data).hexdigest()
+
+
+def video_stream(path: Path) -> dict:
+    """ffprobe's description of the first video stream of ``path``, packets counted."""
+    from colorize_core.film import stream_info
+
+    return next(s for s in stream_info(path)["streams"] if s["codec_type"] == "video")

@@ -3,7 +3,6 @@ temporal smoothing, cuts, and bad input. Clips are generated with ffmpeg's lavfi
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +15,8 @@ from colorize_core.color import luminance
 from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
 from colorize_core.film import decode_gray, frame_times, probe, stream_info
 from colorize_core.film_pipeline import colorize_film
+from tests.conftest import audio_digest, ffmpeg, video_stream
 
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +44,6 @@ def clips(tmp_path_factory) -> dict[str, Path]:  # noqa: ANN001
 @pytest.fixture(scope="module")
 def colorizer() -> Colorizer:
     return Colorizer.load("default", device="cpu")
-
-
-def audio_digest(path: Path) -> str:
-    data = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-c", "copy", "-f", "data", "-"],
-                          capture_output=True, check=True).stdout
-    return hashlib.sha256(data).hexdigest()
-
-
-def video_stream(path: Path) -> dict:
-    return next(s for s in stream_info(path)["streams"] if s["codec_type"] == "video")
 
 
 def test_probe_describes_the_film(clips):

@@ -3,11 +3,11 @@ after a crash, frame sequences, S3 and PostgreSQL, and bad films recorded while 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import boto3
 import numpy as np
@@ -16,17 +16,13 @@ from sqlalchemy import select
 
 from colorize_core.archive import JobSettings, plan
 from colorize_core.colorizer import Colorizer
-from colorize_core.film import frame_times, probe, stream_info
+from colorize_core.film import frame_times, probe
 from colorize_core.film_archive import assemble_film, colorize_unit, plan_units, prepare_film
 from colorize_core.provenance import Item, ProvenanceStore, Shot
-from colorize_core.storage import open_location
-from tests.conftest import SAMPLES
+from colorize_core.storage import Location, open_location
+from tests.conftest import SAMPLES, audio_digest, ffmpeg, video_stream
 
 pytestmark = pytest.mark.slow
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 
 
 def make_reel(path: Path, seconds: float = 2, cut_at: float = 1.25) -> Path:
@@ -44,16 +40,6 @@ def packets(path: Path, stream: str) -> list[tuple[str, str]]:
     out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time",
                           "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
     return sorted((line.split(",")[0] for line in out.split()), key=float)
-
-
-def audio_digest(path: Path) -> str:
-    data = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-c", "copy", "-f", "data", "-"],
-                          capture_output=True, check=True).stdout
-    return hashlib.sha256(data).hexdigest()
-
-
-def video_stream(path: Path) -> dict:
-    return next(s for s in stream_info(path)["streams"] if s["codec_type"] == "video")
 
 
 def run_flow(**kwargs):  # noqa: ANN003, ANN201
@@ -101,21 +87,38 @@ def test_film_in_the_archive_keeps_every_frame_timestamp_and_the_audio(prefect_a
     assert again["counts"] == {"done": 0, "skipped": 1, "failed": 0}
 
 
+class PlannedFilm(NamedTuple):
+    store: ProvenanceStore
+    settings: JobSettings
+    colorizer: Colorizer
+    source: Location
+    dest: Location
+    job: str
+    plan: dict
+
+
+def planned_film(tmp_path: Path, shot_frames: int) -> PlannedFilm:
+    """A job that has planned ``reel.mp4`` (from :func:`make_reel`) in units of ``shot_frames``."""
+    make_reel(tmp_path / "src" / "reel.mp4")
+    store = ProvenanceStore(f"sqlite:///{tmp_path}/p.db")
+    settings = JobSettings(shot_max_frames=shot_frames, shot_min_frames=shot_frames)
+    colorizer = Colorizer.load("default", device="cpu")
+    s, d = open_location(str(tmp_path / "src")), open_location(str(tmp_path / "dest"))
+    job = store.start_job(s.uri, d.uri, settings.params(colorizer.sha256, "film"), "k", "default",
+                          colorizer.sha256, {}, None)
+    _, films, _ = plan(s, d, store, job, settings, colorizer.sha256)
+    film_plan = prepare_film(films[0], s, d, store, job, settings, "default", colorizer.sha256)
+    return PlannedFilm(store, settings, colorizer, s, d, job, film_plan)
+
+
 def test_a_crashed_film_job_redoes_only_the_unfinished_shots(prefect_api, tmp_path):
     src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
-    make_reel(src / "reel.mp4")
-    store = ProvenanceStore(db)
-    settings = JobSettings(shot_max_frames=15, shot_min_frames=15)
-    colorizer = Colorizer.load("default", device="cpu")
-    s, d = open_location(str(src)), open_location(str(dest))
     # The first job planned the film, finished two of its four units, then the machine died.
-    job1 = store.start_job(s.uri, d.uri, settings.params(colorizer.sha256, "film"), "k", "default",
-                           colorizer.sha256, {}, None)
-    _, films, _ = plan(s, d, store, job1, settings, colorizer.sha256)
-    film_plan = prepare_film(films[0], s, d, store, job1, settings, "default", colorizer.sha256)
-    assert len(film_plan["units"]) == 4
-    for unit in film_plan["units"][:2]:
-        assert colorize_unit(film_plan, unit, s, d, store, job1, settings, colorizer)["status"] == "done"
+    p = planned_film(tmp_path, 15)
+    store, job1 = p.store, p.job
+    assert len(p.plan["units"]) == 4
+    for unit in p.plan["units"][:2]:
+        assert colorize_unit(p.plan, unit, p.source, p.dest, store, job1, p.settings, p.colorizer)["status"] == "done"
 
     summary = run_flow(source=str(src), dest=str(dest), db_url=db, shot_max_frames=15)
     assert summary["counts"] == {"done": 1, "skipped": 0, "failed": 0}
@@ -129,20 +132,13 @@ def test_a_crashed_film_job_redoes_only_the_unfinished_shots(prefect_api, tmp_pa
 
 
 def test_a_film_with_a_missing_unit_is_recorded_failed_with_the_reason(tmp_path):
-    src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
-    make_reel(src / "reel.mp4")
-    store = ProvenanceStore(db)
-    settings = JobSettings(shot_max_frames=24, shot_min_frames=24)
-    colorizer = Colorizer.load("default", device="cpu")
-    s, d = open_location(str(src)), open_location(str(dest))
-    job = store.start_job(s.uri, d.uri, {}, "k", "default", colorizer.sha256, {}, None)
-    _, films, _ = plan(s, d, store, job, settings, colorizer.sha256)
-    film_plan = prepare_film(films[0], s, d, store, job, settings, "default", colorizer.sha256)
-    colorize_unit(film_plan, film_plan["units"][0], s, d, store, job, settings, colorizer)
-    result = assemble_film(film_plan, s, d, store, job, settings, "default", colorizer.sha256)
+    dest = tmp_path / "dest"
+    p = planned_film(tmp_path, 24)
+    colorize_unit(p.plan, p.plan["units"][0], p.source, p.dest, p.store, p.job, p.settings, p.colorizer)
+    result = assemble_film(p.plan, p.source, p.dest, p.store, p.job, p.settings, "default", p.colorizer.sha256)
     assert result.status == "failed" and "not colorized" in result.detail
     assert not (dest / "reel.mkv").exists() and not (dest / "reel.mp4").exists()
-    item = store.job_items(job)[0]
+    item = p.store.job_items(p.job)[0]
     assert item["status"] == "failed" and item["media_type"] == "film" and item["error_type"] == "CorruptMediaError"
 
 
