@@ -413,9 +413,9 @@ def dataset(out: Path, debs: Path | None) -> None:
 @click.option("--steps", default=1100, show_default=True)
 @click.option("--batch-size", default=12, show_default=True)
 @click.option("--crop", default=192, show_default=True)
-@click.option("--lr", default=3e-4, show_default=True)
+@click.option("--lr", type=float, default=None, help="Learning rate (default: the objective's, 3e-4 or 2e-4 for pix2pix).")
 @click.option("--device", default="auto", show_default=True)
-def train(data: Path, out: Path, name: str, arch: str, steps: int, batch_size: int, crop: int, lr: float,
+def train(data: Path, out: Path, name: str, arch: str, steps: int, batch_size: int, crop: int, lr: float | None,
           device: str) -> None:
     """Train a model on an assembled dataset; resumes from OUT/checkpoint.pt if present."""
     from colorize_core.training import TrainConfig
@@ -426,6 +426,61 @@ def train(data: Path, out: Path, name: str, arch: str, steps: int, batch_size: i
     weights = run_training(data, out, name, config, command="colorize train " + " ".join(sys.argv[2:]),
                            log=lambda s: click.echo(s))
     click.echo(f"weights: {weights}")
+
+
+@cli.command(name="eval")
+@click.argument("dataset")
+@click.argument("dest")
+@click.option("--model", "models", multiple=True, default=["default"], show_default=True,
+              help="A model name or .pt path; repeat to compare several.")
+@click.option("--refine", default="none,flood", show_default=True,
+              help="Refinement methods to evaluate each model with, comma-separated.")
+@click.option("--residue", default=0, show_default=True, help="Held-out split: images whose sha256 is this mod 10.")
+@click.option("--limit", type=int, default=None, help="Evaluate only the first N held-out images.")
+@click.option("--work-size", default=256, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--s3-endpoint", default=None, help="S3 endpoint URL (default: boto3's configuration).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def evaluate(dataset: str, dest: str, models: tuple[str, ...], refine: str, residue: int, limit: int | None,
+             work_size: int, device: str, s3_endpoint: str | None, as_json: bool) -> None:
+    """Evaluate models on the held-out split of DATASET (made by `colorize dataset`), beside
+    the gray and mean-ab baselines; the table, report and side-by-sides go to DEST/eval/<id>/."""
+    from colorize_core import ColorizeError
+    from colorize_core.refine import REFINERS
+    from colorize_core.storage import open_location
+    from colorize_core.weights import resolve
+
+    methods = [m.strip() for m in refine.split(",") if m.strip()]
+    try:
+        for m in methods:
+            if m not in REFINERS:
+                raise click.UsageError(f"--refine {m!r}: use {', '.join(REFINERS)}")
+        for m in models:
+            resolve(m)
+        open_location(dataset, s3_endpoint).check()
+        if not 0 <= residue <= 9:
+            raise click.UsageError("--residue must be 0-9")
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.evaluation import evaluate_colorizer
+
+    state = evaluate_colorizer(dataset=dataset, dest=dest, models=list(models), refine=methods, residue=residue,
+                               limit=limit, work_size=work_size, device=device, s3_endpoint=s3_endpoint,
+                               return_state=True)
+    if not state.is_completed():
+        click.echo(f"the evaluation flow did not complete: {state.message}", err=True)
+        sys.exit(1)
+    summary = state.result()
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in summary.items() if k != "markdown"}, indent=1))
+    else:
+        click.echo(summary["markdown"])
+        for m in summary["models"]:
+            if "error" in m:
+                click.echo(f"not evaluated: {m['name']}: {m['error']}", err=True)
+        click.echo(f"report: {summary['html']}")
+    sys.exit(1 if any("error" in m for m in summary["models"]) else 0)
 
 
 def main() -> None:

@@ -328,3 +328,20 @@ def open_location(uri: str, s3_endpoint: str | None = None) -> Location:
     if parsed.scheme in ("", ) or (len(parsed.scheme) == 1 and os.name == "nt"):
         return LocalLocation(Path(uri))
     raise StorageError(f"{uri!r}: unsupported URI scheme {parsed.scheme!r} (use a folder, file:// or s3://)")
+
+
+@contextlib.contextmanager
+def local_folder(uri: str, s3_endpoint: str | None = None) -> Iterator[Path]:
+    """The tree at ``uri`` as a local folder: the folder itself, or a temporary download of an
+    S3 prefix (removed afterwards). Raises NotFoundError when the source does not exist."""
+    location = open_location(uri, s3_endpoint)
+    location.check()
+    if isinstance(location, LocalLocation):
+        yield location.root
+        return
+    with tempfile.TemporaryDirectory(prefix="colorize-tree-") as tmp:
+        for entry in location.list():
+            target = Path(tmp, entry.rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(location.read(entry.rel))
+        yield Path(tmp)

@@ -1,6 +1,10 @@
-"""Training loop: L -> ab regression on an assembled dataset (see datasets.py).
+"""Training loop: L -> ab on an assembled dataset (see datasets.py).
 
-Random rescaled crops and flips of colour images, smooth-L1 on ab, Adam. Checkpoints go to
+Random rescaled crops and flips of colour images. Each architecture declares its objective
+(models/registry.py): ``regression`` (smooth-L1 on ab, AdamW, one-cycle), ``pix2pix`` (L1
+pre-training of the generator, then the conditional GAN loss plus lambda * L1 against a 70x70
+PatchGAN, Adam 2e-4 with beta1 0.5) or ``classification`` (Zhang et al.: cross-entropy on
+soft-encoded ab bins weighted by class rebalancing). Checkpoints go to
 ``out/checkpoint.pt`` every ``checkpoint_every`` steps and a run started again on the same
 ``out`` resumes from there. The result is a weights file plus a model card (JSON and
 Markdown) listing the data sources with checksums and licences, every hyperparameter, the
@@ -16,7 +20,7 @@ import platform
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +33,13 @@ from colorize_core import __version__
 from colorize_core.color import lab_to_rgb, rgb_to_lab
 from colorize_core.colorizer import pick_device
 from colorize_core.datasets import SourceRecord, load_records
-from colorize_core.models import build_model
+from colorize_core.models import architectures, build_model
+from colorize_core.models import zhang
+from colorize_core.models.pix2pix import PatchDiscriminator
 from colorize_core.weights import save_weights
+
+# The learning rate each objective uses unless one is given (pix2pix's is the paper's).
+DEFAULT_LR = {"regression": 3e-4, "classification": 3e-4, "pix2pix": 2e-4}
 
 
 @dataclass
@@ -40,7 +49,7 @@ class TrainConfig:
     steps: int = 3000
     batch_size: int = 12
     crop: int = 192
-    lr: float = 3e-4
+    lr: float | None = None       # None: the objective's default (DEFAULT_LR)
     weight_decay: float = 1e-5
     freeze_encoder: bool = True
     val_every_tenth: int = 0      # items whose sha256 maps to this residue (mod 10) are held out
@@ -48,9 +57,118 @@ class TrainConfig:
     checkpoint_every: int = 250
     seed: int = 0
     device: str = "auto"
+    gan_lambda: float = 100.0           # pix2pix: weight of L1 beside the GAN loss
+    pretrain_fraction: float = 0.5      # pix2pix: share of the steps spent on L1 pre-training
+    rebalance_lambda: float = zhang.REBALANCE_LAMBDA  # classification: mix with the uniform prior
 
 
-def _split(records: list[SourceRecord], residue: int) -> tuple[list[SourceRecord], list[SourceRecord]]:
+class _Objective:
+    """One architecture family's training step: its losses, optimisers and schedule."""
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, device: torch.device) -> None:
+        self.model, self.config, self.device = model, config, device
+        self.amp = device.type == "cuda"
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=config.lr, total_steps=config.steps,
+                                                         pct_start=0.05)
+        self.scaler = torch.amp.GradScaler(enabled=self.amp)
+
+    def loss(self, lum: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        return F.smooth_l1_loss(self.model(lum) / 110.0, ab / 110.0, beta=0.05)
+
+    def step(self, lum: torch.Tensor, ab: torch.Tensor, step: int) -> float:  # noqa: ARG002
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            loss = self.loss(lum, ab)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        return float(loss.item())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+
+
+class _Classification(_Objective):
+    """Cross-entropy against soft-encoded targets at 1/4 resolution, each pixel weighted by
+    the rebalancing weight of its nearest bin (weights from the training set's ab counts)."""
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, device: torch.device,
+                 images: list[np.ndarray]) -> None:
+        super().__init__(model, config, device)
+        self.bins = torch.from_numpy(zhang.ab_bins(model.classify.out_channels)).to(device)
+        counts = np.zeros(len(self.bins), np.float64)
+        for lab in images:
+            ab = torch.from_numpy(np.ascontiguousarray(lab[::4, ::4, 1:].reshape(-1, 2)))
+            counts += np.bincount(torch.cdist(ab, self.bins.cpu()).argmin(1).numpy(), minlength=len(counts))
+        self.prior_counts = counts
+        self.weights = torch.from_numpy(zhang.rebalance_weights(counts, config.rebalance_lambda)).to(device)
+
+    def loss(self, lum: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        logits = self.model.logits(lum).float()
+        target, nearest = zhang.soft_encode(F.avg_pool2d(ab, 4), self.bins)
+        ce = -(target * F.log_softmax(logits, dim=1)).sum(1)
+        return (self.weights[nearest] * ce).mean()
+
+
+class _Pix2Pix(_Objective):
+    """L1 pre-training of the generator for ``pretrain_fraction`` of the steps, then pix2pix:
+    D learns real (L, ab) pairs from generated ones; G minimises the GAN loss + lambda * L1."""
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, device: torch.device, ndf: int) -> None:
+        self.model, self.config, self.device = model, config, device
+        self.amp = device.type == "cuda"
+        self.disc = PatchDiscriminator(ndf).to(device)
+        betas = (0.5, 0.999)
+        self.opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=config.lr, betas=betas)
+        self.scaler = torch.amp.GradScaler(enabled=self.amp)
+        self.pretrain = round(config.pretrain_fraction * config.steps)
+
+    def step(self, lum: torch.Tensor, ab: torch.Tensor, step: int) -> float:
+        bce = F.binary_cross_entropy_with_logits
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            fake = self.model(lum)
+            l1 = F.l1_loss(fake / 110.0, ab / 110.0)
+        if step < self.pretrain:
+            loss = l1
+        else:
+            self.disc.train()
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                real_logit, fake_logit = self.disc(lum, ab), self.disc(lum, fake.detach())
+                loss_d = 0.5 * (bce(real_logit, torch.ones_like(real_logit))
+                                + bce(fake_logit, torch.zeros_like(fake_logit)))
+            self.opt_d.zero_grad(set_to_none=True)
+            self.scaler.scale(loss_d).backward()
+            self.scaler.step(self.opt_d)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                judged = self.disc(lum, fake)
+                loss = bce(judged, torch.ones_like(judged)) + self.config.gan_lambda * l1
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return float(l1.item())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "disc": self.disc.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.disc.load_state_dict(state["disc"])
+        self.opt_d.load_state_dict(state["opt_d"])
+
+
+def split(records: list[SourceRecord], residue: int) -> tuple[list[SourceRecord], list[SourceRecord]]:
     """Deterministic split by image checksum; a tiny set still gets one image on each side."""
     if len(records) < 2:
         raise ValueError(f"a dataset needs at least 2 images, this one has {len(records)}")
@@ -130,57 +248,52 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
     records = load_records(dataset)
-    train_recs, val_recs = _split(records, config.val_every_tenth)
+    train_recs, val_recs = split(records, config.val_every_tenth)
     train_imgs, val_imgs = _load_lab(dataset, train_recs), _load_lab(dataset, val_recs)
     log(f"{len(train_imgs)} training images, {len(val_imgs)} held out; device {device}")
 
     torch.manual_seed(config.seed)
     model, options = build_model(config.arch, config.arch_options)
     model.to(device)
-    encoder = getattr(model, "encoder", None)
-    if config.freeze_encoder and encoder is not None:
-        encoder.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.05)
-    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+    objective_name = architectures()[config.arch].objective
+    config = replace(config, lr=config.lr or DEFAULT_LR[objective_name])
+    frozen = config.freeze_encoder and options.get("pretrained") and hasattr(model, "encoder")
+    if frozen:
+        model.encoder.requires_grad_(False)
+    if objective_name == "pix2pix":
+        objective: _Objective = _Pix2Pix(model, config, device, options["ndf"])
+    elif objective_name == "classification":
+        objective = _Classification(model, config, device, train_imgs)
+    else:
+        objective = _Objective(model, config, device)
     rng = random.Random(config.seed)
     step, history, started = 0, [], time.time()
 
     ckpt = out / "checkpoint.pt"
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=False)  # our own file
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
+        objective.load_state_dict(state["objective"])
         rng.setstate(state["rng"])
         step, history = state["step"], state["history"]
         log(f"resumed from step {step}")
 
     while step < config.steps:
         model.train()
-        if config.freeze_encoder and encoder is not None:
-            encoder.eval()  # keep the pretrained BatchNorm statistics
+        if frozen:
+            model.encoder.eval()  # keep the pretrained BatchNorm statistics
         lum, ab = _batch(train_imgs, config.batch_size, config.crop, rng)
-        lum, ab = lum.to(device), ab.to(device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            loss = F.smooth_l1_loss(model(lum) / 110.0, ab / 110.0, beta=0.05)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
+        loss = objective.step(lum.to(device), ab.to(device), step)
         step += 1
         if step % 25 == 0:
-            log(f"step {step}/{config.steps} loss {loss.item():.4f} ({time.time() - started:.0f}s)")
+            log(f"step {step}/{config.steps} loss {loss:.4f} ({time.time() - started:.0f}s)")
         if step % config.eval_every == 0 or step == config.steps:
-            figures = {"step": step, "train_loss": float(loss.item()), **evaluate(model, val_imgs, device)}
+            figures = {"step": step, "train_loss": loss, **evaluate(model, val_imgs, device)}
             history.append(figures)
             log(json.dumps(figures))
         if step % config.checkpoint_every == 0 or step == config.steps:
             tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "rng": rng.getstate(), "step": step, "history": history}, tmp)
+            torch.save({"objective": objective.state_dict(), "rng": rng.getstate(), "step": step,
+                        "history": history}, tmp)
             os.replace(tmp, ckpt)
             if progress is not None:
                 progress(step, config.steps)
@@ -210,6 +323,8 @@ def write_card(stem: Path, name: str, sha: str, config: TrainConfig, records: li
     card = {
         "name": name, "arch": config.arch, "weights_sha256": sha, "config": asdict(config),
         "training_command": command, "train_images": len(train_recs), "held_out_images": len(val_recs),
+        # Every training image's sha256: evaluation refuses an image the model has seen.
+        "train_sha256": sorted(r.sha256 for r in train_recs),
         "dataset_listing_sha256": listing, "sources": sources, "history": history,
         "seconds": round(seconds), "device": device, "software": {
             "colorize": __version__, "torch": torch.__version__, "python": platform.python_version()},
@@ -227,7 +342,8 @@ the original full-resolution L. An algorithmic colorization: plausible colour, n
 ## Training
 Command: `{command}`
 Device {device}, {round(seconds)} s, {config.steps} steps of batch {config.batch_size}, crops {config.crop}px,
-AdamW lr {config.lr} (one-cycle), smooth-L1 on ab, encoder frozen: {config.freeze_encoder}.
+lr {config.lr}, objective `{architectures()[config.arch].objective}` (see colorize_core/training.py), options
+`{json.dumps(config.arch_options)}`, encoder frozen: {config.freeze_encoder}.
 {len(train_recs)} training images, {len(val_recs)} held out (sha256 residue {config.val_every_tenth} mod 10);
 dataset listing sha256 `{listing}` (every image's sha256 is in the dataset's sources.json).
 

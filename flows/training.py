@@ -3,8 +3,6 @@ model card; progress visible as a Prefect progress artifact."""
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,25 +11,8 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from colorize_core.settings import get_settings
-from colorize_core.storage import LocalLocation, open_location
+from colorize_core.storage import local_folder
 from colorize_core.training import TrainConfig, train
-
-
-@contextlib.contextmanager
-def _local_dataset(uri: str, s3_endpoint: str | None):  # noqa: ANN202 - a context manager of Path
-    """The dataset as a local folder: itself, or a download of an S3 prefix."""
-    location = open_location(uri, s3_endpoint)
-    location.check()
-    if isinstance(location, LocalLocation):
-        yield location.root
-        return
-    with tempfile.TemporaryDirectory(prefix="colorize-dataset-") as tmp:
-        for entry in location.list():
-            target = Path(tmp, entry.rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with location.local_copy(entry.rel) as path:
-                target.write_bytes(path.read_bytes())
-        yield Path(tmp)
 
 
 @task(name="train-model", tags=["gpu"], retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
@@ -44,7 +25,7 @@ def train_model(dataset: str, out: str, name: str, config: dict[str, Any], s3_en
     def progress(step: int, steps: int) -> None:
         update_progress_artifact(artifact_id=artifact, progress=100.0 * step / steps)
 
-    with _local_dataset(dataset, s3_endpoint) as data:
+    with local_folder(dataset, s3_endpoint) as data:
         weights = train(data, Path(out), name, cfg, command=f"prefect flow train-colorizer (dataset {dataset})",
                         log=logger.info, progress=progress)
     return {"weights": str(weights), "card": str(weights.with_suffix(".json"))}

@@ -3,61 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-import numpy as np
-import pytest
 import skimage.data
 from PIL import Image
 
 from colorize_core import Colorizer, datasets
 from colorize_core.training import TrainConfig, train
 from colorize_core.weights import resolve
-
-
-COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-
-Files: *
-Copyright: 2020 Someone
-License: GPL-2+
-
-Files: usr/share/backgrounds/test/photo-b.jpg
-Copyright: 2021 Someone Else
-License: CC-BY-SA-4.0
-"""
-
-
-def build_deb(folder: Path, name: str = "test-wallpapers", version: str = "1.0-1") -> Path:
-    root = folder / "pkg"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN" / "control").write_text(f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
-                                             "Maintainer: t <t@t>\nDescription: test\n")
-    imgs = root / "usr/share/backgrounds/test"
-    imgs.mkdir(parents=True)
-    Image.fromarray(skimage.data.astronaut()).save(imgs / "photo-a.jpg")
-    Image.fromarray(skimage.data.coffee()).save(imgs / "photo-b.jpg")
-    Image.fromarray(np.dstack([skimage.data.camera()] * 3)).save(imgs / "gray.png")  # no colour: left out
-    doc = root / "usr/share/doc" / name
-    doc.mkdir(parents=True)
-    (doc / "copyright").write_text(COPYRIGHT)
-    deb = folder / f"{name}_{version}_all.deb"
-    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True,
-                   capture_output=True)
-    return deb
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:  # noqa: ANN001
-    tmp = tmp_path_factory.mktemp("ds")
-    build_deb(tmp / "debs")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(datasets, "DEBIAN_PACKAGES", ["test-wallpapers"])
-    try:
-        datasets.assemble_dataset(tmp / "data", debs_dir=tmp / "debs", short_side=128)
-    finally:
-        mp.undo()
-    return tmp / "data"
 
 
 def test_dep5_copyright_files_fields_may_span_lines():

@@ -23,18 +23,19 @@ class Architecture:
     build: Callable[..., nn.Module]
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    objective: str = "regression"  # how training.py trains it: regression | pix2pix | classification
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
 
 
-def register(name: str, defaults: dict[str, Any], description: str = "") -> Callable:
+def register(name: str, defaults: dict[str, Any], description: str = "", objective: str = "regression") -> Callable:
     """Decorator: register ``build(**options) -> nn.Module`` under ``name``."""
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _ARCHITECTURES:
             raise ValueError(f"architecture {name!r} is registered twice")
-        _ARCHITECTURES[name] = Architecture(name, build, dict(defaults), description)
+        _ARCHITECTURES[name] = Architecture(name, build, dict(defaults), description, objective)
         return build
 
     return wrap

@@ -1,0 +1,87 @@
+"""The evaluation: metrics against hand-computed values, the train/test guard, and the
+evaluate-colorizer flow through `colorize eval` with its table, report and side-by-sides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+from click.testing import CliRunner
+
+from colorize_core.evaluation import (EvaluationError, check_disjoint, image_metrics, load_held_out,
+                                      pixel_accuracy)
+from colorize_core.training import TrainConfig, train
+from colorize_cli.main import cli
+
+
+def test_pixel_accuracy_is_the_area_under_the_cumulative_ab_error_curve():
+    truth = np.zeros((4, 4, 2), np.float32)
+    assert pixel_accuracy(truth, truth) == 1.0
+    off = truth + np.float32([6.0, 8.0])  # every pixel 10 away: within for t = 10..150
+    assert pixel_accuracy(off, truth) == pytest.approx(141 / 151)
+    half = truth.copy()
+    half[:2] = 200.0  # half the pixels beyond every threshold
+    assert pixel_accuracy(half, truth) == pytest.approx(0.5)
+
+
+def test_metrics_of_a_perfect_and_of_a_gray_output():
+    truth = skimage.data.astronaut()[::4, ::4]
+    perfect = image_metrics(truth, truth)
+    assert perfect["ssim"] == pytest.approx(1.0) and perfect["ciede2000"] == 0.0 and perfect["pa"] == 1.0
+    gray = np.repeat(skimage.color.rgb2gray(truth)[..., None] * 255, 3, axis=2).round().astype(np.uint8)
+    worse = image_metrics(gray, truth)
+    assert worse["psnr"] < perfect["psnr"] and worse["ciede2000"] > 5 and worse["colourfulness"] < 1
+    assert worse["pa"] < 1.0
+
+
+def test_a_model_trained_on_held_out_images_is_refused(dataset):
+    held = load_held_out(dataset, residue=0)
+    assert check_disjoint({"train_sha256": [r.sha256 for r in held.train_records]}, held).startswith("verified")
+    with pytest.raises(EvaluationError, match="trained on 1 of the held-out"):
+        check_disjoint({"name": "leaky", "train_sha256": [held.records[0].sha256]}, held)
+    assert check_disjoint({}, held) == "unverified"
+
+
+def test_eval_command_compares_models_with_baselines_and_writes_the_report(prefect_api, dataset, tmp_path):
+    config = TrainConfig(arch="autoencoder", steps=2, batch_size=2, crop=64, eval_every=2, checkpoint_every=2)
+    good = train(dataset, tmp_path / "good", "tiny", config, log=lambda _s: None)
+    leaky = train(dataset, tmp_path / "leaky", "leaky", config, log=lambda _s: None)
+    card = json.loads(leaky.with_suffix(".json").read_text())
+    card["train_sha256"] += [r.sha256 for r in load_held_out(dataset).records]  # as if it had seen them
+    leaky.with_suffix(".json").write_text(json.dumps(card))
+    dest = tmp_path / "dest"
+
+    result = CliRunner().invoke(cli, ["eval", str(dataset), str(dest), "--model", str(good), "--model", str(leaky),
+                                      "--refine", "none,flood", "--device", "cpu"])
+    assert result.exit_code == 1, result.output  # one model refused: the rest still evaluated
+    assert "not evaluated: " in result.output and "held-out images" in result.output
+    (run,) = (dest / "eval").iterdir()
+    report = json.loads((run / "report.json").read_text())
+    rows = [r["row"] for r in report["table"]]
+    assert rows == ["baseline-gray", "baseline-mean-ab", "tiny", "tiny+flood"]
+    by_row = {r["row"]: r for r in report["table"]}
+    assert by_row["baseline-gray"]["colourfulness"] < 0.05  # neutral up to 8-bit rounding
+    assert by_row["baseline-mean-ab"]["colourfulness"] > 1.0
+    assert all(r["images"] == len(report["images"]) for r in report["table"])
+    held = {r.sha256 for r in load_held_out(dataset).records}
+    assert {i["sha256"] for i in report["images"]} == held
+    assert report["models"][0]["disjoint"].startswith("verified") and "error" in report["models"][1]
+    page = (run / "index.html").read_text()
+    for image in report["images"]:
+        for col in ["truth", *rows]:
+            assert (run / "thumbs" / image["sha256"][:12] / f"{col}.jpg").is_file()
+            assert f"thumbs/{image['sha256'][:12]}/{col}.jpg" in page.replace("&#x2B;", "+")
+    assert "| tiny+flood |" in (run / "report.md").read_text()
+
+    again = CliRunner().invoke(cli, ["eval", str(dataset), str(dest), "--model", str(good), "--refine", "none"])
+    assert again.exit_code == 0, again.output
+    assert len(list((dest / "eval").iterdir())) == 2  # a new report beside the first, nothing replaced
+
+    bad = CliRunner().invoke(cli, ["eval", str(tmp_path / "missing"), str(dest)])
+    assert bad.exit_code == 2 and "does not exist" in bad.output
+    assert CliRunner().invoke(cli, ["eval", str(dataset), str(dest), "--model", "nope"]).exit_code == 2
+    assert CliRunner().invoke(cli, ["eval", str(dataset), str(dest), "--refine", "blur"]).exit_code == 2
+    assert len(list((dest / "eval").iterdir())) == 2
