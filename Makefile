@@ -14,7 +14,7 @@ system-deps:  ## ffmpeg/ffprobe for film (Debian's 5.1: libx264, FFV1, ProRes, A
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[test,train,dask]'
+	$(BIN)/python -m pip install -q -e '.[test,train,dask,external]'
 	touch $@
 
 sample: setup  ## colorize the bundled sample archive with embedded defaults

@@ -428,6 +428,32 @@ def train(data: Path, out: Path, name: str, arch: str, steps: int, batch_size: i
     click.echo(f"weights: {weights}")
 
 
+@cli.command(name="export-model")
+@click.argument("model")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "caffe"]), default="onnx", show_default=True,
+              help="onnx: for onnxruntime; caffe: Zhang et al.'s layout for OpenCV DNN (zhang-classifier only).")
+@click.option("--name", default=None, help="Name of the exported model (default: MODEL-FORMAT).")
+@click.option("--input", "convention", type=click.Choice(["l_unit", "gray_rgb"]), default="l_unit",
+              show_default=True, help="ONNX input: L / 100, or the gray image as RGB in [0, 1] (DDColor's).")
+@click.option("--input-size", type=int, default=None, help="ONNX: a fixed square input side (default: any).")
+def export_model(model: str, out: Path, fmt: str, name: str | None, convention: str, input_size: int | None) -> None:
+    """Export MODEL for an external runner into OUT, with a descriptor OUT/NAME.json that
+    `--model OUT/NAME.json` (or NAME, with OUT in COLORIZE_MODEL_DIRS) loads."""
+    from colorize_core import ColorizeError
+    from colorize_core.models.export import export_caffe, export_onnx
+    from colorize_core.weights import resolve
+
+    try:
+        weights = resolve(model)
+        name = name or f"{weights.name}-{fmt}"
+        descriptor = (export_caffe(weights, out, name) if fmt == "caffe"
+                      else export_onnx(weights, out, name, convention, input_size))
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(f"exported {weights.name} as {fmt}: {descriptor}")
+
+
 @cli.command(name="eval")
 @click.argument("dataset")
 @click.argument("dest")

@@ -50,13 +50,20 @@ class Colorizer:
         if work_size % 32:
             raise ModelError(f"work_size must be a multiple of 32, got {work_size}")
         weights = resolve(model)
+        dev = pick_device(device)
+        if weights.runner:  # an external model: onnxruntime or OpenCV DNN
+            from colorize_core.models.external import load_runner
+
+            options = {k: v for k, v in weights.card.items() if k not in ("name", "weights_sha256")}
+            colorizer = cls(load_runner(weights, dev), weights, f"external:{weights.runner}", options, dev, work_size)
+            colorizer.half = False
+            return colorizer
         arch, options, state = load_weights(weights.path)
         net, options = build_model(arch, options)
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
             raise ModelError(f"weights {weights.path} do not fit architecture {arch!r}: {exc}") from exc
-        dev = pick_device(device)
         net.eval().to(dev)
         if dev.type == "cuda":
             net.half()

@@ -4,6 +4,10 @@ state dict, loaded with ``torch.load(weights_only=True)`` and identified by its 
 Named models live in ``colorize_core/weights/NAME.pt`` with a model card ``NAME.json``
 (sha256, sources, training command, figures) and ``NAME.md`` beside it; further folders can
 be given with ``COLORIZE_MODEL_DIRS``. A path to a ``.pt`` file is accepted as a model too.
+
+External models (run by onnxruntime or OpenCV's DNN module, see models/external.py) are a
+descriptor ``NAME.json`` with a ``runner`` key and no ``NAME.pt``: it names the model's files
+(relative to itself) and its L-in/ab-out convention; their sha256 identifies the model.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ class WeightsFile:
     sha256: str
     card: dict[str, Any]
 
+    @property
+    def runner(self) -> str | None:
+        """None for this project's own .pt weights, else the external runner's name."""
+        return self.card.get("runner") if self.path.suffix == ".json" else None
+
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -45,8 +54,31 @@ def model_dirs() -> list[Path]:
     return [*extra, PACKAGED_DIR]
 
 
+def _is_descriptor(path: Path) -> bool:
+    if not path.is_file() or path.with_suffix(".pt").is_file():
+        return False
+    try:
+        return "runner" in json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
 def available_models() -> list[str]:
-    return sorted({p.stem for d in model_dirs() if d.is_dir() for p in d.glob("*.pt")})
+    return sorted({p.stem for d in model_dirs() if d.is_dir()
+                   for p in [*d.glob("*.pt"), *filter(_is_descriptor, d.glob("*.json"))]})
+
+
+def _descriptor(path: Path, name: str) -> WeightsFile:
+    """An external model's descriptor: its main file's sha256 (checked against the card's)."""
+    card = json.loads(path.read_text())
+    main = card.get("file") or card.get("caffemodel")
+    if not main or not (path.parent / main).is_file():
+        raise ModelError(f"{path}: the {card.get('runner')} model's file {main!r} is missing")
+    sha = file_sha256(path.parent / main)
+    expected = card.get("weights_sha256")
+    if expected and expected != sha:
+        raise ModelError(f"{path.parent / main} has sha256 {sha}, but {path.name} says {expected}")
+    return WeightsFile(name=card.get("name", name), path=path, sha256=sha, card=card)
 
 
 def resolve(model: str) -> WeightsFile:
@@ -55,6 +87,8 @@ def resolve(model: str) -> WeightsFile:
     Raises ModelError when it cannot be found or its checksum does not match the card.
     """
     candidate = Path(model)
+    if candidate.suffix == ".json" and _is_descriptor(candidate):
+        return _descriptor(candidate, candidate.stem)
     if candidate.suffix == ".pt" and candidate.is_file():
         card_path = candidate.with_suffix(".json")
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
@@ -66,6 +100,8 @@ def resolve(model: str) -> WeightsFile:
             if path.is_file():
                 candidate = path
                 break
+            if _is_descriptor(folder / f"{model}.json"):
+                return _descriptor(folder / f"{model}.json", model)
         else:
             raise ModelError(f"unknown model {model!r} (available: {', '.join(available_models()) or 'none'})")
         card_path = candidate.with_suffix(".json")
