@@ -25,7 +25,7 @@ import numpy as np
 
 from colorize_core import __version__
 from colorize_core.color import chroma_spread, lab_to_rgb, luminance
-from colorize_core.colorizer import Colorizer
+from colorize_core.colorizer import Colorizer, Prediction
 from colorize_core.errors import ColorizeError, UnsafePathError, UnsupportedMediaError
 from colorize_core.film import FRAME_NAME, FILM_SUFFIXES, RENDITIONS, SEQUENCE_SUFFIXES
 from colorize_core.temporal import TemporalParams
@@ -334,19 +334,19 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
     def flush() -> None:
         lums = [luminance(w.photo.pixels) for w in ready]
         try:
-            abs_ = colorizer.predict_ab(lums)
+            predictions = colorizer.predict(lums)
         except Exception:  # e.g. out of memory on a huge batch: fall back to one at a time
-            abs_ = []
+            predictions = []
             for lum in lums:
                 try:
-                    abs_.append(colorizer.predict_ab([lum])[0])
+                    predictions.append(colorizer.predict([lum])[0])
                 except Exception as exc:  # noqa: BLE001
-                    abs_.append(exc)
-        for w, lum, ab in zip(ready, lums, abs_):
+                    predictions.append(exc)
+        for w, lum, prediction in zip(ready, lums, predictions):
             try:
-                if isinstance(ab, Exception):
-                    raise ab
-                _finish(w, lum, ab, dest, settings, colorizer, key, agent, model_agent, record)
+                if isinstance(prediction, Exception):
+                    raise prediction
+                _finish(w, lum, prediction, dest, settings, colorizer, key, agent, model_agent, record)
             except Exception as exc:  # noqa: BLE001
                 record(w, "failed", error=exc)
         ready.clear()
@@ -396,13 +396,18 @@ def render_photo(photo: Photo, lum: np.ndarray, ab: np.ndarray, settings: JobSet
     return rgb, encode_photo(rgb, photo, xmp_packet(source_sha256, colorizer.name, colorizer.sha256))
 
 
-def _finish(w: _Work, lum: np.ndarray, ab: np.ndarray, dest: Location, settings: JobSettings,
+def _finish(w: _Work, lum: np.ndarray, prediction: Prediction, dest: Location, settings: JobSettings,
             colorizer: Colorizer, key: str, agent: str, model_agent: str, record: Callable[..., None]) -> None:
     photo = w.photo
     w.stage = "colorize"
-    w.events.append(Event(type="colorize", outcome="success", agent=model_agent,
-                          detail={"work_size": settings.work_size, "device": str(colorizer.device)}))
-    rgb, data = render_photo(photo, lum, ab, settings, colorizer, w.sha256)
+    detail: dict[str, Any] = {"work_size": settings.work_size, "device": str(colorizer.device)}
+    if prediction.confidence is not None:
+        detail["confidence"] = round(prediction.confidence, 4)
+        low = colorizer.low_confidence
+        if low is not None and prediction.confidence < low:
+            w.flags.append("low-confidence")
+    w.events.append(Event(type="colorize", outcome="success", agent=model_agent, detail=detail))
+    rgb, data = render_photo(photo, lum, prediction.ab, settings, colorizer, w.sha256)
     if settings.refine != "none":
         w.events.append(Event(type="refine", outcome="success", agent=agent,
                               detail={"method": settings.refine, "params": settings.refine_params}))

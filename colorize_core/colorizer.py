@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,12 @@ from colorize_core.errors import ModelError
 from colorize_core.models import build_model
 from colorize_core.refine import refine
 from colorize_core.weights import DEFAULT_MODEL, WeightsFile, load_weights, resolve
+
+
+@dataclass(frozen=True)
+class Prediction:
+    ab: np.ndarray
+    confidence: float | None
 
 
 def pick_device(device: str) -> torch.device:
@@ -96,20 +103,44 @@ class Colorizer:
         return cv2.copyMakeBorder(small, 0, s - nh, 0, s - nw, mode), (nh, nw)
 
     @torch.inference_mode()
-    def predict_ab_small(self, lums: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(L, ab) at the model's working size (aspect kept) for each full-size L, as one batch."""
+    def _run(self, lums: Sequence[np.ndarray], confidence: bool) -> tuple[list[tuple[np.ndarray, np.ndarray]],
+                                                                          list[float | None]]:
         if not lums:
-            return []
+            return [], []
         works, sizes = zip(*(self._to_work(lum) for lum in lums))
         x = torch.from_numpy(np.stack(works)[:, None] / np.float32(100.0)).to(self.device)
         x = x.half() if self.half else x.contiguous(memory_format=torch.channels_last)
+        conf: list[float | None] = [None] * len(lums)
         with self._lock:
-            ab = self.net(x).float().permute(0, 2, 3, 1).cpu().numpy()
-        return [(works[i][:nh, :nw], np.ascontiguousarray(ab[i, :nh, :nw])) for i, (nh, nw) in enumerate(sizes)]
+            if confidence and hasattr(self.net, "predict_with_confidence"):
+                out, peak = self.net.predict_with_confidence(x)
+                conf = [float(c) for c in peak.float().cpu()]
+            else:
+                out = self.net(x)
+            ab = out.float().permute(0, 2, 3, 1).cpu().numpy()
+        return [(works[i][:nh, :nw], np.ascontiguousarray(ab[i, :nh, :nw])) for i, (nh, nw) in enumerate(sizes)], conf
+
+    def predict_ab_small(self, lums: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(L, ab) at the model's working size (aspect kept) for each full-size L, as one batch."""
+        return self._run(lums, confidence=False)[0]
 
     def predict_ab(self, lums: Sequence[np.ndarray]) -> list[np.ndarray]:
         """ab (HxWx2 float32, full size) for each L (HxW float32, 0-100), as one batch."""
         return [resize_ab(ab, *lum.shape) for lum, (_, ab) in zip(lums, self.predict_ab_small(lums))]
+
+    def predict(self, lums: Sequence[np.ndarray]) -> list[Prediction]:
+        """Full-size ab for each L with the model's confidence in it: for a model that predicts
+        a colour distribution (zhang-classifier), the mean over pixels of its peak probability;
+        None for a model that predicts colours directly."""
+        small, conf = self._run(lums, confidence=True)
+        return [Prediction(resize_ab(ab, *lum.shape), c) for lum, (_, ab), c in zip(lums, small, conf)]
+
+    @property
+    def low_confidence(self) -> float | None:
+        """Confidence below which an output deserves a reviewer's eyes first: the model card's
+        10th percentile of its held-out images' confidence (None: the model has none)."""
+        value = self.weights.card.get("confidence_low")
+        return float(value) if value is not None else None
 
     # Image side ---------------------------------------------------------------------------
     def colorize_batch(self, images: Sequence[np.ndarray], refine_method: str = "none",

@@ -92,6 +92,8 @@ def attention(item: dict[str, Any]) -> list[str]:
         reasons.append("failed")
     if "already-colour" in (item["flags"] or []):
         reasons.append("already-colour")
+    if "low-confidence" in (item["flags"] or []):
+        reasons.append("low-confidence")
     if item["status"] != "failed" and item["colourfulness"] is not None and item["colourfulness"] < LOW_COLOURFULNESS:
         reasons.append("low-colourfulness")
     shots = (item.get("film") or {}).get("shots", [])

@@ -298,17 +298,30 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
             if progress is not None:
                 progress(step, config.steps)
 
+    confidence_low = _confidence_low(model, val_imgs, device)
     final_options = {**options, "pretrained": False} if "pretrained" in options else options
     weights = out / f"{name}.pt"
     sha = save_weights(weights, config.arch, final_options, model.state_dict())
     write_card(out / name, name, sha, config, records, train_recs, val_recs, history, command,
-               time.time() - started, str(device))
+               time.time() - started, str(device), confidence_low)
     return weights
+
+
+@torch.no_grad()
+def _confidence_low(model: torch.nn.Module, val: list[np.ndarray], device: torch.device) -> float | None:
+    """For a model with a colour distribution: the 10th percentile of its confidence on the
+    held-out images (centre crops, 256 px), below which archive outputs are flagged."""
+    if not hasattr(model, "predict_with_confidence"):
+        return None
+    model.eval()
+    conf = [float(model.predict_with_confidence(torch.from_numpy(_center(lab, 256)[..., 0] / 100.0)[None, None]
+                                                .float().to(device))[1][0]) for lab in val]
+    return float(np.percentile(conf, 10))
 
 
 def write_card(stem: Path, name: str, sha: str, config: TrainConfig, records: list[SourceRecord],
                train_recs: list[SourceRecord], val_recs: list[SourceRecord], history: list[dict],
-               command: str, seconds: float, device: str) -> None:
+               command: str, seconds: float, device: str, confidence_low: float | None = None) -> None:
     """Model card as JSON (machine-readable, checked at load) and Markdown (for people)."""
     by_origin: dict[str, dict[str, Any]] = {}
     for r in records:
@@ -326,6 +339,7 @@ def write_card(stem: Path, name: str, sha: str, config: TrainConfig, records: li
         # Every training image's sha256: evaluation refuses an image the model has seen.
         "train_sha256": sorted(r.sha256 for r in train_recs),
         "dataset_listing_sha256": listing, "sources": sources, "history": history,
+        "confidence_low": confidence_low,
         "seconds": round(seconds), "device": device, "software": {
             "colorize": __version__, "torch": torch.__version__, "python": platform.python_version()},
     }

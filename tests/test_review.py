@@ -92,3 +92,26 @@ def test_review_decisions_and_redo_of_rejected_items(prefect_api, tmp_path):
     assert items["chelsea-sepia.jpg"]["redo"]["supersedes"]["item_id"] == sepia
     r = colorize("run", "--redo-rejected", job, "--db", db, env=env)
     assert r.returncode == 2 and "no rejected items" in r.stderr   # redone once, not again
+
+
+def test_outputs_a_model_is_unsure_of_are_flagged_for_review_first(prefect_api, tmp_path):
+    from tests.test_external import _random_model
+
+    model = _random_model(tmp_path / "m", "zhang-classifier", "unsure")
+    card = {"name": "unsure", "confidence_low": 0.9}  # a distribution never that peaked: all flagged
+    model.with_suffix(".json").write_text(json.dumps(card))
+    src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
+    shutil.copytree(SAMPLES / "animals", src)
+    r = colorize("run", str(src), str(dest), "--db", db, "--model", str(model), "--json",
+                 env={"PREFECT_API_URL": prefect_api})
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout[r.stdout.index("{"):])["job_id"]
+    items = json.loads(colorize("review", "list", job, "--db", db, "--json").stdout)
+    done = [it for it in items if it["status"] == "done"]
+    assert done and all("low-confidence" in it["attention"] for it in done)
+    manifest = json.loads((dest / "manifests" / job / "manifest.json").read_text())
+    assert all("low-confidence" in it["attention"] for it in manifest["items"] if it["status"] == "done")
+    store = ProvenanceStore(db)
+    with store.session() as s:
+        details = s.scalars(select(Event.detail).where(Event.type == "colorize")).all()
+    assert details and all(0.0 < d["confidence"] < 0.9 for d in details)
