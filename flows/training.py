@@ -33,7 +33,7 @@ def train_model(dataset: str, out: str, name: str, config: dict[str, Any], s3_en
 
 @flow(name="train-colorizer", log_prints=True)
 def train_colorizer(dataset: str, out: str, name: str = "model", arch: str = "unet-pretrained", steps: int = 3000,
-                    batch_size: int = 12, crop: int = 192, lr: float = 3e-4, device: str = "auto",
+                    batch_size: int = 12, crop: int = 192, lr: float | None = None, device: str = "auto",
                     checkpoint_every: int = 100, s3_endpoint: str | None = get_settings().s3_endpoint) -> dict[str, Any]:
     """Train model ``name`` (architecture ``arch``) on the dataset at ``dataset`` (a folder or
     s3:// prefix made by `colorize dataset`) into the local folder ``out``: checkpoints every
