@@ -72,6 +72,7 @@ class HeldOut:
     records: list[SourceRecord]
     train_records: list[SourceRecord]
     images: list[np.ndarray] = field(repr=False)
+    listing_sha256: str = ""  # of the whole dataset, as model cards record it
 
     @property
     def sha256s(self) -> set[str]:
@@ -81,6 +82,7 @@ class HeldOut:
 def load_held_out(dataset: Path, residue: int = 0, limit: int | None = None) -> HeldOut:
     """The images whose sha256 falls on ``residue`` (mod 10), as training.split holds them out."""
     records = load_records(dataset)
+    listing = hashlib.sha256("".join(sorted(r.sha256 for r in records)).encode()).hexdigest()
     train, val = split(records, residue)
     val = val[:limit] if limit else val
     if not val:
@@ -91,7 +93,7 @@ def load_held_out(dataset: Path, residue: int = 0, limit: int | None = None) -> 
         if bgr is None:
             raise EvaluationError(f"{dataset / r.file}: cannot read held-out image")
         images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return HeldOut(dataset, residue, val, train, images)
+    return HeldOut(dataset, residue, val, train, images, listing)
 
 
 def mean_ab(dataset: Path, records: Sequence[SourceRecord]) -> tuple[float, float]:
@@ -114,9 +116,7 @@ def check_disjoint(card: dict[str, Any], held_out: HeldOut) -> str:
         if seen:
             raise EvaluationError(f"model {card.get('name')!r} was trained on {len(seen)} of the held-out images")
         return "verified (training checksums)"
-    listing = hashlib.sha256("".join(sorted(r.sha256 for r in held_out.records + held_out.train_records))
-                             .encode()).hexdigest()
-    if card.get("dataset_listing_sha256") == listing:
+    if card.get("dataset_listing_sha256") == held_out.listing_sha256:
         if card.get("config", {}).get("val_every_tenth") != held_out.residue:
             raise EvaluationError(f"model {card.get('name')!r} held out residue "
                                   f"{card['config'].get('val_every_tenth')}, not {held_out.residue}: it saw these images")

@@ -85,3 +85,11 @@ def test_eval_command_compares_models_with_baselines_and_writes_the_report(prefe
     assert CliRunner().invoke(cli, ["eval", str(dataset), str(dest), "--model", "nope"]).exit_code == 2
     assert CliRunner().invoke(cli, ["eval", str(dataset), str(dest), "--refine", "blur"]).exit_code == 2
     assert len(list((dest / "eval").iterdir())) == 2
+
+
+def test_a_card_without_checksums_is_checked_by_its_dataset_and_residue(dataset):
+    held = load_held_out(dataset, residue=0, limit=1)
+    card = {"name": "old", "dataset_listing_sha256": held.listing_sha256, "config": {"val_every_tenth": 0}}
+    assert check_disjoint(card, held) == "verified (same dataset and residue)"
+    with pytest.raises(EvaluationError, match="held out residue 3"):
+        check_disjoint({**card, "config": {"val_every_tenth": 3}}, held)
