@@ -4,7 +4,6 @@ evaluate-colorizer flow through `colorize eval` with its table, report and side-
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
