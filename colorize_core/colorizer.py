@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
@@ -35,7 +35,7 @@ class Colorizer:
     """A loaded model. ``colorize`` / ``colorize_batch`` take gray (HxW) or RGB (HxWx3) images,
     uint8 or uint16, and return RGB of the same size and dtype whose L is the input's own."""
 
-    def __init__(self, net: torch.nn.Module, weights: WeightsFile, arch: str, options: dict[str, Any],
+    def __init__(self, net: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor], weights: WeightsFile, arch: str, options: dict[str, Any],
                  device: torch.device, work_size: int = 256) -> None:
         self.net = net
         self.weights = weights
@@ -43,7 +43,7 @@ class Colorizer:
         self.options = options
         self.device = device
         self.work_size = work_size
-        self.half = device.type == "cuda"
+        self.half = device.type == "cuda" and isinstance(net, torch.nn.Module)  # external runners: fp32
         # One model call at a time per loaded model: concurrent batches then pipeline (one in
         # the model while another decodes and encodes) instead of oversubscribing the device.
         self._lock = threading.Lock()
@@ -62,9 +62,7 @@ class Colorizer:
             from colorize_core.models.external import load_runner
 
             options = {k: v for k, v in weights.card.items() if k not in ("name", "weights_sha256")}
-            colorizer = cls(load_runner(weights, dev), weights, f"external:{weights.runner}", options, dev, work_size)
-            colorizer.half = False
-            return colorizer
+            return cls(load_runner(weights, dev), weights, f"external:{weights.runner}", options, dev, work_size)
         arch, options, state = load_weights(weights.path)
         net, options = build_model(arch, options)
         try:

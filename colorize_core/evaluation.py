@@ -263,26 +263,28 @@ def new_report_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def evaluate_baselines(held_out: HeldOut, thumbs: dict[str, bytes]) -> list[dict[str, Any]]:
-    """Per-image rows of the gray and mean-ab baselines; the truth's thumbnails too."""
+def evaluate_baselines(held_out: HeldOut, thumbs: dict[str, bytes]) -> tuple[list[dict[str, Any]],
+                                                                            list[dict[str, Any]]]:
+    """(the held-out images with the truth's colourfulness, the per-image rows of the gray and
+    mean-ab baselines); the truth's thumbnails go into ``thumbs``."""
+    images = []
     for r, img in zip(held_out.records, held_out.images):
         thumbs[f"{r.sha256[:12]}/truth.jpg"] = _thumb(img)
+        images.append({"image": r.file, "sha256": r.sha256, "colourfulness": colourfulness(img)})
     rows = []
     for baseline in (Baseline("baseline-gray"),
                      Baseline("baseline-mean-ab", mean_ab(held_out.dataset, held_out.train_records))):
         rows += evaluate_predictor(baseline, held_out, "none", thumbs=thumbs)
-    return rows
+    return images, rows
 
 
-def build_report(report_id: str, held_out: HeldOut, models: list[dict[str, Any]],
-                 per_image: list[dict[str, Any]]) -> dict[str, Any]:
+def build_report(report_id: str, dataset: str, residue: int, images: list[dict[str, Any]],
+                 models: list[dict[str, Any]], per_image: list[dict[str, Any]]) -> dict[str, Any]:
     """The report: table (one row per predictor and refinement, in evaluation order), the
     models evaluated or refused, the held-out images, and every per-image figure."""
-    truth = float(np.mean([colourfulness(img) for img in held_out.images]))
+    truth = float(np.mean([i["colourfulness"] for i in images]))
     return {
-        "format": "colorize-evaluation/1", "id": report_id, "dataset": str(held_out.dataset),
-        "residue": held_out.residue, "truth_colourfulness": truth,
-        "rows": list(dict.fromkeys(r["row"] for r in per_image)), "models": models,
-        "table": summarise(per_image, truth),
-        "images": [{"image": r.file, "sha256": r.sha256} for r in held_out.records], "per_image": per_image,
+        "format": "colorize-evaluation/1", "id": report_id, "dataset": dataset, "residue": residue,
+        "truth_colourfulness": truth, "rows": list(dict.fromkeys(r["row"] for r in per_image)),
+        "models": models, "table": summarise(per_image, truth), "images": images, "per_image": per_image,
     }

@@ -20,12 +20,13 @@ _defaults = get_settings()
 
 @task(name="evaluate-baselines", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def evaluate_baselines_task(dataset: str, dest: str, report_id: str, residue: int, limit: int | None,
-                            s3_endpoint: str | None) -> list[dict[str, Any]]:
+                            s3_endpoint: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the held-out images, the baselines' per-image rows)."""
     thumbs: dict[str, bytes] = {}
     with local_folder(dataset, s3_endpoint) as data:
-        rows = evaluate_baselines(load_held_out(data, residue, limit), thumbs)
+        images, rows = evaluate_baselines(load_held_out(data, residue, limit), thumbs)
     write_thumbs(open_location(dest, s3_endpoint), report_id, thumbs)
-    return rows
+    return images, rows
 
 
 @task(name="evaluate-model", tags=["gpu"], retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -53,12 +54,10 @@ def evaluate_model_task(dataset: str, dest: str, report_id: str, model: str, ref
 
 
 @task(name="write-evaluation", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def write_evaluation_task(dataset: str, dest: str, report_id: str, residue: int, limit: int | None,
+def write_evaluation_task(dataset: str, dest: str, report_id: str, residue: int, images: list[dict[str, Any]],
                           models: list[dict[str, Any]], per_image: list[dict[str, Any]],
                           s3_endpoint: str | None) -> dict[str, Any]:
-    with local_folder(dataset, s3_endpoint) as data:
-        report = build_report(report_id, load_held_out(data, residue, limit), models, per_image)
-    report["dataset"] = dataset
+    report = build_report(report_id, dataset, residue, images, models, per_image)
     uris = write_report(open_location(dest, s3_endpoint), report)
     table = format_table(report["table"])
     create_markdown_artifact(key="colorizer-evaluation", markdown=table, description=f"evaluation {report_id}")
@@ -82,12 +81,13 @@ def evaluate_colorizer(dataset: str, dest: str, models: list[str] = ["default"],
     baselines = evaluate_baselines_task.submit(dataset, dest, report_id, residue, limit, s3_endpoint)
     results = [evaluate_model_task.submit(dataset, dest, report_id, m, refine, residue, limit, work_size,
                                           device, s3_endpoint) for m in models]
-    per_image = list(baselines.result())
+    images, per_image = baselines.result()
+    per_image = list(per_image)
     descriptions = []
     for future in results:
         description, rows = future.result()
         descriptions.append(description)
         per_image += rows
-    summary = write_evaluation_task(dataset, dest, report_id, residue, limit, descriptions, per_image, s3_endpoint)
+    summary = write_evaluation_task(dataset, dest, report_id, residue, images, descriptions, per_image, s3_endpoint)
     get_run_logger().info("evaluation %s\n%s", report_id, summary["markdown"])
     return summary
