@@ -415,16 +415,26 @@ def dataset(out: Path, debs: Path | None) -> None:
 @click.option("--crop", default=192, show_default=True)
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the objective's, 3e-4 or 2e-4 for pix2pix).")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--encoder", type=click.Choice(["efficientnet-lite0", "resnet18", "vgg16"]), default=None,
+              help="unet-pretrained: the ImageNet encoder [default: efficientnet-lite0, shipped].")
+@click.option("--encoder-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="unet-pretrained: the encoder's ImageNet weights file, e.g. torchvision's resnet18-f37072fd.pth "
+                   "or vgg16-397923af.pth (never downloaded).")
 def train(data: Path, out: Path, name: str, arch: str, steps: int, batch_size: int, crop: int, lr: float | None,
-          device: str) -> None:
+          device: str, encoder: str | None, encoder_weights: Path | None) -> None:
     """Train a model on an assembled dataset; resumes from OUT/checkpoint.pt if present."""
-    from colorize_core.training import TrainConfig
+    from colorize_core import ColorizeError
+    from colorize_core.training import TrainConfig, encoder_options
     from colorize_core.training import train as run_training
 
-    config = TrainConfig(arch=arch, steps=steps, batch_size=batch_size, crop=crop, lr=lr, device=device,
-                         checkpoint_every=100)
-    weights = run_training(data, out, name, config, command="colorize train " + " ".join(sys.argv[2:]),
-                           log=lambda s: click.echo(s))
+    try:
+        options = encoder_options(arch, encoder, str(encoder_weights) if encoder_weights else None)
+        config = TrainConfig(arch=arch, arch_options=options, steps=steps, batch_size=batch_size, crop=crop, lr=lr,
+                             device=device, checkpoint_every=100)
+        weights = run_training(data, out, name, config, command="colorize train " + " ".join(sys.argv[2:]),
+                               log=lambda s: click.echo(s))
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
     click.echo(f"weights: {weights}")
 
 

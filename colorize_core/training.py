@@ -33,7 +33,8 @@ from colorize_core import __version__
 from colorize_core.color import lab_to_rgb, rgb_to_lab
 from colorize_core.colorizer import pick_device
 from colorize_core.datasets import SourceRecord, load_records
-from colorize_core.models import architectures, build_model
+from colorize_core.errors import ModelError
+from colorize_core.models import architectures, build_model, inference_options
 from colorize_core.models import zhang
 from colorize_core.models.pix2pix import PatchDiscriminator
 from colorize_core.weights import save_weights
@@ -60,6 +61,16 @@ class TrainConfig:
     gan_lambda: float = 100.0           # pix2pix: weight of L1 beside the GAN loss
     pretrain_fraction: float = 0.5      # pix2pix: share of the steps spent on L1 pre-training
     rebalance_lambda: float = zhang.REBALANCE_LAMBDA  # classification: mix with the uniform prior
+
+
+def encoder_options(arch: str, encoder: str | None, encoder_weights: str | None) -> dict[str, Any]:
+    """The architecture options that choose a pretrained encoder and its weights file; raises
+    ModelError when ``arch`` has no such options."""
+    options = {k: v for k, v in (("encoder", encoder), ("encoder_weights", encoder_weights)) if v}
+    declared = architectures()[arch].defaults if arch in architectures() else {}
+    if options and "encoder" not in declared:
+        raise ModelError(f"architecture {arch!r} has no pretrained encoder to choose (unet-pretrained has)")
+    return options
 
 
 class _Objective:
@@ -245,16 +256,15 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
           log: Callable[[str], None] = print, progress: Callable[[int, int], None] | None = None) -> Path:
     """Train, checkpointing under ``out``; returns the path of the final ``out/NAME.pt``.
     ``progress(step, steps)`` is called after every checkpoint."""
-    out.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    model, options = build_model(config.arch, config.arch_options)  # first: a bad weights file fails fast
+    model.to(device)
+    out.mkdir(parents=True, exist_ok=True)
     records = load_records(dataset)
     train_recs, val_recs = split(records, config.val_every_tenth)
     train_imgs, val_imgs = _load_lab(dataset, train_recs), _load_lab(dataset, val_recs)
     log(f"{len(train_imgs)} training images, {len(val_imgs)} held out; device {device}")
-
-    torch.manual_seed(config.seed)
-    model, options = build_model(config.arch, config.arch_options)
-    model.to(device)
     objective_name = architectures()[config.arch].objective
     config = replace(config, lr=config.lr or DEFAULT_LR[objective_name])
     frozen = config.freeze_encoder and options.get("pretrained") and hasattr(model, "encoder")
@@ -275,6 +285,8 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
         objective.load_state_dict(state["objective"])
         rng.setstate(state["rng"])
         step, history = state["step"], state["history"]
+        if state.get("encoder_source"):  # the weights the run started from, not today's file
+            model.encoder_source = state["encoder_source"]
         log(f"resumed from step {step}")
 
     while step < config.steps:
@@ -293,17 +305,16 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
         if step % config.checkpoint_every == 0 or step == config.steps:
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"objective": objective.state_dict(), "rng": rng.getstate(), "step": step,
-                        "history": history}, tmp)
+                        "history": history, "encoder_source": getattr(model, "encoder_source", None)}, tmp)
             os.replace(tmp, ckpt)
             if progress is not None:
                 progress(step, config.steps)
 
     confidence_low = _confidence_low(model, val_imgs, device)
-    final_options = {**options, "pretrained": False} if "pretrained" in options else options
     weights = out / f"{name}.pt"
-    sha = save_weights(weights, config.arch, final_options, model.state_dict())
+    sha = save_weights(weights, config.arch, inference_options(options), model.state_dict())
     write_card(out / name, name, sha, config, records, train_recs, val_recs, history, command,
-               time.time() - started, str(device), confidence_low)
+               time.time() - started, str(device), confidence_low, getattr(model, "encoder_source", None))
     return weights
 
 
@@ -321,7 +332,8 @@ def _confidence_low(model: torch.nn.Module, val: list[np.ndarray], device: torch
 
 def write_card(stem: Path, name: str, sha: str, config: TrainConfig, records: list[SourceRecord],
                train_recs: list[SourceRecord], val_recs: list[SourceRecord], history: list[dict],
-               command: str, seconds: float, device: str, confidence_low: float | None = None) -> None:
+               command: str, seconds: float, device: str, confidence_low: float | None = None,
+               encoder: dict[str, Any] | None = None) -> None:
     """Model card as JSON (machine-readable, checked at load) and Markdown (for people)."""
     by_origin: dict[str, dict[str, Any]] = {}
     for r in records:
@@ -339,6 +351,8 @@ def write_card(stem: Path, name: str, sha: str, config: TrainConfig, records: li
         # Every training image's sha256: evaluation refuses an image the model has seen.
         "train_sha256": sorted(r.sha256 for r in train_recs),
         "dataset_listing_sha256": listing, "sources": sources, "history": history,
+        # The pretrained encoder's ImageNet weights (file name, sha256, origin), a source too.
+        "encoder_weights": encoder,
         "confidence_low": confidence_low,
         "seconds": round(seconds), "device": device, "software": {
             "colorize": __version__, "torch": torch.__version__, "python": platform.python_version()},
@@ -358,6 +372,7 @@ Command: `{command}`
 Device {device}, {round(seconds)} s, {config.steps} steps of batch {config.batch_size}, crops {config.crop}px,
 lr {config.lr}, objective `{architectures()[config.arch].objective}` (see colorize_core/training.py), options
 `{json.dumps(config.arch_options)}`, encoder frozen: {config.freeze_encoder}.
+{f"Pretrained encoder weights: `{encoder['file']}` ({encoder['origin']}), sha256 `{encoder['sha256']}`." if encoder else ""}
 {len(train_recs)} training images, {len(val_recs)} held out (sha256 residue {config.val_every_tenth} mod 10);
 dataset listing sha256 `{listing}` (every image's sha256 is in the dataset's sources.json).
 

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from colorize_core.settings import get_settings
 from colorize_core.storage import local_folder
-from colorize_core.training import TrainConfig, train
+from colorize_core.training import TrainConfig, encoder_options, train
 
 
 @task(name="train-model", tags=["gpu"], retries=1, retry_delay_seconds=10, cache_policy=NO_CACHE)
@@ -34,10 +34,13 @@ def train_model(dataset: str, out: str, name: str, config: dict[str, Any], s3_en
 @flow(name="train-colorizer", log_prints=True)
 def train_colorizer(dataset: str, out: str, name: str = "model", arch: str = "unet-pretrained", steps: int = 3000,
                     batch_size: int = 12, crop: int = 192, lr: float | None = None, device: str = "auto",
-                    checkpoint_every: int = 100, s3_endpoint: str | None = get_settings().s3_endpoint) -> dict[str, Any]:
+                    checkpoint_every: int = 100, encoder: str | None = None, encoder_weights: str | None = None,
+                    s3_endpoint: str | None = get_settings().s3_endpoint) -> dict[str, Any]:
     """Train model ``name`` (architecture ``arch``) on the dataset at ``dataset`` (a folder or
     s3:// prefix made by `colorize dataset`) into the local folder ``out``: checkpoints every
-    ``checkpoint_every`` steps (an interrupted run resumes), then ``NAME.pt`` with its card."""
-    config = TrainConfig(arch=arch, steps=steps, batch_size=batch_size, crop=crop, lr=lr, device=device,
-                         checkpoint_every=checkpoint_every)
+    ``checkpoint_every`` steps (an interrupted run resumes), then ``NAME.pt`` with its card.
+    For unet-pretrained, ``encoder`` (efficientnet-lite0, resnet18, vgg16) and
+    ``encoder_weights``, a weights file on the worker, choose the ImageNet encoder."""
+    config = TrainConfig(arch=arch, arch_options=encoder_options(arch, encoder, encoder_weights), steps=steps,
+                         batch_size=batch_size, crop=crop, lr=lr, device=device, checkpoint_every=checkpoint_every)
     return train_model(dataset, out, name, config.__dict__, s3_endpoint)

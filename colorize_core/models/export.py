@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from colorize_core.errors import ModelError
-from colorize_core.models import build_model
+from colorize_core.models import build_model, inference_options
 from colorize_core.weights import WeightsFile, file_sha256, load_weights
 
 
@@ -23,7 +23,7 @@ def _load(weights: WeightsFile) -> tuple[nn.Module, str, dict[str, Any]]:
     if weights.runner:
         raise ModelError(f"{weights.name} is already an external ({weights.runner}) model")
     arch, options, state = load_weights(weights.path)
-    net, options = build_model(arch, {**options, "pretrained": False} if "pretrained" in options else options)
+    net, options = build_model(arch, inference_options(options))
     net.load_state_dict(state)
     return net.eval(), arch, options
 

@@ -61,3 +61,11 @@ def build_model(name: str, options: dict[str, Any] | None = None) -> tuple[nn.Mo
         raise ModelError(f"architecture {name!r} has no option(s) {sorted(unknown)}")
     full.update(options or {})
     return arch.build(**full), full
+
+
+def inference_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that rebuild a trained model: its pretrained parts are in its own weights,
+    so nothing pretrained is loaded again (and no user's file path is kept)."""
+    if "pretrained" not in options:
+        return dict(options)
+    return {**options, "pretrained": False, **({"encoder_weights": None} if "encoder_weights" in options else {})}
