@@ -422,7 +422,8 @@ def dataset(out: Path, debs: Path | None) -> None:
                    "or vgg16-397923af.pth (never downloaded).")
 def train(data: Path, out: Path, name: str, arch: str, steps: int, batch_size: int, crop: int, lr: float | None,
           device: str, encoder: str | None, encoder_weights: Path | None) -> None:
-    """Train a model on an assembled dataset; resumes from OUT/checkpoint.pt if present."""
+    """Train a model on an assembled dataset; resumes from OUT/checkpoint.pt if present (a larger
+    --steps than the checkpoint's run goes on training, the schedule laid over the new total)."""
     from colorize_core import ColorizeError
     from colorize_core.training import TrainConfig, encoder_options
     from colorize_core.training import train as run_training

@@ -98,6 +98,12 @@ class _Objective:
         self.sched.step()
         return float(loss.item())
 
+    def retarget(self, done: int) -> None:
+        """Resumed with a new total of steps: the one-cycle schedule is laid over the new total
+        from step ``done`` on (a warm restart when the old cycle had already annealed)."""
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=self.config.lr, total_steps=self.config.steps,
+                                                         pct_start=0.05, last_epoch=done - 1)
+
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict()}
 
@@ -168,15 +174,19 @@ class _Pix2Pix(_Objective):
         self.scaler.update()
         return float(l1.item())
 
+    def retarget(self, done: int) -> None:  # noqa: ARG002
+        """No schedule to move; the L1 pre-training keeps the length it started with."""
+
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "disc": self.disc.state_dict(), "opt_d": self.opt_d.state_dict()}
+                "disc": self.disc.state_dict(), "opt_d": self.opt_d.state_dict(), "pretrain": self.pretrain}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.disc.load_state_dict(state["disc"])
         self.opt_d.load_state_dict(state["opt_d"])
+        self.pretrain = state.get("pretrain", self.pretrain)
 
 
 def split(records: list[SourceRecord], residue: int) -> tuple[list[SourceRecord], list[SourceRecord]]:
@@ -278,16 +288,23 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
         objective = _Objective(model, config, device)
     rng = random.Random(config.seed)
     step, history, started = 0, [], time.time()
+    extended: list[dict[str, int]] = []  # resumes that changed the total of steps
 
     ckpt = out / "checkpoint.pt"
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=False)  # our own file
         objective.load_state_dict(state["objective"])
         rng.setstate(state["rng"])
-        step, history = state["step"], state["history"]
+        step, history, extended = state["step"], state["history"], state.get("extended", [])
         if state.get("encoder_source"):  # the weights the run started from, not today's file
             model.encoder_source = state["encoder_source"]
         log(f"resumed from step {step}")
+        before = state.get("steps") or state["objective"].get("sched", {}).get("total_steps", config.steps)
+        if before != config.steps and step < config.steps:
+            objective.retarget(step)
+            extended.append({"step": step, "steps_before": before, "steps_after": config.steps})
+            log(f"the run now has {config.steps} steps, not {before}: the learning-rate schedule is laid over "
+                f"the new total from step {step}")
 
     while step < config.steps:
         model.train()
@@ -305,7 +322,8 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
         if step % config.checkpoint_every == 0 or step == config.steps:
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"objective": objective.state_dict(), "rng": rng.getstate(), "step": step,
-                        "history": history, "encoder_source": getattr(model, "encoder_source", None)}, tmp)
+                        "history": history, "encoder_source": getattr(model, "encoder_source", None),
+                        "steps": config.steps, "extended": extended}, tmp)
             os.replace(tmp, ckpt)
             if progress is not None:
                 progress(step, config.steps)
@@ -314,7 +332,7 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
     weights = out / f"{name}.pt"
     sha = save_weights(weights, config.arch, inference_options(options), model.state_dict())
     write_card(out / name, name, sha, config, records, train_recs, val_recs, history, command,
-               time.time() - started, str(device), confidence_low, getattr(model, "encoder_source", None))
+               time.time() - started, str(device), confidence_low, getattr(model, "encoder_source", None), extended)
     return weights
 
 
@@ -333,7 +351,7 @@ def _confidence_low(model: torch.nn.Module, val: list[np.ndarray], device: torch
 def write_card(stem: Path, name: str, sha: str, config: TrainConfig, records: list[SourceRecord],
                train_recs: list[SourceRecord], val_recs: list[SourceRecord], history: list[dict],
                command: str, seconds: float, device: str, confidence_low: float | None = None,
-               encoder: dict[str, Any] | None = None) -> None:
+               encoder: dict[str, Any] | None = None, extended: list[dict[str, int]] | None = None) -> None:
     """Model card as JSON (machine-readable, checked at load) and Markdown (for people)."""
     by_origin: dict[str, dict[str, Any]] = {}
     for r in records:
@@ -353,6 +371,7 @@ def write_card(stem: Path, name: str, sha: str, config: TrainConfig, records: li
         "dataset_listing_sha256": listing, "sources": sources, "history": history,
         # The pretrained encoder's ImageNet weights (file name, sha256, origin), a source too.
         "encoder_weights": encoder,
+        "extended": extended or [],  # resumes with a new total of steps (the schedule restarted there)
         "confidence_low": confidence_low,
         "seconds": round(seconds), "device": device, "software": {
             "colorize": __version__, "torch": torch.__version__, "python": platform.python_version()},
@@ -375,6 +394,8 @@ lr {config.lr}, objective `{architectures()[config.arch].objective}` (see colori
 {f"Pretrained encoder weights: `{encoder['file']}` ({encoder['origin']}), sha256 `{encoder['sha256']}`." if encoder else ""}
 {len(train_recs)} training images, {len(val_recs)} held out (sha256 residue {config.val_every_tenth} mod 10);
 dataset listing sha256 `{listing}` (every image's sha256 is in the dataset's sources.json).
+{"".join(f"Resumed at step {e['step']} with {e['steps_after']} steps instead of {e['steps_before']}: the "
+         "learning-rate schedule was laid over the new total from there. " for e in extended or [])}
 
 ## Sources
 | origin | images | licences |

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import skimage.data
@@ -40,7 +41,8 @@ def test_training_writes_weights_and_a_card_and_resumes(dataset, tmp_path):
     config = TrainConfig(steps=4, batch_size=2, crop=64, eval_every=2, checkpoint_every=2, val_every_tenth=0)
     weights = train(dataset, tmp_path / "run", "tiny", config, command="test")
     card = json.loads((tmp_path / "run" / "tiny.json").read_text())
-    assert card["weights_sha256"] == resolve(str(weights)).sha256
+    first_sha = card["weights_sha256"]
+    assert first_sha == resolve(str(weights)).sha256
     assert [h["step"] for h in card["history"]] == [2, 4]
     assert {s["origin"] for s in card["sources"]} >= {"debian:test-wallpapers=1.0-1"}
     assert "GPL-2+" in (tmp_path / "run" / "tiny.md").read_text()
@@ -50,6 +52,17 @@ def test_training_writes_weights_and_a_card_and_resumes(dataset, tmp_path):
     assert again == weights
     out = Colorizer.load(str(weights), device="cpu").colorize(skimage.data.camera()[:64, :96])
     assert out.shape == (64, 96, 3)
+
+    # A finished run given more steps goes on, its schedule laid over the new total.
+    lines.clear()
+    longer = replace(config, steps=6)
+    train(dataset, tmp_path / "run", "tiny", longer, command="test", log=lines.append)
+    assert "resumed from step 4" in lines and any("now has 6 steps, not 4" in line for line in lines)
+    card = json.loads((tmp_path / "run" / "tiny.json").read_text())
+    assert [h["step"] for h in card["history"]] == [2, 4, 6]
+    assert card["extended"] == [{"step": 4, "steps_before": 4, "steps_after": 6}]
+    assert "Resumed at step 4 with 6 steps instead of 4" in (tmp_path / "run" / "tiny.md").read_text()
+    assert card["weights_sha256"] == resolve(str(weights)).sha256 != first_sha
 
 
 def test_training_flow_writes_weights_and_reports_progress(prefect_api, dataset, tmp_path):
