@@ -428,12 +428,16 @@ def train(data: Path, out: Path, name: str, arch: str, steps: int, batch_size: i
     from colorize_core.training import TrainConfig, encoder_options
     from colorize_core.training import train as run_training
 
+    clear = "\r\x1b[2K" if sys.stderr.isatty() else ""  # a line printed over the bar, which redraws below it
     try:
         options = encoder_options(arch, encoder, str(encoder_weights) if encoder_weights else None)
         config = TrainConfig(arch=arch, arch_options=options, steps=steps, batch_size=batch_size, crop=crop, lr=lr,
                              device=device, checkpoint_every=100)
-        weights = run_training(data, out, name, config, command="colorize train " + " ".join(sys.argv[2:]),
-                               log=lambda s: click.echo(s))
+        with click.progressbar(length=steps, label=f"training {name}", file=sys.stderr, show_pos=True,
+                               item_show_func=lambda loss: None if loss is None else f"loss {loss:.4f}") as bar:
+            weights = run_training(data, out, name, config, command="colorize train " + " ".join(sys.argv[2:]),
+                                   log=lambda line: click.echo(clear + line),
+                                   progress=lambda step, _, loss: bar.update(step - bar.pos, loss))
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(f"weights: {weights}")

@@ -37,7 +37,7 @@ from colorize_core.errors import ModelError
 from colorize_core.models import architectures, build_model, inference_options
 from colorize_core.models import zhang
 from colorize_core.models.pix2pix import PatchDiscriminator
-from colorize_core.weights import save_weights
+from colorize_core.weights import file_sha256, save_weights
 
 # The learning rate each objective uses unless one is given (pix2pix's is the paper's).
 DEFAULT_LR = {"regression": 3e-4, "classification": 3e-4, "pix2pix": 2e-4}
@@ -263,9 +263,9 @@ def evaluate(model: torch.nn.Module, val: list[np.ndarray], device: torch.device
 
 
 def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str = "",
-          log: Callable[[str], None] = print, progress: Callable[[int, int], None] | None = None) -> Path:
+          log: Callable[[str], None] = print, progress: Callable[[int, int, float], None] | None = None) -> Path:
     """Train, checkpointing under ``out``; returns the path of the final ``out/NAME.pt``.
-    ``progress(step, steps)`` is called after every checkpoint."""
+    ``progress(step, steps, loss)`` is called after every step (after its checkpoint, if any)."""
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     model, options = build_model(config.arch, config.arch_options)  # first: a bad weights file fails fast
@@ -325,11 +325,14 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
                         "history": history, "encoder_source": getattr(model, "encoder_source", None),
                         "steps": config.steps, "extended": extended}, tmp)
             os.replace(tmp, ckpt)
-            if progress is not None:
-                progress(step, config.steps)
+        if progress is not None:
+            progress(step, config.steps, loss)
 
     confidence_low = _confidence_low(model, val_imgs, device)
     weights = out / f"{name}.pt"
+    if weights.is_file():  # a run gone on with more steps: said, never silent
+        log(f"replacing {weights.name} of the earlier run (sha256 {file_sha256(weights)}); the new card keeps "
+            "its history")
     sha = save_weights(weights, config.arch, inference_options(options), model.state_dict())
     write_card(out / name, name, sha, config, records, train_recs, val_recs, history, command,
                time.time() - started, str(device), confidence_low, getattr(model, "encoder_source", None), extended)

@@ -22,8 +22,13 @@ def train_model(dataset: str, out: str, name: str, config: dict[str, Any], s3_en
     artifact = create_progress_artifact(progress=0.0, description=f"training {name}")
     cfg = TrainConfig(**config)
 
-    def progress(step: int, steps: int) -> None:
-        update_progress_artifact(artifact_id=artifact, progress=100.0 * step / steps)
+    shown = [0]
+
+    def progress(step: int, steps: int, loss: float) -> None:  # noqa: ARG001
+        percent = 100 * step // steps
+        if percent != shown[0]:  # one API call per whole percent, not per step
+            shown[0] = percent
+            update_progress_artifact(artifact_id=artifact, progress=100.0 * step / steps)
 
     with local_folder(dataset, s3_endpoint) as data:
         weights = train(data, Path(out), name, cfg, command=f"prefect flow train-colorizer (dataset {dataset})",

@@ -58,6 +58,7 @@ def test_training_writes_weights_and_a_card_and_resumes(dataset, tmp_path):
     longer = replace(config, steps=6)
     train(dataset, tmp_path / "run", "tiny", longer, command="test", log=lines.append)
     assert "resumed from step 4" in lines and any("now has 6 steps, not 4" in line for line in lines)
+    assert any(line.startswith(f"replacing tiny.pt of the earlier run (sha256 {first_sha})") for line in lines)
     card = json.loads((tmp_path / "run" / "tiny.json").read_text())
     assert [h["step"] for h in card["history"]] == [2, 4, 6]
     assert card["extended"] == [{"step": 4, "steps_before": 4, "steps_after": 6}]
