@@ -1,0 +1,28 @@
+#!/bin/sh
+# Issue 3's comparison: every trainable architecture under one budget, then one evaluation
+# table with the packaged default and the gray and mean-ab baselines (DEST/eval/<id>/).
+#
+#   bench/compare_models.sh [DATA] [OUT] [STEPS] [CROP] [BATCH]
+#
+# Defaults (data/train build/compare 600 128 12) are the budget sized to a 2-core CPU that
+# README's table comes from; on a GPU, give more steps and larger crops. A run interrupted
+# part-way resumes each model from its checkpoint. Extra `colorize eval` options go in
+# EVAL_ARGS (e.g. EVAL_ARGS="--limit 8 --device cpu").
+set -eu
+DATA=${1:-data/train}
+OUT=${2:-build/compare}
+STEPS=${3:-600}
+CROP=${4:-128}
+BATCH=${5:-12}
+COLORIZE=${COLORIZE:-.venv/bin/colorize}
+
+mkdir -p "$OUT"
+models=""
+for arch in autoencoder zhang-classifier pix2pix unet-pretrained; do
+  echo "training $arch ($STEPS steps of $BATCH crops of ${CROP}px): log in $OUT/$arch.log"
+  "$COLORIZE" train "$DATA" "$OUT/$arch" --name "$arch" --arch "$arch" --steps "$STEPS" \
+    --batch-size "$BATCH" --crop "$CROP" > "$OUT/$arch.log" 2>&1
+  models="$models --model $OUT/$arch/$arch.pt"
+done
+# shellcheck disable=SC2086  # $models and $EVAL_ARGS are lists of options
+"$COLORIZE" eval "$DATA" "$OUT" --model default $models ${EVAL_ARGS:-}
