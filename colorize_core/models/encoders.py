@@ -224,6 +224,9 @@ class VGG16Encoder(Encoder):
         return taps[1:] + [x], taps[0]
 
 
+# The names under which torchvision publishes the ImageNet weights (for the error message).
+_PUBLISHED = {"resnet18": "resnet18-f37072fd.pth", "vgg16": "vgg16-397923af.pth"}
+
 ENCODERS: dict[str, type[Encoder]] = {
     "efficientnet-lite0": EfficientNetLite0Encoder,
     "resnet18": ResNet18Encoder,
@@ -246,6 +249,5 @@ def build_encoder(name: str, pretrained: bool, weights: str | None) -> tuple[Enc
         return encoder, {**encoder.load_file(Path(weights)), "origin": "supplied by the user"}
     if isinstance(encoder, EfficientNetLite0Encoder):
         return encoder, encoder.load_default()
-    raise ModelError(f"{name} ImageNet weights are not shipped with the project: give the torchvision "
-                     f"weights file with --encoder-weights (e.g. {'resnet18-f37072fd.pth' if name == 'resnet18' else 'vgg16-397923af.pth'}), "
-                     "or train from scratch with pretrained false")
+    raise ModelError(f"{name}'s ImageNet weights are not shipped with the project: give the torchvision "
+                     f"weights file with --encoder-weights (torchvision publishes {_PUBLISHED[name]})")
