@@ -151,11 +151,37 @@ def _thumb(rgb: np.ndarray) -> bytes:
     return cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])[1].tobytes()
 
 
+def model_labels(models: Sequence[tuple[str, str | None, str | None]]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Each distinct model once, with the label of its table rows. ``models`` are (reference,
+    name, weights sha256), name and sha256 None where the reference does not resolve. Models
+    that share a name but not their weights are told apart by ``@<sha256[:8]>``; the same
+    weights given twice are evaluated once. Returns [(reference, label)] and notes on what
+    was merged."""
+    names: dict[str, set[str]] = {}
+    for _, name, sha in models:
+        if name is not None and sha is not None:
+            names.setdefault(name, set()).add(sha)
+    out, seen, notes = [], {}, []
+    for ref, name, sha in models:
+        if name is None or sha is None:
+            out.append((ref, ref))
+            continue
+        if sha in seen:
+            notes.append(f"{ref} has the same weights as {seen[sha]} (sha256 {sha[:12]}...): evaluated once")
+            continue
+        seen[sha] = ref
+        out.append((ref, name if len(names[name]) == 1 else f"{name}@{sha[:8]}"))
+    return out, notes
+
+
 def evaluate_predictor(predictor: Predictor, held_out: HeldOut, refine_method: str = "none",
-                       batch_size: int = 8, thumbs: dict[str, bytes] | None = None) -> list[dict[str, Any]]:
-    """Per-image metrics of ``predictor`` (refined with ``refine_method``) on the split.
-    Side-by-side thumbnails go into ``thumbs`` keyed ``<image sha256[:12]>/<row>.jpg``."""
-    row = predictor.name if refine_method == "none" else f"{predictor.name}+{refine_method}"
+                       batch_size: int = 8, thumbs: dict[str, bytes] | None = None,
+                       label: str | None = None) -> list[dict[str, Any]]:
+    """Per-image metrics of ``predictor`` (refined with ``refine_method``) on the split, in
+    rows labelled ``label`` (default: the predictor's name). Side-by-side thumbnails go into
+    ``thumbs`` keyed ``<image sha256[:12]>/<row>.jpg``."""
+    label = label or predictor.name
+    row = label if refine_method == "none" else f"{label}+{refine_method}"
     out = []
     for start in range(0, len(held_out.images), batch_size):
         chunk = held_out.images[start:start + batch_size]
@@ -216,7 +242,8 @@ def render_html(report: dict[str, Any]) -> str:
     body = "".join(f"<tr><td>{esc(r['row'])}</td><td>{r['psnr']:.2f}</td><td>{r['ssim']:.3f}</td>"
                    f"<td>{r['ciede2000']:.2f}</td><td>{r['colourfulness']:.1f}</td>"
                    f"<td>{r['colourfulness_ratio']:.2f}</td><td>{r['pa']:.3f}</td></tr>" for r in report["table"])
-    models = "".join(f"<li><code>{esc(m['name'])}</code> ({esc(m['arch'])}), weights sha256 "
+    models = "".join(f"<li><code>{esc(m.get('label', m['name']))}</code>: <code>{esc(m.get('reference', m['name']))}</code> "
+                     f"({esc(m['arch'])}), weights sha256 "
                      f"<code>{esc(m['weights_sha256'])}</code>, held-out overlap: {esc(m['disjoint'])}</li>"
                      if "error" not in m else
                      f"<li class=\"failed\"><code>{esc(m['name'])}</code> not evaluated: {esc(m['error'])}</li>"

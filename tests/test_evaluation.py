@@ -4,6 +4,7 @@ evaluate-colorizer flow through `colorize eval` with its table, report and side-
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from colorize_core.evaluation import (EvaluationError, check_disjoint, image_metrics, load_held_out,
                                       pixel_accuracy)
 from colorize_core.training import TrainConfig, train
+from colorize_core.weights import resolve
 from colorize_cli.main import cli
 
 
@@ -75,9 +77,18 @@ def test_eval_command_compares_models_with_baselines_and_writes_the_report(prefe
             assert f"thumbs/{image['sha256'][:12]}/{col}.jpg" in page.replace("&#x2B;", "+")
     assert "| tiny+flood |" in (run / "report.md").read_text()
 
-    again = CliRunner().invoke(cli, ["eval", str(dataset), str(dest), "--model", str(good), "--refine", "none"])
+    # Another "tiny" (other weights) is told apart, not pooled with the first; the same weights
+    # given twice are evaluated once.
+    other = train(dataset, tmp_path / "other", "tiny", replace(config, seed=1), log=lambda _s: None)
+    again = CliRunner().invoke(cli, ["eval", str(dataset), str(dest), "--model", str(good), "--model", str(other),
+                                     "--model", str(good), "--refine", "none", "--device", "cpu"])
     assert again.exit_code == 0, again.output
-    assert len(list((dest / "eval").iterdir())) == 2  # a new report beside the first, nothing replaced
+    runs = sorted((dest / "eval").iterdir())
+    assert len(runs) == 2 and runs[0] == run  # a new report beside the first, nothing replaced
+    report = json.loads((runs[1] / "report.json").read_text())
+    shas = [resolve(str(w)).sha256[:8] for w in (good, other)]
+    assert [r["row"] for r in report["table"]][2:] == [f"tiny@{shas[0]}", f"tiny@{shas[1]}"]
+    assert all(r["images"] == len(report["images"]) for r in report["table"])
 
     bad = CliRunner().invoke(cli, ["eval", str(tmp_path / "missing"), str(dest)])
     assert bad.exit_code == 2 and "does not exist" in bad.output
@@ -92,3 +103,12 @@ def test_a_card_without_checksums_is_checked_by_its_dataset_and_residue(dataset)
     assert check_disjoint(card, held) == "verified (same dataset and residue)"
     with pytest.raises(EvaluationError, match="held out residue 3"):
         check_disjoint({**card, "config": {"val_every_tenth": 3}}, held)
+
+
+def test_models_sharing_a_name_get_distinct_rows_and_repeats_are_evaluated_once():
+    from colorize_core.evaluation import model_labels
+
+    labelled, notes = model_labels([("a/m.pt", "m", "11" * 32), ("b/m.pt", "m", "22" * 32), ("x", "x", "33" * 32),
+                                    ("m2.pt", "m", "11" * 32), ("nope", None, None)])
+    assert labelled == [("a/m.pt", "m@11111111"), ("b/m.pt", "m@22222222"), ("x", "x"), ("nope", "nope")]
+    assert notes == ["m2.pt has the same weights as a/m.pt (sha256 111111111111...): evaluated once"]
