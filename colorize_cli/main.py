@@ -473,7 +473,7 @@ def export_model(model: str, out: Path, fmt: str, name: str | None, convention: 
 @click.argument("dataset")
 @click.argument("dest")
 @click.option("--model", "models", multiple=True, default=["default"], show_default=True,
-              help="A model name or .pt path; repeat to compare several.")
+              help="A model name, .pt path or external model's .json; repeat to compare several.")
 @click.option("--refine", default="none,flood", show_default=True,
               help="Refinement methods to evaluate each model with, comma-separated.")
 @click.option("--residue", default=0, show_default=True, help="Held-out split: images whose sha256 is this mod 10.")

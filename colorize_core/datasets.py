@@ -200,5 +200,10 @@ def assemble_dataset(out: Path, debs_dir: Path | None = None, short_side: int = 
     return writer.records
 
 
+def listing_sha256(records: list[SourceRecord]) -> str:
+    """The dataset's identity as model cards record it: sha256 of its images' sorted sha256s."""
+    return hashlib.sha256("".join(sorted(r.sha256 for r in records)).encode()).hexdigest()
+
+
 def load_records(dataset: Path) -> list[SourceRecord]:
     return [SourceRecord(**r) for r in json.loads((dataset / "sources.json").read_text())]

@@ -15,7 +15,6 @@ held-out image among its training images is refused, so train and test never ove
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 from collections.abc import Sequence
@@ -30,9 +29,9 @@ from skimage.color import deltaE_ciede2000
 from skimage.metrics import structural_similarity
 
 from colorize_core.color import lab_to_rgb, luminance, rgb_to_lab, to_float_rgb
-from colorize_core.datasets import SourceRecord, load_records
+from colorize_core.datasets import SourceRecord, listing_sha256, load_records
 from colorize_core.errors import ColorizeError
-from colorize_core.metrics import colourfulness
+from colorize_core.metrics import colourfulness, psnr
 from colorize_core.refine import refine
 from colorize_core.storage import Location
 from colorize_core.training import split
@@ -82,7 +81,6 @@ class HeldOut:
 def load_held_out(dataset: Path, residue: int = 0, limit: int | None = None) -> HeldOut:
     """The images whose sha256 falls on ``residue`` (mod 10), as training.split holds them out."""
     records = load_records(dataset)
-    listing = hashlib.sha256("".join(sorted(r.sha256 for r in records)).encode()).hexdigest()
     train, val = split(records, residue)
     val = val[:limit] if limit else val
     if not val:
@@ -93,7 +91,7 @@ def load_held_out(dataset: Path, residue: int = 0, limit: int | None = None) -> 
         if bgr is None:
             raise EvaluationError(f"{dataset / r.file}: cannot read held-out image")
         images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return HeldOut(dataset, residue, val, train, images, listing)
+    return HeldOut(dataset, residue, val, train, images, listing_sha256(records))
 
 
 def mean_ab(dataset: Path, records: Sequence[SourceRecord]) -> tuple[float, float]:
@@ -134,10 +132,9 @@ def pixel_accuracy(ab_pred: np.ndarray, ab_true: np.ndarray) -> float:
 
 def image_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """PSNR, SSIM, CIEDE2000, colourfulness and PA of an RGB uint8 output against its truth."""
-    mse = float(np.mean((pred.astype(np.float64) - truth) ** 2))
     lab_p, lab_t = rgb_to_lab(to_float_rgb(pred)), rgb_to_lab(to_float_rgb(truth))
     return {
-        "psnr": 10 * np.log10(255.0 ** 2 / max(mse, 1e-12)),
+        "psnr": psnr(pred, truth),
         "ssim": float(structural_similarity(truth, pred, channel_axis=2, data_range=255)),
         "ciede2000": float(deltaE_ciede2000(lab_t, lab_p).mean()),
         "colourfulness": colourfulness(pred),

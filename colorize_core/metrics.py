@@ -5,6 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def psnr(pred: np.ndarray, truth: np.ndarray) -> float:
+    """RGB PSNR in dB of 8-bit images (peak 255)."""
+    mse = float(np.mean((pred.astype(np.float64) - truth.astype(np.float64)) ** 2))
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-12)))
+
+
 def colourfulness(rgb: np.ndarray) -> float:
     """Hasler & Süsstrunk (2003) colourfulness M on the 0-255 scale.
 

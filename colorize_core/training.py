@@ -13,7 +13,6 @@ figures per evaluation and the weights sha256.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -32,7 +31,8 @@ import torch.nn.functional as F
 from colorize_core import __version__
 from colorize_core.color import lab_to_rgb, rgb_to_lab
 from colorize_core.colorizer import pick_device
-from colorize_core.datasets import SourceRecord, load_records
+from colorize_core.datasets import SourceRecord, listing_sha256, load_records
+from colorize_core.metrics import psnr
 from colorize_core.errors import ModelError
 from colorize_core.models import architectures, build_model, inference_options
 from colorize_core.models import zhang
@@ -238,26 +238,21 @@ def _center(lab: np.ndarray, crop: int) -> np.ndarray:
     return cv2.resize(lab, (crop, crop), interpolation=cv2.INTER_AREA)
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, val: list[np.ndarray], device: torch.device, crop: int = 256) -> dict[str, float]:
     """Mean ab L1 and RGB PSNR on centre crops, with the gray baseline (ab = 0) beside them."""
     model.eval()
-    l1, psnr, psnr_gray = [], [], []
+    l1, ours, gray = [], [], []
     for lab in val:
         lab = _center(lab, crop)
         lum = torch.from_numpy(lab[..., 0] / 100.0)[None, None].float().to(device)
         ab = model(lum)[0].permute(1, 2, 0).float().cpu().numpy()
         truth = lab_to_rgb(lab[..., 0], lab[..., 1:], np.uint8)
         l1.append(float(np.abs(ab - lab[..., 1:]).mean()))
-        psnr.append(_psnr(lab_to_rgb(lab[..., 0], ab, np.uint8), truth))
-        psnr_gray.append(_psnr(lab_to_rgb(lab[..., 0], np.zeros_like(ab), np.uint8), truth))
-    return {"val_ab_l1": float(np.mean(l1)), "val_psnr": float(np.mean(psnr)),
-            "val_psnr_gray": float(np.mean(psnr_gray))}
+        ours.append(psnr(lab_to_rgb(lab[..., 0], ab, np.uint8), truth))
+        gray.append(psnr(lab_to_rgb(lab[..., 0], np.zeros_like(ab), np.uint8), truth))
+    return {"val_ab_l1": float(np.mean(l1)), "val_psnr": float(np.mean(ours)),
+            "val_psnr_gray": float(np.mean(gray))}
 
 
 
@@ -365,7 +360,7 @@ def write_card(stem: Path, name: str, sha: str, config: TrainConfig, records: li
     sources = [{**e, "licences": sorted(e["licences"]), "origin_sha256": sorted(e["origin_sha256"])[:3]
                 + ([f"... {len(e['origin_sha256']) - 3} more"] if len(e["origin_sha256"]) > 3 else [])}
                for e in by_origin.values()]
-    listing = hashlib.sha256("".join(sorted(r.sha256 for r in records)).encode()).hexdigest()
+    listing = listing_sha256(records)
     card = {
         "name": name, "arch": config.arch, "weights_sha256": sha, "config": asdict(config),
         "training_command": command, "train_images": len(train_recs), "held_out_images": len(val_recs),

@@ -63,6 +63,11 @@ def test_opencv_caffe_runner_gives_the_torch_models_colours(zhang_pt, tmp_path):
     ref, got = _ab(str(zhang_pt), 224), _ab(str(descriptor), 224)
     assert np.abs(ref).max() > 2.0  # a model that colours, so that agreement means something
     assert np.abs(ref - got).max() < 0.01
+    # A second export under the same name replaces nothing.
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    again = CliRunner().invoke(cli, ["export-model", str(zhang_pt), str(tmp_path), "--format", "caffe"])
+    assert again.exit_code == 2 and "already holds zc-caffe.prototxt" in again.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 @pytest.mark.parametrize("arch", ["unet-pretrained", "zhang-classifier"])

@@ -29,7 +29,7 @@ def make_reel(path: Path, seconds: float = 2, cut_at: float = 1.25) -> Path:
     """A gray film with a cut at ``cut_at`` s, 24 frames/s, H.264 with B-frames, AAC audio."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=24:duration={cut_at}", "-f", "lavfi", "-i",
-           f"mandelbrot=size=160x120:rate=24", "-f", "lavfi", "-i", f"sine=frequency=300:duration={seconds}",
+           "mandelbrot=size=160x120:rate=24", "-f", "lavfi", "-i", f"sine=frequency=300:duration={seconds}",
            "-filter_complex", f"[1:v]trim=duration={seconds - cut_at},setpts=PTS-STARTPTS[m];[0:v][m]concat=n=2:v=1,"
            "format=gray,format=yuv420p[v]", "-map", "[v]", "-map", "2:a", "-c:v", "libx264", "-bf", "3", "-c:a", "aac",
            str(path))

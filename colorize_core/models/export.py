@@ -28,6 +28,13 @@ def _load(weights: WeightsFile) -> tuple[nn.Module, str, dict[str, Any]]:
     return net.eval(), arch, options
 
 
+def _refuse_existing(out: Path, names: list[str]) -> None:
+    """An export never replaces files: raises ModelError if any of ``names`` is in ``out``."""
+    taken = [n for n in names if (out / n).exists()]
+    if taken:
+        raise ModelError(f"{out} already holds {', '.join(taken)}: give another --name or OUT")
+
+
 def _descriptor(out: Path, name: str, weights: WeightsFile, arch: str, main: Path, **fields: Any) -> Path:
     path = out / f"{name}.json"
     path.write_text(json.dumps({"name": name, **fields, "weights_sha256": file_sha256(main),
@@ -55,6 +62,7 @@ def export_onnx(weights: WeightsFile, out: Path, name: str, convention: str = "l
     """``out/NAME.onnx`` and its descriptor; ``convention`` ``l_unit`` or ``gray_rgb``;
     ``input_size`` fixes the input's side (else any size that is a multiple of 32)."""
     net, arch, _ = _load(weights)
+    _refuse_existing(out, [f"{name}.onnx", f"{name}.json"])
     if convention == "gray_rgb":
         net, channels = _GrayRgbInput(net), 3
     elif convention == "l_unit":
@@ -126,6 +134,7 @@ def export_caffe(weights: WeightsFile, out: Path, name: str) -> Path:
     net, arch, options = _load(weights)
     if arch != "zhang-classifier":
         raise ModelError(f"the Caffe layout is Zhang et al.'s: {weights.name} is {arch!r}, not zhang-classifier")
+    _refuse_existing(out, [f"{name}.prototxt", f"{name}.caffemodel", f"{name}-pts_in_hull.npy", f"{name}.json"])
     modules = list(net.features.modules())
     convs = [m for m in modules if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     norms = [m for m in modules if isinstance(m, nn.BatchNorm2d)]

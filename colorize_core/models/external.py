@@ -16,7 +16,6 @@ Each runner is called like an architecture: (N, 1, S, S) L / 100 -> (N, 2, S, S)
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -131,12 +130,3 @@ def load_runner(weights: WeightsFile, device: torch.device) -> OnnxRunner | Caff
     except KeyError:
         raise ModelError(f"{weights.path}: unknown runner {weights.runner!r} (use {', '.join(RUNNERS)})") from None
     return runner(weights, device)
-
-
-def descriptor_files(descriptor: Path) -> list[Path]:
-    """The files an external model's descriptor names (for copying or checking them)."""
-    import json
-
-    card = json.loads(descriptor.read_text())
-    keys = ("file", "prototxt", "caffemodel", "cluster_centres")
-    return [descriptor.parent / card[k] for k in keys if k in card]

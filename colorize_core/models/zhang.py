@@ -112,9 +112,6 @@ class ZhangClassifier(nn.Module):
     def logits(self, lum: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(lum * 100.0 - 50.0))
 
-    def distribution(self, lum: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(lum).float(), dim=1)
-
     def decode(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Annealed mean of softmax(logits / T), upsampled to ``size``."""
         p = torch.softmax(logits.float() / self.temperature, dim=1)
