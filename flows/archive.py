@@ -78,10 +78,11 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
     # The work: one parameter set over the whole source, or, for a redo of rejected items,
     # each requested parameter set over exactly its items (always redone: never skipped).
     groups = redo_groups(store, redo_job) if redo_job else [(job, None)]
+    group_weights = [resolve(g.model) if g.model != model else weights for g, _ in groups]
     if redo_job:
         force = True
-        params = {"redo_of": redo_job, "groups": [{"params": g.params(resolve(g.model).sha256, "film"),
-                                                   "items": len(only)} for g, only in groups]}
+        params = {"redo_of": redo_job, "groups": [{"params": g.params(w.sha256, "film"), "items": len(only)}
+                                                  for (g, only), w in zip(groups, group_weights)]}
     else:
         params = job.params(weights.sha256, "film")
     job_id = store.start_job(src.uri, dst.uri, params, job.key(weights.sha256, "film"), weights.name,
@@ -93,11 +94,10 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
     crashed = 0
     try:
         futures, assemblies = [], []
-        for group, only in groups:
+        for (group, only), gw in zip(groups, group_weights):
             settings = asdict(group)
-            group_weights = resolve(group.model)
             uris = [item.source_uri for item in only] if only is not None else None
-            todo, films, planned = plan_items(source, dest, store.url, job_id, settings, group_weights.sha256, force,
+            todo, films, planned = plan_items(source, dest, store.url, job_id, settings, gw.sha256, force,
                                               s3_endpoint, uris)
             for status, n in planned.items():
                 counts[status] = counts.get(status, 0) + n
@@ -109,7 +109,7 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                                                 unmapped(job_id), unmapped(settings), unmapped(force),
                                                 unmapped(s3_endpoint), unmapped(batch_size))
             common = (unmapped(source), unmapped(dest), unmapped(store.url), unmapped(job_id), unmapped(settings))
-            plans = prepare_film_task.map(films, *common, unmapped(group_weights.name), unmapped(group_weights.sha256),
+            plans = prepare_film_task.map(films, *common, unmapped(gw.name), unmapped(gw.sha256),
                                           unmapped(force), unmapped(s3_endpoint))
             for planned_film in plans:
                 planned_film.wait()
@@ -125,7 +125,7 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                 shots = (colorize_shot_task.map(unmapped(film_plan), units, *common, unmapped(s3_endpoint),
                                                 unmapped(batch_size)) if units else [])
                 assemblies.append(assemble_film_task.submit(film_plan, source, dest, store.url, job_id, settings,
-                                                            group_weights.name, group_weights.sha256, s3_endpoint,
+                                                            gw.name, gw.sha256, s3_endpoint,
                                                             wait_for=[allow_failure(f) for f in shots]))
         for future in futures:
             future.wait()
