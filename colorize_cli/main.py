@@ -393,16 +393,35 @@ def models() -> None:
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--debs", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder with the Debian packages (downloaded with apt-get download if missing).")
-def dataset(out: Path, debs: Path | None) -> None:
-    """Assemble the training set from the sources DEVELOPERS.md lists, with sources.json."""
+@click.option("--from", "source", default=None,
+              help="Index your own colour photographs instead: a folder, file:// or s3:// URI.")
+@click.option("--licence", default=None, help="With --from: the photographs' licence, recorded in every model card.")
+@click.option("--s3-endpoint", default=_settings.s3_endpoint, help="S3 endpoint URL (else boto3's configuration).")
+def dataset(out: Path, debs: Path | None, source: str | None, licence: str | None, s3_endpoint: str | None) -> None:
+    """Assemble a training set in OUT: the packaged sources DEVELOPERS.md lists, or (--from) an
+    archive's own colour photographs. Writes sources.json (every image with its checksums,
+    origin, licence and picture group) and skipped.json (every file left out, with why)."""
     from collections import Counter
 
-    from colorize_core.datasets import assemble_dataset
+    from colorize_core import ColorizeError
+    from colorize_core.datasets import assemble_dataset, index_collection
 
-    records = assemble_dataset(out, debs)
-    for origin, n in sorted(Counter(r.origin for r in records).items()):
+    if (source is None) != (licence is None):
+        raise click.UsageError("--from and --licence go together")
+    if source is not None and debs is not None:
+        raise click.UsageError("--debs is for the packaged sources, not --from")
+    try:
+        result = (index_collection(source, out, licence, s3_endpoint) if source is not None
+                  else assemble_dataset(out, debs))
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    for origin, n in sorted(Counter(r.origin for r in result.records).items()):
         click.echo(f"{n:5d}  {origin}")
-    click.echo(f"{len(records)} images; sources with checksums and licences in {out / 'sources.json'}")
+    for reason, n in sorted(Counter(s.reason.split(":")[0] for s in result.skipped).items()):
+        click.echo(f"{n:5d}  left out: {reason}")
+    groups = len({r.group for r in result.records})
+    click.echo(f"{len(result.records)} images of {groups} pictures; sources with checksums and licences in "
+               f"{out / 'sources.json'}, files left out in {out / 'skipped.json'}")
 
 
 @cli.command()
@@ -476,7 +495,7 @@ def export_model(model: str, out: Path, fmt: str, name: str | None, convention: 
               help="A model name, .pt path or external model's .json; repeat to compare several.")
 @click.option("--refine", default="none,flood", show_default=True,
               help="Refinement methods to evaluate each model with, comma-separated.")
-@click.option("--residue", default=0, show_default=True, help="Held-out split: images whose sha256 is this mod 10.")
+@click.option("--residue", default=0, show_default=True, help="Held-out split: the picture groups in this bucket (0-9) of the dataset.")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N held-out images.")
 @click.option("--work-size", default=256, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -487,6 +506,7 @@ def evaluate(dataset: str, dest: str, models: tuple[str, ...], refine: str, resi
     """Evaluate models on the held-out split of DATASET (made by `colorize dataset`), beside
     the gray and mean-ab baselines; the table, report and side-by-sides go to DEST/eval/<id>/."""
     from colorize_core import ColorizeError
+    from colorize_core.datasets import no_listing
     from colorize_core.refine import REFINERS
     from colorize_core.storage import open_location
     from colorize_core.weights import resolve
@@ -498,7 +518,10 @@ def evaluate(dataset: str, dest: str, models: tuple[str, ...], refine: str, resi
                 raise click.UsageError(f"--refine {m!r}: use {', '.join(REFINERS)}")
         for m in models:
             resolve(m)
-        open_location(dataset, s3_endpoint).check()
+        data = open_location(dataset, s3_endpoint)
+        data.check()
+        if not data.exists("sources.json"):
+            raise no_listing(dataset)
         if not 0 <= residue <= 9:
             raise click.UsageError("--residue must be 0-9")
     except ColorizeError as exc:

@@ -6,6 +6,7 @@ from colorize_core.colorizer import Colorizer  # noqa: E402
 from colorize_core.errors import (  # noqa: E402
     ColorizeError,
     CorruptMediaError,
+    DatasetError,
     MediaTooLargeError,
     ModelError,
     NotFoundError,
@@ -14,5 +15,5 @@ from colorize_core.errors import (  # noqa: E402
     UnsupportedMediaError,
 )
 
-__all__ = ["Colorizer", "ColorizeError", "CorruptMediaError", "MediaTooLargeError", "ModelError",
+__all__ = ["Colorizer", "ColorizeError", "CorruptMediaError", "DatasetError", "MediaTooLargeError", "ModelError",
            "NotFoundError", "StorageError", "UnsafePathError", "UnsupportedMediaError", "__version__"]

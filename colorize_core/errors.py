@@ -43,3 +43,7 @@ class ProvenanceError(ColorizeError):
 
 class ReviewError(ColorizeError):
     """A review decision that cannot be taken (an item that failed, an invalid redo parameter)."""
+
+
+class DatasetError(ColorizeError):
+    """A training dataset that cannot be used: no sources.json, too few images, unreadable files."""

@@ -79,7 +79,7 @@ class HeldOut:
 
 
 def load_held_out(dataset: Path, residue: int = 0, limit: int | None = None) -> HeldOut:
-    """The images whose sha256 falls on ``residue`` (mod 10), as training.split holds them out."""
+    """The images of the picture groups in split bucket ``residue``, as training.split holds them out."""
     records = load_records(dataset)
     train, val = split(records, residue)
     val = val[:limit] if limit else val

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from colorize_core import __version__
 from colorize_core.color import lab_to_rgb, rgb_to_lab
 from colorize_core.colorizer import pick_device
-from colorize_core.datasets import SourceRecord, listing_sha256, load_records
+from colorize_core.datasets import SourceRecord, listing_sha256, load_records, split_bucket
 from colorize_core.metrics import psnr
-from colorize_core.errors import ModelError
+from colorize_core.errors import DatasetError, ModelError
 from colorize_core.models import architectures, build_model, inference_options
 from colorize_core.models import zhang
 from colorize_core.models.pix2pix import PatchDiscriminator
@@ -53,7 +53,7 @@ class TrainConfig:
     lr: float | None = None       # None: the objective's default (DEFAULT_LR)
     weight_decay: float = 1e-5
     freeze_encoder: bool = True
-    val_every_tenth: int = 0      # items whose sha256 maps to this residue (mod 10) are held out
+    val_every_tenth: int = 0      # picture groups whose bucket (datasets.split_bucket) is this residue are held out
     eval_every: int = 250
     checkpoint_every: int = 250
     seed: int = 0
@@ -190,12 +190,13 @@ class _Pix2Pix(_Objective):
 
 
 def split(records: list[SourceRecord], residue: int) -> tuple[list[SourceRecord], list[SourceRecord]]:
-    """Deterministic split by image checksum; a tiny set still gets one image on each side."""
+    """Deterministic split by picture group (datasets.split_bucket): every version of a picture
+    falls on one side. A tiny set still gets one image on each side."""
     if len(records) < 2:
-        raise ValueError(f"a dataset needs at least 2 images, this one has {len(records)}")
+        raise DatasetError(f"a dataset needs at least 2 images, this one has {len(records)}")
     train, val = [], []
     for r in records:
-        (val if int(r.sha256[:8], 16) % 10 == residue else train).append(r)
+        (val if split_bucket(r) == residue else train).append(r)
     if not val:
         val.append(train.pop())
     if not train:
@@ -207,6 +208,8 @@ def _load_lab(dataset: Path, records: list[SourceRecord]) -> list[np.ndarray]:
     out = []
     for r in records:
         bgr = cv2.imread(str(dataset / r.file), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DatasetError(f"{dataset / r.file}: listed in sources.json but missing or unreadable")
         out.append(rgb_to_lab(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255))
     return out
 
@@ -265,8 +268,8 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
     torch.manual_seed(config.seed)
     model, options = build_model(config.arch, config.arch_options)  # first: a bad weights file fails fast
     model.to(device)
-    out.mkdir(parents=True, exist_ok=True)
     records = load_records(dataset)
+    out.mkdir(parents=True, exist_ok=True)
     train_recs, val_recs = split(records, config.val_every_tenth)
     train_imgs, val_imgs = _load_lab(dataset, train_recs), _load_lab(dataset, val_recs)
     log(f"{len(train_imgs)} training images, {len(val_imgs)} held out; device {device}")
@@ -390,7 +393,7 @@ Device {device}, {round(seconds)} s, {config.steps} steps of batch {config.batch
 lr {config.lr}, objective `{architectures()[config.arch].objective}` (see colorize_core/training.py), options
 `{json.dumps(config.arch_options)}`, encoder frozen: {config.freeze_encoder}.
 {f"Pretrained encoder weights: `{encoder['file']}` ({encoder['origin']}), sha256 `{encoder['sha256']}`." if encoder else ""}
-{len(train_recs)} training images, {len(val_recs)} held out (sha256 residue {config.val_every_tenth} mod 10);
+{len(train_recs)} training images, {len(val_recs)} held out (picture groups in split bucket {config.val_every_tenth} of 10);
 dataset listing sha256 `{listing}` (every image's sha256 is in the dataset's sources.json).
 {"".join(f"Resumed at step {e['step']} with {e['steps_after']} steps instead of {e['steps_before']}: the "
          "learning-rate schedule was laid over the new total from there. " for e in extended or [])}

@@ -188,7 +188,9 @@ def build_deb(folder: Path, name: str = "test-wallpapers", version: str = "1.0-1
     imgs = root / "usr/share/backgrounds/test"
     imgs.mkdir(parents=True)
     Image.fromarray(skimage.data.astronaut()).save(imgs / "photo-a.jpg")
+    Image.fromarray(skimage.data.astronaut()).resize((256, 256)).save(imgs / "photo-a_256x256.jpg")  # a smaller size
     Image.fromarray(skimage.data.coffee()).save(imgs / "photo-b.jpg")
+    Image.fromarray(skimage.data.coffee()[:, ::-1]).save(imgs / "photo-b-flipped.jpg")  # a near-duplicate
     Image.fromarray(np.dstack([skimage.data.camera()] * 3)).save(imgs / "gray.png")  # no colour: left out
     doc = root / "usr/share/doc" / name
     doc.mkdir(parents=True)

