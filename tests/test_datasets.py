@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import boto3
 import cv2
@@ -132,3 +133,34 @@ def test_a_folder_that_is_not_a_dataset_is_a_usage_error_before_anything_is_writ
     assert r.exit_code == 2 and "1 usable image(s), a dataset needs at least 2" in r.output
     assert json.loads((tmp_path / "ds" / "skipped.json").read_text()) == []
     assert not (tmp_path / "ds" / "sources.json").exists()
+
+
+def test_the_dataset_flow_builds_into_s3_and_training_reads_it_from_there(prefect_api, s3_endpoint, bucket, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.datasets import build_dataset
+    from flows.training import train_colorizer
+
+    _put_collection(s3_endpoint, bucket)
+    out = f"s3://{bucket}/datasets/donor"
+    summary = build_dataset(out=out, source=f"s3://{bucket}/donated", licence="CC0", s3_endpoint=s3_endpoint)
+    assert summary["images"] == 4 and summary["pictures"] == 3
+    assert summary["left_out"] == {"no colour (grayscale)": 1, "unreadable": 1, "not an image file (by its name)": 1}
+    keys = {o["Key"] for o in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(
+        Bucket=bucket, Prefix="datasets/donor/")["Contents"]}
+    assert {"datasets/donor/sources.json", "datasets/donor/skipped.json"} <= keys and len(keys) == 6
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dataset"])))
+    assert any("4 images of 3 pictures" in a.data and "| unreadable | 1 |" in a.data for a in arts)
+
+    # Never over an existing dataset; a licence without a source (or the reverse) is refused.
+    state = build_dataset(out=out, source=f"s3://{bucket}/donated", licence="CC0", s3_endpoint=s3_endpoint,
+                          return_state=True)
+    assert state.is_failed() and "already holds a dataset" in state.message
+    assert build_dataset(out=str(tmp_path / "x"), licence="CC0", return_state=True).is_failed()
+
+    result = train_colorizer(dataset=out, out=str(tmp_path / "run"), name="donor", steps=2, batch_size=2, crop=64,
+                             device="cpu", s3_endpoint=s3_endpoint)
+    card = json.loads(Path(result["card"]).read_text())
+    assert card["train_images"] + card["held_out_images"] == 4

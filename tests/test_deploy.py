@@ -85,7 +85,7 @@ def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path)
     listed = subprocess.run([str(BIN / "prefect"), "deployment", "ls"], env=env, capture_output=True, text=True,
                             timeout=60)
     for name in ("colorize-archive/on-demand", "colorize-archive/nightly", "train-colorizer/on-demand",
-                 "evaluate-colorizer/on-demand"):
+                 "evaluate-colorizer/on-demand", "build-dataset/on-demand"):
         assert name in listed.stdout, listed.stdout
 
     src, dest = tmp_path / "source", tmp_path / "dest"
