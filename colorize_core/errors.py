@@ -47,3 +47,7 @@ class ReviewError(ColorizeError):
 
 class DatasetError(ColorizeError):
     """A training dataset that cannot be used: no sources.json, too few images, unreadable files."""
+
+
+class TrainingError(ColorizeError):
+    """A training run that cannot go on as asked: a checkpoint left by a run with other settings or data."""

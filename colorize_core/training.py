@@ -33,7 +33,7 @@ from colorize_core.color import lab_to_rgb, rgb_to_lab
 from colorize_core.colorizer import pick_device
 from colorize_core.datasets import SourceRecord, listing_sha256, load_records, split_bucket
 from colorize_core.metrics import psnr
-from colorize_core.errors import DatasetError, ModelError
+from colorize_core.errors import DatasetError, ModelError, TrainingError
 from colorize_core.models import architectures, build_model, inference_options
 from colorize_core.models import zhang
 from colorize_core.models.pix2pix import PatchDiscriminator
@@ -61,6 +61,27 @@ class TrainConfig:
     gan_lambda: float = 100.0           # pix2pix: weight of L1 beside the GAN loss
     pretrain_fraction: float = 0.5      # pix2pix: share of the steps spent on L1 pre-training
     rebalance_lambda: float = zhang.REBALANCE_LAMBDA  # classification: mix with the uniform prior
+
+
+# What a resumed run must share with the run that wrote the checkpoint (else the card would
+# describe a training that did not happen); the total of steps and the device may change.
+RESUME_MUST_MATCH = ("arch", "batch_size", "crop", "lr", "weight_decay", "freeze_encoder", "val_every_tenth", "seed",
+                     "gan_lambda", "pretrain_fraction", "rebalance_lambda")
+
+
+def _run_identity(config: TrainConfig, options: dict[str, Any], records: list[SourceRecord]) -> dict[str, Any]:
+    return {**{k: getattr(config, k) for k in RESUME_MUST_MATCH},
+            "arch_options": {k: v for k, v in options.items() if k != "encoder_weights"},  # the file's path may move
+            "dataset_listing_sha256": listing_sha256(records)}
+
+
+def _check_resume(ckpt: Path, saved: dict[str, Any] | None, identity: dict[str, Any]) -> None:
+    if saved is None:  # a checkpoint from before runs were recorded
+        return
+    changed = [f"{k} {saved.get(k)!r} (now {v!r})" for k, v in identity.items() if saved.get(k) != v]
+    if changed:
+        raise TrainingError(f"{ckpt} is from a run with {'; '.join(changed)}: resume with the same settings and "
+                            "dataset, or train into a new OUT (only the number of steps and the device may change)")
 
 
 def encoder_options(arch: str, encoder: str | None, encoder_weights: str | None) -> dict[str, Any]:
@@ -289,8 +310,10 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
     extended: list[dict[str, int]] = []  # resumes that changed the total of steps
 
     ckpt = out / "checkpoint.pt"
+    identity = _run_identity(config, options, records)
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=False)  # our own file
+        _check_resume(ckpt, state.get("run"), identity)
         objective.load_state_dict(state["objective"])
         rng.setstate(state["rng"])
         step, history, extended = state["step"], state["history"], state.get("extended", [])
@@ -321,7 +344,7 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"objective": objective.state_dict(), "rng": rng.getstate(), "step": step,
                         "history": history, "encoder_source": getattr(model, "encoder_source", None),
-                        "steps": config.steps, "extended": extended}, tmp)
+                        "steps": config.steps, "extended": extended, "run": identity}, tmp)
             os.replace(tmp, ckpt)
         if progress is not None:
             progress(step, config.steps, loss)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import skimage.data
 from PIL import Image
 
 from colorize_core import Colorizer, datasets
+from colorize_core.errors import TrainingError
 from colorize_core.training import TrainConfig, train
 from colorize_core.weights import resolve
 
@@ -69,6 +72,18 @@ def test_training_writes_weights_and_a_card_and_resumes(dataset, tmp_path):
     assert card["extended"] == [{"step": 4, "steps_before": 4, "steps_after": 6}]
     assert "Resumed at step 4 with 6 steps instead of 4" in (tmp_path / "run" / "tiny.md").read_text()
     assert card["weights_sha256"] == resolve(str(weights)).sha256 != first_sha
+
+    # Anything else that differs from the checkpoint's run is refused: the card would lie.
+    with pytest.raises(TrainingError, match=r"crop 64 \(now 96\).*train into a new OUT"):
+        train(dataset, tmp_path / "run", "tiny", replace(longer, crop=96), command="test")
+    with pytest.raises(TrainingError, match=r"lr 0.0003 \(now 0.001\)"):
+        train(dataset, tmp_path / "run", "tiny", replace(longer, lr=1e-3), command="test")
+    other = tmp_path / "other-data"
+    shutil.copytree(dataset, other)
+    records = json.loads((other / "sources.json").read_text())
+    (other / "sources.json").write_text(json.dumps(records[:-1]))
+    with pytest.raises(TrainingError, match="dataset_listing_sha256"):
+        train(other, tmp_path / "run", "tiny", longer, command="test")
 
 
 def test_training_flow_writes_weights_and_reports_progress(prefect_api, dataset, tmp_path):
