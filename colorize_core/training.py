@@ -307,6 +307,7 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
         objective = _Objective(model, config, device)
     rng = random.Random(config.seed)
     step, history, started = 0, [], time.time()
+    before_resume = 0.0  # seconds the run had trained before this session
     extended: list[dict[str, int]] = []  # resumes that changed the total of steps
 
     ckpt = out / "checkpoint.pt"
@@ -317,6 +318,7 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
         objective.load_state_dict(state["objective"])
         rng.setstate(state["rng"])
         step, history, extended = state["step"], state["history"], state.get("extended", [])
+        before_resume = state.get("seconds", 0.0)
         if state.get("encoder_source"):  # the weights the run started from, not today's file
             model.encoder_source = state["encoder_source"]
         log(f"resumed from step {step}")
@@ -344,7 +346,8 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"objective": objective.state_dict(), "rng": rng.getstate(), "step": step,
                         "history": history, "encoder_source": getattr(model, "encoder_source", None),
-                        "steps": config.steps, "extended": extended, "run": identity}, tmp)
+                        "steps": config.steps, "extended": extended, "run": identity,
+                        "seconds": before_resume + time.time() - started}, tmp)
             os.replace(tmp, ckpt)
         if progress is not None:
             progress(step, config.steps, loss)
@@ -356,7 +359,7 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
             "its history")
     sha = save_weights(weights, config.arch, inference_options(options), model.state_dict())
     write_card(out / name, name, sha, config, records, train_recs, val_recs, history, command,
-               time.time() - started, str(device), confidence_low, getattr(model, "encoder_source", None), extended)
+               before_resume + time.time() - started, str(device), confidence_low, getattr(model, "encoder_source", None), extended)
     return weights
 
 

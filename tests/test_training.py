@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import skimage.data
+import torch
 from PIL import Image
 
 from colorize_core import Colorizer, datasets
@@ -63,6 +64,8 @@ def test_training_writes_weights_and_a_card_and_resumes(dataset, tmp_path):
 
     # A finished run given more steps goes on, its schedule laid over the new total.
     lines.clear()
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    torch.save({**state, "seconds": 1000.0}, tmp_path / "run" / "checkpoint.pt")  # as if the first run took that
     longer = replace(config, steps=6)
     train(dataset, tmp_path / "run", "tiny", longer, command="test", log=lines.append)
     assert "resumed from step 4" in lines and any("now has 6 steps, not 4" in line for line in lines)
@@ -70,6 +73,7 @@ def test_training_writes_weights_and_a_card_and_resumes(dataset, tmp_path):
     card = json.loads((tmp_path / "run" / "tiny.json").read_text())
     assert [h["step"] for h in card["history"]] == [2, 4, 6]
     assert card["extended"] == [{"step": 4, "steps_before": 4, "steps_after": 6}]
+    assert card["seconds"] >= 1000  # the time of every session of the run (the first, as set below, and this)
     assert "Resumed at step 4 with 6 steps instead of 4" in (tmp_path / "run" / "tiny.md").read_text()
     assert card["weights_sha256"] == resolve(str(weights)).sha256 != first_sha
 
