@@ -401,8 +401,6 @@ def dataset(out: Path, debs: Path | None, source: str | None, licence: str | Non
     """Assemble a training set in OUT: the packaged sources DEVELOPERS.md lists, or (--from) an
     archive's own colour photographs. Writes sources.json (every image with its checksums,
     origin, licence and picture group) and skipped.json (every file left out, with why)."""
-    from collections import Counter
-
     from colorize_core import ColorizeError
     from colorize_core.datasets import assemble_dataset, index_collection
 
@@ -415,12 +413,11 @@ def dataset(out: Path, debs: Path | None, source: str | None, licence: str | Non
                   else assemble_dataset(out, debs))
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
-    for origin, n in sorted(Counter(r.origin for r in result.records).items()):
+    for origin, n in result.origins().items():
         click.echo(f"{n:5d}  {origin}")
-    for reason, n in sorted(Counter(s.reason.split(":")[0] for s in result.skipped).items()):
+    for reason, n in result.left_out().items():
         click.echo(f"{n:5d}  left out: {reason}")
-    groups = len({r.group for r in result.records})
-    click.echo(f"{len(result.records)} images of {groups} pictures; sources with checksums and licences in "
+    click.echo(f"{len(result.records)} images of {result.pictures} pictures; sources with checksums and licences in "
                f"{out / 'sources.json'}, files left out in {out / 'skipped.json'}")
 
 

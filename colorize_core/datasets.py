@@ -19,6 +19,7 @@ import json
 import re
 import subprocess
 import tempfile
+from collections import Counter
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -76,6 +77,17 @@ def _sha256(data: bytes) -> str:
 class Assembly:
     records: list[SourceRecord]
     skipped: list[Skipped]
+
+    @property
+    def pictures(self) -> int:
+        return len({r.group for r in self.records})
+
+    def origins(self) -> dict[str, int]:
+        return dict(sorted(Counter(r.origin for r in self.records).items()))
+
+    def left_out(self) -> dict[str, int]:
+        """How many files were left out for each kind of reason (the text before any colon)."""
+        return dict(sorted(Counter(s.reason.split(":")[0] for s in self.skipped).items()))
 
 
 def split_bucket(record: SourceRecord) -> int:

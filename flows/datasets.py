@@ -4,7 +4,6 @@ photographs) into a folder or s3:// prefix that `train-colorizer` and `evaluate-
 from __future__ import annotations
 
 import tempfile
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +44,10 @@ def build_dataset_task(out: str, source: str | None, licence: str | None, debs: 
                 rel = path.relative_to(tmp).as_posix()
                 dest.put_file_new(rel, path, "application/json" if rel.endswith(".json") else "image/png")
             logger.info("uploaded %d files to %s", len(files), out)
-    left_out = Counter(s.reason.split(":")[0] for s in result.skipped)
-    summary = {"dataset": out, "images": len(result.records), "pictures": len({r.group for r in result.records}),
-               "origins": dict(Counter(r.origin for r in result.records)), "left_out": dict(left_out)}
-    rows = "\n".join(f"| {origin} | {n} |" for origin, n in sorted(summary["origins"].items()))
-    skipped = "\n".join(f"| {reason} | {n} |" for reason, n in sorted(left_out.items())) or "| - | 0 |"
+    summary = {"dataset": out, "images": len(result.records), "pictures": result.pictures,
+               "origins": result.origins(), "left_out": result.left_out()}
+    rows = "\n".join(f"| {origin} | {n} |" for origin, n in summary["origins"].items())
+    skipped = "\n".join(f"| {reason} | {n} |" for reason, n in summary["left_out"].items()) or "| - | 0 |"
     create_markdown_artifact(key="dataset", description=f"dataset {out}", markdown=(
         f"# Dataset `{out}`\n\n{summary['images']} images of {summary['pictures']} pictures.\n\n"
         f"| origin | images |\n|---|---|\n{rows}\n\n| left out | files |\n|---|---|\n{skipped}\n\n"
