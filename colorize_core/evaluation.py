@@ -226,6 +226,8 @@ def format_table(table: list[dict[str, Any]]) -> str:
         met = goals_met(r, gray) if gray and not r["row"].startswith("baseline-") else None
         verdict = "-" if met is None else ("all" if all(met.values()) else
                                            ", ".join(k for k, v in met.items() if v) or "none")
+        if met is not None and r.get("disjoint") == "unverified":  # it may have trained on these images
+            verdict = "not judged: training images unknown"
         lines.append(f"| {r['row']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['ciede2000']:.2f} | "
                      f"{r['colourfulness']:.1f} | {r['colourfulness_ratio']:.2f} | {r['pa']:.3f} | {verdict} |")
     return "\n".join(lines)
@@ -307,8 +309,13 @@ def build_report(report_id: str, dataset: str, residue: int, images: list[dict[s
     """The report: table (one row per predictor and refinement, in evaluation order), the
     models evaluated or refused, the held-out images, and every per-image figure."""
     truth = float(np.mean([i["colourfulness"] for i in images]))
+    table = summarise(per_image, truth)
+    for m in models:  # each row carries how its model is known not to have seen these images
+        for r in table:
+            if "label" in m and (r["row"] == m["label"] or r["row"].startswith(m["label"] + "+")):
+                r["disjoint"] = m["disjoint"]
     return {
         "format": "colorize-evaluation/1", "id": report_id, "dataset": dataset, "residue": residue,
         "truth_colourfulness": truth, "rows": list(dict.fromkeys(r["row"] for r in per_image)),
-        "models": models, "table": summarise(per_image, truth), "images": images, "per_image": per_image,
+        "models": models, "table": table, "images": images, "per_image": per_image,
     }

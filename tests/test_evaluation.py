@@ -70,6 +70,7 @@ def test_eval_command_compares_models_with_baselines_and_writes_the_report(prefe
     held = {r.sha256 for r in load_held_out(dataset).records}
     assert {i["sha256"] for i in report["images"]} == held
     assert report["models"][0]["disjoint"].startswith("verified") and "error" in report["models"][1]
+    assert by_row["tiny+flood"]["disjoint"].startswith("verified")
     page = (run / "index.html").read_text()
     for image in report["images"]:
         for col in ["truth", *rows]:
@@ -103,6 +104,21 @@ def test_a_card_without_checksums_is_checked_by_its_dataset_and_residue(dataset)
     assert check_disjoint(card, held) == "verified (same dataset and residue)"
     with pytest.raises(EvaluationError, match="held out residue 3"):
         check_disjoint({**card, "config": {"val_every_tenth": 3}}, held)
+
+
+def test_the_table_does_not_judge_a_model_whose_training_images_are_unknown():
+    from colorize_core.evaluation import build_report, format_table
+
+    images = [{"sha256": "0" * 64, "colourfulness": 40.0}]
+    metrics = {"psnr": 30.0, "ssim": 0.9, "ciede2000": 2.0, "colourfulness": 40.0, "pa": 0.99}
+    gray = {"psnr": 20.0, "ciede2000": 10.0}
+    per_image = [{"row": row, **metrics, **(gray if row == "baseline-gray" else {})}
+                 for row in ("baseline-gray", "old", "old+flood", "new")]
+    models = [{"label": "old", "disjoint": "unverified"}, {"label": "new", "disjoint": "verified (training checksums)"}]
+    table = format_table(build_report("r", "d", 0, images, models, per_image)["table"]).splitlines()
+    assert table[3].startswith("| old |") and table[3].endswith("| not judged: training images unknown |")
+    assert table[4].startswith("| old+flood |") and table[4].endswith("| not judged: training images unknown |")
+    assert table[5].startswith("| new |") and table[5].endswith("| all |")
 
 
 def test_models_sharing_a_name_get_distinct_rows_and_repeats_are_evaluated_once():
