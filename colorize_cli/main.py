@@ -402,15 +402,10 @@ def dataset(out: Path, debs: Path | None, source: str | None, licence: str | Non
     archive's own colour photographs. Writes sources.json (every image with its checksums,
     origin, licence and picture group) and skipped.json (every file left out, with why)."""
     from colorize_core import ColorizeError
-    from colorize_core.datasets import assemble_dataset, index_collection
+    from colorize_core.datasets import build_dataset
 
-    if (source is None) != (licence is None):
-        raise click.UsageError("--from and --licence go together")
-    if source is not None and debs is not None:
-        raise click.UsageError("--debs is for the packaged sources, not --from")
     try:
-        result = (index_collection(source, out, licence, s3_endpoint) if source is not None
-                  else assemble_dataset(out, debs))
+        result = build_dataset(out, source, licence, debs, s3_endpoint)
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
     for origin, n in result.origins().items():

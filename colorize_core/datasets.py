@@ -181,11 +181,13 @@ def _dhash(gray: np.ndarray) -> np.ndarray:
     return (small[:, 1:] > small[:, :-1]).ravel()
 
 
-def near_duplicate_groups(hashes: list[tuple[np.ndarray, np.ndarray]], max_distance: int = NEAR_DUPLICATE_BITS) -> list[int]:
+def near_duplicate_groups(hashes: list[tuple[np.ndarray, np.ndarray]], names: list[str] | None = None,
+                          max_distance: int = NEAR_DUPLICATE_BITS) -> list[int]:
     """For each hash (a pair: the image's dhash and its mirror image's), the index of the first
-    hash of its cluster: images within ``max_distance`` bits of each other, mirrored or not, are
-    chained into one cluster. Candidates come from exact matches on max_distance + 1 bands of
-    the bits (two hashes that close agree on at least one band), so large collections stay fast."""
+    image of its cluster: images within ``max_distance`` bits of each other, mirrored or not,
+    and images given the same name in ``names``, are chained into one cluster. Candidates come
+    from exact matches on max_distance + 1 bands of the bits (two hashes that close agree on at
+    least one band), so large collections stay fast."""
     parent = list(range(len(hashes)))
 
     def root(i: int) -> int:
@@ -193,6 +195,10 @@ def near_duplicate_groups(hashes: list[tuple[np.ndarray, np.ndarray]], max_dista
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
+
+    first_named: dict[str, int] = {}
+    for i, name in enumerate(names or []):
+        parent[i] = first_named.setdefault(name, i)
 
     bands = np.array_split(np.arange(256), max_distance + 1)
     for band in bands:
@@ -225,6 +231,7 @@ class _Writer:
         self.records: list[SourceRecord] = []
         self.skipped: list[Skipped] = []
         self.hashes: list[tuple[np.ndarray, np.ndarray]] = []
+        self.stored: dict[str, str] = {}  # stored file -> the source path it came from
 
     def skip(self, path: str, origin: str, reason: str) -> None:
         self.skipped.append(Skipped(path, origin, reason))
@@ -239,12 +246,13 @@ class _Writer:
         if chroma <= MIN_CHROMA:
             return self.skip(provenance["path"], provenance["origin"],
                              f"too little colour: mean chroma {chroma:.1f} (at most {MIN_CHROMA})")
+        rel = Path("images") / name  # named by the original's sha256: the same file twice has one name
+        if str(rel) in self.stored:
+            return self.skip(provenance["path"], provenance["origin"], f"the same file: {self.stored[str(rel)]} is kept")
+        self.stored[str(rel)] = provenance["path"]
         small = _resize_short(rgb, self.short_side)
         ok, buf = cv2.imencode(".png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
-        rel = Path("images") / name
         target = self.out / rel
-        if target.exists():
-            raise DatasetError(f"{target} exists: two sources would store the same file")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(buf.tobytes())
         self.records.append(SourceRecord(file=str(rel), sha256=_sha256(buf.tobytes()), group=group, **provenance))
@@ -255,23 +263,12 @@ class _Writer:
     def finish(self) -> None:
         """Merge the groups of near-duplicates (a cluster takes its smallest group name) and
         write sources.json and skipped.json."""
-        clusters: dict[int, list[SourceRecord]] = {}
-        for record, first in zip(self.records, near_duplicate_groups(self.hashes)):
-            clusters.setdefault(first, []).append(record)
-        # Chain both relations (same group name, near-duplicate) until stable.
-        parent = {r.group: r.group for r in self.records}
-
-        def root(g: str) -> str:
-            while parent[g] != g:
-                g = parent[g]
-            return g
-
-        for members in clusters.values():
-            names = sorted({root(r.group) for r in members})
-            for name in names[1:]:
-                parent[name] = names[0]
-        for record in self.records:
-            record.group = root(record.group)
+        clusters = near_duplicate_groups(self.hashes, [r.group for r in self.records])
+        smallest: dict[int, str] = {}
+        for record, first in zip(self.records, clusters):
+            smallest[first] = min(smallest.get(first, record.group), record.group)
+        for record, first in zip(self.records, clusters):
+            record.group = smallest[first]
         (self.out / "skipped.json").write_text(json.dumps([asdict(s) for s in self.skipped], indent=1))
         if len(self.records) < 2:
             raise DatasetError(f"{self.out}: {len(self.records)} usable image(s), a dataset needs at least 2 "
@@ -366,6 +363,20 @@ def assemble_dataset(out: Path, debs_dir: Path | None = None, short_side: int = 
     _python_images(writer)
     writer.finish()
     return Assembly(writer.records, writer.skipped)
+
+
+def build_dataset(out: Path, source: str | None = None, licence: str | None = None, debs_dir: Path | None = None,
+                  s3_endpoint: str | None = None) -> Assembly:
+    """The CLI's and the flow's one entry: an archive's collection at ``source`` under
+    ``licence``, or (neither given) the packaged sources."""
+    if (source is None) != (licence is None):
+        raise DatasetError("a collection (--from, source) and its licence go together: the licence goes into "
+                           "every model card trained on it")
+    if source is not None and debs_dir is not None:
+        raise DatasetError("Debian packages (--debs) are for the packaged sources, not a collection")
+    if source is not None:
+        return index_collection(source, out, licence or "", s3_endpoint)
+    return assemble_dataset(out, debs_dir)
 
 
 def index_collection(source: str, out: Path, licence: str, s3_endpoint: str | None = None,

@@ -290,12 +290,17 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
     model, options = build_model(config.arch, config.arch_options)  # first: a bad weights file fails fast
     model.to(device)
     records = load_records(dataset)
+    objective_name = architectures()[config.arch].objective
+    config = replace(config, lr=config.lr or DEFAULT_LR[objective_name])
     out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.pt"
+    identity = _run_identity(config, options, records)
+    state = torch.load(ckpt, map_location=device, weights_only=False) if ckpt.is_file() else None  # our own file
+    if state is not None:  # refused before any image is read
+        _check_resume(ckpt, state.get("run"), identity)
     train_recs, val_recs = split(records, config.val_every_tenth)
     train_imgs, val_imgs = _load_lab(dataset, train_recs), _load_lab(dataset, val_recs)
     log(f"{len(train_imgs)} training images, {len(val_imgs)} held out; device {device}")
-    objective_name = architectures()[config.arch].objective
-    config = replace(config, lr=config.lr or DEFAULT_LR[objective_name])
     frozen = config.freeze_encoder and options.get("pretrained") and hasattr(model, "encoder")
     if frozen:
         model.encoder.requires_grad_(False)
@@ -310,11 +315,7 @@ def train(dataset: Path, out: Path, name: str, config: TrainConfig, command: str
     before_resume = 0.0  # seconds the run had trained before this session
     extended: list[dict[str, int]] = []  # resumes that changed the total of steps
 
-    ckpt = out / "checkpoint.pt"
-    identity = _run_identity(config, options, records)
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)  # our own file
-        _check_resume(ckpt, state.get("run"), identity)
+    if state is not None:
         objective.load_state_dict(state["objective"])
         rng.setstate(state["rng"])
         step, history, extended = state["step"], state["history"], state.get("extended", [])

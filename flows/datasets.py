@@ -11,17 +11,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from colorize_core.datasets import Assembly, assemble_dataset, index_collection
+from colorize_core.datasets import build_dataset as build_dataset_in
 from colorize_core.errors import DatasetError
 from colorize_core.settings import get_settings
 from colorize_core.storage import LocalLocation, open_location
-
-
-def _build(folder: Path, source: str | None, licence: str | None, debs: str | None,
-           s3_endpoint: str | None) -> Assembly:
-    if source is not None:
-        return index_collection(source, folder, licence or "", s3_endpoint)
-    return assemble_dataset(folder, Path(debs) if debs else None)
 
 
 @task(name="build-dataset", cache_policy=NO_CACHE)
@@ -31,13 +24,14 @@ def build_dataset_task(out: str, source: str | None, licence: str | None, debs: 
     folder and upload (never replacing an object there)."""
     logger = get_run_logger()
     dest = open_location(out, s3_endpoint)
-    if dest.exists("sources.json"):
-        raise DatasetError(f"{out} already holds a dataset (sources.json): give a new folder or prefix")
+    debs_dir = Path(debs) if debs else None
     if isinstance(dest, LocalLocation):
-        result = _build(dest.root, source, licence, debs, s3_endpoint)
+        result = build_dataset_in(dest.root, source, licence, debs_dir, s3_endpoint)
     else:
+        if dest.exists("sources.json"):
+            raise DatasetError(f"{out} already holds a dataset (sources.json): give a new prefix")
         with tempfile.TemporaryDirectory(prefix="colorize-dataset-") as tmp:
-            result = _build(Path(tmp), source, licence, debs, s3_endpoint)
+            result = build_dataset_in(Path(tmp), source, licence, debs_dir, s3_endpoint)
             files = sorted(p for p in Path(tmp).rglob("*") if p.is_file() and "debs" not in p.relative_to(tmp).parts)
             # sources.json last: a prefix without it is not (yet) a dataset.
             for path in sorted(files, key=lambda p: p.name == "sources.json"):
@@ -64,6 +58,4 @@ def build_dataset(out: str, source: str | None = None, licence: str | None = Non
     with ``source`` (a folder or s3:// prefix of colour photographs) and its ``licence``, an
     archive's own photographs; without, the packaged sources (Debian packages from ``debs`` on
     the worker, or apt-get download). Writes images/, sources.json and skipped.json."""
-    if (source is None) != (licence is None):
-        raise DatasetError("source and licence go together: a collection's licence goes into every model card")
     return build_dataset_task(out, source, licence, debs, s3_endpoint)

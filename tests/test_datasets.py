@@ -64,6 +64,7 @@ def _put_collection(s3_endpoint: str, bucket: str) -> dict[str, bytes]:
     rgba[:, :40, 3] = 0  # a transparent margin, cut off
     files = {
         "colour/astronaut.jpg": encode(skimage.data.astronaut(), "JPEG", quality=92),
+        "copies/astronaut.jpg": encode(skimage.data.astronaut(), "JPEG", quality=92),  # the same file again
         "colour/astronaut-small.jpg": encode(cv2.resize(skimage.data.astronaut(), (256, 256)), "JPEG"),
         "colour/scan16.tif": sixteen.getvalue(),
         "colour/cat.png": encode(rgba, "PNG"),
@@ -102,6 +103,7 @@ def test_an_archives_colour_photos_from_s3_become_a_dataset_with_licence_groups_
     assert skipped["bw/camera.png"] == "no colour (grayscale)"
     assert skipped["bw/truncated.jpg"].startswith("unreadable: truncated or corrupt JPEG")
     assert skipped["notes.txt"] == "not an image file (by its name)"
+    assert skipped["copies/astronaut.jpg"] == "the same file: colour/astronaut.jpg is kept"
     assert "left out: unreadable" in r.output
 
     # Nothing is overwritten: a second run into the same folder is refused.
@@ -146,7 +148,8 @@ def test_the_dataset_flow_builds_into_s3_and_training_reads_it_from_there(prefec
     out = f"s3://{bucket}/datasets/donor"
     summary = build_dataset(out=out, source=f"s3://{bucket}/donated", licence="CC0", s3_endpoint=s3_endpoint)
     assert summary["images"] == 4 and summary["pictures"] == 3
-    assert summary["left_out"] == {"no colour (grayscale)": 1, "unreadable": 1, "not an image file (by its name)": 1}
+    assert summary["left_out"] == {"no colour (grayscale)": 1, "unreadable": 1, "not an image file (by its name)": 1,
+                                   "the same file": 1}
     keys = {o["Key"] for o in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(
         Bucket=bucket, Prefix="datasets/donor/")["Contents"]}
     assert {"datasets/donor/sources.json", "datasets/donor/skipped.json"} <= keys and len(keys) == 6
