@@ -1,6 +1,6 @@
 """Streamed film colorization: decode -> colorize in batches -> smooth -> refine -> encode.
 
-No frame touches the disk and memory holds one batch, whatever the film's length. A film (or
+No frame touches the disk and memory holds a few batches, whatever the film's length. A film (or
 a range of its frames: the archive flow's unit of work) is cut into shots first
 (:func:`find_cuts`, a quick pass at thumbnail size); the temporal smoother resets at every
 cut. Flicker is Lai et al.'s warping error of each shot, before and after smoothing, measured
@@ -11,13 +11,16 @@ changes, at a cost the pipeline can always afford.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +33,10 @@ from colorize_core.refine import refine
 from colorize_core.temporal import SharedFlow, TemporalParams, TemporalSmoother, WarpingError, is_cut, l_to_u8
 
 CUT_SIZE = 128  # long side of the frames cut detection looks at
+RENDER_WORKERS = min(8, os.cpu_count() or 1)  # threads that upsample, refine and convert frames to RGB
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass
@@ -129,6 +136,52 @@ def _predicted(frames: Iterator[np.ndarray], colorizer: Colorizer,
         worker.join()
 
 
+def _ordered(items: Iterator[_T], fn: Callable[[_T], _R], workers: int) -> Iterator[tuple[_T, _R]]:
+    """(item, fn(item)) for each of ``items``, in order, ``fn`` running in a pool of ``workers``
+    threads. A feeder thread pulls ``items``, so that making them overlaps the consumer's work;
+    at most ``4 * workers`` items are in flight, whatever the film's length. The first error,
+    from ``items`` or ``fn``, is raised in the consumer."""
+    pending: queue.Queue = queue.Queue(maxsize=4 * workers)
+    stop = threading.Event()
+
+    def put(x: Any) -> bool:
+        while not stop.is_set():
+            try:
+                pending.put(x, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def feed() -> None:
+        try:
+            for item in items:
+                if not put((item, pool.submit(fn, item))):
+                    return
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put(exc)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="colorize-film-render") as pool:
+        feeder = threading.Thread(target=feed, name="colorize-film-smooth", daemon=True)
+        feeder.start()
+        try:
+            while (x := pending.get()) is not _END:
+                if isinstance(x, BaseException):
+                    raise x
+                yield x[0], x[1].result()
+        finally:
+            stop.set()
+            while feeder.is_alive():  # unblock a feeder waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    pending.get(timeout=0.1)
+            feeder.join()
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # stops the model's thread and the decoder when the consumer gave up early
+            pool.shutdown(cancel_futures=True)
+
+
 class _ShotMeter:
     """Per-shot flicker (before/after smoothing) and colourfulness, reset at every cut."""
 
@@ -203,10 +256,12 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
     meter = _ShotMeter(measure_flicker, temporal)
     result = FilmResult(frames=0, cuts=[], seconds=0.0, colourfulness=0.0, flags=list(info.flags))
     dtype = np.uint16 if info.deep else np.uint8
-    index = first
-    try:
-        frames = decode_gray(info, first, end - first, seek=seek)
-        for frame, lum, l_small, ab_small in _predicted(frames, colorizer, batch_size):
+
+    def smoothed() -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """(index, frame, L, L small, ab small, ab smoothed) of frames start..end-1, in order."""
+        index = first
+        for frame, lum, l_small, ab_small in _predicted(decode_gray(info, first, end - first, seek=seek), colorizer,
+                                                        batch_size):
             if index in cut_set and index > first:
                 smoother.reset()
                 if index > start:
@@ -214,27 +269,44 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
             if index < start:  # warm-up: prime the smoother only
                 if temporal:
                     smoother(l_small, ab_small)
-                index += 1
-                continue
+            else:
+                yield index, frame, lum, l_small, ab_small, smoother(l_small, ab_small) if temporal else ab_small
+            index += 1
+
+    def render(item: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        lum, ab = item[2], item[5]
+        return lab_to_rgb(lum, refine(lum, resize_ab(ab, *lum.shape), refine_method, refine_params), dtype)
+
+    index = start
+    measuring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="colorize-film-meter")  # in order
+    measures: deque[Future] = deque()
+    try:
+        # Smoothing (in order) runs in a thread of its own, rendering in a pool, measuring in a
+        # thread of its own, writing here: with the model's thread, every stage overlaps the others.
+        for item, rgb in _ordered(smoothed(), render, RENDER_WORKERS):
+            index, frame, _, l_small, ab_small, ab = item
             if index == start or index in cut_set:
-                meter.start(index)
-            ab = smoother(l_small, ab_small) if temporal else ab_small
-            full = refine(lum, resize_ab(ab, *lum.shape), refine_method, refine_params)
-            rgb = lab_to_rgb(lum, full, dtype)
+                measures.append(measuring.submit(meter.start, index))
             for enc in encoders:
                 enc.write(rgb)
-            meter.add(index, l_small, ab_small, ab, rgb)
+            measures.append(measuring.submit(meter.add, index, l_small, ab_small, ab, rgb))
+            while len(measures) > 4 * RENDER_WORKERS:  # a bounded backlog, whatever the film's length
+                measures.popleft().result()
             if index in keep:
                 result.stills[index] = (frame.copy(), rgb)
             index += 1
             if on_frame is not None:
                 on_frame(index - start)
+        while measures:
+            measures.popleft().result()
         for enc in encoders:
             enc.close()
     except BaseException:
         for enc in encoders:
             enc.abort()
         raise
+    finally:
+        measuring.shutdown(cancel_futures=True)
     meter.close(index)
     result.frames, result.seconds, result.shots = index - start, time.time() - started, meter.shots
     result.colourfulness = meter.colour_sum / max(meter.colour_n, 1)
