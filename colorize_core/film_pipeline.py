@@ -30,7 +30,8 @@ from colorize_core.film import Encoder, FilmInfo, decode_gray, frame_times
 from colorize_core.images import NOTE
 from colorize_core.metrics import colourfulness
 from colorize_core.refine import refine
-from colorize_core.temporal import SharedFlow, TemporalParams, TemporalSmoother, WarpingError, is_cut, l_to_u8
+from colorize_core.temporal import (TemporalParams, TemporalSmoother, is_cut, l_to_u8, pair_warping_error,
+                                   thread_flow_pair)
 
 CUT_SIZE = 128  # long side of the frames cut detection looks at
 RENDER_WORKERS = min(8, os.cpu_count() or 1)  # threads that upsample, refine and convert frames to RGB
@@ -183,49 +184,86 @@ def _ordered(items: Iterator[_T], fn: Callable[[_T], _R], workers: int) -> Itera
 
 
 class _ShotMeter:
-    """Per-shot flicker (before/after smoothing) and colourfulness, reset at every cut."""
+    """Per-shot flicker (before/after smoothing) and colourfulness, reset at every cut. Fed in
+    order (one thread); each frame pair's flicker is computed in ``pool`` (pairs are independent)
+    and summed in order, so the figures do not depend on the number of threads."""
 
-    def __init__(self, measure: bool, temporal: bool) -> None:
-        self.measure, self.temporal = measure, temporal
+    def __init__(self, measure: bool, temporal: bool, pool: ThreadPoolExecutor | None = None) -> None:
+        self.measure, self.temporal, self.pool = measure, temporal, pool
         self.shots: list[ShotStats] = []
         self.colour_sum = self.colour_n = 0
+        self._pairs: deque[Future] = deque()
 
     def start(self, frame: int) -> None:
         self.close(frame)
         self.shots.append(ShotStats(frame, frame))
-        flows = SharedFlow()  # the before and after meters see the same frames: one flow for both
-        self._after = WarpingError(flows=flows) if self.measure else None
-        self._before = WarpingError(flows=flows) if self.measure and self.temporal else None
         self._colour: list[float] = []
+        self._prev: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        self._after = self._before = 0.0
+        self._n = 0
 
     def add(self, frame: int, l_small: np.ndarray, ab_raw: np.ndarray, ab: np.ndarray, rgb: np.ndarray) -> None:
         shot = self.shots[-1]
         if (frame - shot.start) % 12 == 0:
             self._colour.append(colourfulness(rgb))
-        if self._after is not None:
-            small_u8 = l_to_u8(l_small)
-            self._after.add(small_u8, lab_to_rgb(l_small, ab, np.uint8).astype(np.float32) / 255)
-            if self._before is not None:
-                self._before.add(small_u8, lab_to_rgb(l_small, ab_raw, np.uint8).astype(np.float32) / 255)
+        if self.measure:
+            cur = (l_to_u8(l_small), _unit_rgb(l_small, ab), _unit_rgb(l_small, ab_raw) if self.temporal else None)
+            if self._prev is not None and self._prev[0].shape == cur[0].shape:
+                self._pairs.append((self.pool.submit if self.pool else _now)(_pair_flicker, self._prev, cur))
+                while len(self._pairs) > 4 * RENDER_WORKERS:  # a bounded backlog
+                    self._take()
+            self._prev = cur
         shot.end = frame + 1
+
+    def _take(self) -> None:
+        errors = self._pairs.popleft().result()
+        if errors is not None:
+            self._after += errors[0]
+            self._before += errors[1]
+            self._n += 1
 
     def close(self, frame: int) -> None:
         if not self.shots:
             return
+        while self._pairs:
+            self._take()
         shot = self.shots[-1]
         if self._colour:
             shot.colourfulness = float(np.mean(self._colour))
             self.colour_sum += sum(self._colour)
             self.colour_n += len(self._colour)
-        if self._after is not None and self._after.pairs:
-            shot.warping_error = self._after.value
-            shot.warping_error_unsmoothed = (self._before or self._after).value
+        if self._n:
+            shot.warping_error = self._after / self._n
+            shot.warping_error_unsmoothed = self._before / self._n
 
     def mean(self, attr: str) -> float | None:
         """Frame-pair-weighted mean over shots."""
         pairs = [(getattr(s, attr), s.end - s.start - 1) for s in self.shots if getattr(s, attr) is not None]
         total = sum(n for _, n in pairs)
         return sum(v * n for v, n in pairs) / total if total else None
+
+
+def _unit_rgb(lum: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    return lab_to_rgb(lum, ab, np.uint8).astype(np.float32) / 255
+
+
+def _pair_flicker(prev: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+                  cur: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> tuple[float, float] | None:
+    """(after, before smoothing) warping error of one frame pair, on one flow of the original L
+    (the before rendering is absent when nothing was smoothed: then both are the same)."""
+    back, valid = thread_flow_pair()(prev[0], cur[0], 1.0)
+    after = pair_warping_error(prev[1], cur[1], back, valid)
+    if after is None:
+        return None
+    before = after if cur[2] is None else pair_warping_error(prev[2], cur[2], back, valid)
+    return after, before if before is not None else after
+
+
+def _now(fn: Callable[..., _R], *args: Any) -> Future:
+    """``fn(*args)`` run here, as a finished future."""
+    fut: Future = Future()
+    fut.set_result(fn(*args))
+    return fut
 
 
 def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, temporal: bool = True,
@@ -253,7 +291,9 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
     times = frame_times(info) if info.vfr and audio and whole else None  # each frame keeps its time
     encoders = [Encoder(info, out, audio=audio, note=NOTE, times=times) for out in outputs]
     smoother = TemporalSmoother(temporal_params)
-    meter = _ShotMeter(measure_flicker, temporal)
+    flicker = ThreadPoolExecutor(max_workers=RENDER_WORKERS, thread_name_prefix="colorize-film-flicker") \
+        if measure_flicker else None
+    meter = _ShotMeter(measure_flicker, temporal, flicker)
     result = FilmResult(frames=0, cuts=[], seconds=0.0, colourfulness=0.0, flags=list(info.flags))
     dtype = np.uint16 if info.deep else np.uint8
 
@@ -299,6 +339,7 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
                 on_frame(index - start)
         while measures:
             measures.popleft().result()
+        meter.close(index)
         for enc in encoders:
             enc.close()
     except BaseException:
@@ -307,7 +348,8 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
         raise
     finally:
         measuring.shutdown(cancel_futures=True)
-    meter.close(index)
+        if flicker is not None:
+            flicker.shutdown(cancel_futures=True)
     result.frames, result.seconds, result.shots = index - start, time.time() - started, meter.shots
     result.colourfulness = meter.colour_sum / max(meter.colour_n, 1)
     if measure_flicker:

@@ -10,6 +10,7 @@ along the flow, and everything resets at a cut.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -122,18 +123,37 @@ class WarpingError:
 
     def add(self, lum_u8: np.ndarray, rgb: np.ndarray) -> None:
         if self._prev is not None and self._prev[0].shape == lum_u8.shape:
-            back, valid = self.flow(self._prev[0], lum_u8)
-            warped = _warp(self._prev[1], back, _grid(*lum_u8.shape))
-            err = ((rgb - warped) ** 2).sum(axis=2)
-            n = int(valid.sum())
-            if n:
-                self.total += float(err[valid].sum()) / n
+            err = pair_warping_error(self._prev[1], rgb, *self.flow(self._prev[0], lum_u8))
+            if err is not None:
+                self.total += err
                 self.pairs += 1
         self._prev = (lum_u8, rgb)
 
     @property
     def value(self) -> float:
         return self.total / self.pairs if self.pairs else 0.0
+
+
+def pair_warping_error(prev_rgb: np.ndarray, rgb: np.ndarray, back: np.ndarray, valid: np.ndarray) -> float | None:
+    """One frame pair's term of :class:`WarpingError`: the mean, over the pixels ``valid``
+    marks, of the squared difference between ``rgb`` and ``prev_rgb`` warped onto it by
+    ``back`` (a :class:`FlowPair`'s flow); None where no pixel is valid."""
+    warped = _warp(prev_rgb, back, _grid(*back.shape[:2]))
+    err = ((rgb - warped) ** 2).sum(axis=2)
+    n = int(valid.sum())
+    return float(err[valid].sum()) / n if n else None
+
+
+_thread = threading.local()
+
+
+def thread_flow_pair(preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> FlowPair:
+    """The calling thread's own :class:`FlowPair` for ``preset``: an OpenCV DIS object is not
+    shared between threads, and making one per frame pair would cost more than the flow."""
+    pairs = _thread.__dict__.setdefault("flow_pairs", {})
+    if preset not in pairs:
+        pairs[preset] = FlowPair(preset)
+    return pairs[preset]
 
 
 class SharedFlow:

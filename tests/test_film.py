@@ -14,6 +14,7 @@ from colorize_core import Colorizer
 from colorize_core.color import luminance
 from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
 from colorize_core.film import decode_gray, frame_times, probe, stream_info
+from colorize_core import film_pipeline
 from colorize_core.film_pipeline import colorize_film
 from tests.conftest import audio_digest, ffmpeg, video_stream
 
@@ -87,6 +88,66 @@ def test_temporal_smoothing_lowers_flicker(clips, colorizer, tmp_path):
     info = probe(clips["pan.mp4"])
     smooth = colorize_film(info, [tmp_path / "s.mkv"], colorizer, measure_flicker=True)
     assert smooth.warping_error < smooth.warping_error_unsmoothed
+
+
+def test_threaded_stages_change_nothing(clips, colorizer, tmp_path, monkeypatch):
+    """Smoothing, rendering and measuring run in threads beside the model: the frames written and
+    the figures measured are those of one thread, frame for frame."""
+    info = probe(clips["cut.mkv"])
+    runs = {}
+    for workers in (1, 4):
+        monkeypatch.setattr(film_pipeline, "RENDER_WORKERS", workers)
+        out = tmp_path / f"w{workers}.mkv"
+        result = colorize_film(info, [out], colorizer, measure_flicker=True, stills=[0, 30])
+        runs[workers] = (result, [f.copy() for f in decode_gray(probe(out))], list(result.stills))
+    (one, frames_one, stills_one), (four, frames_four, stills_four) = runs[1], runs[4]
+    assert len(frames_one) == len(frames_four) == 48 and stills_one == stills_four == [0, 30]
+    assert all(np.array_equal(a, b) for a, b in zip(frames_one, frames_four))
+    assert [s.__dict__ for s in one.shots] == [s.__dict__ for s in four.shots]
+    assert len(one.shots) == 2 and all(s.warping_error is not None for s in one.shots)
+
+
+def test_ordered_stage_keeps_order_raises_errors_and_stops_early():
+    import threading
+    import time
+
+    def slow_square(x: int) -> int:
+        time.sleep(0.001 * (x % 3))  # later items finish first
+        return x * x
+
+    assert list(film_pipeline._ordered(iter(range(50)), slow_square, 4)) == [(x, x * x) for x in range(50)]
+
+    def boom(x: int) -> int:
+        if x == 7:
+            raise CorruptMediaError("frame 7")
+        return x
+
+    with pytest.raises(CorruptMediaError, match="frame 7"):
+        list(film_pipeline._ordered(iter(range(20)), boom, 3))
+
+    def items():
+        yield 1
+        raise UnsupportedMediaError("decoder gave up")
+
+    with pytest.raises(UnsupportedMediaError, match="decoder gave up"):
+        list(film_pipeline._ordered(items(), slow_square, 2))
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.set()
+
+    stage = film_pipeline._ordered(endless(), slow_square, 2)
+    assert [next(stage) for _ in range(5)] == [(x, x * x) for x in range(5)]
+    stage.close()  # the consumer gives up: the source is closed, no thread is left behind
+    assert closed.is_set()
+    assert not [t for t in threading.enumerate() if t.name.startswith(("colorize-film-smooth", "colorize-film-render"))]
 
 
 def test_odd_and_vfr_sources_keep_every_frame(clips, colorizer, tmp_path):
