@@ -84,102 +84,101 @@ def find_cuts(info: FilmInfo) -> list[int]:
 _END = object()
 
 
-def _predicted(frames: Iterator[np.ndarray], colorizer: Colorizer,
-               batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """(frame, L, L small, ab small) per frame. Decoding and the model run in a thread one
-    batch ahead, so that smoothing, rendering and encoding overlap the next model call (the
-    model and OpenCV release the GIL); at most two batches wait, whatever the film's length."""
-    ready: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            batch: list[np.ndarray] = []
-            for frame in frames:
-                batch.append(frame)
-                if len(batch) == batch_size:
-                    _put(batch)
-                    batch = []
-                if stop.is_set():
-                    return
-            if batch:
-                _put(batch)
-            ready.put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            ready.put(exc)
-        finally:
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()  # stops the decoder process when the consumer gave up early
-
-    def _put(batch: list[np.ndarray]) -> None:
-        lums = [luminance(f) for f in batch]
-        item = list(zip(batch, lums, *zip(*colorizer.predict_ab_small(lums))))
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    worker = threading.Thread(target=produce, name="colorize-film-model", daemon=True)
-    worker.start()
-    try:
-        while (item := ready.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield from item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                ready.get(timeout=0.1)
-        worker.join()
+def _close(it: Iterator[Any]) -> None:
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
 
 
-def _ordered(items: Iterator[_T], fn: Callable[[_T], _R], workers: int) -> Iterator[tuple[_T, _R]]:
-    """(item, fn(item)) for each of ``items``, in order, ``fn`` running in a pool of ``workers``
-    threads. A feeder thread pulls ``items``, so that making them overlaps the consumer's work;
-    at most ``4 * workers`` items are in flight, whatever the film's length. The first error,
-    from ``items`` or ``fn``, is raised in the consumer."""
-    pending: queue.Queue = queue.Queue(maxsize=4 * workers)
+def _in_thread(source: Iterator[_T], backlog: int, name: str) -> Iterator[_T]:
+    """The items of ``source``, made in a thread of their own so that making them overlaps the
+    consumer's work (the model and OpenCV release the GIL); at most ``backlog`` wait, whatever
+    the film's length. An error in ``source`` is raised here; when the consumer stops early
+    (close this generator), the thread stops and ``source`` is closed."""
+    ready: queue.Queue = queue.Queue(maxsize=backlog)
     stop = threading.Event()
 
     def put(x: Any) -> bool:
         while not stop.is_set():
             try:
-                pending.put(x, timeout=0.2)
+                ready.put(x, timeout=0.2)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def feed() -> None:
+    def run() -> None:
         try:
-            for item in items:
-                if not put((item, pool.submit(fn, item))):
+            for x in source:
+                if not put(x):
                     return
             put(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
             put(exc)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="colorize-film-render") as pool:
-        feeder = threading.Thread(target=feed, name="colorize-film-smooth", daemon=True)
-        feeder.start()
+    worker = threading.Thread(target=run, name=name, daemon=True)
+    worker.start()
+    try:
+        while (x := ready.get()) is not _END:
+            if isinstance(x, BaseException):
+                raise x
+            yield x
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a thread waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.1)
+        worker.join()
+        _close(source)
+
+
+def _predicted(frames: Iterator[np.ndarray], colorizer: Colorizer,
+               batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(frame, L, L small, ab small) per frame. Decoding and the model run in a thread one
+    batch ahead, so that smoothing, rendering and encoding overlap the next model call; at most
+    two batches wait."""
+
+    def predict(batch: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        lums = [luminance(f) for f in batch]
+        return list(zip(batch, lums, *zip(*colorizer.predict_ab_small(lums))))
+
+    def batches() -> Iterator[list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
         try:
-            while (x := pending.get()) is not _END:
-                if isinstance(x, BaseException):
-                    raise x
-                yield x[0], x[1].result()
+            batch: list[np.ndarray] = []
+            for frame in frames:
+                batch.append(frame)
+                if len(batch) == batch_size:
+                    yield predict(batch)
+                    batch = []
+            if batch:
+                yield predict(batch)
         finally:
-            stop.set()
-            while feeder.is_alive():  # unblock a feeder waiting on a full queue
-                with contextlib.suppress(queue.Empty):
-                    pending.get(timeout=0.1)
-            feeder.join()
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()  # stops the model's thread and the decoder when the consumer gave up early
+            _close(frames)  # stops the decoder process when the consumer gave up early
+
+    with contextlib.closing(_in_thread(batches(), 2, "colorize-film-model")) as ready:
+        for batch in ready:
+            yield from batch
+
+
+def _ordered(items: Iterator[_T], fn: Callable[[_T], _R], workers: int) -> Iterator[tuple[_T, _R]]:
+    """(item, fn(item)) for each of ``items``, in order, ``fn`` running in a pool of ``workers``
+    threads while ``items`` are pulled in a thread of their own (:func:`_in_thread`); at most
+    ``4 * workers`` items are in flight. The first error, from ``items`` or ``fn``, is raised in
+    the consumer; closing this generator closes ``items``."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="colorize-film-render") as pool:
+
+        def submitted() -> Iterator[tuple[_T, Future]]:
+            try:
+                for item in items:
+                    yield item, pool.submit(fn, item)
+            finally:
+                _close(items)  # stops the model's thread and the decoder
+
+        try:
+            with contextlib.closing(_in_thread(submitted(), 4 * workers, "colorize-film-smooth")) as ready:
+                for item, result in ready:
+                    yield item, result.result()
+        finally:
             pool.shutdown(cancel_futures=True)
 
 
@@ -188,8 +187,8 @@ class _ShotMeter:
     order (one thread); each frame pair's flicker is computed in ``pool`` (pairs are independent)
     and summed in order, so the figures do not depend on the number of threads."""
 
-    def __init__(self, measure: bool, temporal: bool, pool: ThreadPoolExecutor | None = None) -> None:
-        self.measure, self.temporal, self.pool = measure, temporal, pool
+    def __init__(self, temporal: bool, pool: ThreadPoolExecutor | None) -> None:
+        self.temporal, self.pool = temporal, pool  # no pool: no flicker measured
         self.shots: list[ShotStats] = []
         self.colour_sum = self.colour_n = 0
         self._pairs: deque[Future] = deque()
@@ -206,10 +205,10 @@ class _ShotMeter:
         shot = self.shots[-1]
         if (frame - shot.start) % 12 == 0:
             self._colour.append(colourfulness(rgb))
-        if self.measure:
+        if self.pool is not None:
             cur = (l_to_u8(l_small), _unit_rgb(l_small, ab), _unit_rgb(l_small, ab_raw) if self.temporal else None)
             if self._prev is not None and self._prev[0].shape == cur[0].shape:
-                self._pairs.append((self.pool.submit if self.pool else _now)(_pair_flicker, self._prev, cur))
+                self._pairs.append(self.pool.submit(_pair_flicker, self._prev, cur))
                 while len(self._pairs) > 4 * RENDER_WORKERS:  # a bounded backlog
                     self._take()
             self._prev = cur
@@ -259,13 +258,6 @@ def _pair_flicker(prev: tuple[np.ndarray, np.ndarray, np.ndarray | None],
     return after, before if before is not None else after
 
 
-def _now(fn: Callable[..., _R], *args: Any) -> Future:
-    """``fn(*args)`` run here, as a finished future."""
-    fut: Future = Future()
-    fut.set_result(fn(*args))
-    return fut
-
-
 def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, temporal: bool = True,
                   temporal_params: TemporalParams = TemporalParams(), refine_method: str = "none",
                   refine_params: dict[str, Any] | None = None, batch_size: int = 8, measure_flicker: bool = False,
@@ -293,7 +285,7 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
     smoother = TemporalSmoother(temporal_params)
     flicker = ThreadPoolExecutor(max_workers=RENDER_WORKERS, thread_name_prefix="colorize-film-flicker") \
         if measure_flicker else None
-    meter = _ShotMeter(measure_flicker, temporal, flicker)
+    meter = _ShotMeter(temporal, flicker)
     result = FilmResult(frames=0, cuts=[], seconds=0.0, colourfulness=0.0, flags=list(info.flags))
     dtype = np.uint16 if info.deep else np.uint8
 
