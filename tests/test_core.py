@@ -6,8 +6,10 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+import torch
 
 from colorize_core import Colorizer, ModelError
+from colorize_core.colorizer import CPU_CALL_PIXELS
 from colorize_core.color import chroma_spread, lab_to_rgb, luminance, rgb_to_lab, to_float_rgb
 from colorize_core.metrics import colourfulness
 from colorize_core.refine import FloodParams, flood_regions, refine, refine_flood
@@ -146,6 +148,42 @@ def test_colorize_batch_equals_one_by_one(colorizer):
     batch = colorizer.colorize_batch(imgs)
     for img, out in zip(imgs, batch):
         assert np.abs(out.astype(int) - colorizer.colorize(img).astype(int)).max() <= 2
+
+
+class _ShapeSpy:
+    """A stand-in network that records its input shapes and answers ab = (L, -L) in Lab units."""
+
+    def __init__(self, size_multiple: int | None) -> None:
+        if size_multiple is not None:
+            self.size_multiple = size_multiple
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(tuple(x.shape))
+        return torch.cat([x, -x], dim=1) * 100.0
+
+
+def test_model_calls_pad_to_the_network_multiple_group_by_shape_and_cap_cpu_calls(colorizer):
+    spy = _ShapeSpy(32)
+    c = Colorizer(spy, colorizer.weights, "spy", {}, torch.device("cpu"), work_size=256)
+    rng = np.random.default_rng(1)
+    wide = [rng.uniform(0, 100, (360, 640)).astype(np.float32) for _ in range(7)]
+    tall = rng.uniform(0, 100, (500, 300)).astype(np.float32)
+    lums = wide[:3] + [tall] + wide[3:]
+    small = c.predict_ab_small(lums)
+    # A 16:9 frame works at 256x144, padded to 256x160 (not to a square); a portrait at
+    # 256x154 padded to 256x160; each shape in calls of at most CPU_CALL_PIXELS on the CPU.
+    per_call = CPU_CALL_PIXELS // (160 * 256)
+    assert sorted(spy.shapes) == sorted([(per_call, 1, 160, 256), (per_call, 1, 160, 256),
+                                         (7 - 2 * per_call, 1, 160, 256), (1, 1, 256, 160)])
+    for lum, (l_small, ab) in zip(lums, small):  # in input order, the padding cut off again
+        assert l_small.shape == ab.shape[:2] == ((144, 256) if lum.shape == (360, 640) else (256, 154))
+        assert np.allclose(ab[..., 0], l_small, atol=1e-3) and np.allclose(ab[..., 1], -l_small, atol=1e-3)
+    # On a GPU a shape goes in one call; a runner that declares no multiple gets the square.
+    assert Colorizer(spy, colorizer.weights, "spy", {}, torch.device("cuda"), work_size=256)._calls(
+        [c._to_work(lum)[0] for lum in lums]) == [[0, 1, 2, 4, 5, 6, 7], [3]]
+    square = Colorizer(_ShapeSpy(None), colorizer.weights, "spy", {}, torch.device("cpu"), work_size=256)
+    assert square._to_work(wide[0])[0].shape == (256, 256)
 
 
 def test_default_model_gives_plausible_colour_not_noise(colorizer):

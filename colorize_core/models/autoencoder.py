@@ -21,6 +21,7 @@ class AutoEncoder(nn.Module):
 
     def __init__(self, channels: tuple[int, ...] = (32, 64, 128, 256)) -> None:
         super().__init__()
+        self.size_multiple = 2 ** len(channels)
         down, cin = [], 1
         for c in channels:
             down.append(nn.Sequential(_conv(cin, c, 2), _conv(c, c)))

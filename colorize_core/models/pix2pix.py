@@ -49,6 +49,7 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, ngf: int = 32, depth: int = 5) -> None:
         super().__init__()
+        self.size_multiple = 2 ** depth
         chans = [min(ngf * 2 ** i, ngf * 8) for i in range(depth)]
         self.downs = nn.ModuleList([_Down(1, chans[0], norm=False)]
                                    + [_Down(chans[i - 1], chans[i]) for i in range(1, depth)])

@@ -2,8 +2,9 @@
 
 Adding an architecture is adding a module that calls :func:`register`; nothing else is
 edited. Every architecture maps a batch of L (N, 1, H, W, scaled to [0, 1]) to ab
-(N, 2, H, W, in CIE Lab units) and declares its options, which are saved inside every
-weights file so that a model can be rebuilt and its outputs reproduced.
+(N, 2, H, W, in CIE Lab units), H and W multiples of the module's ``size_multiple`` (its
+deepest stride; the Colorizer pads its inputs to that), and declares its options, which are
+saved inside every weights file so that a model can be rebuilt and its outputs reproduced.
 """
 
 from __future__ import annotations

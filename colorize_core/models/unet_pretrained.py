@@ -40,6 +40,7 @@ class UNetPretrained(nn.Module):
     def __init__(self, decoder: tuple[int, ...] = (192, 96, 64, 48, 32), encoder: str = "efficientnet-lite0",
                  pretrained: bool = True, encoder_weights: str | None = None) -> None:
         super().__init__()
+        self.size_multiple = 32  # the encoder's deepest stride: H and W must be multiples of it
         self.encoder, self.encoder_source = build_encoder(encoder, pretrained, encoder_weights)
         c = self.encoder.channels
         d = decoder

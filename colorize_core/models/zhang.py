@@ -93,6 +93,7 @@ class ZhangClassifier(nn.Module):
 
     def __init__(self, width: int = 32, bins: int = Q, temperature: float = TEMPERATURE) -> None:
         super().__init__()
+        self.size_multiple = 8
         w = width
         self.features = nn.Sequential(
             _block(1, w, 2, stride=2),           # 1/2
