@@ -43,7 +43,10 @@ BBB_EVERY = 24  # one frame a second of Big Buck Bunny
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 COLLECTION_SUFFIXES = IMAGE_SUFFIXES | {".tif", ".tiff", ".webp"}
 MIN_SIDE = 96          # pixels: smaller images are left out
-MIN_CHROMA = 6.0       # mean Lab chroma: images with less colour teach little and are left out
+# Mean Lab chroma at or under which an image is gray in all but its file format, and is left out.
+# Only that: neutral subjects (stone, pigeons, herons, coins) are much of what archives hold, and
+# a training set without them teaches a model that everything is colourful.
+MIN_CHROMA = 1.0
 NEAR_DUPLICATE_BITS = 16  # of the 256-bit dhash: closer images are versions of one picture
 
 

