@@ -31,6 +31,18 @@ def cli() -> None:
     """Batch colorization of black-and-white photographs and film for archives."""
 
 
+# Prefect's ephemeral API server gets 20 s to start by default; on a busy 2-core machine (a
+# training run beside it) it has taken longer, and the command died before doing anything.
+EPHEMERAL_STARTUP_SECONDS = "120"
+
+
+def prefect_defaults() -> None:
+    """Settings for commands that run a flow, where the environment does not set them: no
+    analytics, and time for the ephemeral API server to start on a loaded machine."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_SECONDS)
+
+
 def _check_file_args(in_path: Path, out_path: Path, suffixes: Iterable[str], overwrite: bool, model: str,
                      folder_ok: bool = False) -> None:
     """Usage errors (exit 2) of the single-file commands, before any work is done."""
@@ -211,7 +223,7 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
             raise ValueError("--sequence-rate must be positive")
     except (ColorizeError, ValueError, ZeroDivisionError) as exc:
         raise click.UsageError(str(exc)) from exc
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    prefect_defaults()
     from flows.archive import colorize_archive
     from flows.archive import task_runner as make_runner
 
@@ -518,7 +530,7 @@ def evaluate(dataset: str, dest: str, models: tuple[str, ...], refine: str, resi
             raise click.UsageError("--residue must be 0-9")
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    prefect_defaults()
     from flows.evaluation import evaluate_colorizer
 
     state = evaluate_colorizer(dataset=dataset, dest=dest, models=list(models), refine=methods, residue=residue,

@@ -92,3 +92,17 @@ def test_sample_command_runs_on_prefects_ephemeral_api_with_embedded_defaults(tm
     assert (tmp_path / "var" / "colour" / "portraits" / "astronaut.jpg").is_file()
     assert (tmp_path / "var" / "colour" / "film" / "two shots.mkv").is_file()
     assert (tmp_path / "var" / "colour" / "film" / "two shots.mp4").is_file()
+
+
+def test_commands_that_run_flows_give_prefects_ephemeral_server_time_to_start(monkeypatch):
+    """The ephemeral API server's own 20 s were not enough beside a training run on 2 cores."""
+    from prefect.settings import Settings
+
+    from colorize_cli.main import prefect_defaults
+
+    monkeypatch.delenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", raising=False)
+    prefect_defaults()
+    assert Settings().server.ephemeral.startup_timeout_seconds == 120
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "45")  # the operator's choice wins
+    prefect_defaults()
+    assert Settings().server.ephemeral.startup_timeout_seconds == 45
