@@ -158,6 +158,8 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
         os.replace(target, out_path)
     for flag in result.flags:
         click.echo(f"note: {flag}", err=True)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     line = f"{out_path} ({result.frames} frames, {len(result.cuts)} cuts, {result.frames / result.seconds:.1f} frames/s)"
     if flicker:
         line += f"; warping error {result.warping_error_unsmoothed:.5f} -> {result.warping_error:.5f}"

@@ -3,7 +3,8 @@
 ffmpeg and ffprobe only ever read local files through a whitelist of container demuxers, so a
 playlist (HLS) or a concat script renamed ``.mp4`` is refused instead of followed. Frames are
 decoded upright (display rotation applied) with ``fps_mode=passthrough`` (no frame dropped or
-duplicated), and every audio stream is copied, bit-exact, into the colour renditions.
+duplicated), and every audio stream is copied, bit-exact, into the colour renditions, with the
+source's subtitles, chapters, descriptive metadata and timecode (:func:`carried`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +32,16 @@ SAFETY = {"protocol_whitelist": "file,pipe", "format_whitelist": SAFE_DEMUXERS}
 SEQUENCE_SUFFIXES = {".dpx", ".tif", ".tiff", ".png"}
 SEQUENCE_SAFETY = {"protocol_whitelist": "file", "format_whitelist": "image2"}
 FRAME_NAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<ext>\.[A-Za-z]+)$")
+# Subtitle codecs each rendition's container takes as they are; a text subtitle it does not take
+# is converted to the container's text format (its words and times kept); a bitmap one cannot be.
+TEXT_SUBTITLES = frozenset({"subrip", "ass", "ssa", "webvtt", "mov_text", "text"})
+SUBTITLES_KEPT = {"matroska": (frozenset({"subrip", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle",
+                                          "dvb_subtitle"}), "srt"),
+                  "mp4": (frozenset({"mov_text"}), "mov_text"),
+                  "mov": (frozenset({"mov_text"}), "mov_text")}
+# Container tags that describe the file, not the film: the muxer writes its own.
+TECHNICAL_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "creation_time",
+                            "duration", "timecode"})
 _DEEP = re.compile(r"(9|10|12|14|16)(le|be)$|^(rgb48|rgba64|bgr48|bgra64|gray16|ya16)")
 RENDITIONS = {
     # FFV1 version 3, intra-only with slice CRCs, planar RGB: lossless colour, the archival master.
@@ -65,6 +76,16 @@ class FilmInfo:
     start_time: float = 0.0    # the container's start: ffmpeg's -ss is relative to it
     sequence: dict[str, Any] | None = None   # frame sequences: pattern, start_number
     times: list[float] | None = field(default=None, repr=False)   # frame times, when probe read them
+    subtitles: list[dict[str, Any]] = field(default_factory=list)  # index, codec, language
+    chapters: int = 0
+    timecode: str | None = None        # of the first frame (QuickTime tmcd track, MXF or Matroska tag)
+    tags: dict[str, str] = field(default_factory=dict)   # the container's descriptive tags (title, ...), lower case
+    not_carried: list[str] = field(default_factory=list)  # the source's streams no rendition holds
+
+    @property
+    def carries_source(self) -> bool:
+        """Whether a whole-film rendition reads the source again for streams beside the picture."""
+        return not self.sequence and bool(self.audio or self.subtitles or self.chapters or self.tags)
 
     @property
     def deep(self) -> bool:
@@ -111,7 +132,7 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     if os.path.getsize(path) == 0:
         raise CorruptMediaError("empty file (0 bytes)")
     try:
-        meta = ffmpeg.probe(path, **SAFETY)
+        meta = ffmpeg.probe(path, show_chapters=None, **SAFETY)
         packets = ffmpeg.probe(path, show_entries="packet=stream_index,pts_time,duration_time", **SAFETY)
     except ffmpeg.Error as exc:
         raise _probe_error(exc) from None
@@ -162,6 +183,7 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
                            for s in meta.get("streams", []) if s.get("codec_type") == "audio"])
     info.bit_depth = 16 if _DEEP.search(info.pix_fmt) else 8
     info.start_time = float(meta.get("format", {}).get("start_time") or 0)
+    _other_streams(info, meta, video["index"])
     if len(times) == frames:
         info.times = sorted(times)
     if info.interlaced:
@@ -171,6 +193,102 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     if width % 2 or height % 2:
         info.flags.append("odd-dimensions")
     return info
+
+
+def _other_streams(info: FilmInfo, meta: dict[str, Any], video_index: int) -> None:
+    """Fill in what a film holds beside its picture and sound: subtitles, chapters, timecode,
+    descriptive tags, and a description of each stream no rendition can carry (flagged)."""
+    info.chapters = len(meta.get("chapters") or [])
+    tags = (meta.get("format") or {}).get("tags") or {}
+    for k, v in tags.items():  # names as MP4 and Matroska both take them (Matroska's come in capitals)
+        if k.lower() not in TECHNICAL_TAGS:
+            info.tags.setdefault(k.lower(), str(v))
+    timecodes = [tags.get(k) for k in tags if k.lower() == "timecode"]
+    for st in meta.get("streams", []):
+        kind, codec, index = st.get("codec_type", "?"), st.get("codec_name", "?"), st["index"]
+        st_tags = st.get("tags") or {}
+        if st_tags.get("timecode"):
+            timecodes.insert(0, st_tags["timecode"])
+        if index == video_index or kind == "audio":
+            continue
+        if kind == "subtitle":
+            info.subtitles.append({"index": index, "codec": codec, "language": st_tags.get("language", "und")})
+        elif kind == "data" and st.get("codec_tag_string") == "tmcd":
+            continue  # the timecode track: written again from its timecode
+        elif kind == "data" and st.get("codec_tag_string") == "text" and info.chapters:
+            continue  # QuickTime's chapter track: the chapters are carried
+        else:
+            what = "cover picture" if (st.get("disposition") or {}).get("attached_pic") else kind
+            info.not_carried.append(f"stream {index} ({what}, {codec})")
+    info.timecode = next((t for t in timecodes if t), None)
+    if info.not_carried:
+        info.flags.append("streams-not-carried")
+
+
+@dataclass
+class Carried:
+    """What a rendition carries from the source beside the colour picture (:func:`carried`)."""
+    streams: list[Any]          # the source's streams to map (ffmpeg-python), after the picture
+    options: dict[str, Any]     # output options: codecs of those streams
+    metadata: dict[str, str]    # global tags to write (ffmpeg's own copy of the first input's is off)
+    notes: list[str]            # what is converted or left out, for the manifest and the CLI
+
+    def command(self, node: Any, out: Path | str) -> list[str]:
+        """``node``'s ffmpeg command line (an ffmpeg-python output to ``out``) with the tags."""
+        args = node.compile()
+        at = len(args) - 1 - args[::-1].index(str(out))
+        tags = [x for k, v in self.metadata.items() for x in ("-metadata", f"{k}={v}")]
+        return [*args[:at], *tags, *args[at:]]
+
+
+def carried(info: FilmInfo, fmt: str, note: str = "", whole: bool = True) -> Carried:
+    """What a whole-film rendition in container ``fmt`` (``matroska``, ``mp4``, ``mov``) carries
+    from the source beside the colour picture. Every audio stream is copied; each subtitle
+    stream is copied, or converted when it is text the container does not take as it is, or
+    left out (a bitmap subtitle in MP4), which the notes say; chapters (input 1: the source)
+    and the descriptive tags come along, the comment tag becoming ``note`` followed by the
+    source's own; the timecode is written again (a QuickTime timecode track, a Matroska tag).
+    Not ``whole`` (a shot segment, or a picture to be retimed): only the comment."""
+    metadata = {} if not whole else {k: v for k, v in info.tags.items() if k != "comment"}
+    comment = "\n".join(x for x in (note, info.tags.get("comment", "") if whole else "") if x)
+    if comment:
+        metadata["comment"] = comment
+    options: dict[str, Any] = {"map_metadata:g": -1}
+    if whole and info.timecode:
+        options["timecode"] = info.timecode
+    if not whole or not info.carries_source:
+        return Carried([], options, metadata, [])
+    source = info.input()
+    streams = [source["a" if info.audio else "a?"]]  # "a?": the source is an input even without sound
+    options.update({"c:a": "copy", "map_chapters": 1})
+    notes: list[str] = []
+    kept, text_format = SUBTITLES_KEPT.get(fmt, (frozenset(), ""))
+    n = 0
+    for sub in info.subtitles:
+        label = f"subtitle stream {sub['index']} ({sub['codec']}, {sub['language']})"
+        if sub["codec"] in kept:
+            options[f"c:s:{n}"] = "copy"
+        elif sub["codec"] in TEXT_SUBTITLES and text_format:
+            options[f"c:s:{n}"] = text_format
+            notes.append(f"{label} converted to {text_format}: its text and times kept, not its styling")
+        else:
+            notes.append(f"{label} not carried: a {fmt} file cannot hold it")
+            continue
+        streams.append(source[str(sub["index"])])
+        n += 1
+    return Carried(streams, options, metadata, notes)
+
+
+def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], bool]:
+    """What whole-film renditions ``suffixes`` convert or leave out of the source: (notes,
+    whether anything is left out)."""
+    notes = [f"{what} not carried: no rendition holds it" for what in info.not_carried]
+    dropped = bool(notes)
+    for suffix in suffixes:
+        carry = carried(info, RENDITIONS[suffix.lower()]["f"])
+        notes += [f"{suffix}: {n}" for n in carry.notes]
+        dropped |= sum(k.startswith("c:s:") for k in carry.options) < len(info.subtitles)
+    return notes, dropped
 
 
 def _video_duration(video: dict[str, Any]) -> float | None:
@@ -344,8 +462,8 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
 
 class Encoder:
     """Encode RGB frames written with :meth:`write` into ``out`` (rendition by extension),
-    copying every audio stream of ``info``'s file (unless ``audio`` is false: shot segments);
-    atomic: written beside, linked into place on close, never over an existing file."""
+    with what it carries of ``info``'s file (:func:`carried`: sound, subtitles, chapters, tags,
+    timecode), unless ``audio`` is false (shot segments); atomic: written beside, linked into place on close, never over an existing file."""
 
     def __init__(self, info: FilmInfo, out: Path, audio: bool = True, note: str = "",
                  times: list[float] | None = None) -> None:
@@ -378,15 +496,10 @@ class Encoder:
             video = video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")  # 4:2:0 needs even sizes
         if info.sar not in ("0:1", "1:1", "N/A"):
             video = video.filter("setsar", info.sar.replace(":", "/"))
-        outputs = [video]
-        if audio and info.audio:
-            outputs.append(info.input()["a"])
-            opts["acodec"] = "copy"
-        if note:
-            opts["metadata"] = f"comment={note}"
-        self.proc = (ffmpeg.output(*outputs, str(self.tmp), **opts)
-                     .global_args("-nostdin", "-loglevel", "error", "-y")
-                     .run_async(pipe_stdin=True, pipe_stderr=True))
+        carry = carried(info, opts["f"], note, whole=audio)
+        node = (ffmpeg.output(video, *carry.streams, str(self.tmp), **{**opts, **carry.options})
+                .global_args("-nostdin", "-loglevel", "error", "-y"))
+        self.proc = subprocess.Popen(carry.command(node, self.tmp), stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self.drain = _Drain(self.proc.stderr)
         self.drain.start()
         self.frames = 0
@@ -444,26 +557,23 @@ def _retime(video: Path, times: list[float], info: FilmInfo, out: Path, note: st
 
 
 def _copy_streams(video: Any, info: FilmInfo, out: Path, fmt: str, *, audio: bool, note: str, action: str) -> None:
-    """Write the ``video`` stream to ``out`` in container ``fmt`` without re-encoding, with every
-    audio stream of the source copied when ``audio``."""
+    """Write the ``video`` stream to ``out`` in container ``fmt`` without re-encoding, with the
+    source's sound, subtitles, chapters, tags and timecode (:func:`carried`) when ``audio``."""
     opts: dict[str, Any] = {"c": "copy", "f": fmt}
     if fmt == "mp4":
         opts["movflags"] = "+faststart"
-    if note:
-        opts["metadata"] = f"comment={note}"
-    streams = [video, info.input()["a"]] if audio and info.audio else [video]
-    try:
-        ffmpeg.output(*streams, str(out), **opts).global_args("-nostdin", "-loglevel", "error", "-y").run(
-            capture_stdout=True, capture_stderr=True)
-    except ffmpeg.Error as exc:
-        raise CorruptMediaError(f"{action} failed: "
-                                f"{(exc.stderr or b'').decode('utf-8', 'replace').strip()[-1500:]}") from None
+    carry = carried(info, fmt, note, whole=audio)
+    node = (ffmpeg.output(video, *carry.streams, str(out), **{**opts, **carry.options})
+            .global_args("-nostdin", "-loglevel", "error", "-y"))
+    done = subprocess.run(carry.command(node, out), capture_output=True)
+    if done.returncode != 0:
+        raise CorruptMediaError(f"{action} failed: {done.stderr.decode('utf-8', 'replace').strip()[-1500:]}")
 
 
 def join_segments(info: FilmInfo, segments: list[Path], out: Path, note: str = "",
                   times: list[float] | None = None) -> Path:
     """Join shot segments (same rendition, in order) into ``out`` without re-encoding, with
-    every audio stream of the source copied; atomic and no-clobber like :class:`Encoder`.
+    what it carries of the source (:func:`carried`); atomic and no-clobber like :class:`Encoder`.
     ``times``: a variable-rate source's frame times, given back to the joined frames."""
     suffix = out.suffix.lower()
     if suffix not in RENDITIONS:

@@ -36,7 +36,8 @@ from colorize_core import __version__
 from colorize_core.archive import FilmEntry, ItemResult, JobSettings, film_uri, free_name, write_thumbnail
 from colorize_core.colorizer import Colorizer
 from colorize_core.errors import ColorizeError, CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import FilmInfo, frame_times, join_segments, probe, probe_sequence, seek_point, stream_info
+from colorize_core.film import (FilmInfo, carry_notes, frame_times, join_segments, probe, probe_sequence, seek_point,
+                                 stream_info)
 from colorize_core.film_pipeline import colorize_film, find_cuts
 from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Item, Output, ProvenanceStore, Shot, utcnow
@@ -304,7 +305,9 @@ def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store:
     shots = [done[(u["start"], u["end"])] for u in plan["units"]]
     events.append(Event(type="validate", outcome="success", agent=agent,
                         detail={"codec": info.codec, "frames": info.frames, "fps": str(info.fps),
-                                "duration": info.duration, "flags": info.flags, "audio_streams": len(info.audio)}))
+                                "duration": info.duration, "flags": info.flags, "audio_streams": len(info.audio),
+                                "subtitle_streams": len(info.subtitles), "chapters": info.chapters,
+                                "timecode": info.timecode, "not_carried": info.not_carried}))
     events.append(Event(type="colorize", outcome="success", agent=f"model {model_name} sha256:{model_sha256}",
                         detail={"frames": info.frames, "units": len(shots), "cuts": len(plan["cuts"]),
                                 "seconds": round(sum(s.seconds or 0 for s in shots), 3),
@@ -318,7 +321,7 @@ def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store:
     outputs: list[Output] = []
     try:
         with contextlib.ExitStack() as stack:
-            if info.audio or info.vfr:  # the source is needed again for its audio and frame times
+            if info.carries_source or info.vfr:  # the source is needed again: its sound, subtitles, times...
                 info = _localise(info, stack.enter_context(_films.get(source, film, None)))
             times = frame_times(info) if info.vfr else None
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="colorize-join-")))
@@ -350,9 +353,12 @@ def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store:
     except ColorizeError as exc:
         return _record_film_failure(store, job_id, uri, film, dest, settings, model_name, model_sha256, "encode",
                                     exc, sha256, info, events)
+    notes, dropped = carry_notes(info, settings.film_renditions)
+    flags = list(info.flags) + (["streams-not-carried"] if dropped and "streams-not-carried" not in info.flags else [])
     events.append(Event(type="encode", outcome="success", agent=agent,
                         detail={"renditions": list(settings.film_renditions), "segments": len(shots),
-                                "joined_without_reencoding": True, "audio_streams_copied": len(info.audio)}))
+                                "joined_without_reencoding": True, "audio_streams_copied": len(info.audio),
+                                "carried": notes}))
     events.append(Event(type="write", outcome="success", agent=agent,
                         detail={"outputs": [{"kind": o.kind, "uri": o.uri, "sha256": o.sha256} for o in outputs]}))
     all_stills = [st for s in shots for st in s.stills]
@@ -366,7 +372,7 @@ def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store:
     item = Item(job_id=job_id, source_uri=uri, rel_path=film.rel, dest=dest.uri, size=film.size,
                 version_tag=film.version, sha256=sha256, media_type="film", format=info.codec, width=info.width,
                 height=info.height, channels="L", bit_depth=info.bit_depth, status="done",
-                flags=list(info.flags), notes=[], params=settings.params(model_sha256, "film"), params_key=key,
+                flags=flags, notes=notes, params=settings.params(model_sha256, "film"), params_key=key,
                 model_name=model_name, model_sha256=model_sha256, colourfulness=colour,
                 media={**_public_info(info), "cuts": plan["cuts"], "units": len(shots)}, finished_at=utcnow())
     item_id = store.add_item(item, outputs, events)

@@ -26,7 +26,7 @@ import numpy as np
 
 from colorize_core.color import lab_to_rgb, luminance, resize_ab
 from colorize_core.colorizer import Colorizer
-from colorize_core.film import Encoder, FilmInfo, decode_gray, frame_times
+from colorize_core.film import Encoder, FilmInfo, carry_notes, decode_gray, frame_times
 from colorize_core.images import NOTE
 from colorize_core.metrics import colourfulness
 from colorize_core.refine import refine
@@ -58,6 +58,7 @@ class FilmResult:
     warping_error: float | None = None
     warping_error_unsmoothed: float | None = None
     flags: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)   # what the renditions convert or leave out of the source
     shots: list[ShotStats] = field(default_factory=list)
     stills: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # frame -> (gray, rgb)
 
@@ -269,7 +270,8 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
     when not given); ``warmup`` frames before ``start`` prime the smoother without being
     written (a long shot split across units; the caller keeps cuts out of them), and ``seek``
     is the :func:`~colorize_core.film.seek_point` of frame ``start - warmup``; ``stills``: frames to keep (gray, colour) for
-    the manifest. ``audio``: copy the source's audio (false for shot segments).
+    the manifest. ``audio``: carry the source's sound, subtitles, chapters, tags and timecode
+    (false for shot segments).
 
     Raises CorruptMediaError (truncated input, encoder failure) or UnsupportedMediaError; on
     error no output file is left behind.
@@ -287,6 +289,10 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
         if measure_flicker else None
     meter = _ShotMeter(temporal, flicker)
     result = FilmResult(frames=0, cuts=[], seconds=0.0, colourfulness=0.0, flags=list(info.flags))
+    if audio:
+        result.notes, dropped = carry_notes(info, [out.suffix for out in outputs])
+        if dropped and "streams-not-carried" not in result.flags:
+            result.flags.append("streams-not-carried")
     dtype = np.uint16 if info.deep else np.uint8
 
     def smoothed() -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:

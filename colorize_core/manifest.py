@@ -94,6 +94,8 @@ def attention(item: dict[str, Any]) -> list[str]:
         reasons.append("already-colour")
     if "low-confidence" in (item["flags"] or []):
         reasons.append("low-confidence")
+    if "streams-not-carried" in (item["flags"] or []):
+        reasons.append("streams-not-carried")
     if item["status"] != "failed" and item["colourfulness"] is not None and item["colourfulness"] < LOW_COLOURFULNESS:
         reasons.append("low-colourfulness")
     shots = (item.get("film") or {}).get("shots", [])

@@ -3,6 +3,7 @@ temporal smoothing, cuts, and bad input. Clips are generated with ffmpeg's lavfi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
 from colorize_core.film import decode_gray, frame_times, probe, stream_info
 from colorize_core import film_pipeline
 from colorize_core.film_pipeline import colorize_film
+from colorize_core.images import NOTE
+from colorize_core.manifest import attention
 from tests.conftest import audio_digest, ffmpeg, video_stream
 
 
@@ -75,6 +78,86 @@ def test_master_and_access_copy_keep_frames_rate_and_audio_bit_exact(clips, colo
     assert np.median(err) < 0.5 and np.percentile(err, 99) < 3.0
     assert result.colourfulness > 5
     assert not list(tmp_path.glob(".colorize-tmp*"))
+
+
+CHAPTERS = """;FFMETADATA1
+title=Reel one
+comment=Nitrate print, reel 1 of 3
+[CHAPTER]
+TIMEBASE=1/1000
+START=0
+END=1000
+title=Harbour
+[CHAPTER]
+TIMEBASE=1/1000
+START=1000
+END=2000
+title=Market
+"""
+
+
+def _subtitle_text(path: Path, index: int) -> str:
+    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", f"0:s:{index}", "-f", "srt", "-"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_subtitles_chapters_tags_and_timecode_are_carried_and_the_rest_is_noted(clips, colorizer, tmp_path):
+    """A reel with sound, French subtitles, chapters, a title, a comment, a timecode, and a font
+    attachment and a second picture no rendition holds: the master copies the subtitles, the
+    access copy converts them to MP4's text format, both keep chapters, tags and timecode, and
+    what is converted or left out is said (notes, flag)."""
+    (tmp_path / "fr.srt").write_text("1\n00:00:00,200 --> 00:00:01,500\nBonjour le port\n")
+    (tmp_path / "meta.txt").write_text(CHAPTERS)
+    (tmp_path / "font.ttf").write_bytes(b"\0" * 64)
+    src = tmp_path / "reel.mkv"
+    ffmpeg("-i", str(clips["pan.mp4"]), "-i", str(tmp_path / "fr.srt"), "-i", str(tmp_path / "meta.txt"),
+           "-f", "lavfi", "-i", "color=c=gray:size=64x48:rate=25:duration=2",
+           "-map", "0:v", "-map", "0:a", "-map", "1", "-map", "3", "-map_metadata", "2", "-map_chapters", "2",
+           "-c:v:0", "copy", "-c:v:1", "ffv1", "-c:a", "copy", "-c:s", "srt", "-metadata:s:s:0", "language=fre",
+           "-timecode", "10:00:00:00", "-attach", str(tmp_path / "font.ttf"),
+           "-metadata:s:t", "mimetype=application/x-truetype-font", str(src))
+    info = probe(src)
+    assert info.subtitles == [{"index": 2, "codec": "subrip", "language": "fre"}]
+    assert info.chapters == 2 and info.timecode == "10:00:00:00"
+    assert info.tags == {"title": "Reel one", "comment": "Nitrate print, reel 1 of 3"}
+    assert info.not_carried == ["stream 3 (video, ffv1)", "stream 4 (attachment, ttf)"]
+    assert "streams-not-carried" in info.flags
+
+    outs = [tmp_path / "master.mkv", tmp_path / "access.mp4"]
+    result = colorize_film(info, outs, colorizer)
+    for out in outs:
+        meta = stream_info(out)
+        kinds = [st["codec_type"] for st in meta["streams"] if st["codec_type"] != "data"]
+        assert kinds == ["video", "audio", "subtitle"]          # one picture: the colour one
+        assert audio_digest(out) == audio_digest(src)
+        sub = next(st for st in meta["streams"] if st["codec_type"] == "subtitle")
+        assert sub["tags"]["language"] == "fre" and "Bonjour le port" in _subtitle_text(out, 0)
+        chapters = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(out)],
+                                  capture_output=True, text=True, check=True).stdout
+        assert [c["tags"]["title"] for c in json.loads(chapters)["chapters"]] == ["Harbour", "Market"]
+        tags = {k.lower(): v for k, v in meta["format"]["tags"].items()}
+        assert tags["title"] == "Reel one"
+        assert tags["comment"].startswith(NOTE) and tags["comment"].endswith("Nitrate print, reel 1 of 3")
+    assert [st["codec_name"] for st in stream_info(outs[0])["streams"] if st["codec_type"] == "subtitle"] == ["subrip"]
+    assert [st["codec_name"] for st in stream_info(outs[1])["streams"] if st["codec_type"] == "subtitle"] == ["mov_text"]
+    assert {k.lower(): v for k, v in stream_info(outs[0])["format"]["tags"].items()}["timecode"] == "10:00:00:00"
+    tmcd = [st for st in stream_info(outs[1])["streams"] if st.get("codec_tag_string") == "tmcd"]
+    assert [st["tags"]["timecode"] for st in tmcd] == ["10:00:00:00"]
+    assert result.notes == ["stream 3 (video, ffv1) not carried: no rendition holds it",
+                            "stream 4 (attachment, ttf) not carried: no rendition holds it",
+                            ".mp4: subtitle stream 2 (subrip, fre) converted to mov_text: its text and times kept, "
+                            "not its styling"]
+    assert "streams-not-carried" in result.flags
+    assert attention({"status": "done", "flags": result.flags, "colourfulness": 20.0}) == ["streams-not-carried"]
+
+    # The access copy made from it, in turn: its timecode track and chapter track are carried,
+    # not reported; its text subtitles go into the next master as SubRip.
+    again = probe(outs[1])
+    assert again.timecode == "10:00:00:00" and again.chapters == 2 and not again.not_carried
+    result = colorize_film(again, [tmp_path / "again.mkv"], colorizer)
+    assert result.notes == [".mkv: subtitle stream 2 (mov_text, fre) converted to srt: its text and times kept, "
+                            "not its styling"]
+    assert "Bonjour le port" in _subtitle_text(tmp_path / "again.mkv", 0)
 
 
 def test_cuts_reset_smoothing_and_lossless_audio_is_copied(clips, colorizer, tmp_path):

@@ -4,8 +4,10 @@ after a crash, frame sequences, S3 and PostgreSQL, and bad films recorded while 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,14 +27,25 @@ from tests.conftest import SAMPLES, audio_digest, ffmpeg, video_stream
 pytestmark = pytest.mark.slow
 
 
-def make_reel(path: Path, seconds: float = 2, cut_at: float = 1.25) -> Path:
-    """A gray film with a cut at ``cut_at`` s, 24 frames/s, H.264 with B-frames, AAC audio."""
+def make_reel(path: Path, seconds: float = 2, cut_at: float = 1.25, subtitles: bool = False) -> Path:
+    """A gray film with a cut at ``cut_at`` s, 24 frames/s, H.264 with B-frames, AAC audio;
+    ``subtitles``: with an English subtitle track, two chapters, a title and a timecode too."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    extras: list[str] = []
+    work = Path(tempfile.mkdtemp(prefix="reel-"))   # not beside the film: the job would find them
+    if subtitles:
+        srt, meta = work / "subs.srt", work / "chapters.txt"
+        srt.write_text("1\n00:00:01,000 --> 00:00:01,900\nThe harbour, 1931\n")
+        meta.write_text(";FFMETADATA1\ntitle=Harbour newsreel\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1250\n"
+                        "title=Quay\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=1250\nEND=2000\ntitle=Boats\n")
+        extras = ["-i", str(srt), "-i", str(meta), "-map", "3", "-map_metadata", "4", "-map_chapters", "4",
+                  "-c:s", "mov_text", "-metadata:s:s:0", "language=eng", "-timecode", "01:02:03:04"]
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=24:duration={cut_at}", "-f", "lavfi", "-i",
            "mandelbrot=size=160x120:rate=24", "-f", "lavfi", "-i", f"sine=frequency=300:duration={seconds}",
-           "-filter_complex", f"[1:v]trim=duration={seconds - cut_at},setpts=PTS-STARTPTS[m];[0:v][m]concat=n=2:v=1,"
-           "format=gray,format=yuv420p[v]", "-map", "[v]", "-map", "2:a", "-c:v", "libx264", "-bf", "3", "-c:a", "aac",
-           str(path))
+           *extras[:4], "-filter_complex", f"[1:v]trim=duration={seconds - cut_at},setpts=PTS-STARTPTS[m];"
+           "[0:v][m]concat=n=2:v=1,format=gray,format=yuv420p[v]", "-map", "[v]", "-map", "2:a", *extras[4:],
+           "-c:v", "libx264", "-bf", "3", "-c:a", "aac", str(path))
+    shutil.rmtree(work)
     return path
 
 
@@ -64,19 +77,29 @@ def test_units_group_short_shots_and_split_long_ones():
 
 def test_film_in_the_archive_keeps_every_frame_timestamp_and_the_audio(prefect_api, tmp_path):
     src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
-    reel = make_reel(src / "reels" / "reel one.mp4")
+    reel = make_reel(src / "reels" / "reel one.mp4", subtitles=True)
     summary = run_flow(source=str(src), dest=str(dest), db_url=db, shot_max_frames=15)
     assert summary["counts"] == {"done": 1, "skipped": 0, "failed": 0}
     master, access = dest / "reels" / "reel one.mkv", dest / "reels" / "reel one.mp4"
     for out in (master, access):
         assert int(video_stream(out)["nb_read_packets"]) == 48
         assert audio_digest(out) == audio_digest(reel)
+        # Subtitles, chapters, title and timecode come along with the sound.
+        again = probe(out)
+        assert [(s["codec"], s["language"]) for s in again.subtitles] == [
+            ("subrip" if out.suffix == ".mkv" else "mov_text", "eng")]
+        assert again.chapters == 2 and again.timecode == "01:02:03:04"
+        assert again.tags["title"] == "Harbour newsreel" and not again.not_carried
+    assert packets(access, "s:0") == packets(reel, "s:0")
     assert video_stream(master)["codec_name"] == "ffv1" and video_stream(access)["codec_name"] == "h264"
     assert packets(access, "v:0") == packets(reel, "v:0")      # every frame at its original time
     assert packets(access, "a:0") == packets(reel, "a:0")
     assert not list((dest / "manifests" / "segments").rglob("*.m*"))   # segments removed once joined
 
     item = json.loads((dest / "manifest.json").read_text())["items"][0]
+    assert item["notes"] == [".mkv: subtitle stream 2 (mov_text, eng) converted to srt: its text and times kept, "
+                             "not its styling"]
+    assert "streams-not-carried" not in item["flags"]
     assert item["film"]["media"]["cuts"] == [30] and len(item["film"]["units"]) == 4
     assert [(s["start"], s["end"]) for s in item["film"]["shots"]] == [(0, 15), (15, 30), (30, 39), (39, 48)]
     assert all(s["warping_error"] <= s["warping_error_unsmoothed"] for s in item["film"]["shots"])
