@@ -52,6 +52,13 @@ RENDITIONS = {
     # ProRes 422 HQ, for workflows that want it as master.
     ".mov": {"vcodec": "prores_ks", "profile:v": 3, "pix_fmt": "yuv422p10le", "f": "mov"},
 }
+# The colour frames are sRGB. The master stores them as they are and says so; the Y'CbCr
+# renditions convert them with the BT.709 matrix to limited range and are tagged BT.709
+# throughout, so that players do not guess (an untagged file is read as BT.601 by some and
+# BT.709 by others: a visible hue shift). Names as ffmpeg's ``setparams`` filter takes them.
+SRGB = {"colorspace": "gbr", "color_primaries": "bt709", "color_trc": "iec61966-2-1", "range": "pc"}
+BT709 = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709", "range": "tv"}
+COLOUR = {".mkv": SRGB, ".mp4": BT709, ".mov": BT709}
 
 
 @dataclass
@@ -496,6 +503,11 @@ class Encoder:
             video = video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")  # 4:2:0 needs even sizes
         if info.sar not in ("0:1", "1:1", "N/A"):
             video = video.filter("setsar", info.sar.replace(":", "/"))
+        colour = COLOUR[suffix]
+        if colour["colorspace"] != "gbr":  # RGB to Y'CbCr by the matrix the file is tagged with
+            video = video.filter("scale", out_color_matrix=colour["colorspace"], out_range=colour["range"])
+            video = video.filter("format", opts["pix_fmt"])
+        video = video.filter("setparams", **colour)
         carry = carried(info, opts["f"], note, whole=audio)
         node = (ffmpeg.output(video, *carry.streams, str(self.tmp), **{**opts, **carry.options})
                 .global_args("-nostdin", "-loglevel", "error", "-y"))

@@ -14,7 +14,7 @@ import pytest
 from colorize_core import Colorizer
 from colorize_core.color import luminance
 from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import decode_gray, frame_times, probe, stream_info
+from colorize_core.film import Encoder, decode_gray, frame_times, probe, stream_info
 from colorize_core import film_pipeline
 from colorize_core.film_pipeline import colorize_film
 from colorize_core.images import NOTE
@@ -78,6 +78,30 @@ def test_master_and_access_copy_keep_frames_rate_and_audio_bit_exact(clips, colo
     assert np.median(err) < 0.5 and np.percentile(err, 99) < 3.0
     assert result.colourfulness > 5
     assert not list(tmp_path.glob(".colorize-tmp*"))
+
+
+def test_renditions_declare_their_colour_and_are_converted_by_the_matrix_they_declare(clips, tmp_path):
+    """The master is sRGB and says so; the access copy and ProRes are converted to Y'CbCr with
+    BT.709's matrix and tagged BT.709, so a player reads back the colour that was written."""
+    info = probe(clips["pan.mp4"])
+    red = np.zeros((info.height, info.width, 3), np.uint8)
+    red[:] = (200, 40, 40)
+    expected = {".mkv": ("gbr", "iec61966-2-1", "pc"), ".mp4": ("bt709", "bt709", "tv"), ".mov": ("bt709", "bt709", "tv")}
+    for suffix, (space, trc, rng) in expected.items():
+        enc = Encoder(info, tmp_path / f"red{suffix}", audio=False)
+        for _ in range(3):
+            enc.write(red)
+        out = enc.close()
+        v = video_stream(out)
+        assert (v["color_space"], v["color_primaries"], v["color_transfer"], v["color_range"]) == \
+            (space, "bt709", trc, rng), suffix
+        back = np.frombuffer(subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-frames:v", "1", "-f", "rawvideo",
+                                             "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout, np.uint8)
+        assert np.abs(back.reshape(-1, 3).mean(axis=0) - (200, 40, 40)).max() < 4, suffix
+    # BT.709's luma of (200, 40, 40) in limited range is 79.6; BT.601's would be 91.4.
+    luma = subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "red.mp4"), "-frames:v", "1", "-vf",
+                           "extractplanes=y", "-f", "rawvideo", "-"], capture_output=True, check=True).stdout
+    assert abs(np.frombuffer(luma, np.uint8).mean() - 79.6) < 1.5
 
 
 CHAPTERS = """;FFMETADATA1
