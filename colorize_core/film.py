@@ -3,8 +3,9 @@
 ffmpeg and ffprobe only ever read local files through a whitelist of container demuxers, so a
 playlist (HLS) or a concat script renamed ``.mp4`` is refused instead of followed. Frames are
 decoded upright (display rotation applied) with ``fps_mode=passthrough`` (no frame dropped or
-duplicated), and every audio stream is copied, bit-exact, into the colour renditions, with the
-source's subtitles, chapters, descriptive metadata and timecode (:func:`carried`).
+duplicated), and every audio stream is copied, bit-exact, into each colour rendition whose
+container holds it, with the source's subtitles, chapters, descriptive metadata and timecode
+(:func:`carried`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ SUBTITLES_KEPT = {"matroska": (frozenset({"subrip", "ass", "ssa", "webvtt", "hdm
                                           "dvb_subtitle"}), "srt"),
                   "mp4": (frozenset({"mov_text"}), "mov_text"),
                   "mov": (frozenset({"mov_text"}), "mov_text")}
+# Audio codecs each rendition's container takes as they are (Matroska: all). A stream another
+# container cannot hold is encoded: to AAC in the MP4 access copy (a lossy copy anyway), to PCM in
+# QuickTime (lossless from the decoded sound); the Matroska master always copies it bit-exact.
+PCM = frozenset(f"pcm_{t}" for t in ("s16le", "s16be", "s24le", "s24be", "s32le", "s32be", "f32le", "f32be",
+                                     "f64le", "f64be", "u8", "s8"))
+AUDIO_KEPT = {"mp4": frozenset({"aac", "mp3", "mp2", "ac3", "eac3", "alac", "opus"}),
+              "mov": frozenset({"aac", "mp3", "mp2", "ac3", "eac3", "alac"}) | PCM}
 # Container tags that describe the file, not the film: the muxer writes its own.
 TECHNICAL_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "creation_time",
                             "duration", "timecode"})
@@ -186,7 +194,8 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
                     color_range=video.get("color_range", "unknown"), interlaced=field_order not in ("progressive", "unknown"),
                     vfr=bool(fps and avg and abs(float(fps) - float(avg)) > 0.01 * float(fps)),
                     audio=[{"index": s["index"], "codec": s.get("codec_name"), "channels": s.get("channels"),
-                            "sample_rate": s.get("sample_rate")}
+                            "sample_rate": s.get("sample_rate"),
+                            "bits": int(s.get("bits_per_raw_sample") or s.get("bits_per_sample") or 0)}
                            for s in meta.get("streams", []) if s.get("codec_type") == "audio"])
     info.bit_depth = 16 if _DEEP.search(info.pix_fmt) else 8
     info.start_time = float(meta.get("format", {}).get("start_time") or 0)
@@ -250,7 +259,8 @@ class Carried:
 
 def carried(info: FilmInfo, fmt: str, note: str = "", whole: bool = True) -> Carried:
     """What a whole-film rendition in container ``fmt`` (``matroska``, ``mp4``, ``mov``) carries
-    from the source beside the colour picture. Every audio stream is copied; each subtitle
+    from the source beside the colour picture. Every audio stream is copied where the container
+    takes it (else encoded: :data:`AUDIO_KEPT`, which the notes say); each subtitle
     stream is copied, or converted when it is text the container does not take as it is, or
     left out (a bitmap subtitle in MP4), which the notes say; chapters (input 1: the source)
     and the descriptive tags come along, the comment tag becoming ``note`` followed by the
@@ -267,8 +277,20 @@ def carried(info: FilmInfo, fmt: str, note: str = "", whole: bool = True) -> Car
         return Carried([], options, metadata, [])
     source = info.input()
     streams = [source["a" if info.audio else "a?"]]  # "a?": the source is an input even without sound
-    options.update({"c:a": "copy", "map_chapters": 1})
+    options["map_chapters"] = 1
     notes: list[str] = []
+    for k, a in enumerate(info.audio):
+        label = f"audio stream {a['index']} ({a['codec']})"
+        if fmt not in AUDIO_KEPT or a["codec"] in AUDIO_KEPT[fmt]:
+            options[f"c:a:{k}"] = "copy"
+        elif fmt == "mp4":
+            rate = min(96 * int(a.get("channels") or 2), 512)
+            options.update({f"c:a:{k}": "aac", f"b:a:{k}": f"{rate}k"})
+            notes.append(f"{label} encoded to AAC at {rate} kb/s: an MP4 file cannot hold {a['codec']}")
+        else:
+            pcm = "pcm_s24le" if int(a.get("bits") or 16) > 16 else "pcm_s16le"
+            options[f"c:a:{k}"] = pcm
+            notes.append(f"{label} decoded to {pcm} (lossless): a {fmt} file cannot hold {a['codec']}")
     kept, text_format = SUBTITLES_KEPT.get(fmt, (frozenset(), ""))
     n = 0
     for sub in info.subtitles:

@@ -357,7 +357,7 @@ def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store:
     flags = list(info.flags) + (["streams-not-carried"] if dropped and "streams-not-carried" not in info.flags else [])
     events.append(Event(type="encode", outcome="success", agent=agent,
                         detail={"renditions": list(settings.film_renditions), "segments": len(shots),
-                                "joined_without_reencoding": True, "audio_streams_copied": len(info.audio),
+                                "joined_without_reencoding": True, "audio_streams": len(info.audio),
                                 "carried": notes}))
     events.append(Event(type="write", outcome="success", agent=agent,
                         detail={"outputs": [{"kind": o.kind, "uri": o.uri, "sha256": o.sha256} for o in outputs]}))

@@ -104,6 +104,32 @@ def test_renditions_declare_their_colour_and_are_converted_by_the_matrix_they_de
     assert abs(np.frombuffer(luma, np.uint8).mean() - 79.6) < 1.5
 
 
+def _pcm(path: Path) -> bytes:
+    """The decoded sound of ``path`` (every audio stream), as 32-bit samples."""
+    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-f", "s32le", "-"],
+                          capture_output=True, check=True).stdout
+
+
+def test_sound_a_rendition_cannot_hold_is_encoded_and_noted(colorizer, tmp_path):
+    """A scan delivered as QuickTime with 24-bit PCM, or as Matroska with FLAC: the master copies
+    the sound bit-exact; the MP4 access copy, which cannot hold it, gets AAC; ProRes, which cannot
+    hold FLAC, gets PCM with the same samples; the notes say which."""
+    pcm, flac = tmp_path / "scan.mov", tmp_path / "scan.mkv"
+    for path, codec in ((pcm, "pcm_s24le"), (flac, "flac")):
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=24:duration=0.5,format=gray", "-f", "lavfi", "-i",
+               "sine=frequency=440:duration=0.5:sample_rate=48000", "-c:v", "ffv1", "-c:a", codec, str(path))
+    outs = [tmp_path / "pcm.mkv", tmp_path / "pcm.mp4", tmp_path / "pcm.mov"]
+    result = colorize_film(probe(pcm), outs, colorizer)
+    assert audio_digest(outs[0]) == audio_digest(outs[2]) == audio_digest(pcm)
+    assert [st["codec_name"] for st in stream_info(outs[1])["streams"] if st["codec_type"] == "audio"] == ["aac"]
+    assert result.notes == [".mp4: audio stream 1 (pcm_s24le) encoded to AAC at 96 kb/s: "
+                            "an MP4 file cannot hold pcm_s24le"]
+    assert "streams-not-carried" not in result.flags
+    result = colorize_film(probe(flac), [tmp_path / "flac.mov"], colorizer)
+    assert result.notes == [".mov: audio stream 1 (flac) decoded to pcm_s16le (lossless): a mov file cannot hold flac"]
+    assert _pcm(tmp_path / "flac.mov") == _pcm(flac)
+
+
 CHAPTERS = """;FFMETADATA1
 title=Reel one
 comment=Nitrate print, reel 1 of 3
