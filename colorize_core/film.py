@@ -89,6 +89,7 @@ class FilmInfo:
     flags: list[str] = field(default_factory=list)
     bit_depth: int = 8         # 8, or 16 when the source holds more than 8 bits per sample
     start_time: float = 0.0    # the container's start: ffmpeg's -ss is relative to it
+    video_start: float = 0.0   # the first frame's time (later than start_time when the sound starts first)
     sequence: dict[str, Any] | None = None   # frame sequences: pattern, start_number
     times: list[float] | None = field(default=None, repr=False)   # frame times, when probe read them
     subtitles: list[dict[str, Any]] = field(default_factory=list)  # index, codec, language
@@ -96,6 +97,12 @@ class FilmInfo:
     timecode: str | None = None        # of the first frame (QuickTime tmcd track, MXF or Matroska tag)
     tags: dict[str, str] = field(default_factory=dict)   # the container's descriptive tags (title, ...), lower case
     not_carried: list[str] = field(default_factory=list)  # the source's streams no rendition holds
+
+    @property
+    def picture_offset(self) -> float:
+        """Seconds from the start of the source's streams to its first frame: a whole-film
+        rendition starts its picture that much after its sound and subtitles, as the source does."""
+        return max(0.0, self.video_start - self.start_time) if not self.sequence else 0.0
 
     @property
     def carries_source(self) -> bool:
@@ -202,6 +209,7 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     _other_streams(info, meta, video["index"])
     if len(times) == frames:
         info.times = sorted(times)
+    info.video_start = min(times) if times else info.start_time
     if info.interlaced:
         info.flags.append("interlaced")
     if info.vfr:
@@ -306,6 +314,16 @@ def carried(info: FilmInfo, fmt: str, note: str = "", whole: bool = True) -> Car
         streams.append(source[str(sub["index"])])
         n += 1
     return Carried(streams, options, metadata, notes)
+
+
+def picture_input(info: FilmInfo, *args: Any, **kwargs: Any) -> Any:
+    """``ffmpeg.input(*args, **kwargs)`` for a whole-film rendition's picture, delayed by the
+    source's :attr:`~FilmInfo.picture_offset` so that it keeps its sync with the sound (ffmpeg
+    starts each input at 0: a picture that starts after its sound would start with it)."""
+    offset = info.picture_offset if info.carries_source else 0.0
+    if offset > 0.0005:
+        kwargs["itsoffset"] = f"{offset:.6f}"
+    return ffmpeg.input(*args, **kwargs)
 
 
 def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], bool]:
@@ -503,7 +521,7 @@ class Encoder:
         fd, tmp = tempfile.mkstemp(prefix=".colorize-tmp-", suffix=suffix, dir=out.parent)
         os.close(fd)
         self.tmp = Path(tmp)
-        opts = dict(RENDITIONS[suffix])
+        opts = dict(RENDITIONS[suffix], fps_mode="passthrough")  # each frame once, at its time (no CFR fill)
         if info.deep and suffix == ".mkv":
             opts["pix_fmt"] = "gbrp16le"  # the master keeps a deep source's precision
         if info.vfr:
@@ -518,8 +536,9 @@ class Encoder:
             opts.pop("movflags", None)
             audio, note = False, ""
         rate = info.avg_fps if info.vfr else info.fps
-        frames = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb48le" if info.deep else "rgb24",
-                              s=f"{info.width}x{info.height}", framerate=str(rate))
+        raw = {"format": "rawvideo", "pix_fmt": "rgb48le" if info.deep else "rgb24", "s": f"{info.width}x{info.height}",
+               "framerate": str(rate)}
+        frames = picture_input(info, "pipe:", **raw) if audio else ffmpeg.input("pipe:", **raw)
         video = frames.video
         if suffix == ".mp4" and (info.width % 2 or info.height % 2):
             video = video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")  # 4:2:0 needs even sizes
@@ -586,7 +605,8 @@ def _retime(video: Path, times: list[float], info: FilmInfo, out: Path, note: st
                           capture_output=True, text=True)
     if done.returncode >= 2:
         raise CorruptMediaError(f"retiming {out.name} failed: {(done.stdout + done.stderr).strip()[-1500:]}")
-    _copy_streams(ffmpeg.input(str(retimed))["v"], info, out, RENDITIONS[suffix]["f"], audio=audio, note=note,
+    video = (picture_input(info, str(retimed)) if audio else ffmpeg.input(str(retimed)))["v"]
+    _copy_streams(video, info, out, RENDITIONS[suffix]["f"], audio=audio, note=note,
                   action=f"writing {out.name}")
 
 
@@ -619,13 +639,15 @@ def join_segments(info: FilmInfo, segments: list[Path], out: Path, note: str = "
             lines.append("file '" + str(Path(seg).resolve()).replace("'", "'\\''") + "'")
         listing.write_text("\n".join(lines) + "\n")
         joined = Path(work) / f"joined{suffix}"
-        video = ffmpeg.input(str(listing), f="concat", safe=0, protocol_whitelist="file")["v"]
+        concat = {"f": "concat", "safe": 0, "protocol_whitelist": "file"}
         action = f"joining {len(segments)} segments into {out.name}"
         if times is None:
+            video = picture_input(info, str(listing), **concat)["v"]
             _copy_streams(video, info, joined, RENDITIONS[suffix]["f"], audio=True, note=note, action=action)
         else:  # joined as Matroska, video only; then retimed, with the audio
             cfr = Path(work) / "joined-cfr.mkv"
-            _copy_streams(video, info, cfr, "matroska", audio=False, note="", action=action)
+            _copy_streams(ffmpeg.input(str(listing), **concat)["v"], info, cfr, "matroska", audio=False, note="",
+                          action=action)
             _retime(cfr, times, info, joined, note, True)
         os.link(joined, out)
     return out

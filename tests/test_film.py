@@ -14,7 +14,7 @@ import pytest
 from colorize_core import Colorizer
 from colorize_core.color import luminance
 from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import Encoder, decode_gray, frame_times, probe, stream_info
+from colorize_core.film import Encoder, decode_gray, frame_times, join_segments, probe, stream_info
 from colorize_core import film_pipeline
 from colorize_core.film_pipeline import colorize_film
 from colorize_core.images import NOTE
@@ -128,6 +128,33 @@ def test_sound_a_rendition_cannot_hold_is_encoded_and_noted(colorizer, tmp_path)
     result = colorize_film(probe(flac), [tmp_path / "flac.mov"], colorizer)
     assert result.notes == [".mov: audio stream 1 (flac) decoded to pcm_s16le (lossless): a mov file cannot hold flac"]
     assert _pcm(tmp_path / "flac.mov") == _pcm(flac)
+
+
+def _first_pts(path: Path, stream: str) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
+    return min(float(x.strip(",")) for x in out.split())
+
+
+def test_a_picture_that_starts_after_its_sound_keeps_its_sync(colorizer, tmp_path):
+    """A reel whose picture starts 0.3 s after its sound (a capture, or an edit list): the colour
+    renditions, written at once or joined from segments, start the picture as late, each frame
+    once (MP4 used to fill the gap with copies of the first frame, and lose the sync)."""
+    src = tmp_path / "late.mov"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1.5", "-itsoffset", "0.3", "-f", "lavfi", "-i",
+           "testsrc2=size=128x96:rate=24:duration=1,format=gray", "-map", "1:v", "-map", "0:a", "-c:v", "libx264",
+           "-c:a", "aac", "-fps_mode", "passthrough", str(src))
+    info = probe(src)
+    lead = _first_pts(src, "v:0") - _first_pts(src, "a:0")
+    assert info.frames == 24 and lead > 0.25 and info.picture_offset > 0.25
+    outs = [tmp_path / "late.mkv", tmp_path / "late.mp4"]
+    colorize_film(info, outs, colorizer)
+    segment = tmp_path / "segment.mp4"
+    colorize_film(info, [segment], colorizer, audio=False)
+    outs.append(join_segments(info, [segment], tmp_path / "joined.mp4"))
+    for out in outs:
+        assert int(video_stream(out)["nb_read_packets"]) == 24, out.name
+        assert abs(_first_pts(out, "v:0") - _first_pts(out, "a:0") - lead) < 0.002, out.name
 
 
 CHAPTERS = """;FFMETADATA1
