@@ -37,9 +37,10 @@ from colorize_core.storage import Entry, Location, check_rel
 
 MANIFESTS = "manifests"          # reserved folder under DEST: per-job manifests and thumbnails
 THUMBS = f"{MANIFESTS}/thumbs"
-CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "WEBP": "image/webp"}
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "WEBP": "image/webp",
+                 "JPEG2000": "image/jp2"}
 SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".tif": "TIFF",
-                  ".tiff": "TIFF", ".webp": "WEBP"}
+                  ".tiff": "TIFF", ".webp": "WEBP", ".jp2": "JPEG2000"}
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ SKIMAGE_TRAIN = {"hubble_deep_field.jpg": "public domain (NASA/ESA Hubble)"}
 SKIMAGE_HELD_OUT = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
 BBB_EVERY = 24  # one frame a second of Big Buck Bunny
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-COLLECTION_SUFFIXES = IMAGE_SUFFIXES | {".tif", ".tiff", ".webp"}
+COLLECTION_SUFFIXES = IMAGE_SUFFIXES | {".tif", ".tiff", ".webp", ".jp2"}
 MIN_SIDE = 96          # pixels: smaller images are left out
 # Mean Lab chroma at or under which an image is gray in all but its file format, and is left out.
 # Only that: neutral subjects (stone, pigeons, herons, coins) are much of what archives hold, and

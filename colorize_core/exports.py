@@ -34,7 +34,8 @@ from colorize_core.storage import Location
 
 IIIF_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
 PREMIS_NS = "http://www.loc.gov/premis/v3"
-FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "WEBP": "image/webp"}
+FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "WEBP": "image/webp",
+           "JPEG2000": "image/jp2"}
 VIDEO = {"access": "video/mp4", "master": "video/x-matroska", "master-prores": "video/quicktime"}
 
 

@@ -1,4 +1,6 @@
-"""Photo decoding and encoding with metadata: JPEG, PNG, WebP (Pillow/OpenCV) and TIFF (tifffile).
+"""Photo decoding and encoding with metadata: JPEG, PNG, WebP (Pillow/OpenCV), TIFF (tifffile)
+and JPEG 2000 in its JP2 file format (OpenJPEG through imagecodecs; the boxes are read and
+written here).
 
 ``decode_photo`` refuses declared dimensions over the limit before any pixel is decoded,
 honours EXIF/TIFF orientation, and returns the pixels (uint8 or uint16, gray or RGB), an
@@ -18,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import cv2
+import imagecodecs
 import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,7 +30,9 @@ from colorize_core.errors import CorruptMediaError, MediaTooLargeError, Unsuppor
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 NOTE = ("Algorithmically colorized from a black-and-white original: the colours are a machine's "
         "estimate, not a record of the original scene. The original is kept unaltered.")
-FORMATS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp"}
+FORMATS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "WEBP": ".webp", "JPEG2000": ".jp2"}
+JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+JP2_XMP_UUID = bytes.fromhex("be7acfcb97a942e89c71999491e3afac")   # Adobe's XMP box
 _TIFF_CARRY = {"Artist": 315, "Copyright": 33432, "DateTime": 306, "Make": 271, "Model": 272,
                "ImageDescription": 270, "DocumentName": 269, "HostComputer": 316}
 _TIFF_ORIENT = {2: "fliplr", 3: "rot180", 4: "flipud", 5: "transpose", 6: "rot270", 7: "transverse", 8: "rot90"}
@@ -44,6 +49,7 @@ class Photo:
     tiff_compression: str | None = None
     resolution: tuple[float, float] | None = None
     notes: list[str] = field(default_factory=list)
+    sample_bits: int | None = None     # JPEG 2000 samples of other than 8 or 16 bits (12, say), written back so
 
     @property
     def width(self) -> int:
@@ -55,7 +61,7 @@ class Photo:
 
     @property
     def bit_depth(self) -> int:
-        return 16 if self.pixels.dtype == np.uint16 else 8
+        return self.sample_bits or (16 if self.pixels.dtype == np.uint16 else 8)
 
     @property
     def channels(self) -> str:
@@ -90,17 +96,23 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     try:
         im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise CorruptMediaError("not a recognised image: the content matches no JPEG, PNG, TIFF or WebP "
-                                "signature") from None
+        raise CorruptMediaError("not a recognised image: the content matches no JPEG, PNG, TIFF, WebP or "
+                                "JPEG 2000 signature") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise CorruptMediaError(f"unreadable image header: {exc}") from None
     fmt = "JPEG" if im.format == "MPO" else im.format
+    if fmt == "JPEG2000":
+        if not data.startswith(JP2_SIGNATURE):
+            raise UnsupportedMediaError("a bare JPEG 2000 codestream (.j2k, .j2c) is not supported: "
+                                        "only the JP2 file format (.jp2)")
+        _check_size(*im.size, max_pixels)
+        return _decode_jp2(data)
     frames = getattr(im, "n_frames", 1)
     if fmt == "GIF":
         kind = f"animated GIF ({frames} frames)" if frames > 1 else "GIF"
-        raise UnsupportedMediaError(f"{kind}: not a supported photo format (JPEG, PNG, TIFF, WebP)")
+        raise UnsupportedMediaError(f"{kind}: not a supported photo format (JPEG, PNG, TIFF, WebP, JPEG 2000)")
     if fmt not in FORMATS:
-        raise UnsupportedMediaError(f"{fmt} images are not supported (JPEG, PNG, TIFF, WebP)")
+        raise UnsupportedMediaError(f"{fmt} images are not supported (JPEG, PNG, TIFF, WebP, JPEG 2000)")
     if frames > 1:
         raise UnsupportedMediaError(f"animated {fmt} with {frames} frames: not a still photograph")
     _check_size(*im.size, max_pixels)
@@ -220,6 +232,118 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
                  resolution=res, notes=notes)
 
 
+def _boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[bytes, int, int]]:
+    """JP2 boxes in ``data[start:end]``: (type, payload start, payload end)."""
+    end = len(data) if end is None else end
+    out = []
+    while start + 8 <= end:
+        length, kind = struct.unpack(">I4s", data[start:start + 8])
+        head = 8
+        if length == 1:
+            length, head = struct.unpack(">Q", data[start + 8:start + 16])[0], 16
+        elif length == 0:
+            length = end - start
+        if length < head or start + length > end:
+            raise CorruptMediaError(f"truncated or corrupt JPEG 2000 file: its {kind.decode('latin-1')!r} box at "
+                                    f"byte {start} runs past the end")
+        out.append((kind, start + head, start + length))
+        start += length
+    return out
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def _decode_jp2(data: bytes) -> Photo:
+    """A JP2 file: its header boxes (size, bits, colour, resolution) read here, its codestream
+    decoded by OpenJPEG. Samples of other than 8 or 16 bits are scaled to 16 (or 8) bits and
+    written back at their own depth."""
+    top = {kind: (a, b) for kind, a, b in _boxes(data)}
+    if b"jp2h" not in top or b"jp2c" not in top:
+        raise CorruptMediaError("JP2 file without its header or codestream box")
+    header = {kind: data[a:b] for kind, a, b in _boxes(data, *top[b"jp2h"])}
+    if b"ihdr" not in header or len(header[b"ihdr"]) < 14:
+        raise CorruptMediaError("JP2 header without its image header box")
+    height, width, channels, bpc = struct.unpack(">IIHB", header[b"ihdr"][:11])
+    if bpc == 255:
+        raise UnsupportedMediaError("JPEG 2000 with a different bit depth per component is not supported")
+    if bpc & 0x80:
+        raise UnsupportedMediaError("JPEG 2000 with signed samples is not supported")
+    bits = (bpc & 0x7F) + 1
+    if bits > 16 or channels not in (1, 2, 3, 4):
+        raise UnsupportedMediaError(f"JPEG 2000 with {channels} components of {bits} bits is not supported "
+                                    "(gray or RGB, with or without alpha, up to 16 bits)")
+    notes: list[str] = []
+    icc = None
+    colr = header.get(b"colr", b"")
+    if colr[:1] == b"\x01" and len(colr) >= 7:
+        space = struct.unpack(">I", colr[3:7])[0]
+        if space not in (16, 17):  # sRGB, greyscale
+            raise UnsupportedMediaError(f"JPEG 2000 in colour space {space} (enumerated) is not supported "
+                                        "(sRGB or greyscale)")
+    elif colr[:1] in (b"\x02", b"\x03"):
+        icc = _rgb_icc(colr[3:], notes)
+    try:
+        arr = imagecodecs.jpeg2k_decode(data)
+    except Exception as exc:  # noqa: BLE001 - imagecodecs raises its own error types
+        raise CorruptMediaError(f"truncated or corrupt JPEG 2000 data: {exc}") from None
+    if arr.shape[:2] != (height, width):
+        raise CorruptMediaError(f"JPEG 2000 codestream of {arr.shape[1]}x{arr.shape[0]} in a JP2 file "
+                                f"declaring {width}x{height}")
+    depth = 8 if bits <= 8 else 16
+    if bits != depth:
+        top_value = np.iinfo(np.uint8 if depth == 8 else np.uint16).max
+        arr = np.round(arr.astype(np.float64) * (top_value / (2 ** bits - 1))).astype(arr.dtype if depth == 16
+                                                                                      else np.uint8)
+    arr = arr.astype(np.uint8 if depth == 8 else np.uint16, copy=False)
+    alpha = None
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        alpha, arr = arr[..., -1], arr[..., :-1]
+        arr = arr[..., 0] if arr.shape[2] == 1 else arr
+    if alpha is not None and alpha.min() == alpha.max() == np.iinfo(alpha.dtype).max:
+        alpha = None
+    res = None
+    if b"res " in header:
+        res_box = header[b"res "]
+        sub = {kind: res_box[a:b] for kind, a, b in _boxes(res_box)}
+        raw = sub.get(b"resc") or sub.get(b"resd")
+        if raw and len(raw) >= 10:
+            vn, vd, hn, hd, ve, he = struct.unpack(">HHHHbb", raw[:10])
+            if vd and hd:
+                res = (round(hn / hd * 10.0 ** he * 0.0254, 2), round(vn / vd * 10.0 ** ve * 0.0254, 2))  # per inch
+    return Photo(np.ascontiguousarray(arr), "JPEG2000", alpha, icc, None, resolution=res, notes=notes,
+                 sample_bits=bits if bits not in (8, 16) else None)
+
+
+def _encode_jp2(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
+    """A lossless (reversible 5/3 wavelet) JP2 file: OpenJPEG's codestream in boxes written here,
+    with the ICC profile (else sRGB), the capture resolution and the XMP packet."""
+    data = rgb if photo.alpha is None else np.dstack([rgb, photo.alpha.astype(rgb.dtype)])
+    bits = photo.sample_bits or (16 if data.dtype == np.uint16 else 8)
+    if bits not in (8, 16):
+        top_value = np.iinfo(data.dtype).max
+        data = np.round(data.astype(np.float64) * ((2 ** bits - 1) / top_value)).astype(data.dtype)
+    codestream = imagecodecs.jpeg2k_encode(np.ascontiguousarray(data), codecformat=imagecodecs.JPEG2K.CODEC.J2K,
+                                           reversible=True, bitspersample=bits)
+    h, w = data.shape[:2]
+    n = data.shape[2] if data.ndim == 3 else 1
+    boxes = [_box(b"ihdr", struct.pack(">IIHBBBB", h, w, n, bits - 1, 7, 0, 0)),
+             _box(b"colr", b"\x02\x00\x00" + photo.icc if photo.icc else struct.pack(">BBBI", 1, 0, 0, 16 if n >= 3 else 17))]
+    if photo.alpha is not None:  # the last component is opacity, of the whole image
+        defs = [(i, 0, i + 1) for i in range(n - 1)] + [(n - 1, 1, 0)]
+        boxes.append(_box(b"cdef", struct.pack(">H", n) + b"".join(struct.pack(">HHH", *d) for d in defs)))
+    if photo.resolution:
+        per_metre = [round(r / 0.0254) for r in photo.resolution]   # fits 16 bits up to 1664 dpi; scaled below
+        exp = 0
+        while max(per_metre) > 65535:
+            per_metre, exp = [round(v / 10) for v in per_metre], exp + 1
+        resc = struct.pack(">HHHHbb", per_metre[1], 1, per_metre[0], 1, exp, exp)
+        boxes.append(_box(b"res ", _box(b"resc", resc)))
+    return b"".join([JP2_SIGNATURE, _box(b"ftyp", b"jp2 " + b"\x00" * 4 + b"jp2 "), _box(b"jp2h", b"".join(boxes)),
+                     _box(b"uuid", JP2_XMP_UUID + xmp), _box(b"jp2c", codestream)])
+
+
 def xmp_packet(source_sha256: str, model: str, model_sha256: str, when: datetime | None = None) -> bytes:
     """XMP labelling the rendition as algorithmically colorized, traceable to its input."""
     when = (when or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -277,6 +401,8 @@ def encode_photo(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
     """Encode the colour rendition ``rgb`` (dtype of ``photo.pixels``) like its source."""
     if photo.format == "PNG":
         return _encode_png(rgb, photo, xmp)
+    if photo.format == "JPEG2000":
+        return _encode_jp2(rgb, photo, xmp)
     if photo.format == "TIFF":
         out = io.BytesIO()
         data = rgb if photo.alpha is None else np.dstack([rgb, photo.alpha.astype(rgb.dtype)])
@@ -339,3 +465,5 @@ def adapt_to_format(photo: Photo, fmt: str) -> None:
         photo.notes.append("alpha dropped: JPEG has none")
     if photo.format != "TIFF":
         photo.tiff_tags = {}
+    if photo.format != "JPEG2000":
+        photo.sample_bits = None

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import pytest
 import skimage.data
@@ -138,10 +139,12 @@ def tricky_good_inputs() -> dict[str, bytes]:
     cmyk = Image.fromarray(g).convert("CMYK")
     sixteen = io.BytesIO()
     tifffile.imwrite(sixteen, g.astype(np.uint16) * 257, compression="zlib")
+    twelve = (g.astype(np.uint32) * 4095 // 255).astype(np.uint16)
     return {
         "palette-alpha.png": encode(pal, "PNG", transparency=0),
         "cmyk.jpg": encode(cmyk, "JPEG"),
         "scan16.tif": sixteen.getvalue(),
+        "master12.jp2": imagecodecs.jpeg2k_encode(twelve, codecformat=imagecodecs.JPEG2K.CODEC.JP2, bitspersample=12),
     }
 
 

@@ -49,7 +49,7 @@ def run_flow(**kwargs):  # noqa: ANN003, ANN201
 def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, archive, tmp_path):
     dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/prov.db"
     summary = run_flow(source=str(archive), dest=str(dest), db_url=db)
-    good = 6 + 3 + 1 + 1  # samples (5 photos, a film), tricky-but-valid inputs, the hostile file name, a film
+    good = 6 + 4 + 1 + 1  # samples (5 photos, a film), tricky-but-valid inputs, the hostile file name, a film
     assert summary["counts"] == {"done": good, "skipped": 1, "failed": len(bad_inputs())}
     assert summary["status"] == "completed_with_failures"
 
@@ -84,6 +84,7 @@ def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, arc
         assert Image.open(out).size == Image.open(archive / rel).size
         assert it["colourfulness"] > 0
     assert Image.open(dest / "odd/palette-alpha.png").mode == "RGBA"
+    assert items["odd/master12.jp2"]["bit_depth"] == 12 and items["odd/master12.jp2"]["format"] == "JPEG2000"
     # Originals untouched: nothing written into the source.
     assert not list(archive.rglob(".colorize-tmp*"))
     assert items["portraits/astronaut.jpg"]["params"]["refine"] == "flood"

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import struct
 
+import imagecodecs
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image, ImageCms
 
 from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
-from colorize_core.images import DIGITAL_SOURCE_TYPE, adapt_to_format, decode_photo, encode_photo, xmp_packet
+from colorize_core.images import (DIGITAL_SOURCE_TYPE, JP2_XMP_UUID, adapt_to_format, decode_photo, encode_photo,
+                                  xmp_packet)
 from tests.conftest import bad_inputs, encode, gray_photo, huge_png_header, tricky_good_inputs
 
 XMP = xmp_packet("a" * 64, "default", "b" * 64)
@@ -138,3 +141,58 @@ def test_adapt_to_format_downconverts_16bit_for_jpeg():
     p = decode_photo(buf.getvalue())
     adapt_to_format(p, "JPEG")
     assert p.pixels.dtype == np.uint8 and p.format == "JPEG" and any("8-bit" in n for n in p.notes)
+
+
+def _jp2_boxes(data: bytes) -> dict[bytes, bytes]:
+    boxes, at = {}, 12
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        boxes[kind] = data[at + 8:at + length]
+        at += length
+    return boxes
+
+
+def test_jpeg2000_of_any_depth_round_trips_losslessly_with_its_profile_resolution_and_label():
+    """JP2 preservation masters: 8-, 12- and 16-bit gray (OpenJPEG's own JP2 writer) are read at
+    their depth, and their colour renditions are written losslessly at that depth, with the ICC
+    profile, the capture resolution, any alpha, and the XMP label."""
+    g = gray_photo(size=96)
+    twelve = (g.astype(np.uint32) * 4095 // 255).astype(np.uint16)
+    for bits, pixels in ((8, g), (12, twelve), (16, g.astype(np.uint16) * 257)):
+        data = imagecodecs.jpeg2k_encode(pixels, codecformat=imagecodecs.JPEG2K.CODEC.JP2, bitspersample=bits,
+                                         reversible=True)
+        p = decode_photo(data)
+        assert p.format == "JPEG2000" and p.bit_depth == bits and p.pixels.ndim == 2
+        assert p.pixels.dtype == (np.uint8 if bits == 8 else np.uint16)
+        assert abs(int(p.pixels.max()) - np.iinfo(p.pixels.dtype).max) <= 16   # scaled to the full range
+        rgb = colourise(p)
+        out = encode_photo(rgb, p, XMP)
+        back = decode_photo(out)
+        assert back.bit_depth == bits and back.pixels.shape == rgb.shape
+        # lossless at the source's own depth: only the scaling to and from 16 bits rounds
+        assert np.abs(back.pixels.astype(int) - rgb).max() <= (0 if bits in (8, 16) else 8)
+        stored = imagecodecs.jpeg2k_decode(out)
+        assert int(stored.max()) < 2 ** bits and stored.shape == rgb.shape   # stored at its own depth
+    boxes = _jp2_boxes(out)
+    assert boxes[b"uuid"].startswith(JP2_XMP_UUID) and DIGITAL_SOURCE_TYPE.encode() in boxes[b"uuid"]
+    assert Image.open(io.BytesIO(out)).size == (rgb.shape[1], rgb.shape[0])   # others read it too
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    alpha = np.full(g.shape, 200, np.uint8)
+    p.icc, p.alpha, p.resolution = srgb, alpha.astype(np.uint16) * 257, (600.0, 600.0)
+    back = decode_photo(encode_photo(rgb, p, XMP))
+    assert back.icc == srgb and back.resolution == (600.0, 600.0)
+    assert back.alpha is not None and np.array_equal(back.alpha, p.alpha)
+
+
+def test_bad_jpeg2000_is_refused_with_the_reason():
+    good = imagecodecs.jpeg2k_encode(gray_photo(size=64), codecformat=imagecodecs.JPEG2K.CODEC.JP2)
+    with pytest.raises(CorruptMediaError, match="runs past the end"):
+        decode_photo(good[:len(good) // 2])
+    bare = imagecodecs.jpeg2k_encode(gray_photo(size=64), codecformat=imagecodecs.JPEG2K.CODEC.J2K)
+    with pytest.raises(UnsupportedMediaError, match="bare JPEG 2000 codestream"):
+        decode_photo(bare)
+    signed = imagecodecs.jpeg2k_encode(gray_photo(size=64).astype(np.int16) - 128,
+                                       codecformat=imagecodecs.JPEG2K.CODEC.JP2)
+    with pytest.raises(UnsupportedMediaError, match="signed"):
+        decode_photo(signed)
