@@ -122,18 +122,25 @@ def image(in_path: Path, out_path: Path, model: str, refine: str, include_colour
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (refused otherwise).")
 @click.option("--device", default=_settings.device, show_default=True)
 @click.option("--flicker", is_flag=True, help="Measure the warping error (flicker) before and after smoothing.")
+@click.option("--audio", "sound", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A frame sequence's sound (.wav/.bwf, .aif/.aiff, .flac), starting with its first frame.")
 def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, temporal: bool, refine: str,
-          batch_size: int, overwrite: bool, device: str, flicker: bool) -> None:
+          batch_size: int, overwrite: bool, device: str, flicker: bool, sound: Path | None) -> None:
     """Colorize the film IN into OUT: .mkv an FFV1 archival master, .mp4 an H.264 access copy,
     .mov ProRes 422 HQ. Frame count, frame rate and every audio stream (copied) are kept.
-    IN may be a folder of numbered frames (a frame sequence), played at --fps."""
+    IN may be a folder of numbered frames (a frame sequence), played at --fps, with its sound
+    from --audio."""
     from fractions import Fraction
 
     from colorize_core import ColorizeError, Colorizer
-    from colorize_core.film import RENDITIONS, probe, probe_sequence
+    from colorize_core.film import RENDITIONS, attach_sound, probe, probe_sequence
     from colorize_core.film_pipeline import colorize_film
 
     _check_file_args(in_path, out_path, RENDITIONS, overwrite, model, folder_ok=True)
+    if sound is not None and not in_path.is_dir():
+        raise click.UsageError("--audio is for a frame sequence (IN a folder of frames): a film file has its own sound")
+    if sound is not None and not sound.is_file():
+        raise click.UsageError(f"--audio {sound}: no such file")
     if in_path.is_dir():
         try:
             if frame_rate is None or Fraction(frame_rate) <= 0:
@@ -145,6 +152,8 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
     try:
         if in_path.is_dir():
             info = probe_sequence(in_path, Fraction(frame_rate), _settings.max_pixels)
+            if sound is not None:
+                attach_sound(info, sound)
         else:
             info = probe(in_path, _settings.max_pixels)
         colorizer = Colorizer.load(model, device=device)

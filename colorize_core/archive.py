@@ -27,7 +27,7 @@ from colorize_core import __version__
 from colorize_core.color import chroma_spread, lab_to_rgb, luminance
 from colorize_core.colorizer import Colorizer, Prediction
 from colorize_core.errors import ColorizeError, UnsafePathError, UnsupportedMediaError
-from colorize_core.film import FRAME_NAME, FILM_SUFFIXES, RENDITIONS, SEQUENCE_SUFFIXES
+from colorize_core.film import FRAME_NAME, FILM_SUFFIXES, RENDITIONS, SEQUENCE_SUFFIXES, SOUND_SUFFIXES
 from colorize_core.temporal import TemporalParams
 from colorize_core.images import FORMATS, Photo, decode_photo, encode_photo, thumbnail_jpeg, xmp_packet
 from colorize_core.metrics import colourfulness
@@ -128,6 +128,7 @@ class FilmEntry:
     frames: tuple[str, ...] = ()    # a frame sequence's files, in order (names inside ``rel``)
     rate: str | None = None         # a frame sequence's frame rate
     flags: tuple[str, ...] = ()
+    sound: str | None = None        # a frame sequence's sound file (a name inside ``rel``)
 
     @property
     def is_sequence(self) -> bool:
@@ -142,35 +143,55 @@ class FilmEntry:
 SEQUENCE_SIDECAR = "sequence.json"
 
 
-def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], source: Location,
-               default_rate: str) -> tuple[list[FilmEntry], list[Entry], list[tuple[str, str]]]:
+def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds: dict[str, list[Entry]],
+               source: Location, default_rate: str) -> tuple[list[FilmEntry], list[Entry], list[tuple[Entry, str]]]:
     """Frame sequences among the held numbered frames: a folder with a ``sequence.json``
-    (``{"frame_rate": "24000/1001"}``) or holding DPX frames. Returns (sequences, entries that
-    are photos after all, (folder, error) for unreadable sidecars)."""
+    (``{"frame_rate": "24000/1001", "audio": "reel1.wav"}``) or holding DPX frames, with its
+    sound: the file the sidecar names, or the one sound file beside the frames. Returns
+    (sequences, entries that are photos after all, (entry, error) for what cannot be used: an
+    unreadable sidecar, a sound file no sequence takes)."""
     films, photos, errors = [], [], []
-    for folder in sorted(set(held) | set(sidecars)):
+    for folder in sorted(set(held) | set(sidecars) | set(sounds)):
         frames = held.get(folder, [])
         sidecar = sidecars.get(folder)
+        beside = sounds.get(folder, [])
         is_dpx = any(e.rel.lower().endswith(".dpx") for e in frames)
         if sidecar is None and not is_dpx:
             photos.extend(frames)
+            errors.extend((e, "a sound file with no frame sequence beside it: a film's own sound is taken from the "
+                              "film, a frame sequence's from the sound file in its folder") for e in beside)
             continue
-        rate, flags = default_rate, ("frame-rate-assumed",)
+        rate, flags, wanted = default_rate, ("frame-rate-assumed",), None
         if sidecar is not None:
             try:
                 meta = json.loads(source.read(sidecar.rel))
                 if "frame_rate" in meta:
                     rate, flags = str(meta["frame_rate"]), ()
-            except (ValueError, TypeError, ColorizeError) as exc:
-                errors.append((folder, f"{sidecar.rel}: not a JSON object with a frame_rate ({exc})"))
+                wanted = meta.get("audio")
+            except (ValueError, TypeError, AttributeError, ColorizeError) as exc:
+                errors.append((sidecar, f"{sidecar.rel}: not a JSON object with a frame_rate ({exc})"))
                 continue
         if not frames:
-            errors.append((folder, f"{sidecar.rel}: no numbered DPX, TIFF or PNG frames beside it"))
+            errors.append((sidecar, f"{sidecar.rel}: no numbered DPX, TIFF or PNG frames beside it"))
             continue
-        version = hashlib.sha256("\n".join(f"{e.rel} {e.size} {e.version}" for e in frames).encode()).hexdigest()
         prefix = f"{folder}/" if folder else ""
-        films.append(FilmEntry(folder, sum(e.size for e in frames), version[:32],
-                               tuple(e.rel[len(prefix):] for e in frames), rate, flags))
+        names = {e.rel[len(prefix):]: e for e in beside}
+        if wanted is not None and wanted not in names:
+            errors.append((sidecar, f"{sidecar.rel}: its sound file {wanted!r} is not beside the frames "
+                                    f"(sound files there: {', '.join(sorted(names)) or 'none'})"))
+            continue
+        if wanted is None and len(names) > 1:
+            errors.append((beside[0], f"{len(names)} sound files beside the frames of {folder or '.'} "
+                                      f"({', '.join(sorted(names))}): name the sequence's in its "
+                                      f"{SEQUENCE_SIDECAR} (\"audio\": \"NAME\")"))
+            continue
+        sound = wanted if wanted is not None else next(iter(names), None)
+        errors.extend((e, f"a sound file beside the frames of {folder or '.'} that its {SEQUENCE_SIDECAR} does not "
+                          "name: not used") for name, e in names.items() if name != sound)
+        parts = [*frames, *([names[sound]] if sound else [])]
+        version = hashlib.sha256("\n".join(f"{e.rel} {e.size} {e.version}" for e in parts).encode()).hexdigest()
+        films.append(FilmEntry(folder, sum(e.size for e in parts), version[:32],
+                               tuple(e.rel[len(prefix):] for e in frames), rate, flags, sound))
     return films, photos, errors
 
 
@@ -187,6 +208,7 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
     todo, films, skipped, pending = [], [], [], []
     held: dict[str, list[Entry]] = {}
     sidecars: dict[str, Entry] = {}
+    sounds: dict[str, list[Entry]] = {}
     agent = f"colorize {__version__}"
 
     def quick_skip(uri: str, entry: Entry | FilmEntry, media: str) -> bool:
@@ -208,6 +230,8 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
             sidecars[folder] = entry
         elif ext in SEQUENCE_SUFFIXES and FRAME_NAME.match(name):
             held.setdefault(folder, []).append(entry)
+        elif ext in SOUND_SUFFIXES:
+            sounds.setdefault(folder, []).append(entry)
         elif ext in FILM_SUFFIXES:
             film = FilmEntry(entry.rel, entry.size, entry.version)
             if not quick_skip(item_uri(source, entry.rel), film, "film"):
@@ -217,15 +241,14 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
         if len(pending) >= 1000:
             store.add_items(pending)
             pending = []
-    sequences, photos, errors = _sequences(held, sidecars, source, settings.sequence_rate)
+    sequences, photos, errors = _sequences(held, sidecars, sounds, source, settings.sequence_rate)
     for entry in photos:
         if not quick_skip(item_uri(source, entry.rel), entry, "photo"):
             todo.append(entry)
     for film in sequences:
         if not quick_skip(film_uri(source, film), film, "film"):
             films.append(film)
-    for folder, error in errors:
-        entry = sidecars[folder]
+    for entry, error in errors:
         if only is not None and item_uri(source, entry.rel) not in only:
             continue
         pending.append((Item(job_id=job_id, source_uri=item_uri(source, entry.rel), rel_path=entry.rel, dest=dest.uri,

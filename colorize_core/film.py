@@ -32,6 +32,9 @@ SAFE_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mxf,mpegts,mpeg,dv,m
 SAFETY = {"protocol_whitelist": "file,pipe", "format_whitelist": SAFE_DEMUXERS}
 SEQUENCE_SUFFIXES = {".dpx", ".tif", ".tiff", ".png"}
 SEQUENCE_SAFETY = {"protocol_whitelist": "file", "format_whitelist": "image2"}
+# A frame sequence's sound comes as a file beside its frames (BWF/WAV, AIFF, FLAC).
+SOUND_SUFFIXES = {".wav", ".bwf", ".aif", ".aiff", ".flac"}
+SOUND_SAFETY = {"protocol_whitelist": "file", "format_whitelist": "wav,w64,aiff,flac"}
 FRAME_NAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<ext>\.[A-Za-z]+)$")
 # Subtitle codecs each rendition's container takes as they are; a text subtitle it does not take
 # is converted to the container's text format (its words and times kept); a bitmap one cannot be.
@@ -97,6 +100,7 @@ class FilmInfo:
     timecode: str | None = None        # of the first frame (QuickTime tmcd track, MXF or Matroska tag)
     tags: dict[str, str] = field(default_factory=dict)   # the container's descriptive tags (title, ...), lower case
     not_carried: list[str] = field(default_factory=list)  # the source's streams no rendition holds
+    sound: str | None = None           # a frame sequence's sound file (its audio streams are ``audio``)
 
     @property
     def picture_offset(self) -> float:
@@ -106,8 +110,15 @@ class FilmInfo:
 
     @property
     def carries_source(self) -> bool:
-        """Whether a whole-film rendition reads the source again for streams beside the picture."""
-        return not self.sequence and bool(self.audio or self.subtitles or self.chapters or self.tags)
+        """Whether a whole-film rendition reads the source again for streams beside the picture
+        (a frame sequence: its sound file)."""
+        if self.sequence:
+            return bool(self.sound and self.audio)
+        return bool(self.audio or self.subtitles or self.chapters or self.tags)
+
+    def sound_input(self) -> Any:
+        """The input the sound and the other streams come from: the film, or a sequence's sound file."""
+        return ffmpeg.input(self.sound, **SOUND_SAFETY) if self.sequence else self.input()
 
     @property
     def deep(self) -> bool:
@@ -200,10 +211,7 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
                     pix_fmt=video.get("pix_fmt", "?"), sar=video.get("sample_aspect_ratio", "1:1") or "1:1",
                     color_range=video.get("color_range", "unknown"), interlaced=field_order not in ("progressive", "unknown"),
                     vfr=bool(fps and avg and abs(float(fps) - float(avg)) > 0.01 * float(fps)),
-                    audio=[{"index": s["index"], "codec": s.get("codec_name"), "channels": s.get("channels"),
-                            "sample_rate": s.get("sample_rate"),
-                            "bits": int(s.get("bits_per_raw_sample") or s.get("bits_per_sample") or 0)}
-                           for s in meta.get("streams", []) if s.get("codec_type") == "audio"])
+                    audio=_audio_streams(meta))
     info.bit_depth = 16 if _DEEP.search(info.pix_fmt) else 8
     info.start_time = float(meta.get("format", {}).get("start_time") or 0)
     _other_streams(info, meta, video["index"])
@@ -283,7 +291,7 @@ def carried(info: FilmInfo, fmt: str, note: str = "", whole: bool = True) -> Car
         options["timecode"] = info.timecode
     if not whole or not info.carries_source:
         return Carried([], options, metadata, [])
-    source = info.input()
+    source = info.sound_input()
     streams = [source["a" if info.audio else "a?"]]  # "a?": the source is an input even without sound
     options["map_chapters"] = 1
     notes: list[str] = []
@@ -336,6 +344,33 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], boo
         notes += [f"{suffix}: {n}" for n in carry.notes]
         dropped |= sum(k.startswith("c:s:") for k in carry.options) < len(info.subtitles)
     return notes, dropped
+
+
+def attach_sound(info: FilmInfo, path: str | Path) -> FilmInfo:
+    """Give a frame sequence the sound in ``path`` (a BWF/WAV, AIFF or FLAC file, starting with
+    the first frame): its audio streams are carried like a film's. Raises CorruptMediaError."""
+    path = str(path)
+    if Path(path).suffix.lower() not in SOUND_SUFFIXES:
+        raise UnsupportedMediaError(f"{Path(path).name}: a sound file is .wav, .bwf, .aif, .aiff or .flac")
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise CorruptMediaError(f"sound file {Path(path).name} is missing or empty")
+    try:
+        meta = ffmpeg.probe(path, **SOUND_SAFETY)
+    except ffmpeg.Error as exc:
+        msg = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+        raise CorruptMediaError(f"sound file {Path(path).name} is not readable: "
+                                f"{msg[-1] if msg else 'ffprobe failed'}") from None
+    info.audio = _audio_streams(meta)
+    if not info.audio:
+        raise CorruptMediaError(f"sound file {Path(path).name} holds no audio stream")
+    info.sound = path
+    return info
+
+
+def _audio_streams(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"index": s["index"], "codec": s.get("codec_name"), "channels": s.get("channels"),
+             "sample_rate": s.get("sample_rate"), "bits": int(s.get("bits_per_raw_sample") or s.get("bits_per_sample") or 0)}
+            for s in meta.get("streams", []) if s.get("codec_type") == "audio"]
 
 
 def _video_duration(video: dict[str, Any]) -> float | None:

@@ -36,8 +36,8 @@ from colorize_core import __version__
 from colorize_core.archive import FilmEntry, ItemResult, JobSettings, film_uri, free_name, write_thumbnail
 from colorize_core.colorizer import Colorizer
 from colorize_core.errors import ColorizeError, CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import (FilmInfo, carry_notes, frame_times, join_segments, probe, probe_sequence, seek_point,
-                                 stream_info)
+from colorize_core.film import (FilmInfo, attach_sound, carry_notes, frame_times, join_segments, probe, probe_sequence,
+                                 seek_point, stream_info)
 from colorize_core.film_pipeline import colorize_film, find_cuts
 from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Item, Output, ProvenanceStore, Shot, utcnow
@@ -64,9 +64,11 @@ class _LocalFilms:
         if isinstance(source, LocalLocation):
             yield source.root / film.rel if film.rel else source.root
             return
-        if film.is_sequence:  # only the frames this unit needs, in a folder of their own
+        if film.is_sequence:  # only the frames this unit needs, in a folder of their own (all: the sound too)
             with tempfile.TemporaryDirectory(prefix="colorize-frames-") as tmp:
                 names = film.frames if frames is None else film.frames[frames.start:frames.stop]
+                if frames is None and film.sound:
+                    names = (*names, film.sound)
                 for name in names:
                     with source.local_copy(f"{film.rel}/{name}" if film.rel else name) as path:
                         Path(tmp, name).write_bytes(path.read_bytes())
@@ -103,10 +105,10 @@ def _sha256_file(path: Path) -> str:
 
 
 def _fingerprint(path: Path, film: FilmEntry) -> str:
-    """sha256 of a film file; for a frame sequence, of its frames' names and sha256s."""
+    """sha256 of a film file; for a frame sequence, of its frames' (and its sound's) names and sha256s."""
     if not film.is_sequence:
         return _sha256_file(path)
-    lines = [f"{_sha256_file(path / name)}  {name}\n" for name in film.frames]
+    lines = [f"{_sha256_file(path / name)}  {name}\n" for name in (*film.frames, *([film.sound] if film.sound else []))]
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
@@ -114,6 +116,8 @@ def _info(path: Path, film: FilmEntry, settings: JobSettings) -> FilmInfo:
     if film.is_sequence:
         info = probe_sequence(path, film.rate or settings.sequence_rate, settings.max_pixels, list(film.frames))
         info.flags.extend(film.flags)
+        if film.sound:
+            attach_sound(info, path / film.sound)
         return info
     return probe(path, settings.max_pixels)
 
@@ -123,6 +127,8 @@ def _localise(info: FilmInfo, path: Path) -> FilmInfo:
     info.path = str(path)
     if info.sequence:
         info.sequence = {**info.sequence, "pattern": str(path / Path(info.sequence["pattern"]).name)}
+    if info.sound:
+        info.sound = str(path / Path(info.sound).name)
     return info
 
 
@@ -321,7 +327,10 @@ def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store:
     outputs: list[Output] = []
     try:
         with contextlib.ExitStack() as stack:
-            if info.carries_source or info.vfr:  # the source is needed again: its sound, subtitles, times...
+            if info.sequence and info.sound:  # its sound file only, not its frames
+                rel = f"{film.rel}/{film.sound}" if film.rel else str(film.sound)
+                info.sound = str(stack.enter_context(source.local_copy(rel)))
+            elif info.carries_source or info.vfr:  # the source is needed again: its sound, subtitles, times...
                 info = _localise(info, stack.enter_context(_films.get(source, film, None)))
             times = frame_times(info) if info.vfr else None
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="colorize-join-")))

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from colorize_core.archive import JobSettings, plan
 from colorize_core.colorizer import Colorizer
-from colorize_core.film import frame_times, probe
+from colorize_core.film import frame_times, probe, stream_info
 from colorize_core.film_archive import assemble_film, colorize_unit, plan_units, prepare_film
 from colorize_core.provenance import Item, ProvenanceStore, Shot
 from colorize_core.storage import Location, open_location
@@ -175,7 +175,15 @@ def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path
     (src / "scans" / "reel3").mkdir()
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=0.4", "-vf", "format=gray",
            "-start_number", "100", str(src / "scans" / "reel3" / "r3_%06d.png"))
-    (src / "scans" / "reel3" / "sequence.json").write_text(json.dumps({"frame_rate": "25"}))
+    (src / "scans" / "reel3" / "sequence.json").write_text(json.dumps({"frame_rate": "25", "audio": "mix.wav"}))
+    # Their sound: the one file beside reel2's frames; the one reel3's sidecar names (not the other).
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:duration=1:sample_rate=48000", "-c:a", "pcm_s24le",
+           str(src / "scans" / "reel2" / "reel2.wav"))
+    for name, hz in (("mix.wav", 400), ("music.wav", 500)):
+        ffmpeg("-f", "lavfi", "-i", f"sine=frequency={hz}:duration=0.4", str(src / "scans" / "reel3" / name))
+    # A sound file with no frames beside it.
+    (src / "sound").mkdir()
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.2", str(src / "sound" / "stray.wav"))
     # A sequence with a hole in it.
     (src / "scans" / "holey").mkdir()
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.5", "-vf", "format=gray",
@@ -192,7 +200,7 @@ def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path
            "sine=frequency=500:duration=3", "-vf", "setpts='if(lt(N,25),N/25,1+(N-25)/12.5)/TB',format=gray",
            "-fps_mode", "vfr", "-c:v", "libx264", "-c:a", "aac", str(src / "phone" / "vfr.mp4"))
     summary = run_flow(source=str(src), dest=str(dest), db_url=db, shot_max_frames=20)
-    assert summary["counts"] == {"done": 3, "skipped": 0, "failed": 4}
+    assert summary["counts"] == {"done": 3, "skipped": 0, "failed": 6}
     source_times = frame_times(probe(src / "phone" / "vfr.mp4"))
     for out in (dest / "phone" / "vfr.mkv", dest / "phone" / "vfr.mp4"):
         times = frame_times(probe(out))   # joined from 3 segments, each frame back at its own time
@@ -213,16 +221,35 @@ def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path
                                          "-pix_fmt", "rgb48le", "-"], capture_output=True, check=True).stdout, "<u2")
     assert np.unique(deep).size > 256 and np.any(deep % 256)   # 16-bit precision, not 8-bit padded
     assert int(video_stream(dest / "scans" / "reel3.mp4")["nb_read_packets"]) == 10
+    # The sequences' sound: copied bit-exact into the masters, AAC in the access copies, noted.
+    assert audio_digest(master) == audio_digest(src / "scans" / "reel2" / "reel2.wav")
+    assert audio_digest(dest / "scans" / "reel3.mkv") == audio_digest(src / "scans" / "reel3" / "mix.wav")
+    assert [s["codec_name"] for s in stream_info(dest / "scans" / "reel2.mp4")["streams"]] == ["h264", "aac"]
+    assert items["scans/reel2"]["notes"] == [".mp4: audio stream 0 (pcm_s24le) encoded to AAC at 96 kb/s: "
+                                             "an MP4 file cannot hold pcm_s24le"]
+    assert "does not name: not used" in items["scans/reel3/music.wav"]["error"]
+    assert "no frame sequence beside it" in items["sound/stray.wav"]["error"]
 
 
 def test_films_from_s3_to_s3_with_postgresql(prefect_api, s3_endpoint, bucket, pg_url, tmp_path):
     reel = make_reel(tmp_path / "reel.mp4")
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     client.upload_file(str(reel), bucket, "film/reels/reel.mp4")
+    # A frame sequence with its sound, from S3 too.
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.5", "-vf", "format=gray",
+           str(scan / "f%03d.png"))
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.5", str(scan / "sound.wav"))
+    (scan / "sequence.json").write_text(json.dumps({"frame_rate": "24"}))
+    for path in scan.iterdir():
+        client.upload_file(str(path), bucket, f"film/scan/{path.name}")
     summary = run_flow(source=f"s3://{bucket}/film", dest=f"s3://{bucket}/out", db_url=pg_url, shot_max_frames=24)
-    assert summary["counts"] == {"done": 1, "skipped": 0, "failed": 0}
+    assert summary["counts"] == {"done": 2, "skipped": 0, "failed": 0}
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]}
-    assert {"out/reels/reel.mkv", "out/reels/reel.mp4"} <= keys
+    assert {"out/reels/reel.mkv", "out/reels/reel.mp4", "out/scan.mkv", "out/scan.mp4"} <= keys
+    client.download_file(bucket, "out/scan.mkv", str(tmp_path / "scan.mkv"))
+    assert audio_digest(tmp_path / "scan.mkv") == audio_digest(scan / "sound.wav")
     assert not [k for k in keys if "/segments/" in k]
     client.download_file(bucket, "out/reels/reel.mp4", str(tmp_path / "back.mp4"))
     assert int(video_stream(tmp_path / "back.mp4")["nb_read_packets"]) == 48
@@ -242,6 +269,18 @@ def test_cli_video_takes_a_frame_sequence(tmp_path):
     assert r.returncode == 0, r.stderr
     v = video_stream(tmp_path / "o.mkv")
     assert int(v["nb_read_packets"]) == 12 and v["r_frame_rate"] == "24000/1001"
+    # Its sound from --audio; a film file has its own, and a sound file must be one.
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.5", "-c:a", "flac", str(tmp_path / "sound.flac"))
+    r = subprocess.run([*cmd, "--fps", "24", "--audio", str(tmp_path / "sound.flac"), str(frames),
+                        str(tmp_path / "s.mkv")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert audio_digest(tmp_path / "s.mkv") == audio_digest(tmp_path / "sound.flac")
+    r = subprocess.run([*cmd, "--audio", str(tmp_path / "sound.flac"), str(tmp_path / "o.mkv"),
+                        str(tmp_path / "t.mkv")], capture_output=True, text=True)
+    assert r.returncode == 2 and "has its own sound" in r.stderr
+    r = subprocess.run([*cmd, "--fps", "24", "--audio", str(frames / "f0001.tif"), str(frames),
+                        str(tmp_path / "u.mkv")], capture_output=True, text=True)
+    assert r.returncode == 1 and "a sound file is .wav" in r.stderr and not (tmp_path / "u.mkv").exists()
     (frames / "f0003.tif").unlink()
     r = subprocess.run([*cmd, "--fps", "24", str(frames), str(tmp_path / "p.mkv")], capture_output=True, text=True)
     assert r.returncode == 1 and "f0003.tif" in r.stderr
