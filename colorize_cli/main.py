@@ -133,7 +133,7 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
     from fractions import Fraction
 
     from colorize_core import ColorizeError, Colorizer
-    from colorize_core.film import RENDITIONS, attach_sound, probe, probe_sequence
+    from colorize_core.film import RENDITIONS, attach_sound, declared_rate, probe, probe_sequence
     from colorize_core.film_pipeline import colorize_film
 
     _check_file_args(in_path, out_path, RENDITIONS, overwrite, model, folder_ok=True)
@@ -142,11 +142,13 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
     if sound is not None and not sound.is_file():
         raise click.UsageError(f"--audio {sound}: no such file")
     if in_path.is_dir():
+        frame_rate = frame_rate or (str(declared_rate(in_path) or "") or None)
         try:
             if frame_rate is None or Fraction(frame_rate) <= 0:
                 raise ValueError
         except (ValueError, ZeroDivisionError):
-            raise click.UsageError("a frame sequence needs its frame rate: --fps 24 (or 25, 24000/1001...)") from None
+            raise click.UsageError("a frame sequence needs its frame rate: --fps 24 (or 25, 24000/1001...); "
+                                   "its frames' headers declare none") from None
     out_path.parent.mkdir(parents=True, exist_ok=True)
     target = out_path.with_name(f".{out_path.stem}.colorize-new{out_path.suffix}") if out_path.exists() else out_path
     try:

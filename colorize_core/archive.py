@@ -144,9 +144,10 @@ SEQUENCE_SIDECAR = "sequence.json"
 
 
 def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds: dict[str, list[Entry]],
-               source: Location, default_rate: str) -> tuple[list[FilmEntry], list[Entry], list[tuple[Entry, str]]]:
+               source: Location) -> tuple[list[FilmEntry], list[Entry], list[tuple[Entry, str]]]:
     """Frame sequences among the held numbered frames: a folder with a ``sequence.json``
-    (``{"frame_rate": "24000/1001", "audio": "reel1.wav"}``) or holding DPX frames, with its
+    (``{"frame_rate": "24000/1001", "audio": "reel1.wav"}``) or holding DPX frames (the rate
+    left None without a sidecar's: the frames' headers or the job's default give it), with its
     sound: the file the sidecar names, or the one sound file beside the frames. Returns
     (sequences, entries that are photos after all, (entry, error) for what cannot be used: an
     unreadable sidecar, a sound file no sequence takes)."""
@@ -161,12 +162,12 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds:
             errors.extend((e, "a sound file with no frame sequence beside it: a film's own sound is taken from the "
                               "film, a frame sequence's from the sound file in its folder") for e in beside)
             continue
-        rate, flags, wanted = default_rate, ("frame-rate-assumed",), None
+        rate, wanted = None, None  # no rate given: the DPX headers', else the default (flagged)
         if sidecar is not None:
             try:
                 meta = json.loads(source.read(sidecar.rel))
                 if "frame_rate" in meta:
-                    rate, flags = str(meta["frame_rate"]), ()
+                    rate = str(meta["frame_rate"])
                 wanted = meta.get("audio")
             except (ValueError, TypeError, AttributeError, ColorizeError) as exc:
                 errors.append((sidecar, f"{sidecar.rel}: not a JSON object with a frame_rate ({exc})"))
@@ -191,7 +192,7 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds:
         parts = [*frames, *([names[sound]] if sound else [])]
         version = hashlib.sha256("\n".join(f"{e.rel} {e.size} {e.version}" for e in parts).encode()).hexdigest()
         films.append(FilmEntry(folder, sum(e.size for e in parts), version[:32],
-                               tuple(e.rel[len(prefix):] for e in frames), rate, flags, sound))
+                               tuple(e.rel[len(prefix):] for e in frames), rate, (), sound))
     return films, photos, errors
 
 
@@ -241,7 +242,7 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
         if len(pending) >= 1000:
             store.add_items(pending)
             pending = []
-    sequences, photos, errors = _sequences(held, sidecars, sounds, source, settings.sequence_rate)
+    sequences, photos, errors = _sequences(held, sidecars, sounds, source)
     for entry in photos:
         if not quick_skip(item_uri(source, entry.rel), entry, "photo"):
             todo.append(entry)

@@ -11,8 +11,10 @@ container holds it, with the source's subtitles, chapters, descriptive metadata 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import struct
 import subprocess
 import tempfile
 import threading
@@ -490,6 +492,51 @@ def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: 
                                 f"({drain.text.strip()})")
 
 
+def dpx_header(path: str | Path) -> dict[str, Any]:
+    """What a DPX frame's motion-picture and television headers (SMPTE 268M) declare: ``rate``
+    (a Fraction) and ``timecode`` ("HH:MM:SS:FF", ";FF" when drop-frame), each only when set."""
+    with open(path, "rb") as fh:
+        head = fh.read(2048)
+    if len(head) < 32 or head[:4] not in (b"SDPX", b"XPDS"):
+        return {}
+    order = ">" if head[:4] == b"SDPX" else "<"
+    image_offset, = struct.unpack(order + "I", head[4:8])
+    generic, industry = struct.unpack(order + "II", head[24:32])
+    generic = 1664 if generic in (0, 0xFFFFFFFF) else generic
+    if industry in (0, 0xFFFFFFFF) or industry < 384 or generic + 384 > min(image_offset, len(head)):
+        return {}  # no industry headers (ffmpeg writes none)
+    film_rate, = struct.unpack(order + "f", head[generic + 60:generic + 64])
+    tc, = struct.unpack(order + "I", head[generic + 256:generic + 260])
+    tv_rate, = struct.unpack(order + "f", head[generic + 276:generic + 280])
+    out: dict[str, Any] = {}
+    for value in (film_rate, tv_rate):
+        if math.isfinite(value) and 1 <= value <= 1000:
+            out["rate"] = _nominal_rate(value)
+            break
+    if tc != 0xFFFFFFFF:
+        digits = [(tc >> shift) & 0xFF for shift in (24, 16, 8, 0)]   # BCD hours, minutes, seconds, frames
+        h, m, sec, f = ((d >> 4 & mask) * 10 + (d & 0xF) for d, mask in zip(digits, (0x3, 0x7, 0x7, 0x3)))
+        if all((d & 0xF) <= 9 for d in digits) and h < 24 and m < 60 and sec < 60 and f < 60:
+            out["timecode"] = f"{h:02d}:{m:02d}:{sec:02d}{';' if digits[3] & 0x40 else ':'}{f:02d}"
+    return out
+
+
+def _nominal_rate(value: float) -> Fraction:
+    """A header's frame rate (a 32-bit float) as the rate it stands for: 23.976 is 24000/1001."""
+    for whole in (24, 30, 48, 60, 120):
+        if abs(value - whole * 1000 / 1001) < 0.005:
+            return Fraction(whole * 1000, 1001)
+    return Fraction(value).limit_denominator(1000)
+
+
+def declared_rate(folder: str | Path, names: list[str] | None = None) -> Fraction | None:
+    """The frame rate a DPX sequence's first frame declares in its headers, or None."""
+    folder = Path(folder)
+    names = sorted(names if names is not None else (p.name for p in folder.iterdir() if p.is_file()))
+    first = next((n for n in names if n.lower().endswith(".dpx") and FRAME_NAME.match(n)), None)
+    return dpx_header(folder / first).get("rate") if first else None
+
+
 def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: int = 250_000_000,
                    names: list[str] | None = None) -> FilmInfo:
     """Describe a frame sequence: numbered DPX/TIFF/PNG frames in ``folder`` (``names``: the
@@ -539,6 +586,8 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
                     sequence={"pattern": pattern, "start_number": first})
     if w % 2 or h % 2:
         info.flags.append("odd-dimensions")
+    if ext.lower() == ".dpx":
+        info.timecode = dpx_header(folder / frames[first]).get("timecode")
     return info
 
 

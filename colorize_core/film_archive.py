@@ -36,8 +36,8 @@ from colorize_core import __version__
 from colorize_core.archive import FilmEntry, ItemResult, JobSettings, film_uri, free_name, write_thumbnail
 from colorize_core.colorizer import Colorizer
 from colorize_core.errors import ColorizeError, CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import (FilmInfo, attach_sound, carry_notes, frame_times, join_segments, probe, probe_sequence,
-                                 seek_point, stream_info)
+from colorize_core.film import (FilmInfo, attach_sound, carry_notes, declared_rate, frame_times, join_segments, probe,
+                                 probe_sequence, seek_point, stream_info)
 from colorize_core.film_pipeline import colorize_film, find_cuts
 from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Item, Output, ProvenanceStore, Shot, utcnow
@@ -114,8 +114,11 @@ def _fingerprint(path: Path, film: FilmEntry) -> str:
 
 def _info(path: Path, film: FilmEntry, settings: JobSettings) -> FilmInfo:
     if film.is_sequence:
-        info = probe_sequence(path, film.rate or settings.sequence_rate, settings.max_pixels, list(film.frames))
-        info.flags.extend(film.flags)
+        rate, flags = film.rate or declared_rate(path, list(film.frames[:1])), list(film.flags)
+        if rate is None:  # neither a sidecar nor the DPX headers say
+            rate, flags = settings.sequence_rate, [*flags, "frame-rate-assumed"]
+        info = probe_sequence(path, rate, settings.max_pixels, list(film.frames))
+        info.flags.extend(flags)
         if film.sound:
             attach_sound(info, path / film.sound)
         return info

@@ -215,3 +215,23 @@ def dataset(tmp_path_factory) -> Path:  # noqa: ANN001
     finally:
         mp.undo()
     return tmp / "data"
+
+
+def add_dpx_industry_headers(path: Path, rate: float | None = None, timecode: int | None = None) -> None:
+    """Give a DPX frame written by ffmpeg (which writes no industry headers) the motion-picture
+    and television headers a film scanner writes (SMPTE 268M): ``rate`` in both, ``timecode`` as
+    BCD (0xHHMMSSFF); the rest undefined (all ones)."""
+    data = path.read_bytes()
+    order = ">" if data[:4] == b"SDPX" else "<"
+    offset, = struct.unpack(order + "I", data[4:8])
+    industry = bytearray(b"\xff" * 384)
+    if rate is not None:
+        industry[60:64] = struct.pack(order + "f", rate)
+        industry[276:280] = struct.pack(order + "f", rate)
+    if timecode is not None:
+        industry[256:260] = struct.pack(order + "I", timecode)
+    head = bytearray(data[:1664])
+    head[4:8] = struct.pack(order + "I", offset + 384)
+    head[16:20] = struct.pack(order + "I", len(data) + 384)
+    head[28:32] = struct.pack(order + "I", 384)
+    path.write_bytes(bytes(head) + bytes(industry) + data[1664:])

@@ -4,8 +4,10 @@ temporal smoothing, cuts, and bad input. Clips are generated with ffmpeg's lavfi
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 from colorize_core import Colorizer
 from colorize_core.color import luminance
 from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import Encoder, decode_gray, frame_times, join_segments, probe, stream_info
+from colorize_core.film import Encoder, decode_gray, dpx_header, frame_times, join_segments, probe, stream_info
 from colorize_core import film_pipeline
 from colorize_core.film_pipeline import colorize_film
 from colorize_core.images import NOTE
@@ -387,3 +389,23 @@ def test_cli_video_statuses(clips, tmp_path):
     bad.write_bytes(b"")
     r = subprocess.run([*run, str(bad), str(tmp_path / "b.mkv")], capture_output=True, text=True)
     assert r.returncode == 1 and "empty file" in r.stderr
+
+
+@pytest.mark.parametrize("magic,order", [(b"SDPX", ">"), (b"XPDS", "<")])
+def test_dpx_headers_give_the_rate_and_timecode_a_scanner_wrote(tmp_path, magic, order):
+    def frame(rate: float, tc: int, industry: int = 384) -> Path:
+        head = bytearray(b"\xff" * 2048)
+        head[:4] = magic
+        head[4:8] = struct.pack(order + "I", 2048)
+        head[24:32] = struct.pack(order + "II", 1664, industry)
+        head[1724:1728] = struct.pack(order + "f", rate)
+        head[1920:1924] = struct.pack(order + "I", tc)
+        path = tmp_path / f"f{len(list(tmp_path.iterdir())):04d}.dpx"
+        path.write_bytes(bytes(head))
+        return path
+
+    assert dpx_header(frame(23.976, 0x01020314)) == {"rate": Fraction(24000, 1001), "timecode": "01:02:03:14"}
+    assert dpx_header(frame(29.97, 0x10595947)) == {"rate": Fraction(30000, 1001), "timecode": "10:59:59;07"}
+    assert dpx_header(frame(25.0, 0xFFFFFFFF)) == {"rate": Fraction(25)}
+    assert dpx_header(frame(float("nan"), 0x0000001A)) == {}           # undefined rate; 1A is not BCD
+    assert dpx_header(frame(24.0, 0x01000000, industry=0)) == {}       # no industry headers at all

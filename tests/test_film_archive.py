@@ -22,7 +22,7 @@ from colorize_core.film import frame_times, probe, stream_info
 from colorize_core.film_archive import assemble_film, colorize_unit, plan_units, prepare_film
 from colorize_core.provenance import Item, ProvenanceStore, Shot
 from colorize_core.storage import Location, open_location
-from tests.conftest import SAMPLES, audio_digest, ffmpeg, video_stream
+from tests.conftest import SAMPLES, add_dpx_industry_headers, audio_digest, ffmpeg, video_stream
 
 pytestmark = pytest.mark.slow
 
@@ -184,6 +184,12 @@ def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path
     # A sound file with no frames beside it.
     (src / "sound").mkdir()
     ffmpeg("-f", "lavfi", "-i", "sine=duration=0.2", str(src / "sound" / "stray.wav"))
+    # DPX frames whose headers declare their rate and timecode, as a film scanner writes them.
+    (src / "scans" / "reel4").mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.4", "-vf", "format=gray",
+           str(src / "scans" / "reel4" / "r4_%04d.dpx"))
+    for frame in (src / "scans" / "reel4").iterdir():
+        add_dpx_industry_headers(frame, rate=25.0, timecode=0x10000000)
     # A sequence with a hole in it.
     (src / "scans" / "holey").mkdir()
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.5", "-vf", "format=gray",
@@ -200,7 +206,7 @@ def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path
            "sine=frequency=500:duration=3", "-vf", "setpts='if(lt(N,25),N/25,1+(N-25)/12.5)/TB',format=gray",
            "-fps_mode", "vfr", "-c:v", "libx264", "-c:a", "aac", str(src / "phone" / "vfr.mp4"))
     summary = run_flow(source=str(src), dest=str(dest), db_url=db, shot_max_frames=20)
-    assert summary["counts"] == {"done": 3, "skipped": 0, "failed": 6}
+    assert summary["counts"] == {"done": 4, "skipped": 0, "failed": 6}
     source_times = frame_times(probe(src / "phone" / "vfr.mp4"))
     for out in (dest / "phone" / "vfr.mkv", dest / "phone" / "vfr.mp4"):
         times = frame_times(probe(out))   # joined from 3 segments, each frame back at its own time
@@ -209,6 +215,10 @@ def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path
         assert audio_digest(out) == audio_digest(src / "phone" / "vfr.mp4")
     items = {it["rel_path"]: it for it in json.loads((dest / "manifest.json").read_text())["items"]}
     assert "frame-rate-assumed" in items["scans/reel2"]["flags"] and items["scans/reel2"]["bit_depth"] == 16
+    reel4 = items["scans/reel4"]
+    assert reel4["film"]["media"]["fps"] == "25" and "frame-rate-assumed" not in reel4["flags"]
+    assert reel4["film"]["media"]["timecode"] == "10:00:00:00" and probe(dest / "scans" / "reel4.mp4").timecode == \
+        "10:00:00:00"
     assert items["scans/reel3"]["film"]["media"]["fps"] == "25" and items["scans/reel3"]["film"]["media"]["frames"] == 10
     assert "missing frame" in items["scans/holey"]["error"] and "h005.dpx" in items["scans/holey"]["error"]
     assert "empty file" in items["bad/empty.mp4"]["error"]
