@@ -50,6 +50,7 @@ SUBTITLES_KEPT = {"matroska": (frozenset({"subrip", "ass", "ssa", "webvtt", "hdm
 # QuickTime (lossless from the decoded sound); the Matroska master always copies it bit-exact.
 PCM = frozenset(f"pcm_{t}" for t in ("s16le", "s16be", "s24le", "s24be", "s32le", "s32be", "f32le", "f32be",
                                      "f64le", "f64be", "u8", "s8"))
+LOSSLESS_AUDIO = frozenset({"flac", "alac", "wavpack", "tta", "mlp", "truehd"})
 AUDIO_KEPT = {"mp4": frozenset({"aac", "mp3", "mp2", "ac3", "eac3", "alac", "opus"}),
               "mov": frozenset({"aac", "mp3", "mp2", "ac3", "eac3", "alac"}) | PCM}
 # Container tags that describe the file, not the film: the muxer writes its own.
@@ -305,10 +306,12 @@ def carried(info: FilmInfo, fmt: str, note: str = "", whole: bool = True) -> Car
             rate = min(96 * int(a.get("channels") or 2), 512)
             options.update({f"c:a:{k}": "aac", f"b:a:{k}": f"{rate}k"})
             notes.append(f"{label} encoded to AAC at {rate} kb/s: an MP4 file cannot hold {a['codec']}")
-        else:
-            pcm = "pcm_s24le" if int(a.get("bits") or 16) > 16 else "pcm_s16le"
+        else:  # lossless sound keeps its samples; a lossy one's decoded samples get 24 bits
+            lossless = a["codec"] in LOSSLESS_AUDIO or str(a["codec"]).startswith("pcm_")
+            pcm = "pcm_s16le" if lossless and 0 < int(a.get("bits") or 0) <= 16 else "pcm_s24le"
             options[f"c:a:{k}"] = pcm
-            notes.append(f"{label} decoded to {pcm} (lossless): a {fmt} file cannot hold {a['codec']}")
+            same = " (the same samples)" if lossless else ""
+            notes.append(f"{label} decoded to {pcm}{same}: a {fmt} file cannot hold {a['codec']}")
     kept, text_format = SUBTITLES_KEPT.get(fmt, (frozenset(), ""))
     n = 0
     for sub in info.subtitles:
