@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import io
 import os
+import xml.etree.ElementTree as ET  # noqa: N817 - expat here refuses entity expansion attacks
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class Photo:
     resolution: tuple[float, float] | None = None
     notes: list[str] = field(default_factory=list)
     sample_bits: int | None = None     # JPEG 2000 samples of other than 8 or 16 bits (12, say), written back so
+    xmp: bytes | None = None           # the source's XMP packet: its descriptive metadata is carried over
 
     @property
     def width(self) -> int:
@@ -156,8 +158,10 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     if alpha is not None and alpha.min() == alpha.max() == np.iinfo(alpha.dtype).max:
         alpha = None  # fully opaque: no alpha to keep
     dpi = im.info.get("dpi")
+    xmp = im.info.get("xmp")
     return Photo(np.ascontiguousarray(pixels), fmt, alpha, icc, exif_bytes,
-                 resolution=(float(dpi[0]), float(dpi[1])) if dpi else None, notes=notes)
+                 resolution=(float(dpi[0]), float(dpi[1])) if dpi else None, notes=notes,
+                 xmp=xmp if isinstance(xmp, bytes) and xmp else None)
 
 
 def _png_bit_depth(data: bytes) -> int:
@@ -201,6 +205,7 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
             arr = page.asarray()
             tags = {name: page.tags[code].value for name, code in _TIFF_CARRY.items() if code in page.tags}
             icc_tag = page.tags.get(34675)
+            xmp_tag = page.tags.get(700)
             orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
             res = None
             if "XResolution" in page.tags and "YResolution" in page.tags:
@@ -228,7 +233,8 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
     arr = _orient(arr, orientation)
     alpha = None if alpha is None else _orient(alpha, orientation)
     icc = _rgb_icc(bytes(icc_tag.value) if icc_tag else None, notes)
-    return Photo(np.ascontiguousarray(arr), "TIFF", alpha, icc, None, tiff_tags=tags,
+    xmp = bytes(xmp_tag.value) if xmp_tag is not None and isinstance(xmp_tag.value, (bytes, bytearray)) else None
+    return Photo(np.ascontiguousarray(arr), "TIFF", alpha, icc, None, tiff_tags=tags, xmp=xmp or None,
                  tiff_compression=compression if compression in ("none", "lzw", "adobe_deflate", "deflate",
                                                                  "packbits", "zstd") else "adobe_deflate",
                  resolution=res, notes=notes)
@@ -314,8 +320,10 @@ def _decode_jp2(data: bytes) -> Photo:
             vn, vd, hn, hd, ve, he = struct.unpack(">HHHHbb", raw[:10])
             if vd and hd:
                 res = (round(hn / hd * 10.0 ** he * 0.0254, 2), round(vn / vd * 10.0 ** ve * 0.0254, 2))  # per inch
+    xmp = next((data[a + 16:b] for kind, a, b in _boxes(data) if kind == b"uuid" and data[a:a + 16] == JP2_XMP_UUID),
+               None)
     return Photo(np.ascontiguousarray(arr), "JPEG2000", alpha, icc, None, resolution=res, notes=notes,
-                 sample_bits=bits if bits not in (8, 16) else None)
+                 sample_bits=bits if bits not in (8, 16) else None, xmp=xmp or None)
 
 
 def _encode_jp2(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
@@ -372,6 +380,57 @@ def xmp_packet(source_sha256: str, model: str, model_sha256: str, when: datetime
 <?xpacket end="w"?>""".encode("utf-8")
 
 
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+# The usual prefixes, registered once (ElementTree's registry is global: never from a source's
+# packet); other namespaces are written as ns0, ns1..., which XMP readers take as well.
+for _prefix, _uri in {"x": "adobe:ns:meta/", "rdf": RDF, "dc": "http://purl.org/dc/elements/1.1/",
+                      "xmp": "http://ns.adobe.com/xap/1.0/", "xmpMM": "http://ns.adobe.com/xap/1.0/mm/",
+                      "xmpRights": "http://ns.adobe.com/xap/1.0/rights/",
+                      "photoshop": "http://ns.adobe.com/photoshop/1.0/", "tiff": "http://ns.adobe.com/tiff/1.0/",
+                      "exif": "http://ns.adobe.com/exif/1.0/",
+                      "Iptc4xmpCore": "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/",
+                      "Iptc4xmpExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/",
+                      "colorize": "https://colorize.invalid/ns/1.0/"}.items():
+    ET.register_namespace(_prefix, _uri)
+
+
+def merge_xmp(source: bytes, ours: bytes, notes: list[str]) -> bytes:
+    """The source's XMP with ours laid over it: its descriptive metadata (title, creator,
+    rights, caption, accession numbers...) kept, the properties ours sets replaced, and its
+    caption (``dc:description``) kept after our note. An unreadable source packet is noted and
+    left out."""
+    try:
+        src_root = ET.fromstring(source)
+        our_root = ET.fromstring(ours)
+    except ET.ParseError as exc:
+        notes.append(f"the source's XMP metadata is not well-formed XML ({exc}): not carried over")
+        return ours
+    src_rdf = src_root if src_root.tag == f"{{{RDF}}}RDF" else src_root.find(f".//{{{RDF}}}RDF")
+    our_desc = our_root.find(f".//{{{RDF}}}Description")
+    if src_rdf is None or our_desc is None:
+        notes.append("the source's XMP metadata holds no RDF: not carried over")
+        return ours
+    ours_set = {a for a in our_desc.attrib if not a.startswith(f"{{{RDF}}}")} | {child.tag for child in our_desc}
+    caption = None
+    for desc in src_rdf.findall(f"{{{RDF}}}Description"):
+        for name in [a for a in desc.attrib if a in ours_set]:
+            del desc.attrib[name]
+        for child in [c for c in desc if c.tag in ours_set]:
+            if child.tag == "{http://purl.org/dc/elements/1.1/}description":
+                caption = next((li.text for li in child.iter(f"{{{RDF}}}li")
+                                if li.get(XML_LANG) == "x-default" and li.text), caption)
+            desc.remove(child)
+    if caption:
+        for li in our_desc.iter(f"{{{RDF}}}li"):
+            li.text = f"{li.text}\n\n{caption}"
+    src_rdf.append(our_desc)
+    meta = ET.Element("{adobe:ns:meta/}xmpmeta")
+    meta.append(src_rdf)
+    body = ET.tostring(meta, encoding="unicode")
+    return ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n' + body + '\n<?xpacket end="w"?>').encode()
+
+
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
@@ -400,7 +459,15 @@ def _encode_png(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
 
 
 def encode_photo(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
-    """Encode the colour rendition ``rgb`` (dtype of ``photo.pixels``) like its source."""
+    """Encode the colour rendition ``rgb`` (dtype of ``photo.pixels``) like its source, with our
+    XMP packet ``xmp`` laid over the source's (:func:`merge_xmp`)."""
+    if photo.xmp:
+        merged = merge_xmp(photo.xmp, xmp, photo.notes)
+        if photo.format == "JPEG" and len(merged) > 65000:  # one APP1 segment holds at most 64 KB
+            photo.notes.append(f"the source's XMP metadata ({len(photo.xmp)} bytes) does not fit beside ours in "
+                               "a JPEG: not carried over")
+        else:
+            xmp = merged
     if photo.format == "PNG":
         return _encode_png(rgb, photo, xmp)
     if photo.format == "JPEG2000":

@@ -9,11 +9,11 @@ import imagecodecs
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
 from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
-from colorize_core.images import (DIGITAL_SOURCE_TYPE, JP2_XMP_UUID, adapt_to_format, decode_photo, encode_photo,
-                                  xmp_packet)
+from colorize_core.images import (DIGITAL_SOURCE_TYPE, JP2_XMP_UUID, NOTE, Photo, adapt_to_format, decode_photo,
+                                  encode_photo, xmp_packet)
 from tests.conftest import bad_inputs, encode, gray_photo, huge_png_header, tricky_good_inputs
 
 XMP = xmp_packet("a" * 64, "default", "b" * 64)
@@ -196,3 +196,58 @@ def test_bad_jpeg2000_is_refused_with_the_reason():
                                        codecformat=imagecodecs.JPEG2K.CODEC.JP2)
     with pytest.raises(UnsupportedMediaError, match="signed"):
         decode_photo(signed)
+
+
+SOURCE_XMP = (b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+              b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+              b'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+              b'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" xmp:CreatorTool="ScanStation 5" '
+              b'photoshop:TransmissionReference="ACC-1931-0042"><dc:title><rdf:Alt><rdf:li xml:lang="x-default">'
+              b'Harbour, 1931</rdf:li></rdf:Alt></dc:title><dc:description><rdf:Alt><rdf:li xml:lang="x-default">'
+              b'Fishing boats at the quay</rdf:li></rdf:Alt></dc:description></rdf:Description></rdf:RDF>'
+              b'</x:xmpmeta><?xpacket end="w"?>')
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP", "JPEG2000"])
+def test_the_sources_descriptive_xmp_is_carried_under_our_label(fmt):
+    """A catalogued scan's XMP (title, accession number, caption) survives in its colour
+    rendition; the properties we set (source type, creator tool, derived-from) are ours; the
+    caption follows our note."""
+    import xml.etree.ElementTree as ET
+
+    g = gray_photo(size=64)
+    if fmt == "TIFF":
+        buf = io.BytesIO()
+        tifffile.imwrite(buf, g, extratags=[(700, 1, len(SOURCE_XMP), SOURCE_XMP, True)])
+        data = buf.getvalue()
+    elif fmt == "JPEG2000":   # our own JP2 writer, the source's packet in its XMP box
+        data = encode_photo(g, Photo(g, "JPEG2000"), SOURCE_XMP)
+    elif fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", SOURCE_XMP.decode())
+        data = encode(Image.fromarray(g), fmt, pnginfo=info)
+    else:
+        data = encode(Image.fromarray(g), fmt, xmp=SOURCE_XMP)
+    p = decode_photo(data)
+    assert p.xmp and b"ACC-1931-0042" in p.xmp
+    out = encode_photo(colourise(p), p, XMP)
+    back = decode_photo(out)
+    root = ET.fromstring(back.xmp)
+    ns = {"rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#", "dc": "http://purl.org/dc/elements/1.1/"}
+    texts = {el.tag.split("}")[1]: [li.text for li in el.iter("{%s}li" % ns["rdf"])]
+             for el in root.iter() if el.tag.startswith("{%s}" % ns["dc"])}
+    assert texts["title"] == ["Harbour, 1931"]
+    assert back.xmp.count(b"ACC-1931-0042") == 1
+    assert texts["description"] == [f"{NOTE}\n\nFishing boats at the quay"]
+    assert b"ScanStation 5" not in back.xmp   # the creator tool is ours now
+    attrs = {k.split("}")[1]: v for el in root.iter() for k, v in el.attrib.items() if "}" in k}
+    assert attrs["DigitalSourceType"] == DIGITAL_SOURCE_TYPE and attrs["DerivedFrom"] == "urn:sha256:" + "a" * 64
+    assert not p.notes
+
+
+def test_unreadable_source_xmp_is_noted_and_our_label_still_written():
+    g = gray_photo(size=64)
+    p = decode_photo(encode(Image.fromarray(g), "JPEG", xmp=b"<x:xmpmeta><unclosed>"))
+    out = Image.open(io.BytesIO(encode_photo(colourise(p), p, XMP)))
+    assert DIGITAL_SOURCE_TYPE.encode() in out.info["xmp"] and b"unclosed" not in out.info["xmp"]
+    assert any("not well-formed" in n for n in p.notes)
