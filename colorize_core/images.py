@@ -54,6 +54,7 @@ class Photo:
     notes: list[str] = field(default_factory=list)
     sample_bits: int | None = None     # JPEG 2000 samples of other than 8 or 16 bits (12, say), written back so
     xmp: bytes | None = None           # the source's XMP packet: its descriptive metadata is carried over
+    iptc: bytes | None = None          # the source's IPTC-IIM records (a JPEG's in APP13, a TIFF's tag 33723)
 
     @property
     def width(self) -> int:
@@ -123,6 +124,8 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     notes: list[str] = []
     try:
         im.load()
+        iptc = next((_iim_from_irb(data) for marker, data in getattr(im, "applist", []) if marker == "APP13"
+                     and data.startswith(PHOTOSHOP)), None)
         icc = _rgb_icc(im.info.get("icc_profile"), notes)
         exif = im.getexif()
         if im.mode == "CMYK":
@@ -161,7 +164,7 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     xmp = im.info.get("xmp")
     return Photo(np.ascontiguousarray(pixels), fmt, alpha, icc, exif_bytes,
                  resolution=(float(dpi[0]), float(dpi[1])) if dpi else None, notes=notes,
-                 xmp=xmp if isinstance(xmp, bytes) and xmp else None)
+                 xmp=xmp if isinstance(xmp, bytes) and xmp else None, iptc=iptc)
 
 
 def _png_bit_depth(data: bytes) -> int:
@@ -206,6 +209,8 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
             tags = {name: page.tags[code].value for name, code in _TIFF_CARRY.items() if code in page.tags}
             icc_tag = page.tags.get(34675)
             xmp_tag = page.tags.get(700)
+            iptc_tag = page.tags.get(33723)
+            iptc = _tag_bytes(iptc_tag.value) if iptc_tag is not None else None
             orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
             res = None
             if "XResolution" in page.tags and "YResolution" in page.tags:
@@ -234,7 +239,7 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
     alpha = None if alpha is None else _orient(alpha, orientation)
     icc = _rgb_icc(bytes(icc_tag.value) if icc_tag else None, notes)
     xmp = bytes(xmp_tag.value) if xmp_tag is not None and isinstance(xmp_tag.value, (bytes, bytearray)) else None
-    return Photo(np.ascontiguousarray(arr), "TIFF", alpha, icc, None, tiff_tags=tags, xmp=xmp or None,
+    return Photo(np.ascontiguousarray(arr), "TIFF", alpha, icc, None, tiff_tags=tags, xmp=xmp or None, iptc=iptc,
                  tiff_compression=compression if compression in ("none", "lzw", "adobe_deflate", "deflate",
                                                                  "packbits", "zstd") else "adobe_deflate",
                  resolution=res, notes=notes)
@@ -352,6 +357,47 @@ def _encode_jp2(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
         boxes.append(_box(b"res ", _box(b"resc", resc)))
     return b"".join([JP2_SIGNATURE, _box(b"ftyp", b"jp2 " + b"\x00" * 4 + b"jp2 "), _box(b"jp2h", b"".join(boxes)),
                      _box(b"uuid", JP2_XMP_UUID + xmp), _box(b"jp2c", codestream)])
+
+
+def _tag_bytes(value: Any) -> bytes | None:
+    """A TIFF tag's value as the bytes it holds (IPTC comes as bytes, or as LONGs)."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value) or None
+    if isinstance(value, (tuple, list)) and all(isinstance(v, int) for v in value):
+        return struct.pack(f">{len(value)}I", *value) or None
+    return None
+
+
+PHOTOSHOP = b"Photoshop 3.0\x00"   # a JPEG's APP13: Photoshop image resources, IPTC-IIM among them (0x0404)
+
+
+def _iim_from_irb(payload: bytes) -> bytes | None:
+    """The IPTC-IIM records among the image resources of a JPEG's APP13 segment."""
+    at = len(PHOTOSHOP)
+    while at + 12 <= len(payload) and payload[at:at + 4] == b"8BIM":
+        rid = struct.unpack(">H", payload[at + 4:at + 6])[0]
+        name = payload[at + 6]
+        at += 6 + (name + 2) // 2 * 2           # the Pascal name, padded to an even length
+        if at + 4 > len(payload):
+            break
+        size = struct.unpack(">I", payload[at:at + 4])[0]
+        data = payload[at + 4:at + 4 + size]
+        if rid == 0x0404:
+            return data or None
+        at += 4 + size + size % 2
+    return None
+
+
+def _with_iptc(jpeg: bytes, iim: bytes) -> bytes:
+    """``jpeg`` with an APP13 segment holding the IPTC-IIM records ``iim``, after its leading
+    APPn segments."""
+    payload = PHOTOSHOP + b"8BIM\x04\x04\x00\x00" + struct.pack(">I", len(iim)) + iim + b"\x00" * (len(iim) % 2)
+    if len(payload) > 65533:
+        return jpeg
+    at = 2
+    while at + 4 <= len(jpeg) and jpeg[at] == 0xFF and 0xE0 <= jpeg[at + 1] <= 0xEF:
+        at += 2 + struct.unpack(">H", jpeg[at + 2:at + 4])[0]
+    return jpeg[:at] + b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload + jpeg[at:]
 
 
 def xmp_packet(source_sha256: str, model: str, model_sha256: str, when: datetime | None = None) -> bytes:
@@ -478,6 +524,8 @@ def encode_photo(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
         extratags = [(700, 1, len(xmp), xmp, True)]
         if photo.icc:
             extratags.append((34675, 7, len(photo.icc), photo.icc, True))
+        if photo.iptc:
+            extratags.append((33723, 7, len(photo.iptc), photo.iptc, True))
         for name, code in _TIFF_CARRY.items():
             value = photo.tiff_tags.get(name)
             if isinstance(value, str) and name != "ImageDescription":
@@ -501,6 +549,8 @@ def encode_photo(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
     out = io.BytesIO()
     if photo.format == "JPEG":
         im.save(out, "JPEG", quality=95, subsampling=0, optimize=True, comment=NOTE.encode(), **kwargs)
+        if photo.iptc:   # IPTC-IIM captions and keywords, as the source had them
+            return _with_iptc(out.getvalue(), photo.iptc)
     else:
         im.save(out, "WEBP", quality=95, method=4, **kwargs)
     return out.getvalue()
@@ -536,3 +586,6 @@ def adapt_to_format(photo: Photo, fmt: str) -> None:
         photo.tiff_tags = {}
     if photo.format != "JPEG2000":
         photo.sample_bits = None
+    if photo.iptc and fmt in ("PNG", "WEBP", "JPEG2000"):
+        photo.iptc = None
+        photo.notes.append(f"IPTC-IIM metadata not carried: {fmt} has no place for it (its XMP is carried)")

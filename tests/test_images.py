@@ -251,3 +251,45 @@ def test_unreadable_source_xmp_is_noted_and_our_label_still_written():
     out = Image.open(io.BytesIO(encode_photo(colourise(p), p, XMP)))
     assert DIGITAL_SOURCE_TYPE.encode() in out.info["xmp"] and b"unclosed" not in out.info["xmp"]
     assert any("not well-formed" in n for n in p.notes)
+
+
+def _iim(dataset: int, value: bytes) -> bytes:
+    return b"\x1c\x02" + bytes([dataset]) + struct.pack(">H", len(value)) + value
+
+
+IPTC = _iim(0, b"\x00\x04") + _iim(120, b"Fishing boats at the quay") + _iim(5, b"Harbour")
+
+
+def test_iptc_captions_are_carried_in_jpeg_and_tiff():
+    """IPTC-IIM (caption, object name), where many photo archives still keep their captions."""
+    from PIL import IptcImagePlugin
+
+    g = gray_photo(size=64)
+    irb = b"8BIM\x04\x04\x00\x00" + struct.pack(">I", len(IPTC)) + IPTC + b"\x00" * (len(IPTC) % 2)
+    payload = b"Photoshop 3.0\x00" + irb
+    jpeg = encode(Image.fromarray(g), "JPEG")
+    jpeg = jpeg[:2] + b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+    p = decode_photo(jpeg)
+    out = Image.open(io.BytesIO(encode_photo(colourise(p), p, XMP)))
+    info = IptcImagePlugin.getiptcinfo(out)
+    assert info[(2, 120)] == b"Fishing boats at the quay" and info[(2, 5)] == b"Harbour"
+    assert DIGITAL_SOURCE_TYPE.encode() in out.info["xmp"]    # beside our label, not instead of it
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, g, extratags=[(33723, 7, len(IPTC), IPTC, True)])
+    p = decode_photo(buf.getvalue())
+    with tifffile.TiffFile(io.BytesIO(encode_photo(colourise(p), p, XMP))) as tif:
+        assert bytes(tif.pages[0].tags[33723].value) == IPTC
+
+    p = decode_photo(jpeg)                  # a JPEG's captions into a TIFF, and a TIFF's into a JPEG
+    adapt_to_format(p, "TIFF")
+    with tifffile.TiffFile(io.BytesIO(encode_photo(colourise(p), p, XMP))) as tif:
+        assert bytes(tif.pages[0].tags[33723].value) == IPTC
+    p = decode_photo(buf.getvalue())
+    adapt_to_format(p, "JPEG")
+    out = Image.open(io.BytesIO(encode_photo(colourise(p), p, XMP)))
+    assert IptcImagePlugin.getiptcinfo(out)[(2, 120)] == b"Fishing boats at the quay"
+
+    p = decode_photo(jpeg)
+    adapt_to_format(p, "PNG")
+    assert p.iptc is None and any("IPTC-IIM metadata not carried" in n for n in p.notes)
