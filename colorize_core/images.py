@@ -441,11 +441,24 @@ for _prefix, _uri in {"x": "adobe:ns:meta/", "rdf": RDF, "dc": "http://purl.org/
     ET.register_namespace(_prefix, _uri)
 
 
+# Source XMP properties that describe the source file's pixels or identify that file, which the
+# colour rendition's do not share (upright, RGB, maybe another size): left out when merging.
+_TIFF, _EXIF, _PS, _MM = ("http://ns.adobe.com/tiff/1.0/", "http://ns.adobe.com/exif/1.0/",
+                          "http://ns.adobe.com/photoshop/1.0/", "http://ns.adobe.com/xap/1.0/mm/")
+XMP_NOT_CARRIED = frozenset(f"{{{ns}}}{name}" for ns, names in (
+    (_TIFF, ("Orientation", "ImageWidth", "ImageLength", "BitsPerSample", "SamplesPerPixel",
+             "PhotometricInterpretation", "Compression")),
+    (_EXIF, ("PixelXDimension", "PixelYDimension", "ColorSpace")),
+    (_PS, ("ColorMode", "ICCProfile")),
+    (_MM, ("InstanceID", "DocumentID"))) for name in names)
+
+
 def merge_xmp(source: bytes, ours: bytes, notes: list[str]) -> bytes:
     """The source's XMP with ours laid over it: its descriptive metadata (title, creator,
-    rights, caption, accession numbers...) kept, the properties ours sets replaced, and its
-    caption (``dc:description``) kept after our note. An unreadable source packet is noted and
-    left out."""
+    rights, caption, accession numbers...) kept, the properties ours sets replaced, those that
+    describe the source file's pixels or identify that file (:data:`XMP_NOT_CARRIED`) left out,
+    and its caption (``dc:description``) kept after our note. An unreadable source packet is
+    noted and left out."""
     try:
         src_root = ET.fromstring(source)
         our_root = ET.fromstring(ours)
@@ -458,6 +471,7 @@ def merge_xmp(source: bytes, ours: bytes, notes: list[str]) -> bytes:
         notes.append("the source's XMP metadata holds no RDF: not carried over")
         return ours
     ours_set = {a for a in our_desc.attrib if not a.startswith(f"{{{RDF}}}")} | {child.tag for child in our_desc}
+    ours_set |= XMP_NOT_CARRIED
     caption = None
     for desc in src_rdf.findall(f"{{{RDF}}}Description"):
         for name in [a for a in desc.attrib if a in ours_set]:

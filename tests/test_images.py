@@ -202,6 +202,7 @@ SOURCE_XMP = (b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?><x
               b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
               b'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
               b'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" xmp:CreatorTool="ScanStation 5" '
+              b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6" photoshop:ColorMode="1" '
               b'photoshop:TransmissionReference="ACC-1931-0042"><dc:title><rdf:Alt><rdf:li xml:lang="x-default">'
               b'Harbour, 1931</rdf:li></rdf:Alt></dc:title><dc:description><rdf:Alt><rdf:li xml:lang="x-default">'
               b'Fishing boats at the quay</rdf:li></rdf:Alt></dc:description></rdf:Description></rdf:RDF>'
@@ -240,6 +241,7 @@ def test_the_sources_descriptive_xmp_is_carried_under_our_label(fmt):
     assert back.xmp.count(b"ACC-1931-0042") == 1
     assert texts["description"] == [f"{NOTE}\n\nFishing boats at the quay"]
     assert b"ScanStation 5" not in back.xmp   # the creator tool is ours now
+    assert b"Orientation" not in back.xmp and b"ColorMode" not in back.xmp   # upright and RGB now
     attrs = {k.split("}")[1]: v for el in root.iter() for k, v in el.attrib.items() if "}" in k}
     assert attrs["DigitalSourceType"] == DIGITAL_SOURCE_TYPE and attrs["DerivedFrom"] == "urn:sha256:" + "a" * 64
     assert not p.notes
