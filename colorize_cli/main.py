@@ -142,7 +142,8 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
     if sound is not None and not sound.is_file():
         raise click.UsageError(f"--audio {sound}: no such file")
     if in_path.is_dir():
-        frame_rate = frame_rate or (str(declared_rate(in_path) or "") or None)
+        if frame_rate is None and (declared := declared_rate(in_path)) is not None:
+            frame_rate = str(declared)   # as the DPX frames' headers declare it
         try:
             if frame_rate is None or Fraction(frame_rate) <= 0:
                 raise ValueError

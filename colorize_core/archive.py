@@ -134,6 +134,11 @@ class FilmEntry:
     def is_sequence(self) -> bool:
         return bool(self.frames)
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """A frame sequence's files: its frames, then its sound file."""
+        return (*self.frames, *((self.sound,) if self.sound else ()))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FilmEntry:
         """Back from ``dataclasses.asdict`` (a task parameter, a plan)."""

@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from colorize_core import __version__
-from colorize_core.archive import MANIFESTS
+from colorize_core.archive import CONTENT_TYPES, MANIFESTS
 from colorize_core.images import NOTE
 from colorize_core.manifest import build_manifest
 from colorize_core.provenance import Event, Item, ProvenanceStore
@@ -34,8 +34,6 @@ from colorize_core.storage import Location
 
 IIIF_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
 PREMIS_NS = "http://www.loc.gov/premis/v3"
-FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "WEBP": "image/webp",
-           "JPEG2000": "image/jp2"}
 VIDEO = {"access": "video/mp4", "master": "video/x-matroska", "master-prores": "video/quicktime"}
 
 
@@ -79,11 +77,11 @@ def iiif_manifest(manifest: dict[str, Any], dest: Location, base_url: str,
         else:
             size = {"width": it["width"], "height": it["height"]}
             body = [{"id": _public(colour["uri"], root, base_url), "type": "Image",
-                     "format": FORMATS.get(it["format"], "image/jpeg"), **size,
+                     "format": CONTENT_TYPES.get(it["format"], "image/jpeg"), **size,
                      "label": {"en": ["Colorized (algorithmic)"]}}]
             if original:
                 body.append({"id": original, "type": "Image",
-                             "format": FORMATS.get(it["format"], "image/jpeg") if source_base_url else "image/jpeg",
+                             "format": CONTENT_TYPES.get(it["format"], "image/jpeg") if source_base_url else "image/jpeg",
                              "label": {"en": ["Original (black and white)"]}})
         canvas = {
             "id": cid, "type": "Canvas", "label": {"none": [it["rel_path"]]}, **size,

@@ -267,6 +267,7 @@ class Carried:
     options: dict[str, Any]     # output options: codecs of those streams
     metadata: dict[str, str]    # global tags to write (ffmpeg's own copy of the first input's is off)
     notes: list[str]            # what is converted or left out, for the manifest and the CLI
+    left_out: bool = False      # a stream of the source this rendition cannot hold
 
     def command(self, node: Any, out: Path | str) -> list[str]:
         """``node``'s ffmpeg command line (an ffmpeg-python output to ``out``) with the tags."""
@@ -313,7 +314,7 @@ def carried(info: FilmInfo, fmt: str, note: str = "", whole: bool = True) -> Car
             same = " (the same samples)" if lossless else ""
             notes.append(f"{label} decoded to {pcm}{same}: a {fmt} file cannot hold {a['codec']}")
     kept, text_format = SUBTITLES_KEPT.get(fmt, (frozenset(), ""))
-    n = 0
+    n, left_out = 0, False
     for sub in info.subtitles:
         label = f"subtitle stream {sub['index']} ({sub['codec']}, {sub['language']})"
         if sub["codec"] in kept:
@@ -323,32 +324,35 @@ def carried(info: FilmInfo, fmt: str, note: str = "", whole: bool = True) -> Car
             notes.append(f"{label} converted to {text_format}: its text and times kept, not its styling")
         else:
             notes.append(f"{label} not carried: a {fmt} file cannot hold it")
+            left_out = True
             continue
         streams.append(source[str(sub["index"])])
         n += 1
-    return Carried(streams, options, metadata, notes)
+    return Carried(streams, options, metadata, notes, left_out)
 
 
-def picture_input(info: FilmInfo, *args: Any, **kwargs: Any) -> Any:
-    """``ffmpeg.input(*args, **kwargs)`` for a whole-film rendition's picture, delayed by the
-    source's :attr:`~FilmInfo.picture_offset` so that it keeps its sync with the sound (ffmpeg
-    starts each input at 0: a picture that starts after its sound would start with it)."""
-    offset = info.picture_offset if info.carries_source else 0.0
+def picture_input(info: FilmInfo, whole: bool, *args: Any, **kwargs: Any) -> Any:
+    """``ffmpeg.input(*args, **kwargs)`` for a rendition's picture; for a ``whole``-film one
+    (:func:`carried`), delayed by the source's :attr:`~FilmInfo.picture_offset` so that it keeps
+    its sync with the sound (ffmpeg starts each input at 0: a picture that starts after its sound
+    would start with it)."""
+    offset = info.picture_offset if whole and info.carries_source else 0.0
     if offset > 0.0005:
         kwargs["itsoffset"] = f"{offset:.6f}"
     return ffmpeg.input(*args, **kwargs)
 
 
-def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], bool]:
-    """What whole-film renditions ``suffixes`` convert or leave out of the source: (notes,
-    whether anything is left out)."""
+def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], list[str]]:
+    """What whole-film renditions ``suffixes`` convert or leave out of the source: (notes, the
+    film's flags, with ``streams-not-carried`` where one of them leaves a stream out)."""
     notes = [f"{what} not carried: no rendition holds it" for what in info.not_carried]
-    dropped = bool(notes)
+    flags = list(info.flags)
     for suffix in suffixes:
         carry = carried(info, RENDITIONS[suffix.lower()]["f"])
         notes += [f"{suffix}: {n}" for n in carry.notes]
-        dropped |= sum(k.startswith("c:s:") for k in carry.options) < len(info.subtitles)
-    return notes, dropped
+        if carry.left_out and "streams-not-carried" not in flags:
+            flags.append("streams-not-carried")
+    return notes, flags
 
 
 def attach_sound(info: FilmInfo, path: str | Path) -> FilmInfo:
@@ -597,7 +601,8 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
 class Encoder:
     """Encode RGB frames written with :meth:`write` into ``out`` (rendition by extension),
     with what it carries of ``info``'s file (:func:`carried`: sound, subtitles, chapters, tags,
-    timecode), unless ``audio`` is false (shot segments); atomic: written beside, linked into place on close, never over an existing file."""
+    timecode), unless ``audio`` is false (shot segments); atomic: written beside, linked into
+    place on close, never over an existing file."""
 
     def __init__(self, info: FilmInfo, out: Path, audio: bool = True, note: str = "",
                  times: list[float] | None = None) -> None:
@@ -625,7 +630,7 @@ class Encoder:
         rate = info.avg_fps if info.vfr else info.fps
         raw = {"format": "rawvideo", "pix_fmt": "rgb48le" if info.deep else "rgb24", "s": f"{info.width}x{info.height}",
                "framerate": str(rate)}
-        frames = picture_input(info, "pipe:", **raw) if audio else ffmpeg.input("pipe:", **raw)
+        frames = picture_input(info, audio, "pipe:", **raw)
         video = frames.video
         if suffix == ".mp4" and (info.width % 2 or info.height % 2):
             video = video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")  # 4:2:0 needs even sizes
@@ -692,7 +697,7 @@ def _retime(video: Path, times: list[float], info: FilmInfo, out: Path, note: st
                           capture_output=True, text=True)
     if done.returncode >= 2:
         raise CorruptMediaError(f"retiming {out.name} failed: {(done.stdout + done.stderr).strip()[-1500:]}")
-    video = (picture_input(info, str(retimed)) if audio else ffmpeg.input(str(retimed)))["v"]
+    video = picture_input(info, audio, str(retimed))["v"]
     _copy_streams(video, info, out, RENDITIONS[suffix]["f"], audio=audio, note=note,
                   action=f"writing {out.name}")
 
@@ -729,7 +734,7 @@ def join_segments(info: FilmInfo, segments: list[Path], out: Path, note: str = "
         concat = {"f": "concat", "safe": 0, "protocol_whitelist": "file"}
         action = f"joining {len(segments)} segments into {out.name}"
         if times is None:
-            video = picture_input(info, str(listing), **concat)["v"]
+            video = picture_input(info, True, str(listing), **concat)["v"]
             _copy_streams(video, info, joined, RENDITIONS[suffix]["f"], audio=True, note=note, action=action)
         else:  # joined as Matroska, video only; then retimed, with the audio
             cfr = Path(work) / "joined-cfr.mkv"

@@ -66,9 +66,7 @@ class _LocalFilms:
             return
         if film.is_sequence:  # only the frames this unit needs, in a folder of their own (all: the sound too)
             with tempfile.TemporaryDirectory(prefix="colorize-frames-") as tmp:
-                names = film.frames if frames is None else film.frames[frames.start:frames.stop]
-                if frames is None and film.sound:
-                    names = (*names, film.sound)
+                names = film.files if frames is None else film.frames[frames.start:frames.stop]
                 for name in names:
                     with source.local_copy(f"{film.rel}/{name}" if film.rel else name) as path:
                         Path(tmp, name).write_bytes(path.read_bytes())
@@ -108,7 +106,7 @@ def _fingerprint(path: Path, film: FilmEntry) -> str:
     """sha256 of a film file; for a frame sequence, of its frames' (and its sound's) names and sha256s."""
     if not film.is_sequence:
         return _sha256_file(path)
-    lines = [f"{_sha256_file(path / name)}  {name}\n" for name in (*film.frames, *([film.sound] if film.sound else []))]
+    lines = [f"{_sha256_file(path / name)}  {name}\n" for name in film.files]
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
@@ -365,8 +363,7 @@ def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store:
     except ColorizeError as exc:
         return _record_film_failure(store, job_id, uri, film, dest, settings, model_name, model_sha256, "encode",
                                     exc, sha256, info, events)
-    notes, dropped = carry_notes(info, settings.film_renditions)
-    flags = list(info.flags) + (["streams-not-carried"] if dropped and "streams-not-carried" not in info.flags else [])
+    notes, flags = carry_notes(info, settings.film_renditions)
     events.append(Event(type="encode", outcome="success", agent=agent,
                         detail={"renditions": list(settings.film_renditions), "segments": len(shots),
                                 "joined_without_reencoding": True, "audio_streams": len(info.audio),

@@ -290,9 +290,7 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
     meter = _ShotMeter(temporal, flicker)
     result = FilmResult(frames=0, cuts=[], seconds=0.0, colourfulness=0.0, flags=list(info.flags))
     if audio:
-        result.notes, dropped = carry_notes(info, [out.suffix for out in outputs])
-        if dropped and "streams-not-carried" not in result.flags:
-            result.flags.append("streams-not-carried")
+        result.notes, result.flags = carry_notes(info, [out.suffix for out in outputs])
     dtype = np.uint16 if info.deep else np.uint8
 
     def smoothed() -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:

@@ -272,7 +272,8 @@ def _decode_jp2(data: bytes) -> Photo:
     """A JP2 file: its header boxes (size, bits, colour, resolution) read here, its codestream
     decoded by OpenJPEG. Samples of other than 8 or 16 bits are scaled to 16 (or 8) bits and
     written back at their own depth."""
-    top = {kind: (a, b) for kind, a, b in _boxes(data)}
+    boxes = _boxes(data)
+    top = {kind: (a, b) for kind, a, b in boxes}
     if b"jp2h" not in top or b"jp2c" not in top:
         raise CorruptMediaError("JP2 file without its header or codestream box")
     header = {kind: data[a:b] for kind, a, b in _boxes(data, *top[b"jp2h"])}
@@ -304,12 +305,8 @@ def _decode_jp2(data: bytes) -> Photo:
     if arr.shape[:2] != (height, width):
         raise CorruptMediaError(f"JPEG 2000 codestream of {arr.shape[1]}x{arr.shape[0]} in a JP2 file "
                                 f"declaring {width}x{height}")
-    depth = 8 if bits <= 8 else 16
-    if bits != depth:
-        top_value = np.iinfo(np.uint8 if depth == 8 else np.uint16).max
-        arr = np.round(arr.astype(np.float64) * (top_value / (2 ** bits - 1))).astype(arr.dtype if depth == 16
-                                                                                      else np.uint8)
-    arr = arr.astype(np.uint8 if depth == 8 else np.uint16, copy=False)
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    arr = _rescale(arr, 2 ** bits - 1, np.iinfo(dtype).max, dtype)
     alpha = None
     if arr.ndim == 3 and arr.shape[2] in (2, 4):
         alpha, arr = arr[..., -1], arr[..., :-1]
@@ -325,10 +322,17 @@ def _decode_jp2(data: bytes) -> Photo:
             vn, vd, hn, hd, ve, he = struct.unpack(">HHHHbb", raw[:10])
             if vd and hd:
                 res = (round(hn / hd * 10.0 ** he * 0.0254, 2), round(vn / vd * 10.0 ** ve * 0.0254, 2))  # per inch
-    xmp = next((data[a + 16:b] for kind, a, b in _boxes(data) if kind == b"uuid" and data[a:a + 16] == JP2_XMP_UUID),
-               None)
+    xmp = next((data[a + 16:b] for kind, a, b in boxes if kind == b"uuid" and data[a:a + 16] == JP2_XMP_UUID), None)
     return Photo(np.ascontiguousarray(arr), "JPEG2000", alpha, icc, None, resolution=res, notes=notes,
                  sample_bits=bits if bits not in (8, 16) else None, xmp=xmp or None)
+
+
+def _rescale(arr: np.ndarray, from_max: int, to_max: int, dtype: Any) -> np.ndarray:
+    """Samples of full scale ``from_max`` as ``dtype`` samples of full scale ``to_max`` (12-bit
+    JPEG 2000 to and from the 16 bits the rest of the pipeline works in)."""
+    if from_max == to_max:
+        return arr.astype(dtype, copy=False)
+    return np.round(arr.astype(np.float64) * (to_max / from_max)).astype(dtype)
 
 
 def _encode_jp2(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
@@ -336,9 +340,7 @@ def _encode_jp2(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
     with the ICC profile (else sRGB), the capture resolution and the XMP packet."""
     data = rgb if photo.alpha is None else np.dstack([rgb, photo.alpha.astype(rgb.dtype)])
     bits = photo.sample_bits or (16 if data.dtype == np.uint16 else 8)
-    if bits not in (8, 16):
-        top_value = np.iinfo(data.dtype).max
-        data = np.round(data.astype(np.float64) * ((2 ** bits - 1) / top_value)).astype(data.dtype)
+    data = _rescale(data, np.iinfo(data.dtype).max, 2 ** bits - 1, data.dtype)
     codestream = imagecodecs.jpeg2k_encode(np.ascontiguousarray(data), codecformat=imagecodecs.JPEG2K.CODEC.J2K,
                                            reversible=True, bitspersample=bits, numthreads=JP2_THREADS)
     h, w = data.shape[:2]
@@ -426,31 +428,26 @@ def xmp_packet(source_sha256: str, model: str, model_sha256: str, when: datetime
 <?xpacket end="w"?>""".encode("utf-8")
 
 
-RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
-XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-# The usual prefixes, registered once (ElementTree's registry is global: never from a source's
-# packet); other namespaces are written as ns0, ns1..., which XMP readers take as well.
-for _prefix, _uri in {"x": "adobe:ns:meta/", "rdf": RDF, "dc": "http://purl.org/dc/elements/1.1/",
-                      "xmp": "http://ns.adobe.com/xap/1.0/", "xmpMM": "http://ns.adobe.com/xap/1.0/mm/",
-                      "xmpRights": "http://ns.adobe.com/xap/1.0/rights/",
-                      "photoshop": "http://ns.adobe.com/photoshop/1.0/", "tiff": "http://ns.adobe.com/tiff/1.0/",
-                      "exif": "http://ns.adobe.com/exif/1.0/",
-                      "Iptc4xmpCore": "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/",
-                      "Iptc4xmpExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/",
-                      "colorize": "https://colorize.invalid/ns/1.0/"}.items():
+# The usual XMP prefixes, registered once (ElementTree's registry is global: never from a
+# source's packet); other namespaces are written as ns0, ns1..., which XMP readers take as well.
+XMP_NS = {"x": "adobe:ns:meta/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+          "dc": "http://purl.org/dc/elements/1.1/", "xmp": "http://ns.adobe.com/xap/1.0/",
+          "xmpMM": "http://ns.adobe.com/xap/1.0/mm/", "xmpRights": "http://ns.adobe.com/xap/1.0/rights/",
+          "photoshop": "http://ns.adobe.com/photoshop/1.0/", "tiff": "http://ns.adobe.com/tiff/1.0/",
+          "exif": "http://ns.adobe.com/exif/1.0/", "Iptc4xmpCore": "http://iptc.org/std/Iptc4xmpCore/1.0/xmlns/",
+          "Iptc4xmpExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/", "colorize": "https://colorize.invalid/ns/1.0/"}
+for _prefix, _uri in XMP_NS.items():
     ET.register_namespace(_prefix, _uri)
-
-
+RDF = XMP_NS["rdf"]
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 # Source XMP properties that describe the source file's pixels or identify that file, which the
 # colour rendition's do not share (upright, RGB, maybe another size): left out when merging.
-_TIFF, _EXIF, _PS, _MM = ("http://ns.adobe.com/tiff/1.0/", "http://ns.adobe.com/exif/1.0/",
-                          "http://ns.adobe.com/photoshop/1.0/", "http://ns.adobe.com/xap/1.0/mm/")
-XMP_NOT_CARRIED = frozenset(f"{{{ns}}}{name}" for ns, names in (
-    (_TIFF, ("Orientation", "ImageWidth", "ImageLength", "BitsPerSample", "SamplesPerPixel",
-             "PhotometricInterpretation", "Compression")),
-    (_EXIF, ("PixelXDimension", "PixelYDimension", "ColorSpace")),
-    (_PS, ("ColorMode", "ICCProfile")),
-    (_MM, ("InstanceID", "DocumentID"))) for name in names)
+XMP_NOT_CARRIED = frozenset(f"{{{XMP_NS[prefix]}}}{name}" for prefix, names in (
+    ("tiff", ("Orientation", "ImageWidth", "ImageLength", "BitsPerSample", "SamplesPerPixel",
+              "PhotometricInterpretation", "Compression")),
+    ("exif", ("PixelXDimension", "PixelYDimension", "ColorSpace")),
+    ("photoshop", ("ColorMode", "ICCProfile")),
+    ("xmpMM", ("InstanceID", "DocumentID"))) for name in names)
 
 
 def merge_xmp(source: bytes, ours: bytes, notes: list[str]) -> bytes:
