@@ -291,6 +291,17 @@ def test_cli_video_takes_a_frame_sequence(tmp_path):
     r = subprocess.run([*cmd, "--fps", "24", "--audio", str(frames / "f0001.tif"), str(frames),
                         str(tmp_path / "u.mkv")], capture_output=True, text=True)
     assert r.returncode == 1 and "a sound file is .wav" in r.stderr and not (tmp_path / "u.mkv").exists()
+    # DPX frames whose headers declare 25 frames/s need no --fps.
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.4", "-vf", "format=gray",
+           str(scans / "s%04d.dpx"))
+    for frame in scans.iterdir():
+        add_dpx_industry_headers(frame, rate=25.0, timecode=0x01000000)
+    r = subprocess.run([*cmd, str(scans), str(tmp_path / "d.mkv")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert video_stream(tmp_path / "d.mkv")["r_frame_rate"] == "25/1" and probe(tmp_path / "d.mkv").timecode == \
+        "01:00:00:00"
     (frames / "f0003.tif").unlink()
     r = subprocess.run([*cmd, "--fps", "24", str(frames), str(tmp_path / "p.mkv")], capture_output=True, text=True)
     assert r.returncode == 1 and "f0003.tif" in r.stderr
