@@ -38,6 +38,13 @@ SEQUENCE_SAFETY = {"protocol_whitelist": "file", "format_whitelist": "image2"}
 SOUND_SUFFIXES = {".wav", ".bwf", ".aif", ".aiff", ".flac"}
 SOUND_SAFETY = {"protocol_whitelist": "file", "format_whitelist": "wav,w64,aiff,flac"}
 FRAME_NAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<ext>\.[A-Za-z]+)$")
+# A DPX image element's transfer characteristic (SMPTE 268M, by its code). Film scanners write
+# printing density or logarithmic code values: a flat picture until graded, which the model sees
+# as it is and the renditions keep (flagged ``log-encoded``, their transfer left unstated).
+DPX_TRANSFERS = ("user-defined", "printing density", "linear", "logarithmic", "unspecified video", "SMPTE 274M",
+                 "ITU-R 709-4", "ITU-R 601-5 B/G", "ITU-R 601-5 M", "NTSC composite", "PAL composite", "Z linear",
+                 "Z homogeneous")
+LOG_TRANSFERS = frozenset({"printing density", "logarithmic"})
 # Subtitle codecs each rendition's container takes as they are; a text subtitle it does not take
 # is converted to the container's text format (its words and times kept); a bitmap one cannot be.
 TEXT_SUBTITLES = frozenset({"subrip", "ass", "ssa", "webvtt", "mov_text", "text"})
@@ -104,6 +111,7 @@ class FilmInfo:
     tags: dict[str, str] = field(default_factory=dict)   # the container's descriptive tags (title, ...), lower case
     not_carried: list[str] = field(default_factory=list)  # the source's streams no rendition holds
     sound: str | None = None           # a frame sequence's sound file (its audio streams are ``audio``)
+    transfer: str | None = None        # a DPX sequence's declared transfer characteristic (DPX_TRANSFERS)
 
     @property
     def picture_offset(self) -> float:
@@ -122,6 +130,11 @@ class FilmInfo:
     def sound_input(self) -> Any:
         """The input the sound and the other streams come from: the film, or a sequence's sound file."""
         return ffmpeg.input(self.sound, **SOUND_SAFETY) if self.sequence else self.input()
+
+    @property
+    def log_encoded(self) -> bool:
+        """Whether the frames hold log (printing-density) code values, not a picture for display."""
+        return self.transfer in LOG_TRANSFERS
 
     @property
     def deep(self) -> bool:
@@ -346,6 +359,10 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], lis
     """What whole-film renditions ``suffixes`` convert or leave out of the source: (notes, the
     film's flags, with ``streams-not-carried`` where one of them leaves a stream out)."""
     notes = [f"{what} not carried: no rendition holds it" for what in info.not_carried]
+    if info.log_encoded:
+        notes.append(f"frames are log-encoded (DPX transfer: {info.transfer}): the model saw them ungraded and "
+                     "the renditions keep their code values, with primaries and transfer unstated; grade them "
+                     "for display")
     flags = list(info.flags)
     for suffix in suffixes:
         carry = carried(info, RENDITIONS[suffix.lower()]["f"])
@@ -500,22 +517,26 @@ def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: 
 
 
 def dpx_header(path: str | Path) -> dict[str, Any]:
-    """What a DPX frame's motion-picture and television headers (SMPTE 268M) declare: ``rate``
-    (a Fraction) and ``timecode`` ("HH:MM:SS:FF", ";FF" when drop-frame), each only when set."""
+    """What a DPX frame's headers (SMPTE 268M) declare: ``transfer`` (the first image element's
+    transfer characteristic, by name: "printing density", "logarithmic", "linear"...) from the
+    image header; ``rate`` (a Fraction) and ``timecode`` ("HH:MM:SS:FF", ";FF" when drop-frame)
+    from the motion-picture and television headers; each only when set."""
     with open(path, "rb") as fh:
         head = fh.read(2048)
     if len(head) < 32 or head[:4] not in (b"SDPX", b"XPDS"):
         return {}
     order = ">" if head[:4] == b"SDPX" else "<"
+    out: dict[str, Any] = {}
+    if len(head) > 801 and head[801] < len(DPX_TRANSFERS):
+        out["transfer"] = DPX_TRANSFERS[head[801]]
     image_offset, = struct.unpack(order + "I", head[4:8])
     generic, industry = struct.unpack(order + "II", head[24:32])
     generic = 1664 if generic in (0, 0xFFFFFFFF) else generic
     if industry in (0, 0xFFFFFFFF) or industry < 384 or generic + 384 > min(image_offset, len(head)):
-        return {}  # no industry headers (ffmpeg writes none)
+        return out  # no industry headers (ffmpeg writes none)
     film_rate, = struct.unpack(order + "f", head[generic + 60:generic + 64])
     tc, = struct.unpack(order + "I", head[generic + 256:generic + 260])
     tv_rate, = struct.unpack(order + "f", head[generic + 276:generic + 280])
-    out: dict[str, Any] = {}
     for value in (film_rate, tv_rate):
         if math.isfinite(value) and 1 <= value <= 1000:
             out["rate"] = _nominal_rate(value)
@@ -594,7 +615,10 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
     if w % 2 or h % 2:
         info.flags.append("odd-dimensions")
     if ext.lower() == ".dpx":
-        info.timecode = dpx_header(folder / frames[first]).get("timecode")
+        header = dpx_header(folder / frames[first])
+        info.timecode, info.transfer = header.get("timecode"), header.get("transfer")
+        if info.log_encoded:
+            info.flags.append("log-encoded")
     return info
 
 
@@ -637,6 +661,8 @@ class Encoder:
         if info.sar not in ("0:1", "1:1", "N/A"):
             video = video.filter("setsar", info.sar.replace(":", "/"))
         colour = COLOUR[suffix]
+        if info.log_encoded:  # the scan's log code values, kept: not BT.709 or sRGB light
+            colour = {**colour, "color_primaries": "unknown", "color_trc": "unknown"}
         if colour["colorspace"] != "gbr":  # RGB to Y'CbCr by the matrix the file is tagged with
             video = video.filter("scale", out_color_matrix=colour["colorspace"], out_range=colour["range"])
             video = video.filter("format", opts["pix_fmt"])

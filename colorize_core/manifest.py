@@ -83,6 +83,9 @@ def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
 
 LOW_COLOURFULNESS = 10.0   # Hasler & Suesstrunk: below ~15 reads as "slightly colourful" at most
 HIGH_FLICKER = 0.005       # warping error after smoothing, at the model's working size
+# Flags a reviewer should see first: an input already in colour, a prediction the model was
+# unsure of, a stream the renditions could not hold, a film scan in log code values.
+ATTENTION_FLAGS = ("already-colour", "low-confidence", "streams-not-carried", "log-encoded")
 
 
 def attention(item: dict[str, Any]) -> list[str]:
@@ -90,12 +93,7 @@ def attention(item: dict[str, Any]) -> list[str]:
     reasons = []
     if item["status"] == "failed":
         reasons.append("failed")
-    if "already-colour" in (item["flags"] or []):
-        reasons.append("already-colour")
-    if "low-confidence" in (item["flags"] or []):
-        reasons.append("low-confidence")
-    if "streams-not-carried" in (item["flags"] or []):
-        reasons.append("streams-not-carried")
+    reasons += [f for f in ATTENTION_FLAGS if f in (item["flags"] or [])]
     if item["status"] != "failed" and item["colourfulness"] is not None and item["colourfulness"] < LOW_COLOURFULNESS:
         reasons.append("low-colourfulness")
     shots = (item.get("film") or {}).get("shots", [])

@@ -217,10 +217,12 @@ def dataset(tmp_path_factory) -> Path:  # noqa: ANN001
     return tmp / "data"
 
 
-def add_dpx_industry_headers(path: Path, rate: float | None = None, timecode: int | None = None) -> None:
+def add_dpx_industry_headers(path: Path, rate: float | None = None, timecode: int | None = None,
+                             transfer: int | None = None) -> None:
     """Give a DPX frame written by ffmpeg (which writes no industry headers) the motion-picture
     and television headers a film scanner writes (SMPTE 268M): ``rate`` in both, ``timecode`` as
-    BCD (0xHHMMSSFF); the rest undefined (all ones)."""
+    BCD (0xHHMMSSFF); the rest undefined (all ones). ``transfer``: the image element's transfer
+    characteristic code (1 printing density; ffmpeg writes 2, linear)."""
     data = path.read_bytes()
     order = ">" if data[:4] == b"SDPX" else "<"
     offset, = struct.unpack(order + "I", data[4:8])
@@ -234,4 +236,6 @@ def add_dpx_industry_headers(path: Path, rate: float | None = None, timecode: in
     head[4:8] = struct.pack(order + "I", offset + 384)
     head[16:20] = struct.pack(order + "I", len(data) + 384)
     head[28:32] = struct.pack(order + "I", 384)
+    if transfer is not None:
+        head[801] = transfer
     path.write_bytes(bytes(head) + bytes(industry) + data[1664:])

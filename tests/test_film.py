@@ -410,3 +410,9 @@ def test_dpx_headers_give_the_rate_and_timecode_a_scanner_wrote(tmp_path, magic,
     assert dpx_header(frame(25.0, 0xFFFFFFFF)) == {"rate": Fraction(25)}
     assert dpx_header(frame(float("nan"), 0x0000001A)) == {}           # undefined rate; 1A is not BCD
     assert dpx_header(frame(24.0, 0x01000000, industry=0)) == {}       # no industry headers at all
+    scan = frame(24.0, 0xFFFFFFFF)
+    for code, name in ((1, "printing density"), (3, "logarithmic"), (2, "linear")):
+        data = bytearray(scan.read_bytes())
+        data[801] = code                                                  # the image element's transfer
+        scan.write_bytes(bytes(data))
+        assert dpx_header(scan) == {"transfer": name, "rate": Fraction(24)}

@@ -184,12 +184,13 @@ def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path
     # A sound file with no frames beside it.
     (src / "sound").mkdir()
     ffmpeg("-f", "lavfi", "-i", "sine=duration=0.2", str(src / "sound" / "stray.wav"))
-    # DPX frames whose headers declare their rate and timecode, as a film scanner writes them.
+    # DPX frames whose headers declare their rate, timecode and a printing-density transfer, as a
+    # film scanner writes them.
     (src / "scans" / "reel4").mkdir()
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.4", "-vf", "format=gray",
            str(src / "scans" / "reel4" / "r4_%04d.dpx"))
     for frame in (src / "scans" / "reel4").iterdir():
-        add_dpx_industry_headers(frame, rate=25.0, timecode=0x10000000)
+        add_dpx_industry_headers(frame, rate=25.0, timecode=0x10000000, transfer=1)
     # A sequence with a hole in it.
     (src / "scans" / "holey").mkdir()
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.5", "-vf", "format=gray",
@@ -219,6 +220,10 @@ def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path
     assert reel4["film"]["media"]["fps"] == "25" and "frame-rate-assumed" not in reel4["flags"]
     assert reel4["film"]["media"]["timecode"] == "10:00:00:00" and probe(dest / "scans" / "reel4.mp4").timecode == \
         "10:00:00:00"
+    assert "log-encoded" in reel4["flags"] and "log-encoded" in reel4["attention"]
+    assert any("DPX transfer: printing density" in n for n in reel4["notes"]), reel4["notes"]
+    assert video_stream(dest / "scans" / "reel4.mp4").get("color_transfer", "unknown") == "unknown"
+    assert "log-encoded" not in items["scans/reel2"]["flags"]    # ffmpeg's DPX: transfer "linear"
     assert items["scans/reel3"]["film"]["media"]["fps"] == "25" and items["scans/reel3"]["film"]["media"]["frames"] == 10
     assert "missing frame" in items["scans/holey"]["error"] and "h005.dpx" in items["scans/holey"]["error"]
     assert "empty file" in items["bad/empty.mp4"]["error"]
@@ -291,17 +296,22 @@ def test_cli_video_takes_a_frame_sequence(tmp_path):
     r = subprocess.run([*cmd, "--fps", "24", "--audio", str(frames / "f0001.tif"), str(frames),
                         str(tmp_path / "u.mkv")], capture_output=True, text=True)
     assert r.returncode == 1 and "a sound file is .wav" in r.stderr and not (tmp_path / "u.mkv").exists()
-    # DPX frames whose headers declare 25 frames/s need no --fps.
+    # DPX frames whose headers declare 25 frames/s need no --fps; frames a scanner wrote in
+    # printing density are flagged and their renditions not tagged as display light.
     scans = tmp_path / "scans"
     scans.mkdir()
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.4", "-vf", "format=gray",
            str(scans / "s%04d.dpx"))
     for frame in scans.iterdir():
-        add_dpx_industry_headers(frame, rate=25.0, timecode=0x01000000)
+        add_dpx_industry_headers(frame, rate=25.0, timecode=0x01000000, transfer=1)
     r = subprocess.run([*cmd, str(scans), str(tmp_path / "d.mkv")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert video_stream(tmp_path / "d.mkv")["r_frame_rate"] == "25/1" and probe(tmp_path / "d.mkv").timecode == \
-        "01:00:00:00"
+    assert "note: log-encoded" in r.stderr and "DPX transfer: printing density" in r.stderr
+    stream = video_stream(tmp_path / "d.mkv")
+    assert stream["r_frame_rate"] == "25/1" and probe(tmp_path / "d.mkv").timecode == "01:00:00:00"
+    assert stream.get("color_transfer", "unknown") == "unknown" and \
+        stream.get("color_primaries", "unknown") == "unknown", stream
+    assert video_stream(tmp_path / "o.mkv")["color_transfer"] == "iec61966-2-1"   # the TIFF scan: sRGB
     (frames / "f0003.tif").unlink()
     r = subprocess.run([*cmd, "--fps", "24", str(frames), str(tmp_path / "p.mkv")], capture_output=True, text=True)
     assert r.returncode == 1 and "f0003.tif" in r.stderr
