@@ -112,6 +112,7 @@ class FilmInfo:
     not_carried: list[str] = field(default_factory=list)  # the source's streams no rendition holds
     sound: str | None = None           # a frame sequence's sound file (its audio streams are ``audio``)
     transfer: str | None = None        # a DPX sequence's declared transfer characteristic (DPX_TRANSFERS)
+    field_order: str = "progressive"   # an interlaced source's, as ffprobe says it: tt, bb, tb or bt
 
     @property
     def picture_offset(self) -> float:
@@ -229,6 +230,7 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
                     vfr=bool(fps and avg and abs(float(fps) - float(avg)) > 0.01 * float(fps)),
                     audio=_audio_streams(meta))
     info.bit_depth = 16 if _DEEP.search(info.pix_fmt) else 8
+    info.field_order = field_order if info.interlaced else "progressive"
     info.start_time = float(meta.get("format", {}).get("start_time") or 0)
     _other_streams(info, meta, video["index"])
     if len(times) == frames:
@@ -663,8 +665,17 @@ class Encoder:
         colour = COLOUR[suffix]
         if info.log_encoded:  # the scan's log code values, kept: not BT.709 or sRGB light
             colour = {**colour, "color_primaries": "unknown", "color_trc": "unknown"}
+        if info.interlaced:
+            # Frames of two fields stay so, in the source's order: each rendition is tagged with
+            # it (players deinterlace as they do the source), the Y'CbCr ones are coded as fields
+            # and their chroma subsampled per field (no colour bled between the fields).
+            video = video.filter("setfield", "tff" if info.field_order in ("tt", "tb") else "bff")
+            opts["field_order"] = info.field_order
+            if suffix != ".mkv":
+                opts["flags"] = "+ildct+ilme"
         if colour["colorspace"] != "gbr":  # RGB to Y'CbCr by the matrix the file is tagged with
-            video = video.filter("scale", out_color_matrix=colour["colorspace"], out_range=colour["range"])
+            video = video.filter("scale", out_color_matrix=colour["colorspace"], out_range=colour["range"],
+                                 interl=int(info.interlaced))
             video = video.filter("format", opts["pix_fmt"])
         video = video.filter("setparams", **colour)
         carry = carried(info, opts["f"], note, whole=audio)

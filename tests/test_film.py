@@ -4,6 +4,7 @@ temporal smoothing, cuts, and bad input. Clips are generated with ffmpeg's lavfi
 from __future__ import annotations
 
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def test_master_and_access_copy_keep_frames_rate_and_audio_bit_exact(clips, colo
     assert result.frames == 50
     for out in outs:
         v = video_stream(out)
-        assert int(v["nb_read_packets"]) == 50 and v["r_frame_rate"] == "25/1"
+        assert int(v["nb_read_packets"]) == 50 and v["r_frame_rate"] == "25/1" and _first_field(out) == "P"
         assert audio_digest(out) == audio_digest(clips["pan.mp4"])
     assert video_stream(outs[0])["codec_name"] == "ffv1" and video_stream(outs[1])["codec_name"] == "h264"
     # The colour master keeps the original's CIE L (lossless FFV1 of the rendered RGB).
@@ -342,6 +343,32 @@ def test_rotated_source_is_written_upright_and_displays_as_the_source(clips, col
     src = np.stack(list(decode_gray(info)))
     got = np.stack(list(decode_gray(probe(out))))
     assert got.shape == src.shape and np.abs(got.astype(int) - src).mean() < 3
+
+
+def _first_field(path: Path) -> str:
+    """Which field the first decoded frame of ``path`` shows first: T, B, or P (progressive)."""
+    log = subprocess.run(["ffmpeg", "-v", "info", "-i", str(path), "-vf", "showinfo", "-frames:v", "1", "-f", "null",
+                          "-"], capture_output=True, text=True, check=True).stderr
+    return re.search(r"showinfo.* i:([TBP?])", log)[1]
+
+
+def test_interlaced_source_is_flagged_and_its_renditions_keep_its_fields(colorizer, tmp_path):
+    """A bottom-field-first transfer of a video tape: flagged, and every rendition keeps its two
+    fields in their order (tagged, the Y'CbCr ones coded as fields), joined from segments too."""
+    src = tmp_path / "tape.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=0.4", "-vf", "format=gray,setfield=bff",
+           "-c:v", "ffv1", str(src))
+    info = probe(src)
+    assert info.flags == ["interlaced"] and info.field_order == "bt" and _first_field(src) == "B"
+    outs = [tmp_path / "c.mkv", tmp_path / "c.mp4", tmp_path / "c.mov"]
+    colorize_film(info, outs, colorizer)
+    segment = tmp_path / "segment.mkv"
+    colorize_film(info, [segment], colorizer, audio=False)
+    outs.append(join_segments(info, [segment], tmp_path / "joined.mkv"))
+    for out in outs:
+        assert _first_field(out) == "B" and int(video_stream(out)["nb_read_packets"]) == 10, out.name
+        if out.suffix != ".mp4":   # ffprobe reads H.264's field order from its frames only
+            assert video_stream(out)["field_order"] == "bt", out.name
 
 
 def test_bad_films_raise_clear_errors_and_leave_nothing(clips, colorizer, tmp_path):
