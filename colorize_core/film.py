@@ -112,7 +112,7 @@ class FilmInfo:
     not_carried: list[str] = field(default_factory=list)  # the source's streams no rendition holds
     sound: str | None = None           # a frame sequence's sound file (its audio streams are ``audio``)
     transfer: str | None = None        # a DPX sequence's declared transfer characteristic (DPX_TRANSFERS)
-    field_order: str = "progressive"   # an interlaced source's, as ffprobe says it: tt, bb, tb or bt
+    field_order: str = "progressive"   # an interlaced source's field shown first: tt (top) or bb (bottom)
 
     @property
     def picture_offset(self) -> float:
@@ -176,6 +176,24 @@ def _probe_error(exc: ffmpeg.Error) -> Exception:
     return CorruptMediaError(f"not a decodable video: {last}")
 
 
+def _field_order(path: str, video: dict[str, Any]) -> str:
+    """Whether a film is interlaced and which field it shows first: "tt" (top), "bb" (bottom) or
+    "progressive". From its first decoded frame, as players go by (ffprobe's stream-level order
+    misses some interlaced H.264 and calls bottom-first H.264 "tt"), else from the stream's order
+    (its first letter: the field coded first)."""
+    try:
+        first = ffmpeg.probe(path, select_streams=str(video["index"]), read_intervals="%+#1", show_frames=None,
+                             show_entries="frame=interlaced_frame,top_field_first", **SAFETY).get("frames", [])
+    except ffmpeg.Error:
+        first = []
+    if first and "interlaced_frame" in first[0]:
+        frame = first[0]
+        return "progressive" if not int(frame["interlaced_frame"]) else \
+            "tt" if int(frame.get("top_field_first", 1)) else "bb"
+    order = video.get("field_order", "progressive")
+    return order[0] * 2 if order in ("tt", "bb", "tb", "bt") else "progressive"
+
+
 def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     """Describe a film. Raises CorruptMediaError, UnsupportedMediaError, MediaTooLargeError."""
     path = str(path)
@@ -222,15 +240,15 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
         raise CorruptMediaError("the video stream holds no frames")
     _check_complete(video, meta.get("format", {}), ends, frames, fps or avg)
     duration = _video_duration(video) or float(meta.get("format", {}).get("duration") or 0)
-    field_order = video.get("field_order", "progressive")
+    field_order = _field_order(path, video)
     info = FilmInfo(path=path, width=width, height=height, rotation=rotation, fps=fps or avg, avg_fps=avg or fps,
                     frames=frames, duration=duration, codec=video.get("codec_name", "?"),
                     pix_fmt=video.get("pix_fmt", "?"), sar=video.get("sample_aspect_ratio", "1:1") or "1:1",
-                    color_range=video.get("color_range", "unknown"), interlaced=field_order not in ("progressive", "unknown"),
+                    color_range=video.get("color_range", "unknown"), interlaced=field_order != "progressive",
                     vfr=bool(fps and avg and abs(float(fps) - float(avg)) > 0.01 * float(fps)),
                     audio=_audio_streams(meta))
     info.bit_depth = 16 if _DEEP.search(info.pix_fmt) else 8
-    info.field_order = field_order if info.interlaced else "progressive"
+    info.field_order = field_order
     info.start_time = float(meta.get("format", {}).get("start_time") or 0)
     _other_streams(info, meta, video["index"])
     if len(times) == frames:
@@ -669,7 +687,7 @@ class Encoder:
             # Frames of two fields stay so, in the source's order: each rendition is tagged with
             # it (players deinterlace as they do the source), the Y'CbCr ones are coded as fields
             # and their chroma subsampled per field (no colour bled between the fields).
-            video = video.filter("setfield", "tff" if info.field_order in ("tt", "tb") else "bff")
+            video = video.filter("setfield", "tff" if info.field_order == "tt" else "bff")
             opts["field_order"] = info.field_order
             if suffix != ".mkv":
                 opts["flags"] = "+ildct+ilme"
@@ -743,6 +761,8 @@ def _copy_streams(video: Any, info: FilmInfo, out: Path, fmt: str, *, audio: boo
     """Write the ``video`` stream to ``out`` in container ``fmt`` without re-encoding, with the
     source's sound, subtitles, chapters, tags and timecode (:func:`carried`) when ``audio``."""
     opts: dict[str, Any] = {"c": "copy", "f": fmt}
+    if info.interlaced:  # mkvmerge's retiming drops Matroska's interlaced flag
+        opts["field_order"] = info.field_order
     if fmt == "mp4":
         opts["movflags"] = "+faststart"
     carry = carried(info, fmt, note, whole=audio)

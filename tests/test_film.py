@@ -353,22 +353,31 @@ def _first_field(path: Path) -> str:
 
 
 def test_interlaced_source_is_flagged_and_its_renditions_keep_its_fields(colorizer, tmp_path):
-    """A bottom-field-first transfer of a video tape: flagged, and every rendition keeps its two
-    fields in their order (tagged, the Y'CbCr ones coded as fields), joined from segments too."""
-    src = tmp_path / "tape.mkv"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=0.4", "-vf", "format=gray,setfield=bff",
-           "-c:v", "ffv1", str(src))
+    """A bottom-field-first transfer of a video tape, in H.264 coded as fields (ffprobe's stream
+    says "tt" or nothing for such a stream; its frames say bottom first): flagged, and every
+    rendition keeps the two fields in their order (tagged, the Y'CbCr ones coded as fields),
+    joined from segments or retimed from a variable rate too."""
+    src, vfr = tmp_path / "tape.mp4", tmp_path / "tape-vfr.mp4"
+    fields = ["format=gray,format=yuv420p,setfield=bff", "-flags", "+ildct+ilme", "-c:v", "libx264"]
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=0.4", "-vf", *fields, str(src))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=0.8", "-vf",
+           "setpts='if(lt(N,10),N/25,0.4+(N-10)/12.5)/TB'," + fields[0], *fields[1:], "-fps_mode", "vfr", str(vfr))
     info = probe(src)
-    assert info.flags == ["interlaced"] and info.field_order == "bt" and _first_field(src) == "B"
+    assert info.flags == ["interlaced"] and info.field_order == "bb" and _first_field(src) == "B"
     outs = [tmp_path / "c.mkv", tmp_path / "c.mp4", tmp_path / "c.mov"]
     colorize_film(info, outs, colorizer)
     segment = tmp_path / "segment.mkv"
     colorize_film(info, [segment], colorizer, audio=False)
     outs.append(join_segments(info, [segment], tmp_path / "joined.mkv"))
-    for out in outs:
-        assert _first_field(out) == "B" and int(video_stream(out)["nb_read_packets"]) == 10, out.name
+    vfr_info = probe(vfr)
+    assert vfr_info.flags == ["interlaced", "variable-frame-rate"] and vfr_info.field_order == "bb"
+    colorize_film(vfr_info, [tmp_path / "v.mkv"], colorizer)
+    for out in [*outs, tmp_path / "v.mkv"]:
+        assert _first_field(out) == "B", out.name
         if out.suffix != ".mp4":   # ffprobe reads H.264's field order from its frames only
-            assert video_stream(out)["field_order"] == "bt", out.name
+            assert video_stream(out)["field_order"] == "bb", out.name
+    assert int(video_stream(outs[3])["nb_read_packets"]) == 10
+    assert frame_times(probe(tmp_path / "v.mkv")) == pytest.approx(frame_times(vfr_info), abs=0.0011)
 
 
 def test_bad_films_raise_clear_errors_and_leave_nothing(clips, colorizer, tmp_path):
