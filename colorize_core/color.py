@@ -52,6 +52,31 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return rgb_to_lab(to_float_rgb(image))[..., 0]
 
 
+# Kodak's Cineon conversion of printing-density code values (10-bit) to linear light: reference
+# black at code 95, reference white at 685, 0.002 density per code value, negative gamma 0.6.
+CINEON_BLACK, CINEON_WHITE, CINEON_DENSITY, CINEON_GAMMA = 95.0, 685.0, 0.002, 0.6
+
+
+@functools.cache
+def _printing_density_l_table(levels: int) -> np.ndarray:
+    cv = np.linspace(0.0, 1023.0, levels)
+    slope = CINEON_DENSITY / CINEON_GAMMA
+    gain = 1.0 / (1.0 - 10.0 ** ((CINEON_BLACK - CINEON_WHITE) * slope))
+    linear = np.clip(10.0 ** ((cv - CINEON_WHITE) * slope) * gain - (gain - 1.0), 0.0, 1.0).astype(np.float32)
+    rgb = np.repeat(linear[:, None, None], 3, axis=2)
+    return np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_LRGB2Lab)[:, 0, 0])
+
+
+def printing_density_luminance(image: np.ndarray) -> np.ndarray:
+    """L (float32, 0-100) of a gray printing-density (Cineon log) scan as it looks once converted
+    for display by Kodak's standard conversion: the picture the model is meant to see. The scan's
+    own L (:func:`luminance`) stays the L of every output."""
+    _check(image)
+    if image.ndim != 2:
+        raise UnsupportedMediaError("a printing-density view is of gray frames")
+    return _printing_density_l_table(np.iinfo(image.dtype).max + 1)[image]
+
+
 def lab_to_rgb(lum: np.ndarray, ab: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Merge L (HxW) with ab (HxWx2, same size) and return RGB of ``dtype`` (uint8/uint16)."""
     # OpenCV end to end: one buffer, converted in place, then scaled, rounded and saturated into

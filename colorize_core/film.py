@@ -39,8 +39,9 @@ SOUND_SUFFIXES = {".wav", ".bwf", ".aif", ".aiff", ".flac"}
 SOUND_SAFETY = {"protocol_whitelist": "file", "format_whitelist": "wav,w64,aiff,flac"}
 FRAME_NAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<ext>\.[A-Za-z]+)$")
 # A DPX image element's transfer characteristic (SMPTE 268M, by its code). Film scanners write
-# printing density or logarithmic code values: a flat picture until graded, which the model sees
-# as it is and the renditions keep (flagged ``log-encoded``, their transfer left unstated).
+# printing density or logarithmic code values: a flat picture until graded. The model is shown
+# them through Kodak's display conversion; the renditions keep the code values (flagged
+# ``log-encoded``, their transfer left unstated).
 DPX_TRANSFERS = ("user-defined", "printing density", "linear", "logarithmic", "unspecified video", "SMPTE 274M",
                  "ITU-R 709-4", "ITU-R 601-5 B/G", "ITU-R 601-5 M", "NTSC composite", "PAL composite", "Z linear",
                  "Z homogeneous")
@@ -380,9 +381,10 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], lis
     film's flags, with ``streams-not-carried`` where one of them leaves a stream out)."""
     notes = [f"{what} not carried: no rendition holds it" for what in info.not_carried]
     if info.log_encoded:
-        notes.append(f"frames are log-encoded (DPX transfer: {info.transfer}): the model saw them ungraded and "
-                     "the renditions keep their code values, with primaries and transfer unstated; grade them "
-                     "for display")
+        notes.append(f"frames are log-encoded (DPX transfer: {info.transfer}): the model was shown them "
+                     "through Kodak's printing-density-to-display conversion (black 95, white 685, gamma 0.6); "
+                     "the renditions keep the scan's code values, with primaries and transfer unstated: grade "
+                     "them for display")
     flags = list(info.flags)
     for suffix in suffixes:
         carry = carried(info, RENDITIONS[suffix.lower()]["f"])

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from colorize_core.color import lab_to_rgb, luminance, resize_ab
+from colorize_core.color import lab_to_rgb, luminance, printing_density_luminance, resize_ab
 from colorize_core.colorizer import Colorizer
 from colorize_core.film import Encoder, FilmInfo, carry_notes, decode_gray, frame_times
 from colorize_core.images import NOTE
@@ -133,15 +133,18 @@ def _in_thread(source: Iterator[_T], backlog: int, name: str) -> Iterator[_T]:
         _close(source)
 
 
-def _predicted(frames: Iterator[np.ndarray], colorizer: Colorizer,
-               batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """(frame, L, L small, ab small) per frame. Decoding and the model run in a thread one
-    batch ahead, so that smoothing, rendering and encoding overlap the next model call; at most
-    two batches wait."""
+def _predicted(frames: Iterator[np.ndarray], colorizer: Colorizer, batch_size: int,
+               view: Callable[[np.ndarray], np.ndarray] | None = None,
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(frame, L, L small, ab small) per frame. ``view``: the L the model sees of a frame, when
+    not its own (a log scan's display view; L small is then of it). Decoding and the model run in
+    a thread one batch ahead, so that smoothing, rendering and encoding overlap the next model
+    call; at most two batches wait."""
 
     def predict(batch: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         lums = [luminance(f) for f in batch]
-        return list(zip(batch, lums, *zip(*colorizer.predict_ab_small(lums))))
+        seen = [view(f) for f in batch] if view else lums
+        return list(zip(batch, lums, *zip(*colorizer.predict_ab_small(seen))))
 
     def batches() -> Iterator[list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
         try:
@@ -296,8 +299,9 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
     def smoothed() -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(index, frame, L, L small, ab small, ab smoothed) of frames start..end-1, in order."""
         index = first
+        view = printing_density_luminance if info.log_encoded else None  # the model sees a log scan graded
         for frame, lum, l_small, ab_small in _predicted(decode_gray(info, first, end - first, seek=seek), colorizer,
-                                                        batch_size):
+                                                        batch_size, view):
             if index in cut_set and index > first:
                 smoother.reset()
                 if index > start:

@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 
 from colorize_core import Colorizer
-from colorize_core.color import luminance
+from colorize_core.color import luminance, printing_density_luminance
 from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import Encoder, decode_gray, dpx_header, frame_times, join_segments, probe, stream_info
+from colorize_core.film import (Encoder, decode_gray, dpx_header, frame_times, join_segments, probe, probe_sequence,
+                                 stream_info)
 from colorize_core import film_pipeline
 from colorize_core.film_pipeline import colorize_film
 from colorize_core.images import NOTE
 from colorize_core.manifest import attention
-from tests.conftest import audio_digest, ffmpeg, video_stream
+from tests.conftest import add_dpx_industry_headers, audio_digest, ffmpeg, video_stream
 
 
 
@@ -343,6 +344,37 @@ def test_rotated_source_is_written_upright_and_displays_as_the_source(clips, col
     src = np.stack(list(decode_gray(info)))
     got = np.stack(list(decode_gray(probe(out))))
     assert got.shape == src.shape and np.abs(got.astype(int) - src).mean() < 3
+
+
+def test_the_model_sees_a_log_scan_graded_and_the_outputs_keep_its_own_l(colorizer, tmp_path, monkeypatch):
+    """DPX frames in printing density: the model is shown Kodak's display conversion of them
+    (reference white 685 at L 100, black 95 at L 0), and the master keeps the scan's own L."""
+    code = np.array([[95, 300, 470, 685, 900]], dtype=np.float64)
+    view = printing_density_luminance(np.round(code / 1023 * 65535).astype(np.uint16))[0]
+    assert view[0] < 0.01 and 40 < view[2] < 55 and abs(view[3] - 100) < 0.01 and view[4] == 100
+    assert np.all(np.diff(view[:4]) > 0)
+    with pytest.raises(UnsupportedMediaError):
+        printing_density_luminance(np.zeros((2, 2, 3), np.uint16))
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.25", "-vf", "format=gray16le",
+           str(scans / "s%04d.dpx"))
+    for frame in scans.iterdir():
+        add_dpx_industry_headers(frame, rate=24.0, transfer=1)
+    info = probe_sequence(scans, 24)
+    assert info.log_encoded and info.flags == ["log-encoded"]
+    seen: list[np.ndarray] = []
+    model = colorizer.predict_ab_small
+    monkeypatch.setattr(colorizer, "predict_ab_small", lambda lums: seen.extend(lums) or model(lums))
+    colorize_film(info, [tmp_path / "c.mkv"], colorizer)
+    frames = list(decode_gray(info))
+    assert len(seen) == len(frames) == 6
+    for lum, frame in zip(seen, frames):
+        assert np.array_equal(lum, printing_density_luminance(frame)) and not np.allclose(lum, luminance(frame))
+    master = np.frombuffer(subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "c.mkv"), "-f", "rawvideo",
+                                           "-pix_fmt", "rgb48le", "-"], capture_output=True, check=True).stdout, "<u2")
+    kept = luminance(master.reshape(6 * 48, 64, 3)) - luminance(np.concatenate(frames))
+    assert np.percentile(np.abs(kept), 99) < 0.5
 
 
 def _first_field(path: Path) -> str:
