@@ -27,6 +27,7 @@ from typing import IO, Any
 import ffmpeg
 import numpy as np
 
+from colorize_core.color import CINEON_BLACK, CINEON_GAMMA, CINEON_WHITE
 from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
 
 FILM_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".mxf", ".webm", ".mts", ".ts", ".mpg", ".mpeg", ".dv"}
@@ -382,9 +383,9 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], lis
     notes = [f"{what} not carried: no rendition holds it" for what in info.not_carried]
     if info.log_encoded:
         notes.append(f"frames are log-encoded (DPX transfer: {info.transfer}): the model was shown them "
-                     "through Kodak's printing-density-to-display conversion (black 95, white 685, gamma 0.6); "
-                     "the renditions keep the scan's code values, with primaries and transfer unstated: grade "
-                     "them for display")
+                     "through Kodak's printing-density-to-display conversion (black "
+                     f"{CINEON_BLACK:g}, white {CINEON_WHITE:g}, gamma {CINEON_GAMMA:g}); the renditions keep "
+                     "the scan's code values, with primaries and transfer unstated: grade them for display")
     flags = list(info.flags)
     for suffix in suffixes:
         carry = carried(info, RENDITIONS[suffix.lower()]["f"])

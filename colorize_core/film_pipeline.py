@@ -296,10 +296,13 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
         result.notes, result.flags = carry_notes(info, [out.suffix for out in outputs])
     dtype = np.uint16 if info.deep else np.uint8
 
+    # A log scan is seen graded (the model, the smoother's flow, flood-fill's regions); its own L
+    # is the output's.
+    view = printing_density_luminance if info.log_encoded else None
+
     def smoothed() -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(index, frame, L, L small, ab small, ab smoothed) of frames start..end-1, in order."""
         index = first
-        view = printing_density_luminance if info.log_encoded else None  # the model sees a log scan graded
         for frame, lum, l_small, ab_small in _predicted(decode_gray(info, first, end - first, seek=seek), colorizer,
                                                         batch_size, view):
             if index in cut_set and index > first:
@@ -315,7 +318,8 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
 
     def render(item: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
         lum, ab = item[2], item[5]
-        return lab_to_rgb(lum, refine(lum, resize_ab(ab, *lum.shape), refine_method, refine_params), dtype)
+        regions = view(item[1]) if view and refine_method != "none" else lum
+        return lab_to_rgb(lum, refine(regions, resize_ab(ab, *lum.shape), refine_method, refine_params), dtype)
 
     index = start
     measuring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="colorize-film-meter")  # in order

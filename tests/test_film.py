@@ -375,6 +375,13 @@ def test_the_model_sees_a_log_scan_graded_and_the_outputs_keep_its_own_l(coloriz
                                            "-pix_fmt", "rgb48le", "-"], capture_output=True, check=True).stdout, "<u2")
     kept = luminance(master.reshape(6 * 48, 64, 3)) - luminance(np.concatenate(frames))
     assert np.percentile(np.abs(kept), 99) < 0.5
+    # Flood-fill finds its regions in the view too.
+    regions: list[np.ndarray] = []
+    flood = film_pipeline.refine
+    monkeypatch.setattr(film_pipeline, "refine", lambda lum, *rest: regions.append(lum) or flood(lum, *rest))
+    colorize_film(info, [tmp_path / "f.mkv"], colorizer, refine_method="flood")
+    views = [printing_density_luminance(f) for f in frames]   # rendered in a pool: in any order
+    assert len(regions) == 6 and all(any(np.array_equal(r, v) for v in views) for r in regions)
 
 
 def _first_field(path: Path) -> str:
