@@ -68,14 +68,21 @@ class FilmResult:
         return d
 
 
+def seen_luminance(info: FilmInfo) -> Callable[[np.ndarray], np.ndarray]:
+    """The L a film's frames are seen by (the cut pass, the model, the smoother's flow, flood-fill's
+    regions): a log scan's display view, else their own L, which is always the outputs' L."""
+    return printing_density_luminance if info.log_encoded else luminance
+
+
 def find_cuts(info: FilmInfo) -> list[int]:
     """Frame numbers where a new shot starts (frame 0 excluded), from a pass over the film
     decoded at thumbnail size."""
     scale = CUT_SIZE / max(info.width, info.height)
     size = (max(2, round(info.width * scale / 2) * 2), max(2, round(info.height * scale / 2) * 2))
     cuts, prev = [], None
+    seen = seen_luminance(info)
     for n, gray in enumerate(decode_gray(info, size=size)):
-        small = l_to_u8(luminance(gray))
+        small = l_to_u8(seen(gray))
         if prev is not None and is_cut(prev, small):
             cuts.append(n)
         prev = small
@@ -134,16 +141,15 @@ def _in_thread(source: Iterator[_T], backlog: int, name: str) -> Iterator[_T]:
 
 
 def _predicted(frames: Iterator[np.ndarray], colorizer: Colorizer, batch_size: int,
-               view: Callable[[np.ndarray], np.ndarray] | None = None,
+               view: Callable[[np.ndarray], np.ndarray] = luminance,
                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """(frame, L, L small, ab small) per frame. ``view``: the L the model sees of a frame, when
-    not its own (a log scan's display view; L small is then of it). Decoding and the model run in
-    a thread one batch ahead, so that smoothing, rendering and encoding overlap the next model
-    call; at most two batches wait."""
+    """(frame, L, L small, ab small) per frame; L small is of ``view``, the L the model sees
+    (:func:`seen_luminance`). Decoding and the model run in a thread one batch ahead, so that
+    smoothing, rendering and encoding overlap the next model call; at most two batches wait."""
 
     def predict(batch: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         lums = [luminance(f) for f in batch]
-        seen = [view(f) for f in batch] if view else lums
+        seen = lums if view is luminance else [view(f) for f in batch]
         return list(zip(batch, lums, *zip(*colorizer.predict_ab_small(seen))))
 
     def batches() -> Iterator[list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
@@ -296,9 +302,7 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
         result.notes, result.flags = carry_notes(info, [out.suffix for out in outputs])
     dtype = np.uint16 if info.deep else np.uint8
 
-    # A log scan is seen graded (the model, the smoother's flow, flood-fill's regions); its own L
-    # is the output's.
-    view = printing_density_luminance if info.log_encoded else None
+    view = seen_luminance(info)
 
     def smoothed() -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(index, frame, L, L small, ab small, ab smoothed) of frames start..end-1, in order."""
@@ -318,7 +322,7 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
 
     def render(item: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
         lum, ab = item[2], item[5]
-        regions = view(item[1]) if view and refine_method != "none" else lum
+        regions = lum if view is luminance or refine_method == "none" else view(item[1])
         return lab_to_rgb(lum, refine(regions, resize_ab(ab, *lum.shape), refine_method, refine_params), dtype)
 
     index = start
