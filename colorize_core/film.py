@@ -378,8 +378,9 @@ def picture_input(info: FilmInfo, whole: bool, *args: Any, **kwargs: Any) -> Any
 
 
 def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], list[str]]:
-    """What whole-film renditions ``suffixes`` convert or leave out of the source: (notes, the
-    film's flags, with ``streams-not-carried`` where one of them leaves a stream out)."""
+    """What whole-film renditions ``suffixes`` convert or leave out of the source (streams, and a
+    log scan's transfer, left unstated): (notes, the film's flags, with ``streams-not-carried``
+    where one of them leaves a stream out)."""
     notes = [f"{what} not carried: no rendition holds it" for what in info.not_carried]
     if info.log_encoded:
         notes.append(f"frames are log-encoded (DPX transfer: {info.transfer}): the model was shown them "

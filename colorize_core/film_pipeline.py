@@ -142,17 +142,18 @@ def _in_thread(source: Iterator[_T], backlog: int, name: str) -> Iterator[_T]:
 
 def _predicted(frames: Iterator[np.ndarray], colorizer: Colorizer, batch_size: int,
                view: Callable[[np.ndarray], np.ndarray] = luminance,
-               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """(frame, L, L small, ab small) per frame; L small is of ``view``, the L the model sees
-    (:func:`seen_luminance`). Decoding and the model run in a thread one batch ahead, so that
-    smoothing, rendering and encoding overlap the next model call; at most two batches wait."""
+               ) -> Iterator[tuple[np.ndarray, ...]]:
+    """(frame, L, L seen, L small, ab small) per frame: L seen is of ``view``, the L the model
+    sees (:func:`seen_luminance`; the same array as L when that is the frame's own), and L small
+    is of it. Decoding and the model run in a thread one batch ahead, so that smoothing,
+    rendering and encoding overlap the next model call; at most two batches wait."""
 
-    def predict(batch: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def predict(batch: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
         lums = [luminance(f) for f in batch]
         seen = lums if view is luminance else [view(f) for f in batch]
-        return list(zip(batch, lums, *zip(*colorizer.predict_ab_small(seen))))
+        return list(zip(batch, lums, seen, *zip(*colorizer.predict_ab_small(seen))))
 
-    def batches() -> Iterator[list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
+    def batches() -> Iterator[list[tuple[np.ndarray, ...]]]:
         try:
             batch: list[np.ndarray] = []
             for frame in frames:
@@ -302,13 +303,11 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
         result.notes, result.flags = carry_notes(info, [out.suffix for out in outputs])
     dtype = np.uint16 if info.deep else np.uint8
 
-    view = seen_luminance(info)
-
-    def smoothed() -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """(index, frame, L, L small, ab small, ab smoothed) of frames start..end-1, in order."""
+    def smoothed() -> Iterator[tuple[Any, ...]]:
+        """(index, frame, L, L seen, L small, ab small, ab smoothed) of frames start..end-1, in order."""
         index = first
-        for frame, lum, l_small, ab_small in _predicted(decode_gray(info, first, end - first, seek=seek), colorizer,
-                                                        batch_size, view):
+        for frame, lum, seen, l_small, ab_small in _predicted(decode_gray(info, first, end - first, seek=seek),
+                                                              colorizer, batch_size, seen_luminance(info)):
             if index in cut_set and index > first:
                 smoother.reset()
                 if index > start:
@@ -317,13 +316,12 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
                 if temporal:
                     smoother(l_small, ab_small)
             else:
-                yield index, frame, lum, l_small, ab_small, smoother(l_small, ab_small) if temporal else ab_small
+                yield index, frame, lum, seen, l_small, ab_small, smoother(l_small, ab_small) if temporal else ab_small
             index += 1
 
-    def render(item: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-        lum, ab = item[2], item[5]
-        regions = lum if view is luminance or refine_method == "none" else view(item[1])
-        return lab_to_rgb(lum, refine(regions, resize_ab(ab, *lum.shape), refine_method, refine_params), dtype)
+    def render(item: tuple[Any, ...]) -> np.ndarray:
+        lum, seen, ab = item[2], item[3], item[6]   # flood-fill's regions are found in what the model saw
+        return lab_to_rgb(lum, refine(seen, resize_ab(ab, *lum.shape), refine_method, refine_params), dtype)
 
     index = start
     measuring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="colorize-film-meter")  # in order
@@ -332,7 +330,7 @@ def colorize_film(info: FilmInfo, outputs: list[Path], colorizer: Colorizer, *, 
         # Smoothing (in order) runs in a thread of its own, rendering in a pool, measuring in a
         # thread of its own, writing here: with the model's thread, every stage overlaps the others.
         for item, rgb in _ordered(smoothed(), render, RENDER_WORKERS):
-            index, frame, _, l_small, ab_small, ab = item
+            index, frame, _, _, l_small, ab_small, ab = item
             if index == start or index in cut_set:
                 measures.append(measuring.submit(meter.start, index))
             for enc in encoders:
