@@ -108,6 +108,24 @@ def image(in_path: Path, out_path: Path, model: str, refine: str, include_colour
     click.echo(f"{out_path} ({photo.width}x{photo.height}, model {colorizer.name}, refine {refine})")
 
 
+def _printing_density(ctx: click.Context, param: click.Parameter, value: str) -> bool | dict[str, float] | None:
+    """--printing-density: auto (None), on, off, or BLACK,WHITE[,GAMMA] checked as a conversion."""
+    from colorize_core.color import PrintingDensity
+
+    word = value.strip().lower()
+    if word in ("auto", "on", "off"):
+        return {"auto": None, "on": True, "off": False}[word]
+    try:
+        numbers = [float(v) for v in value.split(",")]
+        if len(numbers) not in (2, 3):
+            raise ValueError("give BLACK,WHITE or BLACK,WHITE,GAMMA")
+        given = dict(zip(("black", "white", "gamma"), numbers))
+        PrintingDensity(**given)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: {exc}") from None
+    return given
+
+
 @cli.command()
 @click.argument("in_path", metavar="IN", type=click.Path(path_type=Path))
 @click.argument("out_path", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
@@ -124,8 +142,14 @@ def image(in_path: Path, out_path: Path, model: str, refine: str, include_colour
 @click.option("--flicker", is_flag=True, help="Measure the warping error (flicker) before and after smoothing.")
 @click.option("--audio", "sound", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A frame sequence's sound (.wav/.bwf, .aif/.aiff, .flac), starting with its first frame.")
+@click.option("--printing-density", "log_scan", default="auto", show_default=True, callback=_printing_density,
+              metavar="auto|on|off|BLACK,WHITE[,GAMMA]",
+              help="A frame sequence in printing density (log) code values: auto as its DPX headers declare; "
+                   "on or off whatever they say; or its reference black and white (10-bit code values) "
+                   "and gamma, where the scanner was calibrated otherwise than Kodak's 95,685,0.6.")
 def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, temporal: bool, refine: str,
-          batch_size: int, overwrite: bool, device: str, flicker: bool, sound: Path | None) -> None:
+          batch_size: int, overwrite: bool, device: str, flicker: bool, sound: Path | None,
+          log_scan: bool | dict[str, float] | None) -> None:
     """Colorize the film IN into OUT: .mkv an FFV1 archival master, .mp4 an H.264 access copy,
     .mov ProRes 422 HQ. Frame count, frame rate and every audio stream (copied) are kept.
     IN may be a folder of numbered frames (a frame sequence), played at --fps, with its sound
@@ -139,6 +163,8 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
     _check_file_args(in_path, out_path, RENDITIONS, overwrite, model, folder_ok=True)
     if sound is not None and not in_path.is_dir():
         raise click.UsageError("--audio is for a frame sequence (IN a folder of frames): a film file has its own sound")
+    if log_scan is not None and not in_path.is_dir():
+        raise click.UsageError("--printing-density is for a frame sequence (IN a folder of scanned frames)")
     if sound is not None and not sound.is_file():
         raise click.UsageError(f"--audio {sound}: no such file")
     if in_path.is_dir():
@@ -154,7 +180,8 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
     target = out_path.with_name(f".{out_path.stem}.colorize-new{out_path.suffix}") if out_path.exists() else out_path
     try:
         if in_path.is_dir():
-            info = probe_sequence(in_path, Fraction(frame_rate), _settings.max_pixels)
+            info = probe_sequence(in_path, Fraction(frame_rate), _settings.max_pixels, printing_density=log_scan,
+                                  told_by="--printing-density")
             if sound is not None:
                 attach_sound(info, sound)
         else:

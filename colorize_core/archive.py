@@ -27,7 +27,8 @@ from colorize_core import __version__
 from colorize_core.color import chroma_spread, lab_to_rgb, luminance
 from colorize_core.colorizer import Colorizer, Prediction
 from colorize_core.errors import ColorizeError, UnsafePathError, UnsupportedMediaError
-from colorize_core.film import FRAME_NAME, FILM_SUFFIXES, RENDITIONS, SEQUENCE_SUFFIXES, SOUND_SUFFIXES
+from colorize_core.film import (FRAME_NAME, FILM_SUFFIXES, RENDITIONS, SEQUENCE_SUFFIXES, SOUND_SUFFIXES,
+                                 printing_density_override)
 from colorize_core.temporal import TemporalParams
 from colorize_core.images import FORMATS, Photo, decode_photo, encode_photo, thumbnail_jpeg, xmp_packet
 from colorize_core.metrics import colourfulness
@@ -129,6 +130,8 @@ class FilmEntry:
     rate: str | None = None         # a frame sequence's frame rate
     flags: tuple[str, ...] = ()
     sound: str | None = None        # a frame sequence's sound file (a name inside ``rel``)
+    sidecar: str | None = None      # a frame sequence's sequence.json (a name inside ``rel``)
+    printing_density: bool | dict[str, float] | None = None   # its log scan override (printing_density_override)
 
     @property
     def is_sequence(self) -> bool:
@@ -136,8 +139,9 @@ class FilmEntry:
 
     @property
     def files(self) -> tuple[str, ...]:
-        """A frame sequence's files: its frames, then its sound file."""
-        return (*self.frames, *((self.sound,) if self.sound else ()))
+        """A frame sequence's files: its frames, then its sound file and its sequence.json (what
+        it says is part of the film: a corrected frame rate makes it a film to do again)."""
+        return (*self.frames, *(name for name in (self.sound, self.sidecar) if name))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FilmEntry:
@@ -151,7 +155,8 @@ SEQUENCE_SIDECAR = "sequence.json"
 def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds: dict[str, list[Entry]],
                source: Location) -> tuple[list[FilmEntry], list[Entry], list[tuple[Entry, str]]]:
     """Frame sequences among the held numbered frames: a folder with a ``sequence.json``
-    (``{"frame_rate": "24000/1001", "audio": "reel1.wav"}``) or holding DPX frames (the rate
+    (``{"frame_rate": "24000/1001", "audio": "reel1.wav"}``, and ``"printing_density"`` for a
+    log scan's conversion: :func:`~colorize_core.film.printing_density_override`) or holding DPX frames (the rate
     left None without a sidecar's: the frames' headers or the job's default give it), with its
     sound: the file the sidecar names, or the one sound file beside the frames. Returns
     (sequences, entries that are photos after all, (entry, error) for what cannot be used: an
@@ -167,7 +172,7 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds:
             errors.extend((e, "a sound file with no frame sequence beside it: a film's own sound is taken from the "
                               "film, a frame sequence's from the sound file in its folder") for e in beside)
             continue
-        rate, wanted = None, None  # no rate given: the DPX headers', else the default (flagged)
+        rate, wanted, log = None, None, None  # no rate given: the DPX headers', else the default (flagged)
         if sidecar is not None:
             try:
                 meta = json.loads(source.read(sidecar.rel))
@@ -176,6 +181,11 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds:
                 wanted = meta.get("audio")
             except (ValueError, TypeError, AttributeError, ColorizeError) as exc:
                 errors.append((sidecar, f"{sidecar.rel}: not a JSON object with a frame_rate ({exc})"))
+                continue
+            try:
+                log = printing_density_override(meta["printing_density"]) if "printing_density" in meta else None
+            except ValueError as exc:
+                errors.append((sidecar, f"{sidecar.rel}: {exc}"))
                 continue
         if not frames:
             errors.append((sidecar, f"{sidecar.rel}: no numbered DPX, TIFF or PNG frames beside it"))
@@ -194,10 +204,11 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds:
         sound = wanted if wanted is not None else next(iter(names), None)
         errors.extend((e, f"a sound file beside the frames of {folder or '.'} that its {SEQUENCE_SIDECAR} does not "
                           "name: not used") for name, e in names.items() if name != sound)
-        parts = [*frames, *([names[sound]] if sound else [])]
+        parts = [*frames, *([names[sound]] if sound else []), *([sidecar] if sidecar else [])]
         version = hashlib.sha256("\n".join(f"{e.rel} {e.size} {e.version}" for e in parts).encode()).hexdigest()
         films.append(FilmEntry(folder, sum(e.size for e in parts), version[:32],
-                               tuple(e.rel[len(prefix):] for e in frames), rate, (), sound))
+                               tuple(e.rel[len(prefix):] for e in frames), rate, (), sound,
+                               sidecar.rel[len(prefix):] if sidecar else None, log))
     return films, photos, errors
 
 

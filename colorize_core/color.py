@@ -7,6 +7,8 @@ what every output is built on: predicted ab is upsampled and merged with it.
 from __future__ import annotations
 
 import functools
+import math
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -52,29 +54,61 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return rgb_to_lab(to_float_rgb(image))[..., 0]
 
 
-# Kodak's Cineon conversion of printing-density code values (10-bit) to linear light: reference
-# black at code 95, reference white at 685, 0.002 density per code value, negative gamma 0.6.
-CINEON_BLACK, CINEON_WHITE, CINEON_DENSITY, CINEON_GAMMA = 95.0, 685.0, 0.002, 0.6
+@dataclass(frozen=True)
+class PrintingDensity:
+    """How a printing-density (Cineon log) scan converts to light for display: reference black
+    and white as 10-bit code values, density per 10-bit code value and the negative's gamma.
+    The defaults are Kodak's standard conversion; a scanner calibrated otherwise declares its
+    own. ``origin`` says where the values came from (for notes; not part of the conversion).
+    Raises ValueError for values no scan could have."""
+
+    black: float = 95.0
+    white: float = 685.0
+    density: float = 0.002
+    gamma: float = 0.6
+    origin: str = field(default="Kodak's standard values", compare=False)
+
+    def __post_init__(self) -> None:
+        values = {"black": self.black, "white": self.white, "density": self.density, "gamma": self.gamma}
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"printing density {name} must be a number, not {value!r}")
+        if not 0 <= self.black < self.white <= 1023:
+            raise ValueError(f"printing density black {self.black:g} and white {self.white:g} must be 10-bit code "
+                             "values (0-1023), black below white")
+        if not 0.0005 <= self.density <= 0.01:
+            raise ValueError(f"printing density {self.density:g} per code value is outside 0.0005-0.01 "
+                             "(Kodak's: 0.002)")
+        if not 0.2 <= self.gamma <= 3:
+            raise ValueError(f"printing density gamma {self.gamma:g} is outside 0.2-3 (Kodak's: 0.6)")
+
+    def describe(self) -> str:
+        return (f"black {self.black:g}, white {self.white:g}, {self.density:g} density per code value, "
+                f"gamma {self.gamma:g}")
+
+
+KODAK = PrintingDensity()
 
 
 @functools.cache
-def _printing_density_l_table(levels: int) -> np.ndarray:
+def _printing_density_l_table(levels: int, conversion: PrintingDensity) -> np.ndarray:
     cv = np.linspace(0.0, 1023.0, levels)
-    slope = CINEON_DENSITY / CINEON_GAMMA
-    gain = 1.0 / (1.0 - 10.0 ** ((CINEON_BLACK - CINEON_WHITE) * slope))
-    linear = np.clip(10.0 ** ((cv - CINEON_WHITE) * slope) * gain - (gain - 1.0), 0.0, 1.0).astype(np.float32)
+    slope = conversion.density / conversion.gamma
+    gain = 1.0 / (1.0 - 10.0 ** ((conversion.black - conversion.white) * slope))
+    linear = np.clip(10.0 ** ((cv - conversion.white) * slope) * gain - (gain - 1.0), 0.0, 1.0).astype(np.float32)
     rgb = np.repeat(linear[:, None, None], 3, axis=2)
     return np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_LRGB2Lab)[:, 0, 0])
 
 
-def printing_density_luminance(image: np.ndarray) -> np.ndarray:
+def printing_density_luminance(image: np.ndarray, conversion: PrintingDensity = KODAK) -> np.ndarray:
     """L (float32, 0-100) of a gray printing-density (Cineon log) scan as it looks once converted
-    for display by Kodak's standard conversion: the picture the model is meant to see. The scan's
-    own L (:func:`luminance`) stays the L of every output."""
+    for display (by ``conversion``: reference black gives L 0, reference white L 100): the
+    picture the model is meant to see. The scan's own L (:func:`luminance`) stays the L of
+    every output."""
     _check(image)
     if image.ndim != 2:
         raise UnsupportedMediaError("a printing-density view is of gray frames")
-    return _printing_density_l_table(np.iinfo(image.dtype).max + 1)[image]
+    return _printing_density_l_table(np.iinfo(image.dtype).max + 1, conversion)[image]
 
 
 def lab_to_rgb(lum: np.ndarray, ab: np.ndarray, dtype: np.dtype) -> np.ndarray:

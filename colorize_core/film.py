@@ -27,7 +27,7 @@ from typing import IO, Any
 import ffmpeg
 import numpy as np
 
-from colorize_core.color import CINEON_BLACK, CINEON_GAMMA, CINEON_WHITE
+from colorize_core.color import KODAK, PrintingDensity
 from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
 
 FILM_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".mxf", ".webm", ".mts", ".ts", ".mpg", ".mpeg", ".dv"}
@@ -114,6 +114,7 @@ class FilmInfo:
     not_carried: list[str] = field(default_factory=list)  # the source's streams no rendition holds
     sound: str | None = None           # a frame sequence's sound file (its audio streams are ``audio``)
     transfer: str | None = None        # a DPX sequence's declared transfer characteristic (DPX_TRANSFERS)
+    printing_density: PrintingDensity | None = None   # how log frames are viewed; None: not log-encoded
     field_order: str = "progressive"   # an interlaced source's field shown first: tt (top) or bb (bottom)
 
     @property
@@ -137,7 +138,7 @@ class FilmInfo:
     @property
     def log_encoded(self) -> bool:
         """Whether the frames hold log (printing-density) code values, not a picture for display."""
-        return self.transfer in LOG_TRANSFERS
+        return self.printing_density is not None
 
     @property
     def deep(self) -> bool:
@@ -159,7 +160,9 @@ class FilmInfo:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FilmInfo:
-        return cls(**{**d, "fps": Fraction(d["fps"]), "avg_fps": Fraction(d["avg_fps"])})
+        pd = d.get("printing_density")
+        return cls(**{**d, "fps": Fraction(d["fps"]), "avg_fps": Fraction(d["avg_fps"]),
+                      "printing_density": PrintingDensity(**pd) if pd else None})
 
 
 def _ratio(text: str | None) -> Fraction:
@@ -382,10 +385,10 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], lis
     log scan's transfer, left unstated): (notes, the film's flags, with ``streams-not-carried``
     where one of them leaves a stream out)."""
     notes = [f"{what} not carried: no rendition holds it" for what in info.not_carried]
-    if info.log_encoded:
-        notes.append(f"frames are log-encoded (DPX transfer: {info.transfer}): the model was shown them "
-                     "through Kodak's printing-density-to-display conversion (black "
-                     f"{CINEON_BLACK:g}, white {CINEON_WHITE:g}, gamma {CINEON_GAMMA:g}); the renditions keep "
+    if info.printing_density is not None:
+        pd = info.printing_density
+        notes.append(f"frames are log-encoded ({pd.origin}): the model was shown them through the "
+                     f"printing-density-to-display conversion ({pd.describe()}); the renditions keep "
                      "the scan's code values, with primaries and transfer unstated: grade them for display")
     flags = list(info.flags)
     for suffix in suffixes:
@@ -542,17 +545,27 @@ def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: 
 
 def dpx_header(path: str | Path) -> dict[str, Any]:
     """What a DPX frame's headers (SMPTE 268M) declare: ``transfer`` (the first image element's
-    transfer characteristic, by name: "printing density", "logarithmic", "linear"...) from the
-    image header; ``rate`` (a Fraction) and ``timecode`` ("HH:MM:SS:FF", ";FF" when drop-frame)
-    from the motion-picture and television headers; each only when set."""
+    transfer characteristic, by name: "printing density", "logarithmic", "linear"...) and
+    ``density`` (per 10-bit code value, from its reference low and high codes and quantities)
+    from the image header; ``rate`` (a Fraction), ``timecode`` ("HH:MM:SS:FF", ";FF" when
+    drop-frame) and ``black`` and ``white`` (reference black and white as 10-bit code values,
+    where scanners declare a log scan's calibration) from the motion-picture and television
+    headers; each only when set."""
     with open(path, "rb") as fh:
         head = fh.read(2048)
     if len(head) < 32 or head[:4] not in (b"SDPX", b"XPDS"):
         return {}
     order = ">" if head[:4] == b"SDPX" else "<"
     out: dict[str, Any] = {}
-    if len(head) > 801 and head[801] < len(DPX_TRANSFERS):
-        out["transfer"] = DPX_TRANSFERS[head[801]]
+    if len(head) >= 808:
+        if head[801] < len(DPX_TRANSFERS):
+            out["transfer"] = DPX_TRANSFERS[head[801]]
+        bits = head[803] if 1 <= head[803] <= 32 else 10
+        to_10bit = 1023 / (2 ** bits - 1)   # header code values are the element's, at its bit depth
+        low, low_q, high, high_q = struct.unpack(order + "IfIf", head[784:800])
+        if (0xFFFFFFFF not in (low, high) and high > low and math.isfinite(low_q) and math.isfinite(high_q)
+                and high_q > low_q):
+            out["density"] = (high_q - low_q) / ((high - low) * to_10bit)
     image_offset, = struct.unpack(order + "I", head[4:8])
     generic, industry = struct.unpack(order + "II", head[24:32])
     generic = 1664 if generic in (0, 0xFFFFFFFF) else generic
@@ -570,7 +583,69 @@ def dpx_header(path: str | Path) -> dict[str, Any]:
         h, m, sec, f = ((d >> 4 & mask) * 10 + (d & 0xF) for d, mask in zip(digits, (0x3, 0x7, 0x7, 0x3)))
         if all((d & 0xF) <= 9 for d in digits) and h < 24 and m < 60 and sec < 60 and f < 60:
             out["timecode"] = f"{h:02d}:{m:02d}:{sec:02d}{';' if digits[3] & 0x40 else ':'}{f:02d}"
+    black, = struct.unpack(order + "f", head[generic + 288:generic + 292])
+    white, = struct.unpack(order + "f", head[generic + 300:generic + 304])
+    if len(head) >= 808 and math.isfinite(black) and math.isfinite(white) and 0 <= black < white:
+        out["black"], out["white"] = black * to_10bit, white * to_10bit
     return out
+
+
+def printing_density_of(header: dict[str, Any], override: bool | dict[str, float] | None = None,
+                        told_by: str = "sequence.json") -> PrintingDensity | None:
+    """How a sequence's frames are viewed for display, or None when they are not log-encoded:
+    log when the DPX ``header`` (:func:`dpx_header`) declares a log transfer, unless ``override``
+    (from ``told_by``: a sequence.json, an option) says true, false or gives values
+    (:func:`printing_density_override`). Each value comes from the override, else from the
+    headers of a log scan (those no scan could have are ignored, and the note says so), else
+    from Kodak's standard conversion. Raises UnsupportedMediaError when the result is not a
+    conversion (the override's values against the headers')."""
+    declared = header.get("transfer") in LOG_TRANSFERS
+    if override is False or (override is None and not declared):
+        return None
+    given = override if isinstance(override, dict) else {}
+    from_header = {k: header[k] for k in ("black", "white", "density") if k in header and k not in given} \
+        if declared else {}
+    ignored = ""
+    try:
+        PrintingDensity(**{**_values(KODAK), **from_header})
+    except ValueError as exc:
+        from_header, ignored = {}, f"; the DPX headers' reference values ignored ({exc})"
+    values = {**_values(KODAK), **from_header, **given}
+    parts = [f"{_and(names)} from {who}" for who, names in ((told_by, [k for k in values if k in given]),
+                                                             ("the DPX headers", [k for k in values if k in from_header]))
+             if names]
+    if len(values) > len(given) + len(from_header):
+        parts.append("the rest Kodak's standard values" if parts else "Kodak's standard values")
+    why = f"DPX transfer: {header['transfer']}" if declared else f"printing density, as {told_by} says"
+    origin = f"{why}; {', '.join(parts)}{ignored}"
+    try:
+        return PrintingDensity(**values, origin=origin)
+    except ValueError as exc:
+        raise UnsupportedMediaError(f"{told_by}: {exc}") from None
+
+
+def printing_density_override(value: Any) -> bool | dict[str, float]:
+    """A sequence.json's ``printing_density``: true (log, values from the headers or Kodak's),
+    false (not log, whatever the headers say) or an object of some of ``black``, ``white``
+    (10-bit code values), ``density`` (per code value) and ``gamma``. Raises ValueError."""
+    if isinstance(value, bool):
+        return value
+    names = set(_values(KODAK))
+    if not isinstance(value, dict) or not value or set(value) - names:
+        raise ValueError(f"printing_density must be true, false or an object of {_and(sorted(names), 'or')}, "
+                         f"not {json.dumps(value)}")
+    for name, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"printing_density {name} must be a number, not {json.dumps(v)}")
+    return {k: float(v) for k, v in value.items()}
+
+
+def _values(pd: PrintingDensity) -> dict[str, float]:
+    return {"black": pd.black, "white": pd.white, "density": pd.density, "gamma": pd.gamma}
+
+
+def _and(names: list[str], word: str = "and") -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
 
 
 def _nominal_rate(value: float) -> Fraction:
@@ -590,10 +665,12 @@ def declared_rate(folder: str | Path, names: list[str] | None = None) -> Fractio
 
 
 def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: int = 250_000_000,
-                   names: list[str] | None = None) -> FilmInfo:
+                   names: list[str] | None = None, printing_density: bool | dict[str, float] | None = None,
+                   told_by: str = "sequence.json") -> FilmInfo:
     """Describe a frame sequence: numbered DPX/TIFF/PNG frames in ``folder`` (``names``: the
-    files, if already listed) played at ``fps``. A missing frame number is an error that
-    names the missing frames."""
+    files, if already listed) played at ``fps``; log-encoded as :func:`printing_density_of`
+    says (``printing_density``: the override ``told_by`` gives). A missing frame number is an
+    error that names the missing frames."""
     folder = Path(folder)
     names = sorted(names if names is not None else (p.name for p in folder.iterdir() if p.is_file()))
     groups: dict[tuple[str, str, int], dict[int, str]] = {}
@@ -638,11 +715,11 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
                     sequence={"pattern": pattern, "start_number": first})
     if w % 2 or h % 2:
         info.flags.append("odd-dimensions")
-    if ext.lower() == ".dpx":
-        header = dpx_header(folder / frames[first])
-        info.timecode, info.transfer = header.get("timecode"), header.get("transfer")
-        if info.log_encoded:
-            info.flags.append("log-encoded")
+    header = dpx_header(folder / frames[first]) if ext.lower() == ".dpx" else {}
+    info.timecode, info.transfer = header.get("timecode"), header.get("transfer")
+    info.printing_density = printing_density_of(header, printing_density, told_by)
+    if info.log_encoded:
+        info.flags.append("log-encoded")
     return info
 
 

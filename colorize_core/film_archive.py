@@ -103,7 +103,8 @@ def _sha256_file(path: Path) -> str:
 
 
 def _fingerprint(path: Path, film: FilmEntry) -> str:
-    """sha256 of a film file; for a frame sequence, of its frames' (and its sound's) names and sha256s."""
+    """sha256 of a film file; for a frame sequence, of its files' names and sha256s (its frames,
+    and its sound file and sequence.json where it has them)."""
     if not film.is_sequence:
         return _sha256_file(path)
     lines = [f"{_sha256_file(path / name)}  {name}\n" for name in film.files]
@@ -115,7 +116,8 @@ def _info(path: Path, film: FilmEntry, settings: JobSettings) -> FilmInfo:
         rate, flags = film.rate or declared_rate(path, list(film.frames[:1])), list(film.flags)
         if rate is None:  # neither a sidecar nor the DPX headers say
             rate, flags = settings.sequence_rate, [*flags, "frame-rate-assumed"]
-        info = probe_sequence(path, rate, settings.max_pixels, list(film.frames))
+        info = probe_sequence(path, rate, settings.max_pixels, list(film.frames), film.printing_density,
+                              film.sidecar or "sequence.json")
         info.flags.extend(flags)
         if film.sound:
             attach_sound(info, path / film.sound)

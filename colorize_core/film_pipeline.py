@@ -11,6 +11,7 @@ changes, at a cost the pipeline can always afford.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import threading
@@ -71,7 +72,9 @@ class FilmResult:
 def seen_luminance(info: FilmInfo) -> Callable[[np.ndarray], np.ndarray]:
     """The L a film's frames are seen by (the cut pass, the model, the smoother's flow, flood-fill's
     regions): a log scan's display view, else their own L, which is always the outputs' L."""
-    return printing_density_luminance if info.log_encoded else luminance
+    if info.printing_density is None:
+        return luminance
+    return functools.partial(printing_density_luminance, conversion=info.printing_density)
 
 
 def find_cuts(info: FilmInfo) -> list[int]:

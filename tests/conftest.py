@@ -218,10 +218,12 @@ def dataset(tmp_path_factory) -> Path:  # noqa: ANN001
 
 
 def add_dpx_industry_headers(path: Path, rate: float | None = None, timecode: int | None = None,
-                             transfer: int | None = None) -> None:
+                             transfer: int | None = None, black: float | None = None,
+                             white: float | None = None) -> None:
     """Give a DPX frame written by ffmpeg (which writes no industry headers) the motion-picture
     and television headers a film scanner writes (SMPTE 268M): ``rate`` in both, ``timecode`` as
-    BCD (0xHHMMSSFF); the rest undefined (all ones). ``transfer``: the image element's transfer
+    BCD (0xHHMMSSFF), reference ``black`` and ``white`` levels (code values at the frame's own
+    depth); the rest undefined (all ones). ``transfer``: the image element's transfer
     characteristic code (1 printing density; ffmpeg writes 2, linear)."""
     data = path.read_bytes()
     order = ">" if data[:4] == b"SDPX" else "<"
@@ -232,6 +234,9 @@ def add_dpx_industry_headers(path: Path, rate: float | None = None, timecode: in
         industry[276:280] = struct.pack(order + "f", rate)
     if timecode is not None:
         industry[256:260] = struct.pack(order + "I", timecode)
+    if black is not None and white is not None:
+        industry[288:292] = struct.pack(order + "f", black)
+        industry[300:304] = struct.pack(order + "f", white)
     head = bytearray(data[:1664])
     head[4:8] = struct.pack(order + "I", offset + 384)
     head[16:20] = struct.pack(order + "I", len(data) + 384)

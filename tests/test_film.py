@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from colorize_core import Colorizer
-from colorize_core.color import luminance, printing_density_luminance
+from colorize_core.color import KODAK, PrintingDensity, luminance, printing_density_luminance
 from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import (Encoder, decode_gray, dpx_header, frame_times, join_segments, probe, probe_sequence,
-                                 stream_info)
+from colorize_core.film import (Encoder, decode_gray, dpx_header, frame_times, join_segments, printing_density_of,
+                                 printing_density_override, probe, probe_sequence, stream_info)
 from colorize_core import film_pipeline
 from colorize_core.film_pipeline import colorize_film
 from colorize_core.images import NOTE
@@ -468,7 +468,7 @@ def test_cli_video_statuses(clips, tmp_path):
 
 
 @pytest.mark.parametrize("magic,order", [(b"SDPX", ">"), (b"XPDS", "<")])
-def test_dpx_headers_give_the_rate_and_timecode_a_scanner_wrote(tmp_path, magic, order):
+def test_dpx_headers_give_the_rate_timecode_and_calibration_a_scanner_wrote(tmp_path, magic, order):
     def frame(rate: float, tc: int, industry: int = 384) -> Path:
         head = bytearray(b"\xff" * 2048)
         head[:4] = magic
@@ -491,3 +491,52 @@ def test_dpx_headers_give_the_rate_and_timecode_a_scanner_wrote(tmp_path, magic,
         data[801] = code                                                  # the image element's transfer
         scan.write_bytes(bytes(data))
         assert dpx_header(scan) == {"transfer": name, "rate": Fraction(24)}
+    # A 16-bit printing-density scan declaring 0.002 density per 10-bit code value (its reference
+    # codes and densities) and reference black and white at 10-bit 95 and 685 (at its own depth).
+    data = bytearray(scan.read_bytes())
+    data[801], data[803] = 1, 16
+    data[784:800] = struct.pack(order + "IfIf", 0, 0.0, 65535, 2.046)
+    data[1952:1956] = struct.pack(order + "f", 95 * 65535 / 1023)
+    data[1964:1968] = struct.pack(order + "f", 685 * 65535 / 1023)
+    scan.write_bytes(bytes(data))
+    got = dpx_header(scan)
+    assert got["transfer"] == "printing density" and got["black"] == pytest.approx(95, abs=1e-3)
+    assert got["white"] == pytest.approx(685, abs=1e-3) and got["density"] == pytest.approx(0.002, rel=1e-3)
+    data[1952:1956] = data[1964:1968] = struct.pack(order + "f", 0.0)   # zero-filled, as some writers leave it
+    data[784:800] = struct.pack(order + "IfIf", 0, 0.0, 0xFFFFFFFF, float("nan"))
+    scan.write_bytes(bytes(data))
+    assert dpx_header(scan) == {"transfer": "printing density", "rate": Fraction(24)}
+
+
+def test_a_log_scan_is_viewed_through_the_calibration_declared_for_it():
+    """Kodak's points unless the DPX headers of a log scan declare others; what a sequence.json
+    (or --printing-density) says wins; the note says where each value came from."""
+    log = {"transfer": "printing density"}
+    assert printing_density_of({"transfer": "linear"}) is None and printing_density_of({}) is None
+    kodak = printing_density_of(log)
+    assert kodak == KODAK and kodak.origin == "DPX transfer: printing density; Kodak's standard values"
+    declared = printing_density_of({**log, "black": 64.0, "white": 760.0, "density": 0.002})
+    assert (declared.black, declared.white, declared.gamma) == (64, 760, 0.6)
+    assert declared.origin.endswith("black, white and density from the DPX headers, the rest Kodak's standard values")
+    told = printing_density_of({**log, "black": 64.0, "white": 760.0}, {"white": 700.0, "gamma": 0.5})
+    assert (told.black, told.white, told.gamma) == (64, 700, 0.5)
+    assert "white and gamma from sequence.json, black from the DPX headers" in told.origin
+    assert printing_density_of(log, False) is None                     # the headers overruled
+    tiff = printing_density_of({}, True, "--printing-density")        # a log scan in TIFF: no headers
+    assert tiff == KODAK and tiff.origin.startswith("printing density, as --printing-density says")
+    odd = printing_density_of({**log, "black": 0.0, "white": 1023.0, "density": 0.5})
+    assert odd == KODAK and "the DPX headers' reference values ignored" in odd.origin
+    with pytest.raises(UnsupportedMediaError, match="sequence.json: .*black 64 and white 50"):
+        printing_density_of({**log, "black": 64.0, "white": 760.0}, {"white": 50.0})
+    assert printing_density_override(True) is True
+    assert printing_density_override({"black": 64, "white": 760}) == {"black": 64.0, "white": 760.0}
+    for bad in ({"black": "64"}, {"blak": 64}, {}, [64, 760], "yes", {"gamma": float("inf")}):
+        with pytest.raises(ValueError, match="printing_density"):
+            printing_density_override(bad)
+    with pytest.raises(ValueError, match="gamma"):
+        PrintingDensity(gamma=0)
+    # The view puts each calibration's black at L 0 and its white at L 100.
+    codes = np.round(np.array([[64, 95, 685, 760]]) / 1023 * 65535).astype(np.uint16)
+    other = printing_density_luminance(codes, PrintingDensity(black=64, white=760))[0]
+    assert other[0] < 0.01 and abs(other[3] - 100) < 0.01 and 0 < other[1] < other[2] < 100
+    assert abs(printing_density_luminance(codes)[0][2] - 100) < 0.01 and other[2] < 95   # 685: Kodak's white only

@@ -246,6 +246,51 @@ def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path
     assert "no frame sequence beside it" in items["sound/stray.wav"]["error"]
 
 
+def test_a_sequence_json_belongs_to_its_film_so_a_corrected_one_redoes_it(prefect_api, tmp_path):
+    """What a sequence.json says (frame rate, a log scan's conversion) is part of the film: once
+    corrected, the next run does the film again, its renditions beside the old ones. A log
+    scan is seen through the calibration its DPX headers declare; a printing_density no scan
+    could have is a recorded failure, and the job goes on."""
+    src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
+    reel, scan, bad = src / "reel", src / "scan", src / "bad"
+    for folder in (reel, scan, bad):
+        folder.mkdir(parents=True)
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.25", "-vf", "format=gray16be",
+           str(reel / "r%03d.png"))
+    (reel / "sequence.json").write_text(json.dumps({"frame_rate": "24"}))
+    # 16-bit DPX whose headers declare printing density, calibrated to black 64 and white 760.
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.2", "-vf", "format=gray16le",
+           str(scan / "s%04d.dpx"))
+    for frame in scan.iterdir():
+        add_dpx_industry_headers(frame, rate=25.0, transfer=1, black=64 * 65535 / 1023, white=760 * 65535 / 1023)
+    summary = run_flow(source=str(src), dest=str(dest), db_url=db)
+    assert summary["counts"] == {"done": 2, "skipped": 0, "failed": 0}
+    items = {it["rel_path"]: it for it in json.loads((dest / "manifest.json").read_text())["items"]}
+    assert "log-encoded" not in items["reel"]["flags"] and "log-encoded" in items["scan"]["flags"]
+    note = next(n for n in items["scan"]["notes"] if n.startswith("frames are log-encoded"))
+    assert "black 64, white 760, 0.002 density per code value, gamma 0.6" in note
+    assert "black and white from the DPX headers, the rest Kodak's standard values" in note
+    assert run_flow(source=str(src), dest=str(dest), db_url=db)["counts"] == {"done": 0, "skipped": 2, "failed": 0}
+    # The reel was a log scan at 25 frames/s after all: its sequence.json corrected.
+    (reel / "sequence.json").write_text(json.dumps({"frame_rate": "25",
+                                                    "printing_density": {"black": 80, "white": 700, "gamma": 0.55}}))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.1", "-vf", "format=gray", str(bad / "b%d.png"))
+    (bad / "sequence.json").write_text(json.dumps({"frame_rate": "24", "printing_density": {"black": "low"}}))
+    summary = run_flow(source=str(src), dest=str(dest), db_url=db)
+    assert summary["counts"] == {"done": 1, "skipped": 1, "failed": 1}
+    items = {it["rel_path"]: it for it in json.loads((dest / "manifest.json").read_text())["items"]}
+    redone = items["reel"]
+    assert redone["status"] == "done" and redone["film"]["media"]["fps"] == "25" and "log-encoded" in redone["flags"]
+    note = next(n for n in redone["notes"] if n.startswith("frames are log-encoded"))
+    assert note.startswith("frames are log-encoded (printing density, as sequence.json says; black, white and gamma "
+                           "from sequence.json, the rest Kodak's standard values)")
+    assert "black 80, white 700, 0.002 density per code value, gamma 0.55" in note
+    master = Path(next(r["uri"] for r in redone["renditions"] if r["kind"] == "master"))
+    assert master.parent == dest and master.name != "reel.mkv" and video_stream(master)["r_frame_rate"] == "25/1"
+    assert video_stream(dest / "reel.mkv")["r_frame_rate"] == "24/1"   # the first renditions, kept
+    assert "printing_density black must be a number" in items["bad/sequence.json"]["error"]
+
+
 def test_films_from_s3_to_s3_with_postgresql(prefect_api, s3_endpoint, bucket, pg_url, tmp_path):
     reel = make_reel(tmp_path / "reel.mp4")
     client = boto3.client("s3", endpoint_url=s3_endpoint)
@@ -312,6 +357,17 @@ def test_cli_video_takes_a_frame_sequence(tmp_path):
     assert stream.get("color_transfer", "unknown") == "unknown" and \
         stream.get("color_primaries", "unknown") == "unknown", stream
     assert video_stream(tmp_path / "o.mkv")["color_transfer"] == "iec61966-2-1"   # the TIFF scan: sRGB
+    # A TIFF scan in printing density, calibrated otherwise than Kodak's, as the option says.
+    r = subprocess.run([*cmd, "--fps", "24", "--printing-density", "80,700,0.55", str(frames), str(tmp_path / "l.mkv")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "printing density, as --printing-density says; black, white and gamma from --printing-density" in r.stderr
+    assert "(black 80, white 700, 0.002 density per code value, gamma 0.55)" in r.stderr
+    assert video_stream(tmp_path / "l.mkv").get("color_transfer", "unknown") == "unknown"
+    for spec, source, why in (("700,80", frames, "black below white"), ("on", tmp_path / "o.mkv", "frame sequence")):
+        r = subprocess.run([*cmd, "--fps", "24", "--printing-density", spec, str(source), str(tmp_path / "m.mkv")],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and why in r.stderr and not (tmp_path / "m.mkv").exists()
     (frames / "f0003.tif").unlink()
     r = subprocess.run([*cmd, "--fps", "24", str(frames), str(tmp_path / "p.mkv")], capture_output=True, text=True)
     assert r.returncode == 1 and "f0003.tif" in r.stderr
