@@ -241,8 +241,6 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
     """Run the archive flow: colorize the photos and films under SOURCE into DEST (folders,
     file:// or s3://). Films: video files, and frame sequences (folders of numbered DPX frames,
     or of TIFF/PNG frames with a sequence.json giving {"frame_rate": "24"})."""
-    from fractions import Fraction
-
     from colorize_core import ColorizeError
     from colorize_core.archive import JobSettings, check_locations
     from colorize_core.storage import open_location
@@ -259,10 +257,8 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
         check_locations(src, open_location(dest, s3_endpoint))
         resolve(model)
         renditions = [r.strip() if r.strip().startswith(".") else f".{r.strip()}" for r in film_renditions.split(",")]
-        JobSettings(film_renditions=tuple(renditions), sequence_rate=sequence_rate)
-        if Fraction(sequence_rate) <= 0:
-            raise ValueError("--sequence-rate must be positive")
-    except (ColorizeError, ValueError, ZeroDivisionError) as exc:
+        JobSettings(film_renditions=tuple(renditions), sequence_rate=sequence_rate)   # refuses a bad --sequence-rate
+    except (ColorizeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     prefect_defaults()
     from flows.archive import colorize_archive

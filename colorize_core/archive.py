@@ -18,6 +18,7 @@ import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from importlib import metadata
 from typing import Any
 
@@ -75,6 +76,12 @@ class JobSettings:
         if not 1 <= self.shot_min_frames <= self.shot_max_frames:
             raise ValueError("shot_min_frames must be at least 1 and at most shot_max_frames")
         TemporalParams(**self.temporal_params)  # unknown smoothing parameters are refused here
+        try:
+            if Fraction(self.sequence_rate) <= 0:
+                raise ValueError
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"sequence_rate must be a positive frame rate such as 24 or 24000/1001, "
+                             f"not {self.sequence_rate!r}") from None
 
     def params(self, model_sha256: str, media: str) -> dict[str, Any]:
         """The parameter set of a ``media`` item (photo: without the film settings)."""
@@ -150,6 +157,38 @@ class FilmEntry:
 
 
 SEQUENCE_SIDECAR = "sequence.json"
+SIDECAR_KEYS = ("frame_rate", "audio", "printing_density")
+
+
+def read_sidecar(text: bytes | str) -> tuple[str | None, str | None, bool | dict[str, float] | None]:
+    """A ``sequence.json``'s frame rate, sound file name and log scan override
+    (:func:`~colorize_core.film.printing_density_override`), each None when not given. A key it
+    does not know is refused, not ignored: a misspelt ``frame_rate`` would otherwise leave the
+    film at the default rate. Raises ValueError saying what is wrong."""
+    try:
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"not a JSON object of {', '.join(SIDECAR_KEYS)}")
+    unknown = sorted(set(meta) - set(SIDECAR_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(json.dumps, unknown))} "
+                         f"(a sequence.json holds {', '.join(SIDECAR_KEYS)})")
+    rate = meta.get("frame_rate")
+    if rate is not None:
+        try:
+            if isinstance(rate, bool) or not isinstance(rate, (str, int, float)) or Fraction(str(rate)) <= 0:
+                raise ValueError
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"frame_rate must be a positive rate such as 24, 25 or \"24000/1001\", "
+                             f"not {json.dumps(rate)}") from None
+        rate = str(rate)
+    audio = meta.get("audio")
+    if audio is not None and not isinstance(audio, str):
+        raise ValueError(f"audio must name the sound file beside the frames, not {json.dumps(audio)}")
+    log = printing_density_override(meta["printing_density"]) if "printing_density" in meta else None
+    return rate, audio, log
 
 
 def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds: dict[str, list[Entry]],
@@ -175,16 +214,8 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds:
         rate, wanted, log = None, None, None  # no rate given: the DPX headers', else the default (flagged)
         if sidecar is not None:
             try:
-                meta = json.loads(source.read(sidecar.rel))
-                if "frame_rate" in meta:
-                    rate = str(meta["frame_rate"])
-                wanted = meta.get("audio")
-            except (ValueError, TypeError, AttributeError, ColorizeError) as exc:
-                errors.append((sidecar, f"{sidecar.rel}: not a JSON object with a frame_rate ({exc})"))
-                continue
-            try:
-                log = printing_density_override(meta["printing_density"]) if "printing_density" in meta else None
-            except ValueError as exc:
+                rate, wanted, log = read_sidecar(source.read(sidecar.rel))
+            except (ValueError, ColorizeError) as exc:
                 errors.append((sidecar, f"{sidecar.rel}: {exc}"))
                 continue
         if not frames:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from colorize_core.archive import JobSettings, plan
+from colorize_core.archive import JobSettings, plan, read_sidecar
 from colorize_core.colorizer import Colorizer
 from colorize_core.film import frame_times, probe, stream_info
 from colorize_core.film_archive import assemble_film, colorize_unit, plan_units, prepare_film
@@ -246,14 +246,26 @@ def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path
     assert "no frame sequence beside it" in items["sound/stray.wav"]["error"]
 
 
+def test_a_sequence_json_is_read_strictly():
+    assert read_sidecar('{"frame_rate": "24000/1001", "audio": "mix.wav"}') == ("24000/1001", "mix.wav", None)
+    assert read_sidecar(b'{"frame_rate": 25, "printing_density": true}') == ("25", None, True)
+    for text, why in (("[24]", "not a JSON object"), ("{", "not JSON"), ('{"frame_rate": "abc"}', "frame_rate must"),
+                      ('{"frame_rate": true}', "frame_rate must"), ('{"frame_rate": "1/0"}', "frame_rate must"),
+                      ('{"audio": 3}', "audio must"), ('{"fps": 24, "sound": "a.wav"}', 'unknown keys "fps", "sound"'),
+                      ('{"printing_density": "yes"}', "printing_density must")):
+        with pytest.raises(ValueError, match=why):
+            read_sidecar(text)
+
+
 def test_a_sequence_json_belongs_to_its_film_so_a_corrected_one_redoes_it(prefect_api, tmp_path):
     """What a sequence.json says (frame rate, a log scan's conversion) is part of the film: once
     corrected, the next run does the film again, its renditions beside the old ones. A log
     scan is seen through the calibration its DPX headers declare; a printing_density no scan
-    could have is a recorded failure, and the job goes on."""
+    could have, like any sequence.json that cannot be followed, is a recorded failure, and the
+    job goes on."""
     src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
-    reel, scan, bad = src / "reel", src / "scan", src / "bad"
-    for folder in (reel, scan, bad):
+    reel, scan = src / "reel", src / "scan"
+    for folder in (reel, scan):
         folder.mkdir(parents=True)
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.25", "-vf", "format=gray16be",
            str(reel / "r%03d.png"))
@@ -274,10 +286,17 @@ def test_a_sequence_json_belongs_to_its_film_so_a_corrected_one_redoes_it(prefec
     # The reel was a log scan at 25 frames/s after all: its sequence.json corrected.
     (reel / "sequence.json").write_text(json.dumps({"frame_rate": "25",
                                                     "printing_density": {"black": 80, "white": 700, "gamma": 0.55}}))
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.1", "-vf", "format=gray", str(bad / "b%d.png"))
-    (bad / "sequence.json").write_text(json.dumps({"frame_rate": "24", "printing_density": {"black": "low"}}))
+    # Sidecars that cannot be followed: recorded failures, and the job goes on (a rate of 0 had
+    # crashed the film's task; a misspelt key had been ignored).
+    sidecars = {"bad": {"frame_rate": "24", "printing_density": {"black": "low"}}, "zero": {"frame_rate": 0},
+                "typo": {"framerate": "25"}}
+    for name, meta in sidecars.items():
+        (src / name).mkdir(exist_ok=True)
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.1", "-vf", "format=gray",
+               str(src / name / "b%d.png"))
+        (src / name / "sequence.json").write_text(json.dumps(meta))
     summary = run_flow(source=str(src), dest=str(dest), db_url=db)
-    assert summary["counts"] == {"done": 1, "skipped": 1, "failed": 1}
+    assert summary["counts"] == {"done": 1, "skipped": 1, "failed": 3}
     items = {it["rel_path"]: it for it in json.loads((dest / "manifest.json").read_text())["items"]}
     redone = items["reel"]
     assert redone["status"] == "done" and redone["film"]["media"]["fps"] == "25" and "log-encoded" in redone["flags"]
@@ -289,6 +308,8 @@ def test_a_sequence_json_belongs_to_its_film_so_a_corrected_one_redoes_it(prefec
     assert master.parent == dest and master.name != "reel.mkv" and video_stream(master)["r_frame_rate"] == "25/1"
     assert video_stream(dest / "reel.mkv")["r_frame_rate"] == "24/1"   # the first renditions, kept
     assert "printing_density black must be a number" in items["bad/sequence.json"]["error"]
+    assert "frame_rate must be a positive rate" in items["zero/sequence.json"]["error"]
+    assert 'unknown key "framerate"' in items["typo/sequence.json"]["error"]
 
 
 def test_films_from_s3_to_s3_with_postgresql(prefect_api, s3_endpoint, bucket, pg_url, tmp_path):
