@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import ffmpeg
 import numpy as np
+import PIL.Image
 
 from colorize_core.color import KODAK, PrintingDensity
 from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
@@ -544,8 +545,9 @@ def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: 
 
 
 def dpx_header(path: str | Path) -> dict[str, Any]:
-    """What a DPX frame's headers (SMPTE 268M) declare: ``transfer`` (the first image element's
-    transfer characteristic, by name: "printing density", "logarithmic", "linear"...) and
+    """What a DPX frame's headers (SMPTE 268M) declare: ``size`` (width, height), ``transfer``
+    (the first image element's transfer characteristic, by name: "printing density",
+    "logarithmic", "linear"...) and
     ``density`` (per 10-bit code value, from its reference low and high codes and quantities)
     from the image header; ``rate`` (a Fraction), ``timecode`` ("HH:MM:SS:FF", ";FF" when
     drop-frame) and ``black`` and ``white`` (reference black and white as 10-bit code values,
@@ -558,6 +560,9 @@ def dpx_header(path: str | Path) -> dict[str, Any]:
     order = ">" if head[:4] == b"SDPX" else "<"
     out: dict[str, Any] = {}
     if len(head) >= 808:
+        width, height = struct.unpack(order + "II", head[772:780])
+        if 0 < width < 0xFFFFFFFF and 0 < height < 0xFFFFFFFF:
+            out["size"] = (width, height)
         if head[801] < len(DPX_TRANSFERS):
             out["transfer"] = DPX_TRANSFERS[head[801]]
         bits = head[803] if 1 <= head[803] <= 32 else 10
@@ -694,6 +699,7 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
     rate = Fraction(str(fps)) if not isinstance(fps, Fraction) else fps
     if rate <= 0:
         raise ValueError(f"frame rate must be positive, not {fps}")
+    _check_frame_sizes(folder, [frames[n] for n in range(first, last + 1)], f"{prefix}{'#' * width}{ext}")
     pattern = str(folder / f"{prefix}%0{width}d{ext}")
     try:
         meta = ffmpeg.probe(str(folder / frames[first]), **{"protocol_whitelist": "file"})
@@ -721,6 +727,30 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
     if info.log_encoded:
         info.flags.append("log-encoded")
     return info
+
+
+def frame_size(path: Path) -> tuple[int, int] | None:
+    """A frame's stored (width, height) from its header alone (DPX, PNG, TIFF), or None where
+    the header cannot be read (the decoder then says what is wrong with the frame)."""
+    if path.suffix.lower() == ".dpx":
+        return dpx_header(path).get("size")
+    try:
+        with PIL.Image.open(path) as image:   # reads the header only
+            return image.size
+    except Exception:  # noqa: BLE001 - unreadable, or declared huge: for the decoder to report
+        return None
+
+
+def _check_frame_sizes(folder: Path, names: list[str], sequence: str) -> None:
+    """Refuse a sequence whose frames are not all the size of its first: ffmpeg would scale
+    the odd ones to fit without a word (a frame from another scan, dropped in the folder)."""
+    sizes = [(name, frame_size(folder / name)) for name in names]
+    expected = sizes[0][1]
+    odd = [(name, size) for name, size in sizes if size is not None and expected is not None and size != expected]
+    if odd:
+        shown = ", ".join(f"{name} ({w}x{h})" for name, (w, h) in odd[:10])
+        raise CorruptMediaError(f"frame sequence {sequence}: {len(odd)} frame(s) not the size of the first "
+                                f"({expected[0]}x{expected[1]}): {shown}{' ...' if len(odd) > 10 else ''}")
 
 
 class Encoder:

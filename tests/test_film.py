@@ -508,6 +508,19 @@ def test_dpx_headers_give_the_rate_timecode_and_calibration_a_scanner_wrote(tmp_
     assert dpx_header(scan) == {"transfer": "printing density", "rate": Fraction(24)}
 
 
+@pytest.mark.parametrize("ext", [".dpx", ".png", ".tif"])
+def test_a_sequence_with_a_frame_of_another_size_is_refused_not_rescaled(tmp_path, ext):
+    """ffmpeg scales a frame of another size to fit, without a word: a frame from another scan
+    dropped in the folder would pass unseen."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24", "-frames:v", "5", "-pix_fmt", "gray",
+           str(tmp_path / f"f%03d{ext}"))
+    assert probe_sequence(tmp_path, 24).frames == 5
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=80x60:rate=24", "-frames:v", "1", "-pix_fmt", "gray", "-update", "1",
+           str(tmp_path / f"f003{ext}"))
+    with pytest.raises(CorruptMediaError, match=rf"1 frame\(s\) not the size of the first \(64x48\): f003\{ext} \(80x60\)"):
+        probe_sequence(tmp_path, 24)
+
+
 def test_a_log_scan_is_viewed_through_the_calibration_declared_for_it():
     """Kodak's points unless the DPX headers of a log scan declare others; what a sequence.json
     (or --printing-density) says wins; the note says where each value came from."""
