@@ -700,9 +700,9 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
     if rate <= 0:
         raise ValueError(f"frame rate must be positive, not {fps}")
     _check_frame_sizes(folder, [frames[n] for n in range(first, last + 1)], f"{prefix}{'#' * width}{ext}")
-    pattern = str(folder / f"{prefix}%0{width}d{ext}")
-    try:
-        meta = ffmpeg.probe(str(folder / frames[first]), **{"protocol_whitelist": "file"})
+    pattern = image2_path(folder, f"{prefix.replace('%', '%%')}%0{width}d{ext}")
+    try:   # the first frame by its own name, not as a pattern (a '%' in it is a '%')
+        meta = ffmpeg.probe(str(folder / frames[first]), **{"protocol_whitelist": "file", "pattern_type": "none"})
     except ffmpeg.Error as exc:
         raise _probe_error(exc) from None
     video = next((s for s in meta.get("streams", []) if s.get("codec_type") == "video"), None)
@@ -727,6 +727,13 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
     if info.log_encoded:
         info.flags.append("log-encoded")
     return info
+
+
+def image2_path(folder: str | Path, name: str) -> str:
+    """The path by which ffmpeg's image2 demuxer reads the frames ``name`` (a pattern such as
+    ``f%04d.dpx``, its literal '%' written '%%') in ``folder``, a '%' in the folder's own path
+    escaped too (a folder named "reel 100%" is read as it is named)."""
+    return os.path.join(str(folder).replace("%", "%%"), name)
 
 
 def frame_size(path: Path) -> tuple[int, int] | None:

@@ -36,8 +36,8 @@ from colorize_core import __version__
 from colorize_core.archive import FilmEntry, ItemResult, JobSettings, film_uri, free_name, write_thumbnail
 from colorize_core.colorizer import Colorizer
 from colorize_core.errors import ColorizeError, CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import (FilmInfo, attach_sound, carry_notes, declared_rate, frame_times, join_segments, probe,
-                                 probe_sequence, seek_point, stream_info)
+from colorize_core.film import (FilmInfo, attach_sound, carry_notes, declared_rate, frame_times, image2_path,
+                                 join_segments, probe, probe_sequence, seek_point, stream_info)
 from colorize_core.film_pipeline import colorize_film, find_cuts
 from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Item, Output, ProvenanceStore, Shot, utcnow
@@ -129,7 +129,7 @@ def _localise(info: FilmInfo, path: Path) -> FilmInfo:
     """``info`` pointing at this process's local copy of the film."""
     info.path = str(path)
     if info.sequence:
-        info.sequence = {**info.sequence, "pattern": str(path / Path(info.sequence["pattern"]).name)}
+        info.sequence = {**info.sequence, "pattern": image2_path(path, Path(info.sequence["pattern"]).name)}
     if info.sound:
         info.sound = str(path / Path(info.sound).name)
     return info

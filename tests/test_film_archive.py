@@ -275,11 +275,14 @@ def test_a_sequence_json_belongs_to_its_film_so_a_corrected_one_redoes_it(prefec
            str(scan / "s%04d.dpx"))
     for frame in scan.iterdir():
         add_dpx_industry_headers(frame, rate=25.0, transfer=1, black=64 * 65535 / 1023, white=760 * 65535 / 1023)
+        frame.rename(scan / frame.name.replace("s", "s%d_"))
+    scan = scan.rename(src / "scan 100%")   # a '%' is a '%', not a pattern, to ffmpeg too
     summary = run_flow(source=str(src), dest=str(dest), db_url=db)
     assert summary["counts"] == {"done": 2, "skipped": 0, "failed": 0}
     items = {it["rel_path"]: it for it in json.loads((dest / "manifest.json").read_text())["items"]}
-    assert "log-encoded" not in items["reel"]["flags"] and "log-encoded" in items["scan"]["flags"]
-    note = next(n for n in items["scan"]["notes"] if n.startswith("frames are log-encoded"))
+    assert "log-encoded" not in items["reel"]["flags"] and "log-encoded" in items["scan 100%"]["flags"]
+    assert items["scan 100%"]["film"]["media"]["frames"] == 5
+    note = next(n for n in items["scan 100%"]["notes"] if n.startswith("frames are log-encoded"))
     assert "black 64, white 760, 0.002 density per code value, gamma 0.6" in note
     assert "black and white from the DPX headers, the rest Kodak's standard values" in note
     assert run_flow(source=str(src), dest=str(dest), db_url=db)["counts"] == {"done": 0, "skipped": 2, "failed": 0}
