@@ -131,7 +131,8 @@ def _printing_density(ctx: click.Context, param: click.Parameter, value: str) ->
 @click.argument("out_path", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", default=_settings.model, show_default=True, help="Model name or path to a .pt weights file.")
 @click.option("--fps", "frame_rate", default=None,
-              help="Frame rate of a frame sequence (IN a folder of numbered DPX/TIFF/PNG frames), e.g. 24 or 24000/1001.")
+              help="Frame rate of a frame sequence (IN a folder of numbered DPX/TIFF/PNG frames), e.g. 24 or "
+                   "24000/1001; else its sequence.json's, else the DPX headers'.")
 @click.option("--temporal/--no-temporal", default=True, show_default=True,
               help="Temporal ab smoothing within shots (optical flow, reset at cuts).")
 @click.option("--refine", type=REFINE_CHOICES, default="none", show_default=True,
@@ -141,10 +142,12 @@ def _printing_density(ctx: click.Context, param: click.Parameter, value: str) ->
 @click.option("--device", default=_settings.device, show_default=True)
 @click.option("--flicker", is_flag=True, help="Measure the warping error (flicker) before and after smoothing.")
 @click.option("--audio", "sound", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A frame sequence's sound (.wav/.bwf, .aif/.aiff, .flac), starting with its first frame.")
+              help="A frame sequence's sound (.wav/.bwf, .aif/.aiff, .flac), starting with its first frame; else "
+                   "the one its sequence.json names, or the one sound file beside the frames.")
 @click.option("--printing-density", "log_scan", default="auto", show_default=True, callback=_printing_density,
               metavar="auto|on|off|BLACK,WHITE[,GAMMA]",
-              help="A frame sequence in printing density (log) code values: auto as its DPX headers declare; "
+              help="A frame sequence in printing density (log) code values: auto as its sequence.json says, else "
+                   "as its DPX headers declare; "
                    "on or off whatever they say; or its reference black and white (10-bit code values) "
                    "and gamma, where the scanner was calibrated otherwise than Kodak's 95,685,0.6.")
 def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, temporal: bool, refine: str,
@@ -153,11 +156,13 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
     """Colorize the film IN into OUT: .mkv an FFV1 archival master, .mp4 an H.264 access copy,
     .mov ProRes 422 HQ. Frame count, frame rate and every audio stream (copied) are kept.
     IN may be a folder of numbered frames (a frame sequence), played at --fps, with its sound
-    from --audio."""
+    from --audio; what these leave unsaid comes from the folder as the archive flow takes it
+    (its sequence.json, the DPX headers' rate, the one sound file beside the frames)."""
     from fractions import Fraction
 
     from colorize_core import ColorizeError, Colorizer
-    from colorize_core.film import RENDITIONS, attach_sound, declared_rate, probe, probe_sequence
+    from colorize_core.archive import SEQUENCE_SIDECAR, read_sidecar, sequence_sound
+    from colorize_core.film import RENDITIONS, SOUND_SUFFIXES, attach_sound, declared_rate, probe, probe_sequence
     from colorize_core.film_pipeline import colorize_film
 
     _check_file_args(in_path, out_path, RENDITIONS, overwrite, model, folder_ok=True)
@@ -167,21 +172,39 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
         raise click.UsageError("--printing-density is for a frame sequence (IN a folder of scanned frames)")
     if sound is not None and not sound.is_file():
         raise click.UsageError(f"--audio {sound}: no such file")
-    if in_path.is_dir():
+    told_by = "--printing-density"
+    if in_path.is_dir():   # the options first, then what the folder says, as the archive flow reads it
+        sidecar = in_path / SEQUENCE_SIDECAR
+        try:
+            side_rate, side_sound, side_log = read_sidecar(sidecar.read_bytes()) if sidecar.is_file() else (None,) * 3
+        except ValueError as exc:
+            raise ItemFailed(f"{sidecar}: {exc}") from None
+        if sound is None:
+            beside = sorted(p.name for p in in_path.iterdir() if p.is_file() and p.suffix.lower() in SOUND_SUFFIXES)
+            try:
+                name = sequence_sound(beside, side_sound, str(in_path))
+            except ValueError as exc:
+                raise ItemFailed(f"{in_path}: {exc}{' or give --audio' if side_sound is None else ''}") from None
+            if name is not None:
+                sound = in_path / name
+                click.echo(f"note: the sound is {name}, beside the frames", err=True)
+        if log_scan is None and side_log is not None:
+            log_scan, told_by = side_log, SEQUENCE_SIDECAR
+        frame_rate = frame_rate or side_rate
         if frame_rate is None and (declared := declared_rate(in_path)) is not None:
             frame_rate = str(declared)   # as the DPX frames' headers declare it
         try:
             if frame_rate is None or Fraction(frame_rate) <= 0:
                 raise ValueError
         except (ValueError, ZeroDivisionError):
-            raise click.UsageError("a frame sequence needs its frame rate: --fps 24 (or 25, 24000/1001...); "
-                                   "its frames' headers declare none") from None
+            raise click.UsageError(f"a frame sequence needs its frame rate: --fps 24 (or 25, 24000/1001...), or "
+                                   f"its {SEQUENCE_SIDECAR}'s frame_rate; its frames' headers declare none") from None
     out_path.parent.mkdir(parents=True, exist_ok=True)
     target = out_path.with_name(f".{out_path.stem}.colorize-new{out_path.suffix}") if out_path.exists() else out_path
     try:
         if in_path.is_dir():
             info = probe_sequence(in_path, Fraction(frame_rate), _settings.max_pixels, printing_density=log_scan,
-                                  told_by="--printing-density")
+                                  told_by=told_by)
             if sound is not None:
                 attach_sound(info, sound)
         else:

@@ -191,6 +191,22 @@ def read_sidecar(text: bytes | str) -> tuple[str | None, str | None, bool | dict
     return rate, audio, log
 
 
+def sequence_sound(names: list[str], wanted: str | None, where: str) -> str | None:
+    """Which of the sound files ``names`` beside the frames of a sequence (in folder ``where``)
+    is its sound: the one its sequence.json names (``wanted``), else the only one, else none.
+    Raises ValueError when the named one is not there, or when there are several and none is
+    named."""
+    if wanted is not None:
+        if wanted not in names:
+            raise ValueError(f"its sound file {wanted!r} is not beside the frames "
+                             f"(sound files there: {', '.join(sorted(names)) or 'none'})")
+        return wanted
+    if len(names) > 1:
+        raise ValueError(f"{len(names)} sound files beside the frames of {where} ({', '.join(sorted(names))}): "
+                         f"name the sequence's in its {SEQUENCE_SIDECAR} (\"audio\": \"NAME\")")
+    return names[0] if names else None
+
+
 def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds: dict[str, list[Entry]],
                source: Location) -> tuple[list[FilmEntry], list[Entry], list[tuple[Entry, str]]]:
     """Frame sequences among the held numbered frames: a folder with a ``sequence.json``
@@ -223,16 +239,11 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds:
             continue
         prefix = f"{folder}/" if folder else ""
         names = {e.rel[len(prefix):]: e for e in beside}
-        if wanted is not None and wanted not in names:
-            errors.append((sidecar, f"{sidecar.rel}: its sound file {wanted!r} is not beside the frames "
-                                    f"(sound files there: {', '.join(sorted(names)) or 'none'})"))
+        try:
+            sound = sequence_sound(list(names), wanted, folder or ".")
+        except ValueError as exc:
+            errors.append((sidecar, f"{sidecar.rel}: {exc}") if wanted is not None else (beside[0], str(exc)))
             continue
-        if wanted is None and len(names) > 1:
-            errors.append((beside[0], f"{len(names)} sound files beside the frames of {folder or '.'} "
-                                      f"({', '.join(sorted(names))}): name the sequence's in its "
-                                      f"{SEQUENCE_SIDECAR} (\"audio\": \"NAME\")"))
-            continue
-        sound = wanted if wanted is not None else next(iter(names), None)
         errors.extend((e, f"a sound file beside the frames of {folder or '.'} that its {SEQUENCE_SIDECAR} does not "
                           "name: not used") for name, e in names.items() if name != sound)
         parts = [*frames, *([names[sound]] if sound else []), *([sidecar] if sidecar else [])]

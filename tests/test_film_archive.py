@@ -392,6 +392,24 @@ def test_cli_video_takes_a_frame_sequence(tmp_path):
         r = subprocess.run([*cmd, "--fps", "24", "--printing-density", spec, str(source), str(tmp_path / "m.mkv")],
                            capture_output=True, text=True)
         assert r.returncode == 2 and why in r.stderr and not (tmp_path / "m.mkv").exists()
+    # What the options leave unsaid comes from the folder, as the archive flow reads it: its
+    # sequence.json, and the one sound file beside the frames.
+    reel = tmp_path / "reel"
+    reel.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.4", "-vf", "format=gray", str(reel / "r%03d.png"))
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.4", str(reel / "mix.wav"))
+    (reel / "sequence.json").write_text(json.dumps({"frame_rate": "25", "printing_density": {"white": 700}}))
+    r = subprocess.run([*cmd, str(reel), str(tmp_path / "r.mkv")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "note: the sound is mix.wav, beside the frames" in r.stderr and "white from sequence.json" in r.stderr
+    assert video_stream(tmp_path / "r.mkv")["r_frame_rate"] == "25/1"
+    assert audio_digest(tmp_path / "r.mkv") == audio_digest(reel / "mix.wav")
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.4", str(reel / "music.wav"))
+    r = subprocess.run([*cmd, str(reel), str(tmp_path / "q.mkv")], capture_output=True, text=True)
+    assert r.returncode == 1 and "2 sound files beside the frames" in r.stderr and "or give --audio" in r.stderr
+    (reel / "sequence.json").write_text(json.dumps({"frame_rate": "fast"}))
+    r = subprocess.run([*cmd, str(reel), str(tmp_path / "q.mkv")], capture_output=True, text=True)
+    assert r.returncode == 1 and "frame_rate must be a positive rate" in r.stderr and not (tmp_path / "q.mkv").exists()
     (frames / "f0003.tif").unlink()
     r = subprocess.run([*cmd, "--fps", "24", str(frames), str(tmp_path / "p.mkv")], capture_output=True, text=True)
     assert r.returncode == 1 and "f0003.tif" in r.stderr
