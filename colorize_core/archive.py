@@ -218,7 +218,8 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds:
     unreadable sidecar, a sound file no sequence takes)."""
     films, photos, errors = [], [], []
     for folder in sorted(set(held) | set(sidecars) | set(sounds)):
-        frames = held.get(folder, [])
+        # In frame order (units take their frames by position): f10.png after f9.png, not after f1.png.
+        frames = sorted(held.get(folder, []), key=lambda e: int(FRAME_NAME.match(posixpath.basename(e.rel))["number"]))
         sidecar = sidecars.get(folder)
         beside = sounds.get(folder, [])
         is_dpx = any(e.rel.lower().endswith(".dpx") for e in frames)

@@ -669,6 +669,25 @@ def declared_rate(folder: str | Path, names: list[str] | None = None) -> Fractio
     return dpx_header(folder / first).get("rate") if first else None
 
 
+def _join_widths(groups: dict[tuple[str, str, int], dict[int, str]]) -> dict[tuple[str, str, int], dict[int, str]]:
+    """Numbered frames of one name, grouped by the width of their number, joined where they are
+    one sequence: numbers not padded (``f9.png``, ``f10.png``) or padded to a width they outgrow
+    (``f9999.dpx``, ``f10000.dpx``), which ffmpeg's ``%0Nd`` (N the narrowest) reads in order.
+    Numbers padded to different widths (``f01``, ``f001``) stay apart."""
+    by_name: dict[tuple[str, str], list[int]] = {}
+    for prefix, ext, width in groups:
+        by_name.setdefault((prefix, ext), []).append(width)
+    joined = {}
+    for (prefix, ext), widths in by_name.items():
+        narrow = min(widths)
+        one = all(len(str(n)) == width for width in widths if width > narrow for n in groups[prefix, ext, width])
+        if one and len(widths) > 1:
+            joined[prefix, ext, narrow] = {n: name for width in widths for n, name in groups[prefix, ext, width].items()}
+        else:
+            joined.update({(prefix, ext, width): groups[prefix, ext, width] for width in widths})
+    return joined
+
+
 def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: int = 250_000_000,
                    names: list[str] | None = None, printing_density: bool | dict[str, float] | None = None,
                    told_by: str = "sequence.json") -> FilmInfo:
@@ -683,6 +702,7 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
         m = FRAME_NAME.match(name)
         if m and m["ext"].lower() in SEQUENCE_SUFFIXES:
             groups.setdefault((m["prefix"], m["ext"], len(m["number"])), {})[int(m["number"])] = name
+    groups = _join_widths(groups)
     if not groups:
         raise UnsupportedMediaError(f"{folder}: no numbered DPX, TIFF or PNG frames (name0001.dpx, ...)")
     (prefix, ext, width), frames = max(groups.items(), key=lambda kv: len(kv[1]))

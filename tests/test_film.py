@@ -11,6 +11,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -506,6 +507,28 @@ def test_dpx_headers_give_the_rate_timecode_and_calibration_a_scanner_wrote(tmp_
     data[784:800] = struct.pack(order + "IfIf", 0, 0.0, 0xFFFFFFFF, float("nan"))
     scan.write_bytes(bytes(data))
     assert dpx_header(scan) == {"transfer": "printing density", "rate": Fraction(24)}
+
+
+def test_frame_numbers_not_padded_or_outgrowing_their_padding_are_one_sequence(tmp_path):
+    """f9.png then f10.png, and f999.dpx then f1000.dpx, are one sequence each, in frame order
+    (they had been refused as two sequences); f01 and f001 are two."""
+    distinct = ["-f", "lavfi", "-i", "color=c=black:size=64x48:rate=24", "-vf", "format=gray,geq=lum='mod(N*8+X*2,256)'"]
+    unpadded, outgrown, apart = (tmp_path / n for n in ("unpadded", "outgrown", "apart"))
+    for folder in (unpadded, outgrown, apart):
+        folder.mkdir()
+    ffmpeg(*distinct, "-frames:v", "12", str(unpadded / "frame_%d.png"))
+    info = probe_sequence(unpadded, 24)
+    assert info.frames == 12 and info.sequence["start_number"] == 1
+    files = [cv2.imread(str(unpadded / f"frame_{n}.png"), cv2.IMREAD_GRAYSCALE) for n in range(1, 13)]
+    assert all(np.array_equal(got, want) for got, want in zip(decode_gray(info), files, strict=True))
+    assert np.array_equal(next(decode_gray(info, start=9)), files[9])   # a unit's start: frame_10.png
+    ffmpeg(*distinct, "-frames:v", "10", "-start_number", "995", str(outgrown / "f%03d.dpx"))
+    info = probe_sequence(outgrown, 24)
+    assert info.frames == 10 and info.sequence["start_number"] == 995
+    ffmpeg(*distinct, "-frames:v", "3", str(apart / "f%02d.png"))
+    ffmpeg(*distinct, "-frames:v", "3", str(apart / "f%03d.png"))
+    with pytest.raises(UnsupportedMediaError, match="more than one numbered sequence"):
+        probe_sequence(apart, 24)
 
 
 @pytest.mark.parametrize("ext", [".dpx", ".png", ".tif"])

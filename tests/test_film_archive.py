@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import boto3
+import cv2
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -319,12 +320,13 @@ def test_films_from_s3_to_s3_with_postgresql(prefect_api, s3_endpoint, bucket, p
     reel = make_reel(tmp_path / "reel.mp4")
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     client.upload_file(str(reel), bucket, "film/reels/reel.mp4")
-    # A frame sequence with its sound, from S3 too.
+    # A frame sequence with its sound, from S3 too, its numbers not padded (f9.png, f10.png...):
+    # each of its two units is given its own frames, in frame order, not in the keys' order.
     scan = tmp_path / "scan"
     scan.mkdir()
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.5", "-vf", "format=gray",
-           str(scan / "f%03d.png"))
-    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.5", str(scan / "sound.wav"))
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:size=64x48:rate=24:duration=1.25", "-vf",
+           "format=gray,geq=lum='mod(N*8+X*2,256)'", str(scan / "f%d.png"))   # each frame 8 levels off the others
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=1.25", str(scan / "sound.wav"))
     (scan / "sequence.json").write_text(json.dumps({"frame_rate": "24"}))
     for path in scan.iterdir():
         client.upload_file(str(path), bucket, f"film/scan/{path.name}")
@@ -334,6 +336,12 @@ def test_films_from_s3_to_s3_with_postgresql(prefect_api, s3_endpoint, bucket, p
     assert {"out/reels/reel.mkv", "out/reels/reel.mp4", "out/scan.mkv", "out/scan.mp4"} <= keys
     client.download_file(bucket, "out/scan.mkv", str(tmp_path / "scan.mkv"))
     assert audio_digest(tmp_path / "scan.mkv") == audio_digest(scan / "sound.wav")
+    scan_item = next(it for it in ProvenanceStore(pg_url).job_items(summary["job_id"]) if it["rel_path"] == "scan")
+    assert scan_item["media"]["frames"] == 30 and scan_item["media"]["units"] == 2
+    colour = np.frombuffer(subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "scan.mkv"), "-f", "rawvideo",
+                                          "-pix_fmt", "gray", "-"], capture_output=True, check=True).stdout, np.uint8)
+    gray = np.stack([cv2.imread(str(scan / f"f{n}.png"), cv2.IMREAD_GRAYSCALE) for n in range(1, 31)]).astype(int)
+    assert np.abs(colour.reshape(gray.shape) - gray).mean(axis=(1, 2)).max() < 3   # every frame in its place
     assert not [k for k in keys if "/segments/" in k]
     client.download_file(bucket, "out/reels/reel.mp4", str(tmp_path / "back.mp4"))
     assert int(video_stream(tmp_path / "back.mp4")["nb_read_packets"]) == 48
