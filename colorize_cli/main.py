@@ -131,7 +131,7 @@ def _printing_density(ctx: click.Context, param: click.Parameter, value: str) ->
 @click.argument("out_path", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", default=_settings.model, show_default=True, help="Model name or path to a .pt weights file.")
 @click.option("--fps", "frame_rate", default=None,
-              help="Frame rate of a frame sequence (IN a folder of numbered DPX/TIFF/PNG frames), e.g. 24 or "
+              help="Frame rate of a frame sequence (IN a folder of numbered DPX/TIFF/PNG/JPEG 2000 frames), e.g. 24 or "
                    "24000/1001; else its sequence.json's, else the DPX headers'.")
 @click.option("--temporal/--no-temporal", default=True, show_default=True,
               help="Temporal ab smoothing within shots (optical flow, reset at cuts).")
@@ -263,7 +263,7 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
         task_runner: str, as_json: bool) -> None:
     """Run the archive flow: colorize the photos and films under SOURCE into DEST (folders,
     file:// or s3://). Films: video files, and frame sequences (folders of numbered DPX frames,
-    or of TIFF/PNG frames with a sequence.json giving {"frame_rate": "24"})."""
+    or of TIFF/PNG/JPEG 2000 frames with a sequence.json giving {"frame_rate": "24"})."""
     from colorize_core import ColorizeError
     from colorize_core.archive import JobSettings, check_locations
     from colorize_core.storage import open_location

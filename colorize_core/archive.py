@@ -236,7 +236,7 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds:
                 errors.append((sidecar, f"{sidecar.rel}: {exc}"))
                 continue
         if not frames:
-            errors.append((sidecar, f"{sidecar.rel}: no numbered DPX, TIFF or PNG frames beside it"))
+            errors.append((sidecar, f"{sidecar.rel}: no numbered DPX, TIFF, PNG or JPEG 2000 frames beside it"))
             continue
         prefix = f"{folder}/" if folder else ""
         names = {e.rel[len(prefix):]: e for e in beside}
@@ -261,7 +261,7 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
     """List the source; record quick-check skips; return (photos to do, films to do, skipped).
     ``only``: consider just the items with these source URIs (a redo of rejected items).
 
-    Numbered DPX/TIFF/PNG frames are held back until the listing ends: a folder with a
+    Numbered DPX/TIFF/PNG/JPEG 2000 frames are held back until the listing ends: a folder with a
     ``sequence.json`` or with DPX frames is a frame sequence (one film), else they are photos."""
     keys = {m: settings.key(model_sha256, m) for m in ("photo", "film")}
     done = {m: ({} if force else store.done_index(dest.uri, keys[m])) for m in keys}

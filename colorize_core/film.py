@@ -34,12 +34,12 @@ from colorize_core.errors import CorruptMediaError, MediaTooLargeError, Unsuppor
 FILM_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".mxf", ".webm", ".mts", ".ts", ".mpg", ".mpeg", ".dv"}
 SAFE_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mxf,mpegts,mpeg,dv,mjpeg,yuv4mpegpipe,nut,flv,ogg")
 SAFETY = {"protocol_whitelist": "file,pipe", "format_whitelist": SAFE_DEMUXERS}
-SEQUENCE_SUFFIXES = {".dpx", ".tif", ".tiff", ".png"}
+SEQUENCE_SUFFIXES = {".dpx", ".tif", ".tiff", ".png", ".jp2", ".j2c"}   # .jp2/.j2c: JPEG 2000
 SEQUENCE_SAFETY = {"protocol_whitelist": "file", "format_whitelist": "image2"}
 # A frame sequence's sound comes as a file beside its frames (BWF/WAV, AIFF, FLAC).
 SOUND_SUFFIXES = {".wav", ".bwf", ".aif", ".aiff", ".flac"}
 SOUND_SAFETY = {"protocol_whitelist": "file", "format_whitelist": "wav,w64,aiff,flac"}
-FRAME_NAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<ext>\.[A-Za-z]+)$")
+FRAME_NAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<ext>\.[A-Za-z][A-Za-z0-9]*)$")
 # A DPX image element's transfer characteristic (SMPTE 268M, by its code). Film scanners write
 # printing density or logarithmic code values: a flat picture until graded. The model is shown
 # them through Kodak's display conversion; the renditions keep the code values (flagged
@@ -691,7 +691,7 @@ def _join_widths(groups: dict[tuple[str, str, int], dict[int, str]]) -> dict[tup
 def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: int = 250_000_000,
                    names: list[str] | None = None, printing_density: bool | dict[str, float] | None = None,
                    told_by: str = "sequence.json") -> FilmInfo:
-    """Describe a frame sequence: numbered DPX/TIFF/PNG frames in ``folder`` (``names``: the
+    """Describe a frame sequence: numbered DPX/TIFF/PNG/JPEG 2000 frames in ``folder`` (``names``: the
     files, if already listed) played at ``fps``; log-encoded as :func:`printing_density_of`
     says (``printing_density``: the override ``told_by`` gives). A missing frame number is an
     error that names the missing frames."""
@@ -704,7 +704,7 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
             groups.setdefault((m["prefix"], m["ext"], len(m["number"])), {})[int(m["number"])] = name
     groups = _join_widths(groups)
     if not groups:
-        raise UnsupportedMediaError(f"{folder}: no numbered DPX, TIFF or PNG frames (name0001.dpx, ...)")
+        raise UnsupportedMediaError(f"{folder}: no numbered DPX, TIFF, PNG or JPEG 2000 frames (name0001.dpx, ...)")
     (prefix, ext, width), frames = max(groups.items(), key=lambda kv: len(kv[1]))
     if len(groups) > 1:
         others = ", ".join(f"{p}{'#' * w}{e} ({len(f)})" for (p, e, w), f in groups.items() if (p, e, w) != (prefix, ext, width))

@@ -531,7 +531,22 @@ def test_frame_numbers_not_padded_or_outgrowing_their_padding_are_one_sequence(t
         probe_sequence(apart, 24)
 
 
-@pytest.mark.parametrize("ext", [".dpx", ".png", ".tif"])
+def test_jpeg2000_frame_sequences_are_films(colorizer, tmp_path):
+    """Numbered JPEG 2000 frames, in the JP2 file format or as bare codestreams, as film archives
+    keep them (16 bits kept in the master)."""
+    for ext, fmt in ((".jp2", "gray16le"), (".j2c", "gray")):
+        folder = tmp_path / ext[1:]
+        folder.mkdir()
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24", "-frames:v", "6", "-vf", f"format={fmt}",
+               "-c:v", "libopenjpeg", str(folder / f"scan_%04d{ext}"))
+        info = probe_sequence(folder, 24)
+        assert (info.frames, info.bit_depth) == (6, 16 if fmt == "gray16le" else 8)
+        colorize_film(info, [tmp_path / f"{ext[1:]}.mkv"], colorizer)
+        v = video_stream(tmp_path / f"{ext[1:]}.mkv")
+        assert int(v["nb_read_packets"]) == 6 and v["pix_fmt"] == ("gbrp16le" if fmt == "gray16le" else "bgr0")
+
+
+@pytest.mark.parametrize("ext", [".dpx", ".png", ".tif", ".jp2"])
 def test_a_sequence_with_a_frame_of_another_size_is_refused_not_rescaled(tmp_path, ext):
     """ffmpeg scales a frame of another size to fit, without a word: a frame from another scan
     dropped in the folder would pass unseen."""
