@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable
+from fractions import Fraction
 from pathlib import Path
 
 import click
@@ -126,13 +127,22 @@ def _printing_density(ctx: click.Context, param: click.Parameter, value: str) ->
     return given
 
 
+def _frame_rate(ctx: click.Context, param: click.Parameter, value: str | None) -> Fraction | None:
+    from colorize_core.film import frame_rate
+
+    try:
+        return None if value is None else frame_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command()
 @click.argument("in_path", metavar="IN", type=click.Path(path_type=Path))
 @click.argument("out_path", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", default=_settings.model, show_default=True, help="Model name or path to a .pt weights file.")
-@click.option("--fps", "frame_rate", default=None,
-              help="Frame rate of a frame sequence (IN a folder of numbered DPX/TIFF/PNG/JPEG 2000 frames), e.g. 24 or "
-                   "24000/1001; else its sequence.json's, else the DPX headers'.")
+@click.option("--fps", "frame_rate", default=None, callback=_frame_rate,
+              help="Frame rate of a frame sequence (IN a folder of numbered DPX/TIFF/PNG/JPEG 2000 frames), e.g. 24, "
+                   "24000/1001 or 23.976 (the same); else its sequence.json's, else the DPX headers'.")
 @click.option("--temporal/--no-temporal", default=True, show_default=True,
               help="Temporal ab smoothing within shots (optical flow, reset at cuts).")
 @click.option("--refine", type=REFINE_CHOICES, default="none", show_default=True,
@@ -150,7 +160,7 @@ def _printing_density(ctx: click.Context, param: click.Parameter, value: str) ->
                    "as its DPX headers declare; "
                    "on or off whatever they say; or its reference black and white (10-bit code values) "
                    "and gamma, where the scanner was calibrated otherwise than Kodak's 95,685,0.6.")
-def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, temporal: bool, refine: str,
+def video(in_path: Path, out_path: Path, model: str, frame_rate: Fraction | None, temporal: bool, refine: str,
           batch_size: int, overwrite: bool, device: str, flicker: bool, sound: Path | None,
           log_scan: bool | dict[str, float] | None) -> None:
     """Colorize the film IN into OUT: .mkv an FFV1 archival master, .mp4 an H.264 access copy,
@@ -158,14 +168,15 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
     IN may be a folder of numbered frames (a frame sequence), played at --fps, with its sound
     from --audio; what these leave unsaid comes from the folder as the archive flow takes it
     (its sequence.json, the DPX headers' rate, the one sound file beside the frames)."""
-    from fractions import Fraction
-
     from colorize_core import ColorizeError, Colorizer
     from colorize_core.archive import SEQUENCE_SIDECAR, read_sidecar, sequence_sound
     from colorize_core.film import RENDITIONS, SOUND_SUFFIXES, attach_sound, declared_rate, probe, probe_sequence
     from colorize_core.film_pipeline import colorize_film
 
     _check_file_args(in_path, out_path, RENDITIONS, overwrite, model, folder_ok=True)
+    if frame_rate is not None and not in_path.is_dir():
+        raise click.UsageError("--fps is for a frame sequence (IN a folder of frames): a film file keeps its own "
+                               "frame rate and timestamps")
     if sound is not None and not in_path.is_dir():
         raise click.UsageError("--audio is for a frame sequence (IN a folder of frames): a film file has its own sound")
     if log_scan is not None and not in_path.is_dir():
@@ -190,20 +201,15 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
                 click.echo(f"note: the sound is {name}, beside the frames", err=True)
         if log_scan is None and side_log is not None:
             log_scan, told_by = side_log, SEQUENCE_SIDECAR
-        frame_rate = frame_rate or side_rate
-        if frame_rate is None and (declared := declared_rate(in_path)) is not None:
-            frame_rate = str(declared)   # as the DPX frames' headers declare it
-        try:
-            if frame_rate is None or Fraction(frame_rate) <= 0:
-                raise ValueError
-        except (ValueError, ZeroDivisionError):
+        frame_rate = frame_rate or side_rate or declared_rate(in_path)   # else as the DPX frames' headers declare it
+        if frame_rate is None:
             raise click.UsageError(f"a frame sequence needs its frame rate: --fps 24 (or 25, 24000/1001...), or "
-                                   f"its {SEQUENCE_SIDECAR}'s frame_rate; its frames' headers declare none") from None
+                                   f"its {SEQUENCE_SIDECAR}'s frame_rate; its frames' headers declare none")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     target = out_path.with_name(f".{out_path.stem}.colorize-new{out_path.suffix}") if out_path.exists() else out_path
     try:
         if in_path.is_dir():
-            info = probe_sequence(in_path, Fraction(frame_rate), _settings.max_pixels, printing_density=log_scan,
+            info = probe_sequence(in_path, frame_rate, _settings.max_pixels, printing_density=log_scan,
                                   told_by=told_by)
             if sound is not None:
                 attach_sound(info, sound)
@@ -253,7 +259,8 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: str | None, tem
 @click.option("--shot-max-frames", type=click.IntRange(1, 10_000_000), default=1500, show_default=True,
               help="Longest unit of film work; longer shots are split.")
 @click.option("--sequence-rate", default="24", show_default=True,
-              help="Frame rate of frame sequences without a sequence.json.")
+              help="Frame rate of frame sequences without a sequence.json or a rate in their DPX headers "
+                   "(24, 25, 24000/1001 or 23.976, the same).")
 @click.option("--task-runner", default=_settings.task_runner, show_default=True,
               help="threads, dask (a local Dask cluster) or a Dask scheduler address tcp://host:8786.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON.")

@@ -18,7 +18,6 @@ import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from importlib import metadata
 from typing import Any
 
@@ -29,7 +28,7 @@ from colorize_core.color import chroma_spread, lab_to_rgb, luminance
 from colorize_core.colorizer import Colorizer, Prediction
 from colorize_core.errors import ColorizeError, UnsafePathError, UnsupportedMediaError
 from colorize_core.film import (FRAME_NAME, FILM_SUFFIXES, RENDITIONS, SEQUENCE_SUFFIXES, SOUND_SUFFIXES,
-                                 printing_density_override)
+                                 frame_rate, printing_density_override)
 from colorize_core.temporal import TemporalParams
 from colorize_core.images import FORMATS, Photo, decode_photo, encode_photo, thumbnail_jpeg, xmp_packet
 from colorize_core.metrics import colourfulness
@@ -77,11 +76,9 @@ class JobSettings:
             raise ValueError("shot_min_frames must be at least 1 and at most shot_max_frames")
         TemporalParams(**self.temporal_params)  # unknown smoothing parameters are refused here
         try:
-            if Fraction(self.sequence_rate) <= 0:
-                raise ValueError
-        except (ValueError, ZeroDivisionError):
-            raise ValueError(f"sequence_rate must be a positive frame rate such as 24 or 24000/1001, "
-                             f"not {self.sequence_rate!r}") from None
+            frame_rate(self.sequence_rate)
+        except ValueError as exc:
+            raise ValueError(f"sequence_rate: {exc}") from None
 
     def params(self, model_sha256: str, media: str) -> dict[str, Any]:
         """The parameter set of a ``media`` item (photo: without the film settings)."""
@@ -178,12 +175,10 @@ def read_sidecar(text: bytes | str) -> tuple[str | None, str | None, bool | dict
     rate = meta.get("frame_rate")
     if rate is not None:
         try:
-            if isinstance(rate, bool) or not isinstance(rate, (str, int, float)) or Fraction(str(rate)) <= 0:
-                raise ValueError
-        except (ValueError, ZeroDivisionError):
-            raise ValueError(f"frame_rate must be a positive rate such as 24, 25 or \"24000/1001\", "
+            rate = str(frame_rate(rate))
+        except ValueError:
+            raise ValueError(f"frame_rate must be a positive rate such as 24, 25, 23.976 or \"24000/1001\", "
                              f"not {json.dumps(rate)}") from None
-        rate = str(rate)
     audio = meta.get("audio")
     if audio is not None and not isinstance(audio, str):
         raise ValueError(f"audio must name the sound file beside the frames, not {json.dumps(audio)}")

@@ -653,12 +653,40 @@ def _and(names: list[str], word: str = "and") -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
 
 
-def _nominal_rate(value: float) -> Fraction:
-    """A header's frame rate (a 32-bit float) as the rate it stands for: 23.976 is 24000/1001."""
+def _ntsc_rate(value: float) -> Fraction | None:
+    """The NTSC rate (24000/1001, 30000/1001, ...) that ``value`` (23.976, 23.98, 29.97...) is
+    written for, or None."""
     for whole in (24, 30, 48, 60, 120):
         if abs(value - whole * 1000 / 1001) < 0.005:
             return Fraction(whole * 1000, 1001)
-    return Fraction(value).limit_denominator(1000)
+    return None
+
+
+def _nominal_rate(value: float) -> Fraction:
+    """A header's frame rate (a 32-bit float) as the rate it stands for: 23.976 is 24000/1001."""
+    return _ntsc_rate(value) or Fraction(value).limit_denominator(1000)
+
+
+def frame_rate(value: Fraction | str | int | float) -> Fraction:
+    """A frame rate as people write it (an option, a sequence.json, a job setting): 24, "25",
+    "24000/1001", or a decimal. The NTSC rates' decimals (23.976, 23.98, 29.97, 59.94...) are taken
+    as the rates they are written for (24000/1001...): played at 23.98 instead, a film would drift
+    from its 24000/1001 sound by 0.6 s an hour (at 23.976, by 3.6 ms). Raises ValueError."""
+    rate = None
+    if isinstance(value, Fraction):
+        rate = value
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        text = str(value).strip()
+        try:
+            rate = Fraction(text)
+        except (ValueError, ZeroDivisionError):
+            rate = None
+        if rate is not None and rate.denominator != 1 and "/" not in text:
+            rate = _ntsc_rate(float(rate)) or rate
+    if rate is None or rate <= 0:
+        raise ValueError(f"a frame rate is a positive number such as 24, 25, 23.976 or 24000/1001, "
+                         f"not {value!r}")
+    return rate
 
 
 def declared_rate(folder: str | Path, names: list[str] | None = None) -> Fraction | None:
@@ -716,9 +744,7 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
         shown = ", ".join(f"{prefix}{n:0{width}d}{ext}" for n in missing[:10])
         raise CorruptMediaError(f"frame sequence {prefix}{'#' * width}{ext} has {len(missing)} missing frame(s) "
                                 f"between {first} and {last}: {shown}{' ...' if len(missing) > 10 else ''}")
-    rate = Fraction(str(fps)) if not isinstance(fps, Fraction) else fps
-    if rate <= 0:
-        raise ValueError(f"frame rate must be positive, not {fps}")
+    rate = frame_rate(fps)
     _check_frame_sizes(folder, [frames[n] for n in range(first, last + 1)], f"{prefix}{'#' * width}{ext}")
     pattern = image2_path(folder, f"{prefix.replace('%', '%%')}%0{width}d{ext}")
     try:   # the first frame by its own name, not as a pattern (a '%' in it is a '%')

@@ -76,7 +76,7 @@ def test_run_usage_errors(prefect_api, tmp_path):
     r = colorize("run", str(SAMPLES), str(tmp_path / "d"), "--film-renditions", ".avi", env={"PREFECT_API_URL": prefect_api})
     assert r.returncode == 2 and "renditions" in r.stderr
     r = colorize("run", str(SAMPLES), str(tmp_path / "d"), "--sequence-rate", "0", env={"PREFECT_API_URL": prefect_api})
-    assert r.returncode == 2 and "sequence_rate must be a positive frame rate" in r.stderr
+    assert r.returncode == 2 and "sequence_rate: a frame rate is a positive number" in r.stderr
     r = colorize("run", env={"PREFECT_API_URL": prefect_api})
     assert r.returncode == 2 and "SOURCE and DEST" in r.stderr
 

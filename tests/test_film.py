@@ -18,8 +18,8 @@ import pytest
 from colorize_core import Colorizer
 from colorize_core.color import KODAK, PrintingDensity, luminance, printing_density_luminance
 from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import (Encoder, decode_gray, dpx_header, frame_times, join_segments, printing_density_of,
-                                 printing_density_override, probe, probe_sequence, stream_info)
+from colorize_core.film import (Encoder, decode_gray, dpx_header, frame_rate, frame_times, join_segments,
+                                 printing_density_of, printing_density_override, probe, probe_sequence, stream_info)
 from colorize_core import film_pipeline
 from colorize_core.film_pipeline import colorize_film
 from colorize_core.images import NOTE
@@ -462,10 +462,25 @@ def test_cli_video_statuses(clips, tmp_path):
     assert r.returncode == 2 and "--overwrite" in r.stderr
     r = subprocess.run([*run, str(clips["pan.mp4"]), str(tmp_path / "o.avi")], capture_output=True, text=True)
     assert r.returncode == 2
+    r = subprocess.run([*run, "--fps", "25", str(clips["pan.mp4"]), str(tmp_path / "f.mkv")], capture_output=True,
+                       text=True)   # a film file keeps its own rate: not silently ignored
+    assert r.returncode == 2 and "keeps its own frame rate" in r.stderr and not (tmp_path / "f.mkv").exists()
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"")
     r = subprocess.run([*run, str(bad), str(tmp_path / "b.mkv")], capture_output=True, text=True)
     assert r.returncode == 1 and "empty file" in r.stderr
+
+
+def test_frame_rates_are_read_as_people_write_them():
+    ntsc = Fraction(24000, 1001)
+    for written, rate in ((24, 24), ("25", 25), (" 24000/1001 ", ntsc), ("23.976", ntsc), ("23.98", ntsc),
+                          (23.976, ntsc), ("29.97", Fraction(30000, 1001)), ("59.94", Fraction(60000, 1001)),
+                          ("47.952", Fraction(48000, 1001)), ("12.5", Fraction(25, 2)), ("23.5", Fraction(47, 2)),
+                          ("2997/125", Fraction(2997, 125)), (Fraction(18), 18)):
+        assert frame_rate(written) == rate, written
+    for bad in (0, "-24", "0/1", "1/0", "abc", "", "nan", "inf", True, None, [24]):
+        with pytest.raises(ValueError, match="a frame rate is a positive number"):
+            frame_rate(bad)
 
 
 @pytest.mark.parametrize("magic,order", [(b"SDPX", ">"), (b"XPDS", "<")])

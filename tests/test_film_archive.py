@@ -250,6 +250,7 @@ def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path
 def test_a_sequence_json_is_read_strictly():
     assert read_sidecar('{"frame_rate": "24000/1001", "audio": "mix.wav"}') == ("24000/1001", "mix.wav", None)
     assert read_sidecar(b'{"frame_rate": 25, "printing_density": true}') == ("25", None, True)
+    assert read_sidecar('{"frame_rate": 23.976}') == ("24000/1001", None, None)   # the rate it is written for
     for text, why in (("[24]", "not a JSON object"), ("{", "not JSON"), ('{"frame_rate": "abc"}', "frame_rate must"),
                       ('{"frame_rate": true}', "frame_rate must"), ('{"frame_rate": "1/0"}', "frame_rate must"),
                       ('{"audio": 3}', "audio must"), ('{"fps": 24, "sound": "a.wav"}', 'unknown keys "fps", "sound"'),
@@ -356,7 +357,9 @@ def test_cli_video_takes_a_frame_sequence(tmp_path):
     cmd = [sys.executable, "-m", "colorize_cli.main", "video"]
     r = subprocess.run([*cmd, str(frames), str(tmp_path / "o.mkv")], capture_output=True, text=True)
     assert r.returncode == 2 and "--fps" in r.stderr
-    r = subprocess.run([*cmd, "--fps", "24000/1001", str(frames), str(tmp_path / "o.mkv")], capture_output=True,
+    r = subprocess.run([*cmd, "--fps", "fast", str(frames), str(tmp_path / "o.mkv")], capture_output=True, text=True)
+    assert r.returncode == 2 and "a frame rate is a positive number" in r.stderr
+    r = subprocess.run([*cmd, "--fps", "23.976", str(frames), str(tmp_path / "o.mkv")], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     v = video_stream(tmp_path / "o.mkv")
