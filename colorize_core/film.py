@@ -391,6 +391,11 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], lis
         notes.append(f"frames are log-encoded ({pd.origin}): the model was shown them through the "
                      f"printing-density-to-display conversion ({pd.describe()}); the renditions keep "
                      "the scan's code values, with primaries and transfer unstated: grade them for display")
+    deeper = (info.sequence or {}).get("deeper_frames")
+    if deeper:
+        shown = ", ".join(deeper["first"]) + (" ..." if deeper["count"] > len(deeper["first"]) else "")
+        notes.append(f"{deeper['count']} of the {info.frames} frames ({shown}) hold more than 8 bits per sample "
+                     "and the first does not: all are decoded at 16 bits, as the FFV1 master keeps them")
     flags = list(info.flags)
     for suffix in suffixes:
         carry = carried(info, RENDITIONS[suffix.lower()]["f"])
@@ -545,7 +550,8 @@ def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: 
 
 
 def dpx_header(path: str | Path) -> dict[str, Any]:
-    """What a DPX frame's headers (SMPTE 268M) declare: ``size`` (width, height), ``transfer``
+    """What a DPX frame's headers (SMPTE 268M) declare: ``size`` (width, height), ``bits`` (per
+    sample), ``transfer``
     (the first image element's transfer characteristic, by name: "printing density",
     "logarithmic", "linear"...) and
     ``density`` (per 10-bit code value, from its reference low and high codes and quantities)
@@ -565,6 +571,8 @@ def dpx_header(path: str | Path) -> dict[str, Any]:
             out["size"] = (width, height)
         if head[801] < len(DPX_TRANSFERS):
             out["transfer"] = DPX_TRANSFERS[head[801]]
+        if head[803] in (1, 8, 10, 12, 16):
+            out["bits"] = head[803]
         bits = head[803] if 1 <= head[803] <= 32 else 10
         to_10bit = 1023 / (2 ** bits - 1)   # header code values are the element's, at its bit depth
         low, low_q, high, high_q = struct.unpack(order + "IfIf", head[784:800])
@@ -745,7 +753,8 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
         raise CorruptMediaError(f"frame sequence {prefix}{'#' * width}{ext} has {len(missing)} missing frame(s) "
                                 f"between {first} and {last}: {shown}{' ...' if len(missing) > 10 else ''}")
     rate = frame_rate(fps)
-    _check_frame_sizes(folder, [frames[n] for n in range(first, last + 1)], f"{prefix}{'#' * width}{ext}")
+    deep_frames = _check_frame_headers(folder, [frames[n] for n in range(first, last + 1)],
+                                       f"{prefix}{'#' * width}{ext}")
     pattern = image2_path(folder, f"{prefix.replace('%', '%%')}%0{width}d{ext}")
     try:   # the first frame by its own name, not as a pattern (a '%' in it is a '%')
         meta = ffmpeg.probe(str(folder / frames[first]), **{"protocol_whitelist": "file", "pattern_type": "none"})
@@ -763,8 +772,10 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
     info = FilmInfo(path=str(folder), width=w, height=h, rotation=0, fps=rate, avg_fps=rate, frames=count,
                     duration=count / float(rate), codec=video.get("codec_name", "?"), pix_fmt=pix_fmt,
                     sar="1:1", color_range=video.get("color_range", "unknown"), interlaced=False, vfr=False,
-                    bit_depth=16 if _DEEP.search(pix_fmt) else 8,
+                    bit_depth=16 if _DEEP.search(pix_fmt) or deep_frames else 8,
                     sequence={"pattern": pattern, "start_number": first})
+    if deep_frames and not _DEEP.search(pix_fmt):   # decoded at 16 bits, not at the first frame's 8
+        info.sequence["deeper_frames"] = {"count": len(deep_frames), "first": deep_frames[:5]}
     if w % 2 or h % 2:
         info.flags.append("odd-dimensions")
     header = dpx_header(folder / frames[first]) if ext.lower() == ".dpx" else {}
@@ -782,28 +793,48 @@ def image2_path(folder: str | Path, name: str) -> str:
     return os.path.join(str(folder).replace("%", "%%"), name)
 
 
-def frame_size(path: Path) -> tuple[int, int] | None:
-    """A frame's stored (width, height) from its header alone (DPX, PNG, TIFF), or None where
-    the header cannot be read (the decoder then says what is wrong with the frame)."""
+def frame_header(path: Path) -> tuple[tuple[int, int] | None, int | None]:
+    """A frame's stored (width, height) and bits per sample from its header alone (DPX, PNG,
+    TIFF, JPEG 2000); None for what the header does not say (the decoder then says what is
+    wrong with the frame)."""
     if path.suffix.lower() == ".dpx":
-        return dpx_header(path).get("size")
+        header = dpx_header(path)
+        return header.get("size"), header.get("bits")
     try:
         with PIL.Image.open(path) as image:   # reads the header only
-            return image.size
+            size, kind = image.size, image.format
+            bits = image.tag_v2.get(258) if kind == "TIFF" else None
     except Exception:  # noqa: BLE001 - unreadable, or declared huge: for the decoder to report
-        return None
+        return None, None
+    if kind == "TIFF":
+        return size, max(bits) if isinstance(bits, tuple) and bits else bits if isinstance(bits, int) else 1
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if kind == "PNG":
+        return size, head[24] if head[12:16] == b"IHDR" else None
+    ihdr = head.find(b"ihdr")   # a JP2 file's image header box: BPC, 255 where components differ
+    if kind == "JPEG2000" and 0 <= ihdr <= len(head) - 15 and head[ihdr + 14] != 255:
+        return size, (head[ihdr + 14] & 0x7F) + 1
+    siz = head.find(b"\xff\x4f\xff\x51")   # a codestream's SIZ marker: Ssiz per component
+    if kind == "JPEG2000" and 0 <= siz <= len(head) - 44:
+        count, = struct.unpack(">H", head[siz + 40:siz + 42])
+        depths = head[siz + 42:siz + 42 + 3 * count:3]
+        return size, max((d & 0x7F) + 1 for d in depths) if depths else None
+    return size, None
 
 
-def _check_frame_sizes(folder: Path, names: list[str], sequence: str) -> None:
+def _check_frame_headers(folder: Path, names: list[str], sequence: str) -> list[str]:
     """Refuse a sequence whose frames are not all the size of its first: ffmpeg would scale
-    the odd ones to fit without a word (a frame from another scan, dropped in the folder)."""
-    sizes = [(name, frame_size(folder / name)) for name in names]
-    expected = sizes[0][1]
-    odd = [(name, size) for name, size in sizes if size is not None and expected is not None and size != expected]
+    the odd ones to fit without a word (a frame from another scan, dropped in the folder).
+    Returns the names of its frames of more than 8 bits per sample."""
+    headers = [(name, *frame_header(folder / name)) for name in names]
+    expected = headers[0][1]
+    odd = [(name, size) for name, size, _ in headers if size is not None and expected is not None and size != expected]
     if odd:
         shown = ", ".join(f"{name} ({w}x{h})" for name, (w, h) in odd[:10])
         raise CorruptMediaError(f"frame sequence {sequence}: {len(odd)} frame(s) not the size of the first "
                                 f"({expected[0]}x{expected[1]}): {shown}{' ...' if len(odd) > 10 else ''}")
+    return [name for name, _, bits in headers if bits is not None and bits > 8]
 
 
 class Encoder:

@@ -18,8 +18,8 @@ import pytest
 from colorize_core import Colorizer
 from colorize_core.color import KODAK, PrintingDensity, luminance, printing_density_luminance
 from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import (Encoder, decode_gray, dpx_header, frame_rate, frame_times, join_segments,
-                                 printing_density_of, printing_density_override, probe, probe_sequence, stream_info)
+from colorize_core.film import (Encoder, carry_notes, decode_gray, dpx_header, frame_rate, frame_times,
+                                 join_segments, printing_density_of, printing_density_override, probe, probe_sequence, stream_info)
 from colorize_core import film_pipeline
 from colorize_core.film_pipeline import colorize_film
 from colorize_core.images import NOTE
@@ -572,6 +572,34 @@ def test_a_sequence_with_a_frame_of_another_size_is_refused_not_rescaled(tmp_pat
            str(tmp_path / f"f003{ext}"))
     with pytest.raises(CorruptMediaError, match=rf"1 frame\(s\) not the size of the first \(64x48\): f003\{ext} \(80x60\)"):
         probe_sequence(tmp_path, 24)
+
+
+@pytest.mark.parametrize("ext", [".dpx", ".png", ".tif", ".jp2"])
+def test_a_sequence_with_frames_deeper_than_its_first_is_decoded_at_their_depth(colorizer, tmp_path, ext):
+    """ffmpeg decodes a sequence at its first frame's pixel format: a rescanned 16-bit frame in an
+    8-bit sequence would lose its low bits without a word."""
+    ramp = (np.arange(48 * 64).reshape(48, 64) * 13 % 65536).astype("<u2")   # uses all 16 bits
+    (tmp_path / "ramp.raw").write_bytes(ramp.tobytes())
+    raw = ("-f", "rawvideo", "-pix_fmt", "gray16le", "-s", "64x48", "-i", str(tmp_path / "ramp.raw"))
+    codec = ("-c:v", "libopenjpeg") if ext == ".jp2" else ()
+    folder = tmp_path / "reel"
+    folder.mkdir()
+    for n in range(1, 5):
+        ffmpeg(*raw, *codec, "-pix_fmt", "gray16le" if n in (2, 4) else "gray", str(folder / f"f{n:03d}{ext}"))
+    info = probe_sequence(folder, 24)
+    assert info.bit_depth == 16 and info.sequence["deeper_frames"] == {"count": 2, "first": [f"f002{ext}", f"f004{ext}"]}
+    frames = list(decode_gray(info))
+    assert frames[1].dtype == np.uint16 and np.array_equal(frames[1], ramp) and np.array_equal(frames[3], ramp)
+    assert not np.any(frames[0] % 257) and np.abs(frames[0] - ramp.astype(int)).max() <= 257   # the 8-bit ones
+    assert f"2 of the 4 frames (f002{ext}, f004{ext}) hold more than 8 bits" in carry_notes(info, [".mkv"])[0][0]
+    colorize_film(info, [tmp_path / "reel.mkv"], colorizer)
+    assert video_stream(tmp_path / "reel.mkv")["pix_fmt"] == "gbrp16le"
+    (folder / f"f002{ext}").unlink()
+    (folder / f"f004{ext}").unlink()
+    for n in (2, 4):
+        ffmpeg(*raw, *codec, "-pix_fmt", "gray", str(folder / f"f{n:03d}{ext}"))
+    info = probe_sequence(folder, 24)
+    assert info.bit_depth == 8 and "deeper_frames" not in info.sequence and not carry_notes(info, [".mkv"])[0]
 
 
 def test_a_log_scan_is_viewed_through_the_calibration_declared_for_it():
