@@ -4,6 +4,7 @@ Every process started here is stopped (the worker ignores SIGTERM: it gets SIGKI
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -87,6 +88,10 @@ def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path)
     for name in ("colorize-archive/on-demand", "colorize-archive/nightly", "train-colorizer/on-demand",
                  "evaluate-colorizer/on-demand", "build-dataset/on-demand"):
         assert name in listed.stdout, listed.stdout
+    nightly = json.loads(subprocess.run([str(BIN / "prefect"), "deployment", "inspect", "colorize-archive/nightly",
+                                         "--output", "json"], env=env, capture_output=True, text=True, timeout=60).stdout)
+    assert nightly["global_concurrency_limit"]["limit"] == 1   # one night's job at a time; the next one waits
+    assert nightly["concurrency_options"]["collision_strategy"] == "ENQUEUE"
 
     src, dest = tmp_path / "source", tmp_path / "dest"
     shutil.copytree(SAMPLES / "animals", src)
