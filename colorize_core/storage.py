@@ -71,7 +71,8 @@ class Location:
         raise NotImplementedError
 
     def delete(self, rel: str) -> None:
-        """Remove a working file the job itself wrote (shot segments once the film is joined)."""
+        """Remove a working file the job itself wrote (shot segments once the film is joined), and
+        the folder it leaves empty."""
         raise NotImplementedError
 
     def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
@@ -166,7 +167,11 @@ class LocalLocation(Location):
             os.unlink(tmp)
 
     def delete(self, rel: str) -> None:
-        self._path(rel).unlink(missing_ok=True)
+        path = self._path(rel)
+        path.unlink(missing_ok=True)
+        if path.parent != self.root:   # and the folder it was in, once empty (not those above, where
+            with contextlib.suppress(OSError):   # other work may be writing: a film's shot segments)
+                path.parent.rmdir()
 
     def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         target = self._path(rel)
