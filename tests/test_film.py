@@ -518,10 +518,11 @@ def test_dpx_headers_give_the_rate_timecode_and_calibration_a_scanner_wrote(tmp_
     got = dpx_header(scan)
     assert got["transfer"] == "printing density" and got["black"] == pytest.approx(95, abs=1e-3)
     assert got["white"] == pytest.approx(685, abs=1e-3) and got["density"] == pytest.approx(0.002, rel=1e-3)
+    assert got["bits"] == 16
     data[1952:1956] = data[1964:1968] = struct.pack(order + "f", 0.0)   # zero-filled, as some writers leave it
     data[784:800] = struct.pack(order + "IfIf", 0, 0.0, 0xFFFFFFFF, float("nan"))
     scan.write_bytes(bytes(data))
-    assert dpx_header(scan) == {"transfer": "printing density", "rate": Fraction(24)}
+    assert dpx_header(scan) == {"transfer": "printing density", "bits": 16, "rate": Fraction(24)}
 
 
 def test_frame_numbers_not_padded_or_outgrowing_their_padding_are_one_sequence(tmp_path):
