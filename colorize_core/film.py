@@ -30,6 +30,7 @@ import PIL.Image
 
 from colorize_core.color import KODAK, PrintingDensity
 from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
+from colorize_core.images import JP2_SIGNATURE
 
 FILM_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".mxf", ".webm", ".mts", ".ts", ".mpg", ".mpeg", ".dv"}
 SAFE_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mxf,mpegts,mpeg,dv,mjpeg,yuv4mpegpipe,nut,flv,ogg")
@@ -768,13 +769,14 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
         raise MediaTooLargeError(f"declared frame size {w}x{h} exceeds the limit of {max_pixels / 1e6:.0f} MP; "
                                  "refused before decoding")
     pix_fmt = video.get("pix_fmt", "?")
+    deep_first = bool(_DEEP.search(pix_fmt))
     count = last - first + 1
     info = FilmInfo(path=str(folder), width=w, height=h, rotation=0, fps=rate, avg_fps=rate, frames=count,
                     duration=count / float(rate), codec=video.get("codec_name", "?"), pix_fmt=pix_fmt,
                     sar="1:1", color_range=video.get("color_range", "unknown"), interlaced=False, vfr=False,
-                    bit_depth=16 if _DEEP.search(pix_fmt) or deep_frames else 8,
+                    bit_depth=16 if deep_first or deep_frames else 8,
                     sequence={"pattern": pattern, "start_number": first})
-    if deep_frames and not _DEEP.search(pix_fmt):   # decoded at 16 bits, not at the first frame's 8
+    if deep_frames and not deep_first:   # decoded at 16 bits, not at the first frame's 8
         info.sequence["deeper_frames"] = {"count": len(deep_frames), "first": deep_frames[:5]}
     if w % 2 or h % 2:
         info.flags.append("odd-dimensions")
@@ -794,33 +796,44 @@ def image2_path(folder: str | Path, name: str) -> str:
 
 
 def frame_header(path: Path) -> tuple[tuple[int, int] | None, int | None]:
-    """A frame's stored (width, height) and bits per sample from its header alone (DPX, PNG,
-    TIFF, JPEG 2000); None for what the header does not say (the decoder then says what is
-    wrong with the frame)."""
+    """A frame's stored (width, height) and bits per sample from its header alone (DPX, PNG and
+    JPEG 2000 read here, TIFF by Pillow); None for what the header does not say (the decoder then
+    says what is wrong with the frame)."""
     if path.suffix.lower() == ".dpx":
         header = dpx_header(path)
         return header.get("size"), header.get("bits")
-    try:
-        with PIL.Image.open(path) as image:   # reads the header only
-            size, kind = image.size, image.format
-            bits = image.tag_v2.get(258) if kind == "TIFF" else None
-    except Exception:  # noqa: BLE001 - unreadable, or declared huge: for the decoder to report
-        return None, None
-    if kind == "TIFF":
-        return size, max(bits) if isinstance(bits, tuple) and bits else bits if isinstance(bits, int) else 1
     with open(path, "rb") as fh:
         head = fh.read(4096)
-    if kind == "PNG":
-        return size, head[24] if head[12:16] == b"IHDR" else None
-    ihdr = head.find(b"ihdr")   # a JP2 file's image header box: BPC, 255 where components differ
-    if kind == "JPEG2000" and 0 <= ihdr <= len(head) - 15 and head[ihdr + 14] != 255:
-        return size, (head[ihdr + 14] & 0x7F) + 1
-    siz = head.find(b"\xff\x4f\xff\x51")   # a codestream's SIZ marker: Ssiz per component
-    if kind == "JPEG2000" and 0 <= siz <= len(head) - 44:
-        count, = struct.unpack(">H", head[siz + 40:siz + 42])
-        depths = head[siz + 42:siz + 42 + 3 * count:3]
-        return size, max((d & 0x7F) + 1 for d in depths) if depths else None
-    return size, None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) > 24:
+        return struct.unpack(">II", head[16:24]), head[24]
+    if head.startswith(JP2_SIGNATURE) or head.startswith(J2K_SIZ):
+        return _jpeg2000_header(head)
+    try:
+        with PIL.Image.open(path) as image:   # TIFF: reads the header only
+            size, bits = image.size, image.tag_v2.get(258, 1) if image.format == "TIFF" else None
+    except Exception:  # noqa: BLE001 - unreadable, or declared huge: for the decoder to report
+        return None, None
+    return size, max(bits) if isinstance(bits, tuple) and bits else bits
+
+
+J2K_SIZ = b"\xff\x4f\xff\x51"   # a JPEG 2000 codestream's start and its image and tile size marker
+
+
+def _jpeg2000_header(head: bytes) -> tuple[tuple[int, int] | None, int | None]:
+    """:func:`frame_header` of a JP2 file (its image header box) or a bare codestream (its SIZ
+    marker, also read where a JP2's components differ in depth)."""
+    ihdr = head.find(b"ihdr") if head.startswith(JP2_SIGNATURE) else -1
+    if 0 <= ihdr <= len(head) - 15:
+        height, width, _, bpc = struct.unpack(">IIHB", head[ihdr + 4:ihdr + 15])
+        if bpc != 255:
+            return (width, height), (bpc & 0x7F) + 1
+    siz = head.find(J2K_SIZ)
+    if not 0 <= siz <= len(head) - 45:
+        return None, None
+    width, height, x0, y0 = struct.unpack(">IIII", head[siz + 8:siz + 24])
+    count, = struct.unpack(">H", head[siz + 40:siz + 42])
+    depths = head[siz + 42:siz + 42 + 3 * count:3]   # Ssiz of each component: bits - 1, sign bit
+    return (width - x0, height - y0), max((d & 0x7F) + 1 for d in depths) if depths else None
 
 
 def _check_frame_headers(folder: Path, names: list[str], sequence: str) -> list[str]:
