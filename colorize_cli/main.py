@@ -263,16 +263,21 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: Fraction | None
                    "(24, 25, 24000/1001 or 23.976, the same).")
 @click.option("--task-runner", default=_settings.task_runner, show_default=True,
               help="threads, dask (a local Dask cluster) or a Dask scheduler address tcp://host:8786.")
+@click.option("--take-over", metavar="JOB", default=None,
+              help="Take DEST from JOB, a job known to have stopped whose lease has not yet run out "
+                   "(a second job on a DEST is refused while the first renews its lease).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON.")
 def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None, model: str, refine: str,
         batch_size: int, chunk_size: int, force: bool, include_colour: bool, work_size: int, device: str,
         s3_endpoint: str | None, film_renditions: str, temporal: bool, shot_max_frames: int, sequence_rate: str,
-        task_runner: str, as_json: bool) -> None:
+        task_runner: str, take_over: str | None, as_json: bool) -> None:
     """Run the archive flow: colorize the photos and films under SOURCE into DEST (folders,
     file:// or s3://). Films: video files, and frame sequences (folders of numbered DPX frames,
     or of TIFF/PNG/JPEG 2000 frames with a sequence.json giving {"frame_rate": "24"})."""
     from colorize_core import ColorizeError
     from colorize_core.archive import JobSettings, check_locations
+    from colorize_core.errors import DestinationBusyError
+    from colorize_core.provenance import ProvenanceStore
     from colorize_core.storage import open_location
 
     from colorize_core.weights import resolve
@@ -282,14 +287,20 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
     elif not source or not dest:
         raise click.UsageError("give SOURCE and DEST (or --redo-rejected JOB)")
     try:
-        src = open_location(source, s3_endpoint)
+        src, dst = open_location(source, s3_endpoint), open_location(dest, s3_endpoint)
         src.check()
-        check_locations(src, open_location(dest, s3_endpoint))
+        check_locations(src, dst)
         resolve(model)
         renditions = [r.strip() if r.strip().startswith(".") else f".{r.strip()}" for r in film_renditions.split(",")]
         JobSettings(film_renditions=tuple(renditions), sequence_rate=sequence_rate)   # refuses a bad --sequence-rate
     except (ColorizeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
+    try:   # at once, rather than after starting the flow (the flow's own lease is what guards DEST)
+        ProvenanceStore(db_url).check_dest(dst.uri, _settings.lease_seconds, take_over)
+    except DestinationBusyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except ColorizeError:
+        pass   # a database out of reach is the flow's to report, as before
     prefect_defaults()
     from flows.archive import colorize_archive
     from flows.archive import task_runner as make_runner
@@ -302,7 +313,8 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
     state = flow(source=source, dest=dest, db_url=db_url, model=model, refine=refine, batch_size=batch_size,
                  chunk_size=chunk_size, force=force, include_colour=include_colour, work_size=work_size, device=device,
                  s3_endpoint=s3_endpoint, film_renditions=renditions, temporal=temporal,
-                 shot_max_frames=shot_max_frames, sequence_rate=sequence_rate, redo_job=redo_job, return_state=True)
+                 shot_max_frames=shot_max_frames, sequence_rate=sequence_rate, redo_job=redo_job,
+                 take_over=take_over, return_state=True)
     if not state.is_completed():
         click.echo(f"the archive flow did not complete: {state.message}", err=True)
         sys.exit(1)

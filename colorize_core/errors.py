@@ -41,6 +41,10 @@ class ProvenanceError(ColorizeError):
     """The provenance database cannot be opened, migrated or written."""
 
 
+class DestinationBusyError(ColorizeError):
+    """Another job holds the destination's lease in the provenance database (it is writing there now)."""
+
+
 class ReviewError(ColorizeError):
     """A review decision that cannot be taken (an item that failed, an invalid redo parameter)."""
 

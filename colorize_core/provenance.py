@@ -10,6 +10,8 @@ parameter set and its key, times, outcome and error. The schema is migrated with
 from __future__ import annotations
 
 import functools
+import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,11 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, event, select
+from sqlalchemy import (JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, delete,
+                        event, select, update)
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from colorize_core.errors import ProvenanceError
+from colorize_core.errors import DestinationBusyError, ProvenanceError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -147,6 +151,21 @@ class Shot(Base):
     __table_args__ = (Index("ix_shots_lookup", "dest", "source_sha256", "params_key", "status"),)
 
 
+class DestLease(Base):
+    """The job writing to a destination now: one row per DEST while a job runs there, so that a
+    second job on the same DEST (same database) is refused instead of doing the same items again.
+    Its holder renews it; a lease not renewed for the lease time was left by a job that crashed
+    and is taken over. ``renewals`` makes every change of the row detectable (compare-and-set)."""
+
+    __tablename__ = "dest_leases"
+    dest: Mapped[str] = mapped_column(Text, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(36))
+    holder: Mapped[dict[str, Any]]                       # host, pid, Prefect flow run
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    renewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    renewals: Mapped[int] = mapped_column(Integer, default=0)
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -204,8 +223,9 @@ class ProvenanceStore:
             yield s
 
     def start_job(self, source: str, dest: str, params: dict[str, Any], params_key: str, model_name: str,
-                  model_sha256: str, software: dict[str, Any], flow_run_id: str | None) -> str:
-        job_id = str(uuid.uuid4())
+                  model_sha256: str, software: dict[str, Any], flow_run_id: str | None,
+                  job_id: str | None = None) -> str:
+        job_id = job_id or str(uuid.uuid4())
         with self.session() as s:
             s.add(Job(id=job_id, source=source, dest=dest, params=params, params_key=params_key,
                       model_name=model_name, model_sha256=model_sha256, software=software,
@@ -216,6 +236,68 @@ class ProvenanceStore:
         with self.session() as s:
             job = s.get(Job, job_id)
             job.status, job.finished_at = status, utcnow()
+
+    def take_dest(self, dest: str, job_id: str, holder: dict[str, Any], stale_after: float,
+                  take_over: str | None = None) -> dict[str, Any] | None:
+        """Take DEST's lease for ``job_id``. A lease renewed less than ``stale_after`` seconds ago
+        belongs to a running job: DestinationBusyError, unless ``take_over`` names that job. An
+        older one was left by a crashed job: it is taken over, that job is marked crashed if its
+        row still says running (``marked_crashed``), and the lease it held is returned (None when
+        DEST was free). Safe against jobs taking it at
+        the same moment, on SQLite and PostgreSQL alike: an insert of the same DEST fails, and a
+        take-over changes the row only if nobody changed it since it was read."""
+        for _ in range(5):
+            now = utcnow()
+            try:
+                with self.session() as s:
+                    row = s.get(DestLease, dest)
+                    if row is None:
+                        s.add(DestLease(dest=dest, job_id=job_id, holder=holder, acquired_at=now, renewed_at=now,
+                                        renewals=0))
+                        return None
+                    old = lease_dict(row)
+                    _refuse_if_live(old, now, stale_after, take_over)
+                    taken = s.execute(update(DestLease)
+                                      .where(DestLease.dest == dest, DestLease.job_id == old["job_id"],
+                                             DestLease.renewals == old["renewals"])
+                                      .values(job_id=job_id, holder=holder, acquired_at=now, renewed_at=now,
+                                              renewals=0).execution_options(synchronize_session=False))
+                    if taken.rowcount != 1:
+                        continue   # renewed or taken since it was read: look again
+                    marked = s.execute(update(Job).where(Job.id == old["job_id"], Job.status == "running")
+                                       .values(status="crashed", finished_at=now)
+                                       .execution_options(synchronize_session=False))
+                    return {**old, "marked_crashed": marked.rowcount == 1}
+            except IntegrityError:
+                continue           # another job inserted it first: look again
+        raise DestinationBusyError(f"{dest}: other jobs kept taking the destination's lease; try again")
+
+    def renew_dest(self, dest: str, job_id: str) -> bool:
+        """Renew ``job_id``'s lease on DEST; False if it is no longer that job's (taken over)."""
+        with self.session() as s:
+            res = s.execute(update(DestLease).where(DestLease.dest == dest, DestLease.job_id == job_id)
+                            .values(renewed_at=utcnow(), renewals=DestLease.renewals + 1)
+                            .execution_options(synchronize_session=False))
+            return res.rowcount == 1
+
+    def release_dest(self, dest: str, job_id: str) -> None:
+        """Give DEST's lease back (only if ``job_id`` still holds it)."""
+        with self.session() as s:
+            s.execute(delete(DestLease).where(DestLease.dest == dest, DestLease.job_id == job_id)
+                      .execution_options(synchronize_session=False))
+
+    def dest_lease(self, dest: str) -> dict[str, Any] | None:
+        """Who holds DEST's lease now, as a dict; None when DEST is free."""
+        with self.session() as s:
+            row = s.get(DestLease, dest)
+            return lease_dict(row) if row else None
+
+    def check_dest(self, dest: str, stale_after: float, take_over: str | None = None) -> None:
+        """DestinationBusyError if a running job holds DEST (what take_dest would refuse), taking
+        nothing: a command's early check, before it starts a job that would be refused."""
+        lease = self.dest_lease(dest)
+        if lease:
+            _refuse_if_live(lease, utcnow(), stale_after, take_over)
 
     def find_done(self, source_uri: str, dest: str, params_key: str, sha256: str) -> Item | None:
         """The newest item done for this source, destination and parameters whose input had
@@ -335,3 +417,73 @@ class ProvenanceStore:
                     row["done_in_job"] = done.job_id
                 rows.append(row)
             return rows
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite gives back naive datetimes; every time here is UTC."""
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+
+
+def lease_dict(row: DestLease) -> dict[str, Any]:
+    return {"dest": row.dest, "job_id": row.job_id, "holder": dict(row.holder or {}),
+            "acquired_at": _aware(row.acquired_at), "renewed_at": _aware(row.renewed_at), "renewals": row.renewals}
+
+
+def _refuse_if_live(lease: dict[str, Any], now: datetime, stale_after: float, take_over: str | None) -> None:
+    idle = (now - lease["renewed_at"]).total_seconds()
+    if idle < stale_after and take_over != lease["job_id"]:
+        raise DestinationBusyError(_busy_message(lease, idle, stale_after))
+
+
+def _busy_message(lease: dict[str, Any], idle: float, stale_after: float) -> str:
+    h = lease["holder"]
+    who = ", ".join(f"{k} {h[k]}" for k in ("host", "pid", "flow_run") if h.get(k))
+    return (f"{lease['dest']} is being written by job {lease['job_id']} ({who}), which took it at "
+            f"{lease['acquired_at']:%Y-%m-%d %H:%M:%S} UTC and renewed its lease {idle:.0f} s ago. Wait for that job "
+            f"to finish. If it has stopped, its lease is taken over once it has gone {stale_after:.0f} s without "
+            f"renewal, or at once with --take-over {lease['job_id']} (the flow's take_over parameter).")
+
+
+class DestinationLease:
+    """Holds DEST for a job while it runs (a context manager): the lease is taken on entering
+    (DestinationBusyError while another job holds it), renewed by a daemon thread every tenth of
+    ``lease_seconds``, and given back on leaving. The thread renews it however long a shot or a
+    batch takes, in this process, where the job's flow waits for its tasks. ``taken_over``: the
+    lease of a crashed job this one took over (None if DEST was free); ``lost``: a renewal found
+    the lease another job's (this job went ``lease_seconds`` without renewing: the database was
+    out of reach)."""
+
+    def __init__(self, store: ProvenanceStore, dest: str, job_id: str, *, holder: dict[str, Any],
+                 lease_seconds: float, take_over: str | None = None,
+                 log: logging.Logger | logging.LoggerAdapter | None = None) -> None:
+        self.store, self.dest, self.job_id, self.holder = store, dest, job_id, holder
+        self.lease_seconds, self.take_over = lease_seconds, take_over
+        self.log = log or logging.getLogger(__name__)
+        self.taken_over: dict[str, Any] | None = None
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> DestinationLease:
+        self.taken_over = self.store.take_dest(self.dest, self.job_id, self.holder, self.lease_seconds, self.take_over)
+        self._thread = threading.Thread(target=self._renew, name=f"lease {self.dest}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 10):
+            try:
+                if not self.store.renew_dest(self.dest, self.job_id):
+                    self.lost = True
+                    self.log.error("job %s lost its lease on %s: another job took it over after %.0f s without "
+                                   "renewal and may be writing there too", self.job_id, self.dest, self.lease_seconds)
+                    return
+            except Exception as exc:  # noqa: BLE001 - the database out of reach a moment: try again next time
+                self.log.warning("renewing the lease on %s failed (will try again): %s", self.dest, exc)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        if not self.lost:
+            self.store.release_dest(self.dest, self.job_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import PositiveFloat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +20,8 @@ class Settings(BaseSettings):
     s3_endpoint: str | None = None                # else boto3's own (AWS_ENDPOINT_URL, profiles)
     task_workers: int = 2                         # batches in flight at once within a flow run
     task_runner: str = "threads"                  # threads | dask (a local cluster) | tcp://scheduler:8786
+    lease_seconds: PositiveFloat = 300.0          # a job renews its lease on DEST every tenth of this; one
+                                                  # not renewed for this long was a crashed job's: taken over
     public_base_url: str | None = None            # where DEST is published over HTTP(S) (IIIF ids)
     source_base_url: str | None = None            # where the originals are published (IIIF), if they are
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
+import uuid
 from dataclasses import asdict
 from typing import Any
 
@@ -12,7 +15,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from colorize_core.archive import JobSettings, check_locations, job_status, software_versions
-from colorize_core.provenance import ProvenanceStore
+from colorize_core.provenance import DestinationLease, ProvenanceStore
 from colorize_core.review import link_redone, redo_groups
 from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
@@ -48,7 +51,7 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                      device: str = _defaults.device, s3_endpoint: str | None = _defaults.s3_endpoint,
                      film_renditions: list[str] = [".mkv", ".mp4"], temporal: bool = True,  # noqa: B006
                      shot_max_frames: int = 1500, sequence_rate: str = "24",
-                     redo_job: str | None = None) -> dict[str, Any]:
+                     redo_job: str | None = None, take_over: str | None = None) -> dict[str, Any]:
     """Colorize the photos and films under ``source`` (folder, file:// or s3://) into ``dest``.
 
     Photos go through the model ``batch_size`` at a time; a task takes up to ``chunk_size``
@@ -61,6 +64,10 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
     model and parameters are skipped unless ``force``; a film's finished shots are reused.
     ``redo_job``: re-run exactly the items of that job a reviewer rejected, each with the
     parameters the reviewer asked for (the other parameters as the item had them).
+    One job at a time writes to a DEST: the job holds DEST's lease in the provenance database
+    while it runs, and a second job is refused (DestinationBusyError, naming the first). A lease
+    not renewed for ``COLORIZE_LEASE_SECONDS`` (300) was a crashed job's and is taken over;
+    ``take_over``: the id of a job known to have stopped, whose lease is taken at once.
     Returns the job id, counts by status, and where the manifest and database are.
     """
     logger = get_run_logger()
@@ -85,83 +92,95 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                                                   for (g, only), w in zip(groups, group_weights)]}
     else:
         params = job.params(weights.sha256, "film")
-    job_id = store.start_job(src.uri, dst.uri, params, job.key(weights.sha256, "film"), weights.name,
-                             weights.sha256, software_versions(), str(flow_run.id) if flow_run.id else None)
-    logger.info("job %s: %s -> %s with model %s (sha256 %s)%s", job_id, source, dest, weights.name,
-                weights.sha256[:12], f", redoing {sum(len(o) for _, o in groups)} rejected item(s) of job "
-                f"{redo_job}" if redo_job else "")
-    counts = {"done": 0, "skipped": 0, "failed": 0}
-    crashed = 0
-    try:
-        futures, assemblies = [], []
-        for (group, only), gw in zip(groups, group_weights):
-            settings = asdict(group)
-            uris = [item.source_uri for item in only] if only is not None else None
-            todo, films, planned = plan_items(source, dest, store.url, job_id, settings, gw.sha256, force,
-                                              s3_endpoint, uris)
-            for status, n in planned.items():
-                counts[status] = counts.get(status, 0) + n
-            # Each task run costs ~1-2 s of orchestration at its start and end, and a chunk holds
-            # only one model batch of decoded photos at a time: no more chunks than workers need.
-            chunk = min(chunk_size, max(batch_size, math.ceil(len(todo) / _defaults.task_workers)))
-            chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
-            futures += colorize_photo_batch.map(chunks, unmapped(source), unmapped(dest), unmapped(store.url),
-                                                unmapped(job_id), unmapped(settings), unmapped(force),
-                                                unmapped(s3_endpoint), unmapped(batch_size))
-            common = (unmapped(source), unmapped(dest), unmapped(store.url), unmapped(job_id), unmapped(settings))
-            plans = prepare_film_task.map(films, *common, unmapped(gw.name), unmapped(gw.sha256),
-                                          unmapped(force), unmapped(s3_endpoint))
-            for planned_film in plans:
-                planned_film.wait()
-                if not planned_film.state.is_completed():
-                    crashed += 1
-                    logger.error("preparing a film failed after its retries: %s", planned_film.state.message)
-                    continue
-                film_plan = planned_film.result()
-                if "result" in film_plan:
-                    counts[film_plan["result"]] = counts.get(film_plan["result"], 0) + 1
-                    continue
-                units = [u for u in film_plan["units"] if not u["done"]]
-                shots = (colorize_shot_task.map(unmapped(film_plan), units, *common, unmapped(s3_endpoint),
-                                                unmapped(batch_size)) if units else [])
-                assemblies.append(assemble_film_task.submit(film_plan, source, dest, store.url, job_id, settings,
-                                                            gw.name, gw.sha256, s3_endpoint,
-                                                            wait_for=[allow_failure(f) for f in shots]))
-        for future in futures:
-            future.wait()
-            if future.state.is_completed():
-                for status, n in future.result().items():
+    # One job at a time per DEST (in this database): a second is refused while this one holds the lease.
+    job_id = str(uuid.uuid4())
+    run_id = str(flow_run.id) if flow_run.id else None
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "flow_run": run_id}
+    with DestinationLease(store, dst.uri, job_id, holder=holder, lease_seconds=get_settings().lease_seconds,
+                          take_over=take_over, log=logger) as lease:
+        job_id = store.start_job(src.uri, dst.uri, params, job.key(weights.sha256, "film"), weights.name,
+                                 weights.sha256, software_versions(), run_id, job_id=job_id)
+        if lease.taken_over:
+            old = lease.taken_over
+            logger.warning("took over %s from job %s (%s), whose lease was last renewed at %s UTC%s", dst.uri,
+                           old["job_id"], old["holder"], f"{old['renewed_at']:%Y-%m-%d %H:%M:%S}",
+                           "; that job is marked crashed" if old["marked_crashed"] else "")
+        logger.info("job %s: %s -> %s with model %s (sha256 %s)%s", job_id, source, dest, weights.name,
+                    weights.sha256[:12], f", redoing {sum(len(o) for _, o in groups)} rejected item(s) of job "
+                    f"{redo_job}" if redo_job else "")
+        counts = {"done": 0, "skipped": 0, "failed": 0}
+        crashed = 0
+        try:
+            futures, assemblies = [], []
+            for (group, only), gw in zip(groups, group_weights):
+                settings = asdict(group)
+                uris = [item.source_uri for item in only] if only is not None else None
+                todo, films, planned = plan_items(source, dest, store.url, job_id, settings, gw.sha256, force,
+                                                  s3_endpoint, uris)
+                for status, n in planned.items():
                     counts[status] = counts.get(status, 0) + n
-            else:
-                crashed += 1
-                logger.error("a batch failed after its retries: %s", future.state.message)
-        for future in assemblies:
-            future.wait()
-            if future.state.is_completed():
-                counts[future.result()["result"]] = counts.get(future.result()["result"], 0) + 1
-            else:
-                crashed += 1
-                logger.error("assembling a film failed after its retries: %s", future.state.message)
-        if redo_job:
-            linked = link_redone(store, job_id, [item for _, only in groups for item in only])
-            logger.info("%d rejected item(s) redone and linked to their new outputs", linked)
-        status = "crashed" if crashed else job_status(counts)
-    except Exception:
-        store.finish_job(job_id, "crashed")
-        raise
-    store.finish_job(job_id, status)
-    manifest = write_job_manifest(store.url, job_id, dest, s3_endpoint)
-    summary = {"job_id": job_id, "status": status, "counts": counts, "crashed_batches": crashed,
-               "manifest": manifest, "dest": dest, "db_url": store.url}
-    create_table_artifact(key="colorize-archive-summary", table=[
-        {"job": job_id, "source": source, "dest": dest, "model": weights.name, **counts, "status": status}],
-        description=f"Colorization job {job_id}")
-    create_link_artifact(key="colorize-archive-manifest", link=_link(manifest["job_html"]),
-                         link_text=f"manifest of job {job_id}", description="Review page: original and colour side by side")
-    if crashed:
-        raise RuntimeError(f"{crashed} batch(es) failed after retries; their items are not recorded and "
-                           f"will be picked up by the next run (job {job_id})")
-    return summary
+                # Each task run costs ~1-2 s of orchestration at its start and end, and a chunk holds
+                # only one model batch of decoded photos at a time: no more chunks than workers need.
+                chunk = min(chunk_size, max(batch_size, math.ceil(len(todo) / _defaults.task_workers)))
+                chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+                futures += colorize_photo_batch.map(chunks, unmapped(source), unmapped(dest), unmapped(store.url),
+                                                    unmapped(job_id), unmapped(settings), unmapped(force),
+                                                    unmapped(s3_endpoint), unmapped(batch_size))
+                common = (unmapped(source), unmapped(dest), unmapped(store.url), unmapped(job_id), unmapped(settings))
+                plans = prepare_film_task.map(films, *common, unmapped(gw.name), unmapped(gw.sha256),
+                                              unmapped(force), unmapped(s3_endpoint))
+                for planned_film in plans:
+                    planned_film.wait()
+                    if not planned_film.state.is_completed():
+                        crashed += 1
+                        logger.error("preparing a film failed after its retries: %s", planned_film.state.message)
+                        continue
+                    film_plan = planned_film.result()
+                    if "result" in film_plan:
+                        counts[film_plan["result"]] = counts.get(film_plan["result"], 0) + 1
+                        continue
+                    units = [u for u in film_plan["units"] if not u["done"]]
+                    shots = (colorize_shot_task.map(unmapped(film_plan), units, *common, unmapped(s3_endpoint),
+                                                    unmapped(batch_size)) if units else [])
+                    assemblies.append(assemble_film_task.submit(film_plan, source, dest, store.url, job_id, settings,
+                                                                gw.name, gw.sha256, s3_endpoint,
+                                                                wait_for=[allow_failure(f) for f in shots]))
+            for future in futures:
+                future.wait()
+                if future.state.is_completed():
+                    for status, n in future.result().items():
+                        counts[status] = counts.get(status, 0) + n
+                else:
+                    crashed += 1
+                    logger.error("a batch failed after its retries: %s", future.state.message)
+            for future in assemblies:
+                future.wait()
+                if future.state.is_completed():
+                    counts[future.result()["result"]] = counts.get(future.result()["result"], 0) + 1
+                else:
+                    crashed += 1
+                    logger.error("assembling a film failed after its retries: %s", future.state.message)
+            if redo_job:
+                linked = link_redone(store, job_id, [item for _, only in groups for item in only])
+                logger.info("%d rejected item(s) redone and linked to their new outputs", linked)
+            status = "crashed" if crashed else job_status(counts)
+        except Exception:
+            store.finish_job(job_id, "crashed")
+            raise
+        store.finish_job(job_id, status)
+        manifest = write_job_manifest(store.url, job_id, dest, s3_endpoint)
+        summary = {"job_id": job_id, "status": status, "counts": counts, "crashed_batches": crashed,
+                   "manifest": manifest, "dest": dest, "db_url": store.url}
+        create_table_artifact(key="colorize-archive-summary", table=[
+            {"job": job_id, "source": source, "dest": dest, "model": weights.name, **counts, "status": status}],
+            description=f"Colorization job {job_id}")
+        create_link_artifact(key="colorize-archive-manifest", link=_link(manifest["job_html"]),
+                             link_text=f"manifest of job {job_id}",
+                             description="Review page: original and colour side by side")
+        if crashed:
+            raise RuntimeError(f"{crashed} batch(es) failed after retries; their items are not recorded and "
+                               f"will be picked up by the next run (job {job_id})")
+        return summary
 
 
 def _link(uri: str) -> str:

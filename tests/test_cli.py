@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,37 @@ def test_run_usage_errors(prefect_api, tmp_path):
     assert r.returncode == 2 and "sequence_rate: a frame rate is a positive number" in r.stderr
     r = colorize("run", env={"PREFECT_API_URL": prefect_api})
     assert r.returncode == 2 and "SOURCE and DEST" in r.stderr
+
+
+def test_a_second_run_on_a_dest_is_refused_until_the_first_ends_or_its_lease_runs_out(prefect_api, tmp_path):
+    from colorize_core.provenance import ProvenanceStore, utcnow
+
+    dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
+    env = {"PREFECT_API_URL": prefect_api, "COLORIZE_LEASE_SECONDS": "20"}   # renewed every 2 s
+    first = subprocess.Popen([*COLORIZE, "run", str(SAMPLES), str(dest), "--db", db], env={**os.environ, **env},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((tmp_path / "p.db").exists() and (ProvenanceStore(db).dest_lease(str(dest)) or {}).get("renewals")):
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never renewed its lease"
+            time.sleep(0.2)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)     # the first job dies mid-work, holding DEST
+        first.wait()
+    store = ProvenanceStore(db)
+    held = store.dest_lease(str(dest))
+    assert store.job(held["job_id"]).status == "running"
+    r = colorize("run", str(SAMPLES), str(dest), "--db", db, env=env)
+    assert r.returncode == 1 and f"is being written by job {held['job_id']}" in r.stderr, r.stderr[-2000:]
+    assert f"--take-over {held['job_id']}" in r.stderr and len(store.job_items(held["job_id"])) < 6
+    # Once the lease has gone 20 s without renewal, the next run takes DEST over and finishes the work.
+    time.sleep(max(0.0, 20.5 - (utcnow() - store.dest_lease(str(dest))["renewed_at"]).total_seconds()))
+    r = colorize("run", str(SAMPLES), str(dest), "--db", db, "--json", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout[r.stdout.index("{"):])
+    assert summary["counts"]["done"] + summary["counts"]["skipped"] == 6 and summary["counts"]["failed"] == 0
+    assert f"took over {dest} from job {held['job_id']}" in r.stdout + r.stderr
+    assert store.job(held["job_id"]).status == "crashed" and store.dest_lease(str(dest)) is None
 
 
 def test_sample_command_runs_on_prefects_ephemeral_api_with_embedded_defaults(tmp_path):

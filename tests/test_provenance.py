@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import inspect, text
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
-from colorize_core.errors import ProvenanceError
-from colorize_core.provenance import Event, Item, Output, ProvenanceStore, normalise_url
+import pytest
+from sqlalchemy import inspect, text, update
+
+from colorize_core.errors import DestinationBusyError, ProvenanceError
+from colorize_core.provenance import (DestinationLease, DestLease, Event, Item, Output, ProvenanceStore, normalise_url,
+                                      utcnow)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -25,9 +31,9 @@ def _item(job_id: str, **kw) -> Item:  # noqa: ANN003
 
 def test_migrations_create_the_schema_at_head(store):
     tables = set(inspect(store.engine).get_table_names())
-    assert {"jobs", "items", "outputs", "events", "shots", "alembic_version"} <= tables
+    assert {"jobs", "items", "outputs", "events", "shots", "dest_leases", "alembic_version"} <= tables
     with store.engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0002"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0003"
     ProvenanceStore(store.url)  # opening again is a no-op migration
 
 
@@ -82,3 +88,76 @@ def test_urls_are_normalised_and_bad_databases_reported(tmp_path):
     assert normalise_url(str(tmp_path / "x.db")) == f"sqlite:///{tmp_path}/x.db"
     with pytest.raises(ProvenanceError, match="cannot open provenance database"):
         ProvenanceStore("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_a_destination_is_held_by_one_job_at_a_time(store):
+    dest = "s3://b/out"
+    a = store.start_job("s3://b", dest, {}, "k1", "default", "m" * 64, {}, None)
+    assert store.take_dest(dest, a, {"host": "scan-1", "pid": 41}, 300) is None
+    for refused in (lambda: store.take_dest(dest, "job-b", {"host": "scan-2"}, 300),
+                    lambda: store.check_dest(dest, 300)):
+        with pytest.raises(DestinationBusyError, match=f"written by job {a} \\(host scan-1, pid 41\\).*--take-over {a}"):
+            refused()
+    store.check_dest("s3://b/other", 300)                # another destination is free
+    assert store.take_dest("s3://b/other", "job-b", {}, 300) is None
+    assert store.renew_dest(dest, a) and store.dest_lease(dest)["renewals"] == 1
+    assert not store.renew_dest(dest, "job-b")
+    store.release_dest(dest, "job-b")                    # not job-b's to give back
+    assert store.dest_lease(dest)["job_id"] == a
+    # A lease not renewed for the lease time was left by a crashed job: taken over, the job marked crashed.
+    with store.session() as s:
+        s.execute(update(DestLease).where(DestLease.dest == dest).values(renewed_at=utcnow() - timedelta(seconds=301)))
+    store.check_dest(dest, 300)
+    old = store.take_dest(dest, "job-c", {"host": "scan-3"}, 300)
+    assert old["job_id"] == a and old["holder"] == {"host": "scan-1", "pid": 41} and old["marked_crashed"]
+    assert store.job(a).status == "crashed" and store.job(a).finished_at is not None
+    assert not store.renew_dest(dest, a)                 # the crashed job, back after all, finds it gone
+    # A job named as stopped is taken over at once; its lease is fresh, and it has no job row.
+    store.check_dest(dest, 300, take_over="job-c")
+    assert store.take_dest(dest, "job-d", {}, 300, take_over="job-c")["marked_crashed"] is False
+    store.release_dest(dest, "job-d")
+    assert store.dest_lease(dest) is None and store.take_dest(dest, "job-e", {}, 300) is None
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["free", "stale"])
+def test_jobs_taking_a_destination_at_the_same_moment_get_it_once(store, stale):
+    dest, n = "/archive/colour", 8
+    if stale:   # a crashed job's lease, gone unrenewed for an hour
+        store.take_dest(dest, "crashed", {}, 300)
+        with store.session() as s:
+            s.execute(update(DestLease).values(renewed_at=utcnow() - timedelta(hours=1)))
+    ready = threading.Barrier(n)
+
+    def take(job: str) -> str | None:
+        ready.wait()
+        try:
+            store.take_dest(dest, job, {}, 300)
+            return job
+        except DestinationBusyError:
+            return None
+
+    with ThreadPoolExecutor(n) as pool:
+        winners = [j for j in pool.map(take, [f"job-{i}" for i in range(n)]) if j]
+    assert len(winners) == 1 and store.dest_lease(dest)["job_id"] == winners[0]
+
+
+def test_a_running_jobs_lease_is_renewed_and_given_back_and_a_lost_one_noticed(store):
+    dest = "/archive/colour"
+
+    def wait_for(cond) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + 20
+        while not cond():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    with DestinationLease(store, dest, "job-a", holder={"pid": 1}, lease_seconds=0.5) as lease:
+        assert lease.taken_over is None
+        wait_for(lambda: store.dest_lease(dest)["renewals"] >= 3)   # renewed every 0.05 s
+        time.sleep(0.6)     # longer than the lease time, yet it is kept fresh
+        with pytest.raises(DestinationBusyError):
+            store.take_dest(dest, "job-b", {}, 0.5)
+    assert store.dest_lease(dest) is None
+    with DestinationLease(store, dest, "job-a", holder={}, lease_seconds=0.5) as lease:
+        store.take_dest(dest, "job-b", {}, 0.5, take_over="job-a")
+        wait_for(lambda: lease.lost)
+    assert store.dest_lease(dest)["job_id"] == "job-b"   # not job-a's to give back
