@@ -185,14 +185,31 @@ def normalise_url(url: str) -> str:
     return url
 
 
+MIGRATION_LOCK = 0x636F6C6F   # PostgreSQL advisory lock key ("colo") held while migrating
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision. Processes opening a database at the same
+    moment (workers started together on a new database) migrate it one after the other: the
+    first takes a lock, the others wait for it and then find the schema at its revision. The
+    lock is PostgreSQL's advisory lock, or SQLite's write lock (BEGIN IMMEDIATE; other processes
+    wait up to the busy timeout); either is released when the migration's transaction ends."""
     from alembic import command
     from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    with engine.connect() as conn:   # at its revision already (nearly always): nothing to lock
+        if MigrationContext.configure(conn).get_current_revision() == head:
+            return
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        elif engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

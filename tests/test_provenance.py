@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +37,22 @@ def test_migrations_create_the_schema_at_head(store):
     with store.engine.connect() as c:
         assert c.execute(text("select version_num from alembic_version")).scalar() == "0003"
     ProvenanceStore(store.url)  # opening again is a no-op migration
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_processes_opening_a_new_database_at_once_migrate_it_once(kind, tmp_path, request):
+    """Workers (or two `colorize run`) started together on an empty database: one creates the
+    schema, the others wait for it and find it there."""
+    url = f"sqlite:///{tmp_path}/new.db" if kind == "sqlite" else request.getfixturevalue("pg_url")
+    start = time.time() + 4   # every process imported and waiting: they open the database together
+    code = ("import sys, time; from colorize_core.provenance import ProvenanceStore; "
+            "time.sleep(max(0, float(sys.argv[2]) - time.time())); ProvenanceStore(sys.argv[1])")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url, str(start)], stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(e[-600:] for e in errors)
+    with ProvenanceStore(url).engine.connect() as c:
+        assert c.execute(text("select version_num from alembic_version")).scalars().all() == ["0003"]
 
 
 def test_a_database_of_the_first_release_is_upgraded_with_its_rows(tmp_path):
