@@ -435,6 +435,53 @@ def review_reject(item_id: int, by: str, note: str, redo: tuple[str, ...], db_ur
     _decide(item_id, "rejected", by, note, redo, db_url)
 
 
+@cli.command()
+@_db_option
+@click.option("--dest", default=None, help="Only the jobs that wrote to this DEST (folder, file:// or s3://).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True, help="How many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+def jobs(db_url: str, dest: str | None, limit: int, as_json: bool) -> None:
+    """The newest jobs: status, items done, skipped and failed, and whether a running one is
+    still alive (it renews its lease on DEST) or has stopped without finishing."""
+    from colorize_core import ColorizeError
+    from colorize_core.provenance import utcnow
+    from colorize_core.storage import open_location
+
+    try:
+        rows = _store(db_url).jobs(limit, open_location(dest, _settings.s3_endpoint).uri if dest else None)
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    now = utcnow()
+    for job in rows:
+        job["activity"] = _activity(job, now)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1, default=str))
+        return
+    if not rows:
+        click.echo(f"no jobs{f' for {dest}' if dest else ''} in {db_url}")
+    for job in rows:
+        c, end = job["counts"], f" - {job['finished_at']:%H:%M:%S}" if job["finished_at"] else ""
+        click.echo(f"{job['id']}  {job['started_at']:%Y-%m-%d %H:%M:%S}{end} UTC  {job['activity']}")
+        click.echo(f"    {job['source']} -> {job['dest']}  model {job['model_name']}: {c['done']} done, "
+                   f"{c['skipped']} skipped, {c['failed']} failed")
+
+
+def _activity(job: dict, now) -> str:  # noqa: ANN001
+    """A job's status, and for one still marked running, whether it is: its lease says."""
+    if job["status"] != "running":
+        return job["status"]
+    lease = job["lease"]
+    if lease is None:
+        return "running? it holds no lease on DEST: it stopped without finishing (or predates leases)"
+    h = lease["holder"]
+    where = " ".join(f"{k} {h[k]}" for k in ("host", "pid") if h.get(k))
+    idle = (now - lease["renewed_at"]).total_seconds()
+    if idle < _settings.lease_seconds:
+        return f"running ({where}, lease renewed {idle:.0f} s ago)"
+    return (f"stopped? ({where}) its lease has not been renewed for {idle:.0f} s; the next job on DEST takes it "
+            f"over")
+
+
 @cli.command("export")
 @click.argument("job_id", metavar="JOB")
 @click.option("--what", default="iiif,premis,prov", show_default=True,

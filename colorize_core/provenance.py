@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, delete,
-                        event, select, update)
+                        event, func, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -410,6 +410,26 @@ class ProvenanceStore:
     def job(self, job_id: str) -> Job | None:
         with self.session() as s:
             return s.get(Job, job_id)
+
+    def jobs(self, limit: int = 20, dest: str | None = None) -> list[dict[str, Any]]:
+        """The newest jobs (of one DEST if given), newest first, as plain dicts: the job's columns,
+        its items counted by status, and the lease it holds on its DEST (None if it holds none)."""
+        q = select(Job).order_by(Job.started_at.desc(), Job.id).limit(limit)
+        if dest is not None:
+            q = q.where(Job.dest == dest)
+        with self.session() as s:
+            jobs = s.scalars(q).all()
+            ids = [j.id for j in jobs]
+            counts: dict[str, dict[str, int]] = {i: {"done": 0, "skipped": 0, "failed": 0} for i in ids}
+            per_status = (select(Item.job_id, Item.status, func.count()).where(Item.job_id.in_(ids))
+                          .group_by(Item.job_id, Item.status))
+            for job_id, status, n in s.execute(per_status):
+                counts[job_id][status] = n
+            leases = {r.job_id: lease_dict(r) for r in s.scalars(select(DestLease).where(DestLease.job_id.in_(ids)))}
+        return [{"id": j.id, "status": j.status, "source": j.source, "dest": j.dest, "model_name": j.model_name,
+                 "model_sha256": j.model_sha256, "flow_run_id": j.flow_run_id, "started_at": _aware(j.started_at),
+                 "finished_at": _aware(j.finished_at) if j.finished_at else None, "counts": counts[j.id],
+                 "lease": leases.get(j.id)} for j in jobs]
 
     def job_items(self, job_id: str) -> list[dict[str, Any]]:
         """Every item of a job as plain dicts, with outputs (of the earlier item for skips)."""

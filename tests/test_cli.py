@@ -104,14 +104,36 @@ def test_a_second_run_on_a_dest_is_refused_until_the_first_ends_or_its_lease_run
     r = colorize("run", str(SAMPLES), str(dest), "--db", db, env=env)
     assert r.returncode == 1 and f"is being written by job {held['job_id']}" in r.stderr, r.stderr[-2000:]
     assert f"--take-over {held['job_id']}" in r.stderr and len(store.job_items(held["job_id"])) < 6
+    r = colorize("jobs", "--db", db, env=env)   # as far as anyone can tell yet, it is running
+    assert r.returncode == 0 and f"{held['job_id']}" in r.stdout and "running (host " in r.stdout, r.stderr
     # Once the lease has gone 20 s without renewal, the next run takes DEST over and finishes the work.
     time.sleep(max(0.0, 20.5 - (utcnow() - store.dest_lease(str(dest))["renewed_at"]).total_seconds()))
+    r = colorize("jobs", "--db", db, env=env)
+    assert "stopped? (host " in r.stdout and "lease has not been renewed for" in r.stdout, r.stdout
     r = colorize("run", str(SAMPLES), str(dest), "--db", db, "--json", env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     assert summary["counts"]["done"] + summary["counts"]["skipped"] == 6 and summary["counts"]["failed"] == 0
     assert f"took over {dest} from job {held['job_id']}" in r.stdout + r.stderr
     assert store.job(held["job_id"]).status == "crashed" and store.dest_lease(str(dest)) is None
+    r = colorize("jobs", "--db", db, "--dest", str(dest), "--json", env=env)
+    listed = json.loads(r.stdout)
+    assert [(j["id"], j["activity"]) for j in listed] == [(summary["job_id"], "completed"), (held["job_id"], "crashed")]
+
+
+def test_jobs_tell_a_running_job_from_one_that_stopped_without_finishing():
+    from datetime import timedelta
+
+    from colorize_cli.main import _activity
+    from colorize_core.provenance import utcnow
+
+    now = utcnow()
+    lease = {"holder": {"host": "scan-1", "pid": 7, "flow_run": "f"}, "renewed_at": now - timedelta(seconds=12)}
+    assert _activity({"status": "completed", "lease": None}, now) == "completed"
+    assert _activity({"status": "running", "lease": lease}, now) == "running (host scan-1 pid 7, lease renewed 12 s ago)"
+    assert _activity({"status": "running", "lease": {**lease, "renewed_at": now - timedelta(seconds=400)}}, now) == (
+        "stopped? (host scan-1 pid 7) its lease has not been renewed for 400 s; the next job on DEST takes it over")
+    assert _activity({"status": "running", "lease": None}, now).startswith("running? it holds no lease on DEST")
 
 
 def test_sample_command_runs_on_prefects_ephemeral_api_with_embedded_defaults(tmp_path):

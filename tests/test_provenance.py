@@ -114,7 +114,7 @@ def test_a_destination_is_held_by_one_job_at_a_time(store):
     assert store.take_dest(dest, a, {"host": "scan-1", "pid": 41}, 300) is None
     for refused in (lambda: store.take_dest(dest, "job-b", {"host": "scan-2"}, 300),
                     lambda: store.check_dest(dest, 300)):
-        with pytest.raises(DestinationBusyError, match=f"written by job {a} \\(host scan-1, pid 41\\).*--take-over {a}"):
+        with pytest.raises(DestinationBusyError, match=f"by job {a} \\(host scan-1, pid 41\\).*--take-over {a}"):
             refused()
     store.check_dest("s3://b/other", 300)                # another destination is free
     assert store.take_dest("s3://b/other", "job-b", {}, 300) is None
@@ -179,3 +179,19 @@ def test_a_running_jobs_lease_is_renewed_and_given_back_and_a_lost_one_noticed(s
         store.take_dest(dest, "job-b", {}, 0.5, take_over="job-a")
         wait_for(lambda: lease.lost)
     assert store.dest_lease(dest)["job_id"] == "job-b"   # not job-a's to give back
+
+
+def test_jobs_are_listed_newest_first_with_their_counts_and_leases(store):
+    a = store.start_job("s3://b", "s3://b/out", {}, "k1", "default", "m" * 64, {}, None)
+    store.add_item(_item(a))
+    store.add_item(_item(a, source_uri="s3://b/bad.jpg", status="failed"))
+    store.finish_job(a, "completed_with_failures")
+    b = store.start_job("s3://b", "s3://b/other", {}, "k1", "default", "m" * 64, {}, "flow-run-2")
+    store.take_dest("s3://b/other", b, {"host": "scan-1"}, 300)
+    rows = store.jobs()
+    assert [r["id"] for r in rows] == [b, a]
+    assert rows[0]["status"] == "running" and rows[0]["lease"]["holder"] == {"host": "scan-1"}
+    assert rows[0]["counts"] == {"done": 0, "skipped": 0, "failed": 0} and rows[0]["flow_run_id"] == "flow-run-2"
+    assert rows[1]["counts"] == {"done": 1, "skipped": 0, "failed": 1} and rows[1]["lease"] is None
+    assert rows[1]["finished_at"] >= rows[1]["started_at"]
+    assert [r["id"] for r in store.jobs(dest="s3://b/out")] == [a] and [r["id"] for r in store.jobs(limit=1)] == [b]
