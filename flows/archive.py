@@ -164,8 +164,8 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                 linked = link_redone(store, job_id, [item for _, only in groups for item in only])
                 logger.info("%d rejected item(s) redone and linked to their new outputs", linked)
             status = "crashed" if crashed else job_status(counts)
-        except Exception:
-            store.finish_job(job_id, "crashed")
+        except BaseException as exc:   # stopped: by an error, or cancelled (SIGTERM from Prefect, Ctrl-C)
+            store.finish_job(job_id, "crashed" if isinstance(exc, Exception) else "cancelled")
             raise
         store.finish_job(job_id, status)
         manifest = write_job_manifest(store.url, job_id, dest, s3_endpoint)

@@ -121,6 +121,27 @@ def test_a_second_run_on_a_dest_is_refused_until_the_first_ends_or_its_lease_run
     assert [(j["id"], j["activity"]) for j in listed] == [(summary["job_id"], "completed"), (held["job_id"], "crashed")]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["cancelled-by-prefect", "ctrl-c"])
+def test_a_run_stopped_by_a_signal_gives_its_dest_back_and_is_recorded_cancelled(prefect_api, tmp_path, sig):
+    """Prefect's worker cancels a flow run with SIGTERM; a person at the terminal presses Ctrl-C."""
+    from colorize_core.provenance import ProvenanceStore
+
+    dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
+    run = subprocess.Popen([*COLORIZE, "run", str(SAMPLES), str(dest), "--db", db],
+                           env={**os.environ, "PREFECT_API_URL": prefect_api}, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not ((tmp_path / "p.db").exists() and ProvenanceStore(db).dest_lease(str(dest))):
+        assert run.poll() is None and time.monotonic() < deadline, "the run never took its lease"
+        time.sleep(0.2)
+    job_id = ProvenanceStore(db).dest_lease(str(dest))["job_id"]
+    run.send_signal(sig)
+    out, _ = run.communicate(timeout=240)
+    assert run.returncode != 0, out[-2000:]
+    store = ProvenanceStore(db)
+    assert store.job(job_id).status == "cancelled" and store.dest_lease(str(dest)) is None, out[-2000:]
+
+
 def test_jobs_tell_a_running_job_from_one_that_stopped_without_finishing():
     from datetime import timedelta
 
