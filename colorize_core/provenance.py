@@ -260,9 +260,9 @@ class ProvenanceStore:
         belongs to a running job: DestinationBusyError, unless ``take_over`` names that job. An
         older one was left by a crashed job: it is taken over, that job is marked crashed if its
         row still says running (``marked_crashed``), and the lease it held is returned (None when
-        DEST was free). Safe against jobs taking it at
-        the same moment, on SQLite and PostgreSQL alike: an insert of the same DEST fails, and a
-        take-over changes the row only if nobody changed it since it was read."""
+        DEST was free). Safe against jobs taking it at the same moment, on SQLite and PostgreSQL
+        alike: an insert of the same DEST fails, and a take-over changes the row only if nobody
+        changed it since it was read."""
         for _ in range(5):
             now = utcnow()
             try:
@@ -518,9 +518,13 @@ class DestinationLease:
             except Exception as exc:  # noqa: BLE001 - the database out of reach a moment: try again next time
                 self.log.warning("renewing the lease on %s failed (will try again): %s", self.dest, exc)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join()
         if not self.lost:
-            self.store.release_dest(self.dest, self.job_id)
+            try:
+                self.store.release_dest(self.dest, self.job_id)
+            except Exception as err:  # noqa: BLE001 - never hide how the job ended; the lease runs out
+                self.log.warning("giving the lease on %s back failed: %s; it runs out %.0f s after its last "
+                                 "renewal", self.dest, err, self.lease_seconds)
