@@ -393,7 +393,7 @@ def _store(db_url: str):  # noqa: ANN202
 
 def _decide(item_id: int, decision: str, by: str, note: str, redo: tuple[str, ...], db_url: str) -> None:
     from colorize_core import ColorizeError
-    from colorize_core.manifest import write_manifest
+    from colorize_core.manifest import refresh_manifest
     from colorize_core.review import decide, parse_redo
     from colorize_core.storage import open_location
 
@@ -407,7 +407,7 @@ def _decide(item_id: int, decision: str, by: str, note: str, redo: tuple[str, ..
                + (f"; `colorize run --redo-rejected {result['job_id']}` runs it" if decision == "rejected" else ""))
     job = store.job(result["job_id"])
     try:  # the job's manifest shows decisions: render it again
-        write_manifest(store, job.id, open_location(job.dest, _settings.s3_endpoint))
+        refresh_manifest(store, job.id, open_location(job.dest, _settings.s3_endpoint))
     except ColorizeError as exc:
         click.echo(f"warning: decision recorded, but the manifest under {job.dest} was not refreshed: {exc}", err=True)
 

@@ -3,7 +3,8 @@
 Each job writes ``DEST/manifests/<job id>/manifest.{json,html}`` and refreshes
 ``DEST/manifest.{json,html}``, the generated index of the latest job. Manifests are views of the
 provenance database, rendered in full before anything is written and replaced when rendered
-again (a retried task; review decisions added later). The HTML is
+again (a retried task; review decisions added later, which refresh the index only while it is
+the decided item's job's). The HTML is
 a contact sheet, original and colour side by side; every text is HTML-escaped (Jinja2
 autoescape) and every link URL-quoted.
 """
@@ -21,6 +22,7 @@ import jinja2
 from sqlalchemy import select
 
 from colorize_core.archive import MANIFESTS
+from colorize_core.errors import StorageError
 from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Job, ProvenanceStore
 from colorize_core.review import decisions_of
@@ -146,15 +148,27 @@ def render_html(manifest: dict[str, Any], dest: Location, depth: int) -> str:
     return _env.get_template("manifest.html.j2").render(m=manifest, job=manifest["job"], items=items)
 
 
-def write_manifest(store: ProvenanceStore, job_id: str, dest: Location) -> dict[str, str]:
-    """Write the job's manifest files under DEST; returns their URIs by name."""
+def write_manifest(store: ProvenanceStore, job_id: str, dest: Location, index: bool = True) -> dict[str, str]:
+    """Write the job's manifest files under DEST, and with ``index`` DEST's index of the latest
+    job (``manifest.{json,html}``) as this job's; returns their URIs by name."""
     manifest = build_manifest(store, job_id)
     data = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
     job_dir = posixpath.join(MANIFESTS, job_id)
-    job_html, index_html = render_html(manifest, dest, 2).encode(), render_html(manifest, dest, 0).encode()
     dest.replace(f"{job_dir}/manifest.json", data, "application/json")
-    dest.replace(f"{job_dir}/manifest.html", job_html, "text/html; charset=utf-8")
-    dest.replace("manifest.json", data, "application/json")
-    dest.replace("manifest.html", index_html, "text/html; charset=utf-8")
+    dest.replace(f"{job_dir}/manifest.html", render_html(manifest, dest, 2).encode(), "text/html; charset=utf-8")
+    if index:
+        dest.replace("manifest.json", data, "application/json")
+        dest.replace("manifest.html", render_html(manifest, dest, 0).encode(), "text/html; charset=utf-8")
     return {"json": dest.uri_of("manifest.json"), "html": dest.uri_of("manifest.html"),
             "job_json": dest.uri_of(f"{job_dir}/manifest.json"), "job_html": dest.uri_of(f"{job_dir}/manifest.html")}
+
+
+def refresh_manifest(store: ProvenanceStore, job_id: str, dest: Location) -> dict[str, str]:
+    """Render a job's manifest again (a review decision was added): its own files always, DEST's
+    index only while the index is this job's. A decision on an earlier job's item must not put
+    that job in the place of the latest one."""
+    try:
+        shown = json.loads(dest.read("manifest.json"))["job"]["id"]
+    except (StorageError, ValueError, KeyError, TypeError):
+        shown = None   # no index yet, or not one of ours: this job's becomes it
+    return write_manifest(store, job_id, dest, index=shown in (None, job_id))

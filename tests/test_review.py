@@ -92,6 +92,17 @@ def test_review_decisions_and_redo_of_rejected_items(prefect_api, tmp_path):
     assert items["chelsea-sepia.jpg"]["redo"]["supersedes"]["item_id"] == sepia
     r = colorize("run", "--redo-rejected", job, "--db", db, env=env)
     assert r.returncode == 2 and "no rejected items" in r.stderr   # redone once, not again
+    # DEST's index is the latest job's: a decision on the first job's item leaves it so.
+    r = colorize("review", "reject", str(cat), "--by", "Bo", "--note", "second look: too orange", "--db", db)
+    assert r.returncode == 0, r.stderr
+    index = json.loads((dest / "manifest.json").read_text())
+    assert index["job"]["id"] == redo["job_id"] and "too orange" not in (dest / "manifest.html").read_text()
+    first = {it["rel_path"]: it for it in json.loads((dest / "manifests" / job / "manifest.json").read_text())["items"]}
+    assert first["chelsea cat.png"]["decision"] == "rejected" and first["chelsea cat.png"]["review"][-1]["by"] == "Bo"
+    r = colorize("review", "approve", str(new.id), "--by", "Bo", "--db", db)     # the latest job's item
+    assert r.returncode == 0, r.stderr
+    index = json.loads((dest / "manifest.json").read_text())
+    assert index["job"]["id"] == redo["job_id"] and index["items"][0]["decision"] == "approved"
 
 
 def test_outputs_a_model_is_unsure_of_are_flagged_for_review_first(prefect_api, tmp_path):
