@@ -136,6 +136,7 @@ class FilmEntry:
     sound: str | None = None        # a frame sequence's sound file (a name inside ``rel``)
     sidecar: str | None = None      # a frame sequence's sequence.json (a name inside ``rel``)
     printing_density: bool | dict[str, float] | None = None   # its log scan override (printing_density_override)
+    sidecar_sha256: str | None = None   # the sequence.json's sha256 when read: rate, sound and log came from it
 
     @property
     def is_sequence(self) -> bool:
@@ -223,10 +224,11 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds:
             errors.extend((e, "a sound file with no frame sequence beside it: a film's own sound is taken from the "
                               "film, a frame sequence's from the sound file in its folder") for e in beside)
             continue
-        rate, wanted, log = None, None, None  # no rate given: the DPX headers', else the default (flagged)
+        rate, wanted, log, sidecar_sha = None, None, None, None  # no rate: the DPX headers', else the default
         if sidecar is not None:
             try:
-                rate, wanted, log = read_sidecar(source.read(sidecar.rel))
+                text = source.read(sidecar.rel)
+                rate, wanted, log, sidecar_sha = *read_sidecar(text), hashlib.sha256(text).hexdigest()
             except (ValueError, ColorizeError) as exc:
                 errors.append((sidecar, f"{sidecar.rel}: {exc}"))
                 continue
@@ -246,7 +248,7 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds:
         version = hashlib.sha256("\n".join(f"{e.rel} {e.size} {e.version}" for e in parts).encode()).hexdigest()
         films.append(FilmEntry(folder, sum(e.size for e in parts), version[:32],
                                tuple(e.rel[len(prefix):] for e in frames), rate, (), sound,
-                               sidecar.rel[len(prefix):] if sidecar else None, log))
+                               sidecar.rel[len(prefix):] if sidecar else None, log, sidecar_sha))
     return films, photos, errors
 
 

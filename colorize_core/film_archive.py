@@ -35,7 +35,7 @@ from typing import Any
 from colorize_core import __version__
 from colorize_core.archive import FilmEntry, ItemResult, JobSettings, film_uri, free_name, write_thumbnail
 from colorize_core.colorizer import Colorizer
-from colorize_core.errors import ColorizeError, CorruptMediaError, UnsupportedMediaError
+from colorize_core.errors import ColorizeError, CorruptMediaError, MediaError, UnsupportedMediaError
 from colorize_core.film import (FilmInfo, attach_sound, carry_notes, declared_rate, frame_times, image2_path,
                                  join_segments, probe, probe_sequence, seek_point, stream_info)
 from colorize_core.film_pipeline import colorize_film, find_cuts
@@ -104,11 +104,16 @@ def _sha256_file(path: Path) -> str:
 
 def _fingerprint(path: Path, film: FilmEntry) -> str:
     """sha256 of a film file; for a frame sequence, of its files' names and sha256s (its frames,
-    and its sound file and sequence.json where it has them)."""
+    and its sound file and sequence.json where it has them). A sequence.json changed since the
+    job read it is refused: the film would be recorded under the new one's fingerprint, done
+    with what the old one said, and never done again."""
     if not film.is_sequence:
         return _sha256_file(path)
-    lines = [f"{_sha256_file(path / name)}  {name}\n" for name in film.files]
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
+    sums = {name: _sha256_file(path / name) for name in film.files}
+    if film.sidecar and film.sidecar_sha256 and sums[film.sidecar] != film.sidecar_sha256:
+        raise MediaError(f"{film.sidecar} changed while the job was running (after it was read for the frame rate, "
+                         "sound and log settings): the film is left for the next run, which reads the new one")
+    return hashlib.sha256("".join(f"{sha}  {name}\n" for name, sha in sums.items()).encode()).hexdigest()
 
 
 def _info(path: Path, film: FilmEntry, settings: JobSettings) -> FilmInfo:

@@ -259,6 +259,34 @@ def test_a_sequence_json_is_read_strictly():
             read_sidecar(text)
 
 
+def test_a_sequence_json_changed_after_the_job_read_it_leaves_the_film_for_the_next_run(tmp_path):
+    """Corrected while a long job runs, between the listing (which read it) and the film's turn:
+    done with the old rate under the new file's fingerprint, the film would never be redone."""
+    reel = tmp_path / "src" / "reel"
+    reel.mkdir(parents=True)
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24:duration=0.25", "-vf", "format=gray",
+           str(reel / "r%03d.png"))
+    (reel / "sequence.json").write_text(json.dumps({"frame_rate": "24"}))
+    store, settings = ProvenanceStore(f"sqlite:///{tmp_path}/p.db"), JobSettings()
+    s, d = open_location(str(tmp_path / "src")), open_location(str(tmp_path / "dest"))
+
+    def job_plan() -> tuple[str, object]:
+        job = store.start_job(s.uri, d.uri, {}, "k", "default", "m" * 64, {}, None)
+        _, films, _ = plan(s, d, store, job, settings, "m" * 64)
+        return job, films[0]
+
+    job, film = job_plan()
+    (reel / "sequence.json").write_text(json.dumps({"frame_rate": "25"}))
+    result = prepare_film(film, s, d, store, job, settings, "default", "m" * 64)
+    assert result.status == "failed" and "sequence.json changed while the job was running" in result.detail
+    [item] = store.job_items(job)
+    assert item["status"] == "failed" and "left for the next run" in item["error"]
+    job, film = job_plan()   # the next run reads the new one, and does the film at 25 frames/s
+    assert film.rate == "25"
+    film_plan = prepare_film(film, s, d, store, job, settings, "default", "m" * 64)
+    assert film_plan["info"]["fps"] == "25" and film_plan["info"]["frames"] == 6
+
+
 def test_a_sequence_json_belongs_to_its_film_so_a_corrected_one_redoes_it(prefect_api, tmp_path):
     """What a sequence.json says (frame rate, a log scan's conversion) is part of the film: once
     corrected, the next run does the film again, its renditions beside the old ones. A log
