@@ -31,6 +31,7 @@ import PIL.Image
 from colorize_core.color import KODAK, PrintingDensity
 from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
 from colorize_core.images import JP2_SIGNATURE
+from colorize_core.storage import new_file_beside
 
 FILM_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".mxf", ".webm", ".mts", ".ts", ".mpg", ".mpeg", ".dv"}
 SAFE_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mxf,mpegts,mpeg,dv,mjpeg,yuv4mpegpipe,nut,flv,ogg")
@@ -862,9 +863,8 @@ class Encoder:
         if suffix not in RENDITIONS:
             raise UnsupportedMediaError(f"no film rendition for {suffix!r} (use {', '.join(RENDITIONS)})")
         self.out, self.info = out, info
-        fd, tmp = tempfile.mkstemp(prefix=".colorize-tmp-", suffix=suffix, dir=out.parent)
+        fd, self.tmp = new_file_beside(out.parent, suffix)
         os.close(fd)
-        self.tmp = Path(tmp)
         opts = dict(RENDITIONS[suffix], fps_mode="passthrough")  # each frame once, at its time (no CFR fill)
         if info.deep and suffix == ".mkv":
             opts["pix_fmt"] = "gbrp16le"  # the master keeps a deep source's precision

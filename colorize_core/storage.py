@@ -28,6 +28,25 @@ from colorize_core.errors import NotFoundError, StorageError, UnsafePathError
 TMP_PREFIX = ".colorize-tmp-"
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)   # the umask can only be read by setting it: once, at import
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
+def new_file_beside(folder: Path, suffix: str = "") -> tuple[int, Path]:
+    """A new, empty, hidden file of this process's own in ``folder`` (open: its descriptor and
+    path), to be moved into place when written, with the permissions a plain ``open()`` gives
+    (0644 under the usual umask). mkstemp's own are the owner's only (0600): a web server
+    publishing DEST, or a reviewer's account, could not have read the outputs."""
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=folder)
+    os.fchmod(fd, 0o666 & ~UMASK)
+    return fd, Path(tmp)
+
+
 @dataclass(frozen=True)
 class Entry:
     rel: str       # path relative to the root, "/"-separated
@@ -124,9 +143,9 @@ class LocalLocation(Location):
     def exists(self, rel: str) -> bool:
         return self._path(rel).exists()
 
-    def _write_tmp(self, target: Path, data: bytes) -> str:
+    def _write_tmp(self, target: Path, data: bytes) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=target.parent)
+        fd, tmp = new_file_beside(target.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -154,7 +173,7 @@ class LocalLocation(Location):
     def put_file_new(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
         target = self._path(rel)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=target.parent)
+        fd, tmp = new_file_beside(target.parent)
         os.close(fd)
         try:
             shutil.copyfile(path, tmp)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import boto3
 import pytest
 
@@ -33,6 +37,19 @@ def test_local_writes_are_atomic_and_never_clobber(tmp_path):
         loc.write_new("a/b/c.jpg", b"two")
     assert (tmp_path / "a/b/c.jpg").read_bytes() == b"one"
     assert not [p for p in (tmp_path / "a/b").iterdir() if p.name.startswith(".colorize-tmp")]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_local_outputs_get_the_permissions_a_plain_file_would(tmp_path, umask):
+    """Not mkstemp's owner-only 0600: a web server publishing DEST could not have read them."""
+    code = ("import os, pathlib, sys; from colorize_core.storage import LocalLocation, new_file_beside; "
+            "root = pathlib.Path(sys.argv[1]); loc = LocalLocation(root); loc.write_new('a/new.jpg', b'1'); "
+            "loc.replace('index.json', b'2'); (root / 'src').write_bytes(b'3'); "
+            "loc.put_file_new('a/f.mkv', root / 'src'); fd, p = new_file_beside(root); os.close(fd); "
+            "os.replace(p, root / 'encoded.mp4')")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, preexec_fn=lambda: os.umask(umask))
+    for name in ("a/new.jpg", "index.json", "a/f.mkv", "encoded.mp4"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
 def test_local_listing_is_recursive_sorted_skips_hidden_and_the_destination(tmp_path):
