@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import sys
+import uuid
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +25,28 @@ REFINE_CHOICES = click.Choice(["none", "flood"])
 
 class ItemFailed(click.ClickException):
     exit_code = 1
+
+
+def _beside(out_path: Path) -> Path:
+    """A name for OUT's finished file before it is put in place: hidden, beside OUT, this run's own."""
+    return out_path.with_name(f".{out_path.stem}.colorize-{uuid.uuid4().hex[:8]}{out_path.suffix}")
+
+
+def _place(done: Path, out_path: Path, overwrite: bool) -> None:
+    """Put the finished file in place as OUT: over it only with --overwrite. OUT written by
+    something else since this run checked it (another run to the same OUT) is never replaced
+    without it: this run's file is kept beside it, under a name the message gives."""
+    if overwrite:
+        os.replace(done, out_path)
+        return
+    try:
+        os.link(done, out_path)   # atomic, and never over an existing file
+    except FileExistsError:
+        kept = out_path.with_name(done.name.lstrip("."))
+        os.replace(done, kept)
+        raise ItemFailed(f"{out_path} was written by something else while this ran: not replaced (--overwrite "
+                         f"replaces it); this run's result is {kept}") from None
+    done.unlink()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,9 +124,13 @@ def image(in_path: Path, out_path: Path, model: str, refine: str, include_colour
     except OSError as exc:
         raise ItemFailed(f"{in_path}: {exc}") from exc
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.colorize-tmp")
-    tmp.write_bytes(encoded)
-    os.replace(tmp, out_path)
+    tmp = _beside(out_path)
+    try:
+        tmp.write_bytes(encoded)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ItemFailed(f"{out_path}: {exc}") from exc
+    _place(tmp, out_path, overwrite)
     for note in photo.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"{out_path} ({photo.width}x{photo.height}, model {colorizer.name}, refine {refine})")
@@ -206,7 +233,7 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: Fraction | None
             raise click.UsageError(f"a frame sequence needs its frame rate: --fps 24 (or 25, 24000/1001...), or "
                                    f"its {SEQUENCE_SIDECAR}'s frame_rate; its frames' headers declare none")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    target = out_path.with_name(f".{out_path.stem}.colorize-new{out_path.suffix}") if out_path.exists() else out_path
+    target = _beside(out_path)
     try:
         if in_path.is_dir():
             info = probe_sequence(in_path, frame_rate, _settings.max_pixels, printing_density=log_scan,
@@ -222,8 +249,7 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: Fraction | None
                                    on_frame=lambda n: bar.update(n - bar.pos))
     except ColorizeError as exc:
         raise ItemFailed(f"{in_path}: {exc}") from exc
-    if target != out_path:
-        os.replace(target, out_path)
+    _place(target, out_path, overwrite)
     for flag in result.flags:
         click.echo(f"note: {flag}", err=True)
     for note in result.notes:

@@ -38,6 +38,27 @@ def test_image_colorizes_and_keeps_size(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_an_out_written_by_something_else_meanwhile_is_never_replaced(tmp_path):
+    """`colorize image` and `video` check OUT at their start; another run to the same OUT may
+    finish first. Without --overwrite, its file stays, and this run's result is kept and named."""
+    from colorize_cli.main import ItemFailed, _beside, _place
+
+    out = tmp_path / "o.jpg"
+    for data, overwrite in ((b"first", False), (b"second", False), (b"third", True)):
+        done = _beside(out)
+        assert done.parent == tmp_path and done.name.startswith(".o.colorize-") and done.suffix == ".jpg"
+        done.write_bytes(data)
+        if data == b"second":
+            with pytest.raises(ItemFailed, match="o.jpg was written by something else while this ran") as err:
+                _place(done, out, overwrite)
+            kept = tmp_path / done.name.lstrip(".")
+            assert kept.read_bytes() == b"second" and f"this run's result is {kept}" in err.value.message
+        else:
+            _place(done, out, overwrite)
+        assert out.read_bytes() == (b"third" if overwrite else b"first")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["o.jpg", kept.name])   # no hidden file left
+
+
 def test_image_failures_and_usage_errors_have_distinct_statuses(tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_bytes(bad_inputs()["notes.jpg"])
@@ -151,7 +172,8 @@ def test_jobs_tell_a_running_job_from_one_that_stopped_without_finishing():
     now = utcnow()
     lease = {"holder": {"host": "scan-1", "pid": 7, "flow_run": "f"}, "renewed_at": now - timedelta(seconds=12)}
     assert _activity({"status": "completed", "lease": None}, now) == "completed"
-    assert _activity({"status": "running", "lease": lease}, now) == "running (host scan-1 pid 7, lease renewed 12 s ago)"
+    running = "running (host scan-1 pid 7, lease renewed 12 s ago)"
+    assert _activity({"status": "running", "lease": lease}, now) == running
     assert _activity({"status": "running", "lease": {**lease, "renewed_at": now - timedelta(seconds=400)}}, now) == (
         "stopped? (host scan-1 pid 7) its lease has not been renewed for 400 s; the next job on DEST takes it over")
     assert _activity({"status": "running", "lease": None}, now).startswith("running? it holds no lease on DEST")
@@ -170,6 +192,11 @@ def test_sample_command_runs_on_prefects_ephemeral_api_with_embedded_defaults(tm
     assert (tmp_path / "var" / "colour" / "portraits" / "astronaut.jpg").is_file()
     assert (tmp_path / "var" / "colour" / "film" / "two shots.mkv").is_file()
     assert (tmp_path / "var" / "colour" / "film" / "two shots.mp4").is_file()
+    umask = os.umask(0o022)
+    os.umask(umask)
+    colour = tmp_path / "var" / "colour"
+    modes = {p.relative_to(colour).as_posix(): p.stat().st_mode & 0o777 for p in colour.rglob("*") if p.is_file()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes   # readable by whoever publishes DEST, as plain files are
 
 
 def test_commands_that_run_flows_give_prefects_ephemeral_server_time_to_start(monkeypatch):
