@@ -249,10 +249,15 @@ class ProvenanceStore:
                       flow_run_id=flow_run_id))
         return job_id
 
-    def finish_job(self, job_id: str, status: str) -> None:
+    def finish_job(self, job_id: str, status: str, if_running: bool = False) -> None:
+        """Record how the job ended; with ``if_running``, only if nothing else has (a job stopped
+        by a signal: whatever it had recorded stands). No job row (stopped before it was
+        written): nothing to record."""
+        q = update(Job).where(Job.id == job_id)
+        if if_running:
+            q = q.where(Job.status == "running")
         with self.session() as s:
-            job = s.get(Job, job_id)
-            job.status, job.finished_at = status, utcnow()
+            s.execute(q.values(status=status, finished_at=utcnow()).execution_options(synchronize_session=False))
 
     def take_dest(self, dest: str, job_id: str, holder: dict[str, Any], stale_after: float,
                   take_over: str | None = None) -> dict[str, Any] | None:

@@ -98,19 +98,19 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
     holder = {"host": socket.gethostname(), "pid": os.getpid(), "flow_run": run_id}
     with DestinationLease(store, dst.uri, job_id, holder=holder, lease_seconds=get_settings().lease_seconds,
                           take_over=take_over, log=logger) as lease:
-        job_id = store.start_job(src.uri, dst.uri, params, job.key(weights.sha256, "film"), weights.name,
-                                 weights.sha256, software_versions(), run_id, job_id=job_id)
-        if lease.taken_over:
-            old = lease.taken_over
-            logger.warning("took over %s from job %s (%s), whose lease was last renewed at %s UTC%s", dst.uri,
-                           old["job_id"], old["holder"], f"{old['renewed_at']:%Y-%m-%d %H:%M:%S}",
-                           "; that job is marked crashed" if old["marked_crashed"] else "")
-        logger.info("job %s: %s -> %s with model %s (sha256 %s)%s", job_id, source, dest, weights.name,
-                    weights.sha256[:12], f", redoing {sum(len(o) for _, o in groups)} rejected item(s) of job "
-                    f"{redo_job}" if redo_job else "")
         counts = {"done": 0, "skipped": 0, "failed": 0}
         crashed = 0
-        try:
+        try:   # from the job's start: a signal at any point leaves it recorded, not 'running'
+            job_id = store.start_job(src.uri, dst.uri, params, job.key(weights.sha256, "film"), weights.name,
+                                     weights.sha256, software_versions(), run_id, job_id=job_id)
+            if lease.taken_over:
+                old = lease.taken_over
+                logger.warning("took over %s from job %s (%s), whose lease was last renewed at %s UTC%s", dst.uri,
+                               old["job_id"], old["holder"], f"{old['renewed_at']:%Y-%m-%d %H:%M:%S}",
+                               "; that job is marked crashed" if old["marked_crashed"] else "")
+            logger.info("job %s: %s -> %s with model %s (sha256 %s)%s", job_id, source, dest, weights.name,
+                        weights.sha256[:12], f", redoing {sum(len(o) for _, o in groups)} rejected item(s) of job "
+                        f"{redo_job}" if redo_job else "")
             futures, assemblies = [], []
             for (group, only), gw in zip(groups, group_weights):
                 settings = asdict(group)
@@ -164,10 +164,10 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                 linked = link_redone(store, job_id, [item for _, only in groups for item in only])
                 logger.info("%d rejected item(s) redone and linked to their new outputs", linked)
             status = "crashed" if crashed else job_status(counts)
+            store.finish_job(job_id, status)
         except BaseException as exc:   # stopped: by an error, or cancelled (SIGTERM from Prefect, Ctrl-C)
-            store.finish_job(job_id, "crashed" if isinstance(exc, Exception) else "cancelled")
+            store.finish_job(job_id, "crashed" if isinstance(exc, Exception) else "cancelled", if_running=True)
             raise
-        store.finish_job(job_id, status)
         manifest = write_job_manifest(store.url, job_id, dest, s3_endpoint)
         summary = {"job_id": job_id, "status": status, "counts": counts, "crashed_batches": crashed,
                    "manifest": manifest, "dest": dest, "db_url": store.url}

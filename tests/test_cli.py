@@ -151,11 +151,14 @@ def test_a_run_stopped_by_a_signal_gives_its_dest_back_and_is_recorded_cancelled
     run = subprocess.Popen([*COLORIZE, "run", str(SAMPLES), str(dest), "--db", db],
                            env={**os.environ, "PREFECT_API_URL": prefect_api}, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
+    def started() -> str | None:   # the job holds DEST and has its row: the signal comes at its very start
+        lease = ProvenanceStore(db).dest_lease(str(dest)) if (tmp_path / "p.db").exists() else None
+        return lease["job_id"] if lease and ProvenanceStore(db).job(lease["job_id"]) else None
+
     deadline = time.monotonic() + 120
-    while not ((tmp_path / "p.db").exists() and ProvenanceStore(db).dest_lease(str(dest))):
-        assert run.poll() is None and time.monotonic() < deadline, "the run never took its lease"
-        time.sleep(0.2)
-    job_id = ProvenanceStore(db).dest_lease(str(dest))["job_id"]
+    while not (job_id := started()):
+        assert run.poll() is None and time.monotonic() < deadline, "the run never started its job"
+        time.sleep(0.05)
     run.send_signal(sig)
     out, _ = run.communicate(timeout=240)
     assert run.returncode != 0, out[-2000:]
