@@ -508,6 +508,71 @@ def _activity(job: dict, now) -> str:  # noqa: ANN001
             f"over")
 
 
+@cli.command()
+@click.argument("dest", required=False)
+@click.option("--job", "job_id", metavar="JOB", default=None,
+              help="Only the outputs JOB shows (those it wrote and those it skipped as done); DEST is JOB's if not given.")
+@_db_option
+@click.option("--s3-endpoint", default=_settings.s3_endpoint, help="S3 endpoint URL (else boto3's configuration).")
+@click.option("--chunk-size", type=click.IntRange(1, 1_000_000), default=500, show_default=True,
+              help="Items per task (Prefect task run).")
+@click.option("--unrecorded/--no-unrecorded", default=True, show_default=True,
+              help="Also list files in DEST that no record accounts for.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str | None, chunk_size: int,
+           unrecorded: bool, as_json: bool) -> None:
+    """Fixity check of DEST: read back every output the provenance database records there and
+    compare its sha256 with the recorded one (a 'fixity check' event on each item); list the
+    files there that no record accounts for. Exit 1 if any output is missing, changed or
+    unreadable."""
+    from colorize_core import ColorizeError
+    from colorize_core.fixity import check_scope
+    from colorize_core.storage import open_location
+
+    try:
+        store = _store(db_url)
+        if dest is None:
+            if job_id is None:
+                raise click.UsageError("give DEST (or --job JOB)")
+            job = store.job(job_id)
+            if job is None:
+                raise click.UsageError(f"no job {job_id} in {store.url}")
+            dest = job.dest
+        check_scope(store, open_location(dest, s3_endpoint), job_id)
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    prefect_defaults()
+    from flows.fixity import verify_fixity
+
+    state = verify_fixity(dest=dest, db_url=db_url, job_id=job_id, chunk_size=chunk_size,
+                          look_for_unrecorded=unrecorded, s3_endpoint=s3_endpoint, return_state=True)
+    summary = state.result(raise_on_failure=False) if state.is_completed() or state.is_failed() else None
+    if not isinstance(summary, dict):
+        click.echo(f"the fixity check did not complete: {state.message}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+    else:
+        c, found = summary["counts"], summary["unrecorded"]
+        click.echo(f"{summary['dest']}: {summary['items']} item(s), {sum(c.values())} output(s) read back: "
+                   + ", ".join(f"{c[k]} {k}" for k in c))
+        for p in summary["problems"]:
+            was = (f": recorded sha256 {p['recorded_sha256'][:16]}... {p['recorded_size']} bytes, now "
+                   f"{p['found_sha256'][:16]}... {p['found_size']} bytes") if p["status"] == "changed" else ""
+            why = f": {p['error']}" if p.get("error") else ""
+            click.echo(f"{p['status'].upper():<10} {p['uri']}{was}{why}\n{'':<11}{p['kind']} of {p['source']} "
+                       f"(item {p['item_id']}, job {p['job_id']})")
+        if found["looked"]:
+            click.echo(f"{len(found['files'])} file(s) in DEST that no record accounts for"
+                       + (":" if found["files"] else ""))
+            for f in found["files"]:
+                click.echo(f"UNRECORDED {f['uri']} ({f['size']} bytes)")
+        elif unrecorded:
+            click.echo(f"unrecorded files not looked for: {found['why']}")
+        click.echo(f"fixity check events recorded in {summary['db_url']}")
+    sys.exit(1 if summary["problems"] else 0)
+
+
 @cli.command("export")
 @click.argument("job_id", metavar="JOB")
 @click.option("--what", default="iiif,premis,prov", show_default=True,

@@ -513,14 +513,17 @@ def _finish(w: _Work, lum: np.ndarray, prediction: Prediction, dest: Location, s
 
 def write_thumbnail(dest: Location, pixels: np.ndarray, name: str | None = None) -> dict[str, Any]:
     """A review thumbnail under DEST/manifests/thumbs/, named by ``name`` (a checksum of what it
-    shows) or else by its own sha256: content-addressed, so written once. Returns uri, sha256, size."""
+    shows) or else by its own sha256: content-addressed, so written once. Returns uri, sha256, size
+    of the file there: the one already there when it was (the same picture, though another
+    encoder version may have made other bytes of it), so that the record matches what DEST holds."""
     data = thumbnail_jpeg(pixels)
     sha = hashlib.sha256(data).hexdigest()
     rel = f"{THUMBS}/{(name or sha)[:24]}.jpg"
     try:
         dest.write_new(rel, data, "image/jpeg")
-    except FileExistsError:
-        pass  # the same thumbnail is there already
+    except FileExistsError:   # the same thumbnail is there already
+        sha, size = dest.digest(rel)
+        return {"uri": dest.uri_of(rel), "sha256": sha, "size": size}
     return {"uri": dest.uri_of(rel), "sha256": sha, "size": len(data)}
 
 

@@ -55,3 +55,7 @@ class DatasetError(ColorizeError):
 
 class TrainingError(ColorizeError):
     """A training run that cannot go on as asked: a checkpoint left by a run with other settings or data."""
+
+
+class FixityError(ColorizeError):
+    """A fixity check that cannot be made as asked: nothing recorded for the destination, an unknown job."""

@@ -179,7 +179,7 @@ def premis_xml(store: ProvenanceStore, job_id: str) -> bytes:
             ET.SubElement(link, q("linkingAgentIdentifierType")).text = "local"
             ET.SubElement(link, q("linkingAgentIdentifierValue")).text = e.agent
             for uri, role in [(it.source_uri, "source")] + [(o.uri, "outcome") for o in it.outputs
-                                                             if e.type in ("write", "encode")]:
+                                                             if e.type in ("write", "encode", "fixity check")]:
                 lo = ET.SubElement(el, q("linkingObjectIdentifier"))
                 ET.SubElement(lo, q("linkingObjectIdentifierType")).text = "URI"
                 ET.SubElement(lo, q("linkingObjectIdentifierValue")).text = _as_uri(uri)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import posixpath
 import shutil
@@ -74,6 +75,11 @@ class Location:
         raise NotImplementedError
 
     def exists(self, rel: str) -> bool:
+        raise NotImplementedError
+
+    def digest(self, rel: str) -> tuple[str, int]:
+        """(sha256, size) of ``rel``'s bytes as stored now, read as a stream (a film of any size).
+        Raises NotFoundError if it is not there, StorageError if it cannot be read."""
         raise NotImplementedError
 
     def write_new(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
@@ -142,6 +148,16 @@ class LocalLocation(Location):
 
     def exists(self, rel: str) -> bool:
         return self._path(rel).exists()
+
+    def digest(self, rel: str) -> tuple[str, int]:
+        path = self._path(rel)
+        try:
+            with open(path, "rb") as fh:
+                return hashlib.file_digest(fh, "sha256").hexdigest(), os.fstat(fh.fileno()).st_size
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{path} is not there") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
     def _write_tmp(self, target: Path, data: bytes) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -283,6 +299,23 @@ class S3Location(Location):
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise StorageError(f"cannot check {self.uri_of(rel)}: {exc}") from exc
+
+    def digest(self, rel: str) -> tuple[str, int]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        sha, size = hashlib.sha256(), 0
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"]
+            for chunk in body.iter_chunks(1 << 20):
+                sha.update(chunk)
+                size += len(chunk)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise NotFoundError(f"{self.uri_of(rel)} is not there") from exc
+            raise StorageError(f"cannot read {self.uri_of(rel)}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"cannot read {self.uri_of(rel)}: {exc}") from exc
+        return sha.hexdigest(), size
 
     def write_new(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         from botocore.exceptions import BotoCoreError, ClientError

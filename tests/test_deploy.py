@@ -86,7 +86,8 @@ def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path)
     listed = subprocess.run([str(BIN / "prefect"), "deployment", "ls"], env=env, capture_output=True, text=True,
                             timeout=60)
     for name in ("colorize-archive/on-demand", "colorize-archive/nightly", "train-colorizer/on-demand",
-                 "evaluate-colorizer/on-demand", "build-dataset/on-demand"):
+                 "evaluate-colorizer/on-demand", "build-dataset/on-demand", "verify-fixity/weekly",
+                 "verify-fixity/on-demand"):
         assert name in listed.stdout, listed.stdout
     nightly = json.loads(subprocess.run([str(BIN / "prefect"), "deployment", "inspect", "colorize-archive/nightly",
                                          "--output", "json"], env=env, capture_output=True, text=True, timeout=60).stdout)
@@ -109,10 +110,19 @@ def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path)
                               "--param", f"source={tmp_path / 'missing'}", "--param", f"dest={tmp_path / 'd2'}",
                               "--watch"], env=env, capture_output=True, text=True, timeout=300)
         assert bad.returncode != 0
+        # The fixity check of what the first run wrote: Completed, then Failed once an output is gone.
+        check = [str(BIN / "prefect"), "deployment", "run", "verify-fixity/on-demand", "--param", f"dest={dest}",
+                 "--watch"]
+        intact = subprocess.run(check, env=env, capture_output=True, text=True, timeout=300)
+        assert intact.returncode == 0 and "Completed" in intact.stdout, intact.stdout[-3000:]
+        (dest / "chelsea-sepia.jpg").unlink()
+        damaged = subprocess.run(check, env=env, capture_output=True, text=True, timeout=300)
+        assert damaged.returncode != 0 and "Failed" in damaged.stdout, damaged.stdout[-3000:]
     finally:
         _stop(worker)
         log.close()
     assert "does not exist" in (tmp_path / "worker.log").read_text()
+    assert f"MISSING {dest / 'chelsea-sepia.jpg'}" in (tmp_path / "worker.log").read_text()
     assert not (tmp_path / "d2").exists()
     store = ProvenanceStore(env["COLORIZE_DB_URL"])
     with store.session() as s:

@@ -1,0 +1,176 @@
+"""Fixity checks of a destination, as archives run them on a schedule.
+
+Every output the provenance database records for DEST (colour renditions, films, review
+thumbnails) is read back whole and its sha256 and size compared with those recorded when it was
+written: ``intact``, ``missing``, ``changed`` or ``unreadable``. Each item checked gets a PREMIS
+``fixity check`` event (outcome ``failure`` when any of its outputs is not intact, with what was
+found). The files in DEST that no record accounts for (outside the reserved ``manifests/``
+folder and the index) are listed: a job stopped between writing an output and recording it
+leaves one, and so does anything put there by hand.
+
+The units of work are ranges of item ids (``item_ranges``), so that a flow can check an archive
+of millions of items in parallel tasks that pass only two numbers each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, distinct, or_, select
+from sqlalchemy.orm import selectinload
+from sqlalchemy.sql.elements import ColumnElement
+
+from colorize_core import __version__
+from colorize_core.archive import MANIFESTS
+from colorize_core.errors import FixityError, NotFoundError, StorageError
+from colorize_core.provenance import Event, Item, Output, ProvenanceStore, utcnow
+from colorize_core.storage import Location
+
+EVENT = "fixity check"      # PREMIS eventType vocabulary
+STATUSES = ("intact", "missing", "changed", "unreadable")
+INDEX = ("manifest.json", "manifest.html")   # DEST's index of its latest job, rewritten by design
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a check covers: the items done in ``dest``, or only those a job shows (the items it
+    did, and those its skip records point to: the outputs its manifest presents)."""
+
+    dest: str
+    job_id: str | None = None
+
+    def condition(self) -> ColumnElement[bool]:
+        done = and_(Item.dest == self.dest, Item.status == "done")
+        if self.job_id is None:
+            return done
+        shown = select(Item.previous_item_id).where(Item.job_id == self.job_id, Item.status == "skipped",
+                                                    Item.previous_item_id.is_not(None))
+        return and_(done, or_(Item.job_id == self.job_id, Item.id.in_(shown)))
+
+
+def check_scope(store: ProvenanceStore, dest: Location, job_id: str | None = None) -> Scope:
+    """The scope of a check of ``dest`` (of one job's outputs there if ``job_id``). Raises
+    FixityError for an unknown job, a job of another DEST, or a DEST with nothing recorded done
+    (a mistyped DEST: the message names the destinations the database knows)."""
+    if job_id is not None:
+        job = store.job(job_id)
+        if job is None:
+            raise FixityError(f"no job {job_id} in {store.url}")
+        if job.dest != dest.uri:
+            raise FixityError(f"job {job_id} wrote to {job.dest}, not {dest.uri}")
+    scope = Scope(dest.uri, job_id)
+    with store.session() as s:
+        if s.scalar(select(Item.id).where(scope.condition()).limit(1)) is None:
+            dests = s.scalars(select(distinct(Item.dest)).where(Item.status == "done").limit(20)).all()
+            what = f"job {job_id} shows no outputs" if job_id else f"nothing is recorded done for {dest.uri}"
+            known = f"; destinations with outputs: {', '.join(sorted(dests))}" if dests else ""
+            raise FixityError(f"{what} in {store.url}{known}")
+    return scope
+
+
+def item_ranges(store: ProvenanceStore, scope: Scope, per_range: int) -> list[tuple[int, int]]:
+    """The items in scope as (first id, last id) ranges of ``per_range`` items each, in id order."""
+    if per_range < 1:
+        raise ValueError("per_range must be at least 1")
+    ranges, first, n, last = [], None, 0, None
+    with store.session() as s:
+        ids = s.scalars(select(Item.id).where(scope.condition()).order_by(Item.id)
+                        .execution_options(yield_per=10_000))
+        for item_id in ids:
+            first = item_id if first is None else first
+            last, n = item_id, n + 1
+            if n == per_range:
+                ranges.append((first, last))
+                first, n = None, 0
+    if first is not None:
+        ranges.append((first, last))
+    return ranges
+
+
+def _relative(uri: str, dest: Location) -> str | None:
+    prefix = dest.uri.rstrip("/") + "/"
+    return uri[len(prefix):] if uri.startswith(prefix) else None
+
+
+def _check_one(dest: Location, uri: str, sha256: str, size: int) -> dict[str, Any]:
+    rel = _relative(uri, dest)
+    if rel is None:
+        return {"status": "unreadable", "error": f"{uri} is not under {dest.uri}"}
+    try:
+        found, found_size = dest.digest(rel)
+    except NotFoundError:
+        return {"status": "missing"}
+    except StorageError as exc:
+        return {"status": "unreadable", "error": str(exc)}
+    if found == sha256 and found_size == size:
+        return {"status": "intact"}
+    return {"status": "changed", "found_sha256": found, "found_size": found_size}
+
+
+def check_range(store: ProvenanceStore, dest: Location, scope: Scope, first: int, last: int,
+                detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check the outputs of the items in scope with ids ``first``..``last`` and record a fixity
+    check event on each (``detail``, e.g. the flow run, goes into every event). Returns the
+    counts by status (outputs and items) and every output not intact, with where it came from."""
+    q = (select(Item).where(scope.condition(), Item.id.between(first, last)).order_by(Item.id)
+         .options(selectinload(Item.outputs)))
+    with store.session() as s:   # read, then let the session go: reading a film back takes a while
+        items = [(it.id, it.job_id, it.rel_path, [(o.kind, o.uri, o.sha256, o.size) for o in it.outputs])
+                 for it in s.scalars(q)]
+    seen: dict[tuple[str, str, int], dict[str, Any]] = {}   # thumbnails shared by items: read once
+    counts = {status: 0 for status in STATUSES}
+    problems, events = [], []
+    for item_id, job_id, rel_path, outputs in items:
+        found = []
+        for kind, uri, sha256, size in outputs:
+            result = seen.get((uri, sha256, size))
+            if result is None:
+                result = seen[(uri, sha256, size)] = _check_one(dest, uri, sha256, size)
+            counts[result["status"]] += 1
+            if result["status"] != "intact":
+                found.append({"kind": kind, "uri": uri, **result})
+                problems.append({"item_id": item_id, "job_id": job_id, "source": rel_path, "kind": kind, "uri": uri,
+                                 "recorded_sha256": sha256, "recorded_size": size, **result})
+        events.append(Event(job_id=job_id, item_id=item_id, type=EVENT, outcome="failure" if found else "success",
+                            agent=f"colorize {__version__}", at=utcnow(),
+                            detail={"algorithm": "SHA-256", "outputs": len(outputs), "not_intact": found,
+                                    **(detail or {})}))
+    store.add_events(events)
+    return {"items": len(items), "items_not_intact": sum(e.outcome == "failure" for e in events),
+            "counts": counts, "problems": problems}
+
+
+def merge(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The results of several :func:`check_range` calls as one."""
+    total = {"items": 0, "items_not_intact": 0, "counts": {status: 0 for status in STATUSES}, "problems": []}
+    for r in results:
+        total["items"] += r["items"]
+        total["items_not_intact"] += r["items_not_intact"]
+        for status, n in r["counts"].items():
+            total["counts"][status] += n
+        total["problems"] += r["problems"]
+    return total
+
+
+def unrecorded(store: ProvenanceStore, dest: Location, stale_after: float) -> dict[str, Any]:
+    """The files in DEST that no output record accounts for, outside ``manifests/`` and the
+    index: ``{"files": [{rel, uri, size}], "looked": True}``. Not looked for (``looked``: False,
+    ``why``) while a job holds DEST's lease: the files it has written and not yet recorded would
+    be listed. Reads DEST's listing and the recorded URIs of every item ever written there."""
+    lease = store.dest_lease(dest.uri)
+    if lease and (utcnow() - lease["renewed_at"]).total_seconds() < stale_after:
+        return {"files": [], "looked": False,
+                "why": f"job {lease['job_id']} is writing to {dest.uri} now: files it has not recorded yet would "
+                       f"be listed; run the check again once it has finished"}
+    with store.session() as s:
+        q = (select(Output.uri).join(Item, Output.item_id == Item.id).where(Item.dest == dest.uri)
+             .execution_options(yield_per=10_000))
+        recorded = {_relative(uri, dest) for uri in s.scalars(q)}
+    try:
+        files = [{"rel": e.rel, "uri": dest.uri_of(e.rel), "size": e.size} for e in dest.list()
+                 if e.rel not in recorded and e.rel not in INDEX and not e.rel.startswith(f"{MANIFESTS}/")]
+    except NotFoundError as exc:
+        return {"files": [], "looked": False, "why": str(exc)}
+    return {"files": files, "looked": True}

@@ -1,0 +1,75 @@
+"""The fixity flow: read back every output recorded for DEST and compare its sha256 with the
+provenance database's, record a PREMIS fixity check event per item, and list the files in DEST
+that no record accounts for. Scheduled weekly in deploy/prefect.yaml; `colorize verify` runs it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
+
+from colorize_core.fixity import check_scope, item_ranges, merge
+from colorize_core.provenance import ProvenanceStore, utcnow
+from colorize_core.settings import get_settings
+from colorize_core.storage import open_location
+from flows.archive import task_runner
+from tasks.fixity import check_fixity, find_unrecorded
+
+_defaults = get_settings()
+SHOWN = 200   # problems listed in the run's artifact (all are in the result and the database)
+
+
+@flow(name="verify-fixity", log_prints=True, task_runner=task_runner())
+def verify_fixity(dest: str, db_url: str = _defaults.db_url, job_id: str | None = None, chunk_size: int = 500,
+                  look_for_unrecorded: bool = True, s3_endpoint: str | None = _defaults.s3_endpoint) -> State:
+    """Check the fixity of every output recorded for ``dest`` (only those job ``job_id`` shows,
+    if given): each is read back whole and its sha256 and size compared with the recorded ones,
+    ``chunk_size`` items per task. Every item checked gets a ``fixity check`` event in the
+    provenance database. With ``look_for_unrecorded``, files in DEST that no record accounts for
+    are listed too. The run ends Completed when every output is intact and Failed (with the same
+    summary as its result) when any is missing, changed or unreadable, so that an automation on
+    failed runs raises the alarm."""
+    logger = get_run_logger()
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    location, store = open_location(dest, s3_endpoint), ProvenanceStore(db_url)
+    scope = check_scope(store, location, job_id)
+    started = utcnow()
+    ranges = item_ranges(store, scope, chunk_size)
+    logger.info("checking the outputs of %d item range(s) in %s%s", len(ranges), location.uri,
+                f" shown by job {job_id}" if job_id else "")
+    detail = {"flow_run": str(flow_run.id) if flow_run.id else None}
+    unrec = find_unrecorded.submit(location.uri, store.url, s3_endpoint) if look_for_unrecorded else None
+    checks = check_fixity.map([r[0] for r in ranges], [r[1] for r in ranges], unmapped(location.uri),
+                              unmapped(store.url), unmapped(job_id), unmapped(s3_endpoint), unmapped(detail))
+    summary: dict[str, Any] = {"dest": location.uri, "job_id": job_id, "db_url": store.url,
+                               "started_at": started.isoformat(), **merge(c.result() for c in checks)}
+    found = unrec.result() if unrec else {"files": [], "looked": False, "why": "not asked for"}
+    summary["unrecorded"] = found
+    summary["finished_at"] = utcnow().isoformat()
+    c = summary["counts"]
+    create_table_artifact(key="verify-fixity-summary", table=[
+        {"dest": location.uri, "job": job_id or "all", "items": summary["items"], **c,
+         "unrecorded": len(found["files"]) if found["looked"] else "not looked for"}],
+        description=f"Fixity check of {location.uri}")
+    if summary["problems"]:
+        rows = "\n".join(f"| {p['status']} | {p['uri']} | {p['kind']} | {p['source']} | {p['item_id']} | {p['job_id']} |"
+                         for p in summary["problems"][:SHOWN])
+        more = len(summary["problems"]) - SHOWN
+        create_markdown_artifact(key="verify-fixity-problems", markdown=(
+            f"# Outputs not intact in {location.uri}\n\n| status | output | kind | source | item | job |\n"
+            f"|---|---|---|---|---|---|\n{rows}\n" + (f"\n... and {more} more (in the flow run's result and the "
+                                                      f"provenance database's fixity check events)\n" if more > 0 else "")),
+            description="Missing, changed or unreadable outputs")
+        bad = c["missing"] + c["changed"] + c["unreadable"]
+        return Failed(message=f"{bad} output(s) of {summary['items_not_intact']} item(s) in {location.uri} are not "
+                              f"intact ({c['missing']} missing, {c['changed']} changed, {c['unreadable']} unreadable)",
+                      data=summary)
+    return Completed(message=f"{c['intact']} output(s) of {summary['items']} item(s) intact", data=summary)
+
+
+if __name__ == "__main__":
+    verify_fixity(dest="var/colour", db_url="sqlite:///var/provenance.db")

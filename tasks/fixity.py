@@ -1,0 +1,40 @@
+"""Tasks of the fixity flow: check a range of items' outputs, and look for unrecorded files.
+They pass item id ranges and URIs; the bytes are read inside the task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from colorize_core.fixity import Scope, check_range, unrecorded
+from colorize_core.provenance import ProvenanceStore
+from colorize_core.settings import get_settings
+from colorize_core.storage import open_location
+
+
+@task(name="check-fixity", retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
+def check_fixity(first: int, last: int, dest: str, db_url: str, job_id: str | None, s3_endpoint: str | None,
+                 detail: dict[str, Any]) -> dict[str, Any]:
+    """Read back the outputs of items ``first``..``last`` in scope and record a fixity check
+    event on each (all at the end, in one transaction: a retried range records once)."""
+    location = open_location(dest, s3_endpoint)
+    result = check_range(ProvenanceStore(db_url), location, Scope(location.uri, job_id), first, last, detail)
+    logger = get_run_logger()
+    for p in result["problems"]:
+        logger.error("%s %s (%s of %s, item %d, job %s)%s", p["status"].upper(), p["uri"], p["kind"], p["source"],
+                     p["item_id"], p["job_id"], f": {p['error']}" if p.get("error") else "")
+    return result
+
+
+@task(name="find-unrecorded", retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
+def find_unrecorded(dest: str, db_url: str, s3_endpoint: str | None) -> dict[str, Any]:
+    """The files in DEST that no record accounts for (not looked for while a job writes there)."""
+    found = unrecorded(ProvenanceStore(db_url), open_location(dest, s3_endpoint), get_settings().lease_seconds)
+    logger = get_run_logger()
+    if not found["looked"]:
+        logger.warning("unrecorded files not looked for: %s", found["why"])
+    for f in found["files"]:
+        logger.warning("UNRECORDED %s (%d bytes): no job recorded writing it", f["uri"], f["size"])
+    return found

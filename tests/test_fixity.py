@@ -1,0 +1,161 @@
+"""Fixity checks: `colorize verify` and the verify-fixity flow read back every recorded output,
+name what is missing, changed or unreadable, list unrecorded files, and record PREMIS events."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import boto3
+import pytest
+from sqlalchemy import select
+
+from colorize_core.provenance import Event, Item, Output, ProvenanceStore
+from tests.conftest import SAMPLES
+from tests.test_archive_flow import run_flow
+from tests.test_cli import colorize
+
+pytestmark = pytest.mark.slow
+
+
+def _fixity_events(store: ProvenanceStore) -> list[Event]:
+    with store.session() as s:
+        return list(s.scalars(select(Event).where(Event.type == "fixity check").order_by(Event.id)))
+
+
+def _done_outputs(store: ProvenanceStore) -> list[tuple[int, str, str]]:
+    with store.session() as s:
+        q = select(Item.id, Output.kind, Output.uri).join(Output).where(Item.status == "done").order_by(Output.id)
+        return [tuple(row) for row in s.execute(q)]
+
+
+def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unrecorded(prefect_api, tmp_path):
+    src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
+    for folder in ("animals", "portraits", "still-life"):
+        shutil.copytree(SAMPLES / folder, src / folder)
+    (src / "film").mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
+                    str(src / "film" / "reel.mp4")], check=True)
+    env = {"PREFECT_API_URL": prefect_api}
+    r = colorize("run", str(src), str(dest), "--db", db, "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    first = json.loads(r.stdout[r.stdout.index("{"):])["job_id"]
+    r = colorize("run", str(src), str(dest), "--db", db, "--json", env=env)   # everything skipped as done
+    second = json.loads(r.stdout[r.stdout.index("{"):])
+    assert second["counts"] == {"done": 0, "skipped": 5, "failed": 0}
+    store = ProvenanceStore(db)
+    outputs = _done_outputs(store)
+    assert {kind for _, kind, _ in outputs} == {"colour", "thumb-original", "thumb-colour", "master", "access"}
+
+    # All intact: every output counted, one success event per item, nothing unrecorded (the
+    # manifests/ folder and the index are the system's own).
+    r = colorize("verify", str(dest), "--db", db, "--chunk-size", "2", "--json", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = json.loads(r.stdout[r.stdout.index("{"):])
+    assert summary["items"] == 5 and summary["problems"] == []
+    assert summary["counts"] == {"intact": len(outputs), "missing": 0, "changed": 0, "unreadable": 0}
+    assert summary["unrecorded"] == {"files": [], "looked": True}
+    events = _fixity_events(store)
+    assert len(events) == 5 and {e.outcome for e in events} == {"success"}
+    assert {e.job_id for e in events} == {first} and events[0].detail["algorithm"] == "SHA-256"
+
+    # Damage: one colour rendition gone, one changed, one unreadable (a folder in its place), a
+    # stray file beside them and one in the reserved manifests/ folder.
+    colour = {Path(uri).name: Path(uri) for _, kind, uri in outputs if kind == "colour"}
+    colour["astronaut.jpg"].unlink()
+    with open(colour["chelsea cat.png"], "ab") as fh:
+        fh.write(b"\0")
+    colour["coffee-16bit.tif"].unlink()
+    colour["coffee-16bit.tif"].mkdir()
+    (dest / "animals" / "stray.jpg").write_bytes(b"not ours")
+    (dest / "manifests" / "notes.txt").write_text("the system's own folder")
+
+    # The second job skipped every item as done: it shows the first job's outputs, checked again.
+    r = colorize("verify", "--job", second["job_id"], "--db", db, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"MISSING    {colour['astronaut.jpg']}" in r.stdout
+    assert f"CHANGED    {colour['chelsea cat.png']}: recorded sha256" in r.stdout
+    assert f"UNREADABLE {colour['coffee-16bit.tif']}: cannot read" in r.stdout
+    assert f"colour of portraits/astronaut.jpg (item " in r.stdout and f"job {first})" in r.stdout
+    assert f"UNRECORDED {dest / 'animals' / 'stray.jpg'} (8 bytes)" in r.stdout and "notes.txt" not in r.stdout
+    assert f"{len(outputs) - 3} intact, 1 missing, 1 changed, 1 unreadable" in r.stdout
+    failed = {e.item_id: e.detail["not_intact"] for e in _fixity_events(store)[5:] if e.outcome == "failure"}
+    assert sorted(p["status"] for found in failed.values() for p in found) == ["changed", "missing", "unreadable"]
+    assert len(_fixity_events(store)) == 10
+
+    # What the check recorded is in the job's PREMIS export, linked to the outputs it read.
+    r = colorize("export", first, "--what", "premis", "--db", db)
+    assert r.returncode == 0, r.stderr
+    premis = (dest / "manifests" / first / "premis.xml").read_text()
+    assert premis.count("<premis:eventType>fixity check</premis:eventType>") == 10
+
+    # Usage errors: exit 2, with what the database does know.
+    r = colorize("verify", str(tmp_path / "elsewhere"), "--db", db)
+    assert r.returncode == 2 and "nothing is recorded done" in r.stderr and str(dest) in r.stderr
+    r = colorize("verify", "--job", "no-such-job", "--db", db)
+    assert r.returncode == 2 and "no job no-such-job" in r.stderr
+    r = colorize("verify", "--db", db)
+    assert r.returncode == 2 and "give DEST" in r.stderr
+    assert len(_fixity_events(store)) == 10
+
+
+def test_verify_fixity_flow_on_s3_with_postgresql_fails_its_run_on_damage(prefect_api, s3_endpoint, bucket, pg_url):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.fixity import verify_fixity
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    for name in ("portraits/astronaut.jpg", "animals/chelsea-sepia.jpg"):
+        client.put_object(Bucket=bucket, Key=f"scans/{name}", Body=(SAMPLES / name).read_bytes())
+    dest = f"s3://{bucket}/colour"
+    assert run_flow(source=f"s3://{bucket}/scans", dest=dest, db_url=pg_url)["counts"]["done"] == 2
+    store = ProvenanceStore(pg_url)
+    outputs = _done_outputs(store)
+
+    state = verify_fixity(dest=dest, db_url=pg_url, s3_endpoint=s3_endpoint, return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["counts"]["intact"] == len(outputs) and summary["unrecorded"]["files"] == []
+
+    client.delete_object(Bucket=bucket, Key="colour/portraits/astronaut.jpg")
+    client.put_object(Bucket=bucket, Key="colour/animals/chelsea-sepia.jpg", Body=b"overwritten")
+    client.put_object(Bucket=bucket, Key="colour/animals/stray.png", Body=b"x")
+    client.put_object(Bucket=bucket, Key="colour/animals/.colorize-tmp-left", Body=b"x")  # hidden: not listed
+    state = verify_fixity(dest=dest, db_url=pg_url, s3_endpoint=s3_endpoint, return_state=True)
+    assert state.is_failed() and "2 output(s) of 2 item(s)" in state.message and "1 missing, 1 changed" in state.message
+    summary = state.result(raise_on_failure=False)
+    assert {p["uri"]: p["status"] for p in summary["problems"]} == {
+        f"{dest}/portraits/astronaut.jpg": "missing", f"{dest}/animals/chelsea-sepia.jpg": "changed"}
+    changed = next(p for p in summary["problems"] if p["status"] == "changed")
+    assert changed["found_size"] == len(b"overwritten") and changed["recorded_size"] > 1000
+    assert summary["unrecorded"]["files"] == [{"rel": "animals/stray.png", "uri": f"{dest}/animals/stray.png",
+                                               "size": 1}]
+    with get_client(sync_client=True) as api:
+        arts = api.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["verify-fixity-problems"])))
+    assert any(f"{dest}/portraits/astronaut.jpg" in a.data for a in arts)
+
+    # While a job holds DEST, files it has not recorded yet would look unrecorded: not looked for.
+    store.take_dest(dest, "job-writing-now", {"host": "elsewhere"}, stale_after=300)
+    state = verify_fixity(dest=dest, db_url=pg_url, s3_endpoint=s3_endpoint, return_state=True)
+    found = state.result(raise_on_failure=False)["unrecorded"]
+    assert found["looked"] is False and "job-writing-now is writing" in found["why"]
+    store.release_dest(dest, "job-writing-now")
+
+
+def test_a_thumbnail_already_in_dest_is_recorded_as_it_is_there(tmp_path):
+    """Thumbnails are named by what they show and written once; one there already (made by
+    another encoder version, say) is recorded with its own checksum, so a fixity check of the
+    later item finds it intact."""
+    import numpy as np
+
+    from colorize_core.archive import THUMBS, write_thumbnail
+    from colorize_core.storage import open_location
+
+    dest = open_location(str(tmp_path))
+    first = write_thumbnail(dest, np.zeros((32, 32, 3), np.uint8), name="a" * 24)
+    again = write_thumbnail(dest, np.full((32, 32, 3), 200, np.uint8), name="a" * 24)
+    assert again == first
+    assert dest.digest(f"{THUMBS}/{'a' * 24}.jpg") == (first["sha256"], first["size"])
