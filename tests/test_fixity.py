@@ -78,7 +78,7 @@ def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unr
     assert f"MISSING    {colour['astronaut.jpg']}" in r.stdout
     assert f"CHANGED    {colour['chelsea cat.png']}: recorded sha256" in r.stdout
     assert f"UNREADABLE {colour['coffee-16bit.tif']}: cannot read" in r.stdout
-    assert f"colour of portraits/astronaut.jpg (item " in r.stdout and f"job {first})" in r.stdout
+    assert "colour of portraits/astronaut.jpg (item " in r.stdout and f"job {first})" in r.stdout
     assert f"UNRECORDED {dest / 'animals' / 'stray.jpg'} (8 bytes)" in r.stdout and "notes.txt" not in r.stdout
     assert f"{len(outputs) - 3} intact, 1 missing, 1 changed, 1 unreadable" in r.stdout
     failed = {e.item_id: e.detail["not_intact"] for e in _fixity_events(store)[5:] if e.outcome == "failure"}
