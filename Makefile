@@ -28,6 +28,7 @@ bench: setup  ## benchmarks: print their figures
 	$(BIN)/python bench/bench_photo_flow.py
 	$(BIN)/python bench/bench_temporal.py
 	$(BIN)/python bench/bench_film.py
+	$(BIN)/python bench/bench_fixity.py
 
 clean:
 	rm -rf var build .pytest_cache
