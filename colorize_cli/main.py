@@ -268,6 +268,10 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: Fraction | None
 @click.option("--redo-rejected", "redo_job", metavar="JOB",
               help="Re-run exactly the items of JOB a reviewer rejected, with the parameters asked for "
                    "(SOURCE and DEST default to JOB's).")
+@click.option("--redo-damaged", is_flag=True,
+              help="Write again, from their originals, the items of DEST whose latest fixity check (colorize verify) "
+                   "found an output missing, changed or unreadable, each with its own parameters (SOURCE defaults "
+                   "to the one they came from).")
 @click.option("--model", default=_settings.model, show_default=True)
 @click.option("--refine", type=REFINE_CHOICES, default=_settings.refine, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=_settings.batch_size, show_default=True,
@@ -293,8 +297,8 @@ def video(in_path: Path, out_path: Path, model: str, frame_rate: Fraction | None
               help="Take DEST from JOB, a job known to have stopped whose lease has not yet run out "
                    "(a second job on a DEST is refused while the first renews its lease).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job summary as JSON.")
-def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None, model: str, refine: str,
-        batch_size: int, chunk_size: int, force: bool, include_colour: bool, work_size: int, device: str,
+def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None, redo_damaged: bool, model: str,
+        refine: str, batch_size: int, chunk_size: int, force: bool, include_colour: bool, work_size: int, device: str,
         s3_endpoint: str | None, film_renditions: str, temporal: bool, shot_max_frames: int, sequence_rate: str,
         task_runner: str, take_over: str | None, as_json: bool) -> None:
     """Run the archive flow: colorize the photos and films under SOURCE into DEST (folders,
@@ -308,8 +312,12 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
 
     from colorize_core.weights import resolve
 
+    if redo_job and redo_damaged:
+        raise click.UsageError("--redo-rejected and --redo-damaged are two kinds of job: one at a time")
     if redo_job:
         source, dest = _redo_locations(db_url, redo_job, source, dest)
+    elif redo_damaged:
+        source, dest = _repair_locations(db_url, source, dest, s3_endpoint)
     elif not source or not dest:
         raise click.UsageError("give SOURCE and DEST (or --redo-rejected JOB)")
     try:
@@ -340,7 +348,7 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
                  chunk_size=chunk_size, force=force, include_colour=include_colour, work_size=work_size, device=device,
                  s3_endpoint=s3_endpoint, film_renditions=renditions, temporal=temporal,
                  shot_max_frames=shot_max_frames, sequence_rate=sequence_rate, redo_job=redo_job,
-                 take_over=take_over, return_state=True)
+                 take_over=take_over, redo_damaged=redo_damaged, return_state=True)
     if not state.is_completed():
         click.echo(f"the archive flow did not complete: {state.message}", err=True)
         sys.exit(1)
@@ -373,6 +381,33 @@ def _redo_locations(db_url: str, job_id: str, source: str | None, dest: str | No
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
     return source or job.source, dest or job.dest
+
+
+def _repair_locations(db_url: str, source: str | None, dest: str | None, s3_endpoint: str | None) -> tuple[str, str]:
+    """SOURCE and DEST of a repair (``run [SOURCE] DEST --redo-damaged``): SOURCE is the one the
+    damaged items came from when not given; there must be damaged items from it."""
+    from colorize_core import ColorizeError
+    from colorize_core.fixity import damaged_sources, repair_groups
+    from colorize_core.storage import open_location
+
+    if dest is None:
+        source, dest = None, source
+    if dest is None:
+        raise click.UsageError("give DEST (and SOURCE, if its damaged items came from more than one)")
+    try:
+        store, dst = _store(db_url), open_location(dest, s3_endpoint)
+        if source is None:
+            sources = damaged_sources(store, dst.uri)
+            if len(sources) != 1:
+                raise click.UsageError(
+                    f"the damaged items of {dst.uri} came from {', '.join(sources)}: give SOURCE, one at a time"
+                    if sources else f"no damaged items in {dst.uri}: every output its latest fixity check read was "
+                                    f"intact (`colorize verify {dest}` checks again)")
+            source = sources[0]
+        repair_groups(store, open_location(source, s3_endpoint).uri, dst.uri)
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    return source, dest
 
 
 @cli.group()
@@ -570,6 +605,9 @@ def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str |
         elif unrecorded:
             click.echo(f"unrecorded files not looked for: {found['why']}")
         click.echo(f"fixity check events recorded in {summary['db_url']}")
+        if summary["problems"]:
+            click.echo(f"to write the damaged items again from their originals: colorize run {summary['dest']} "
+                       f"--redo-damaged --db {db_url}")
     sys.exit(1 if summary["problems"] else 0)
 
 

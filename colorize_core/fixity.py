@@ -8,6 +8,11 @@ found). The files in DEST that no record accounts for (outside the reserved ``ma
 folder and the index) are listed: a job stopped between writing an output and recording it
 leaves one, and so does anything put there by hand.
 
+An item found damaged is written again from its original by ``colorize run --redo-damaged``
+(:func:`repair_groups`): with its own recorded parameters, as a new item whose ``repair`` event
+names the old one; the old one gets a ``replaced`` event and is no longer checked (what was
+lost stays lost; the changed file, if any, stays where it is: nothing is overwritten).
+
 The units of work are ranges of item ids (``item_ranges``), so that a flow can check an archive
 of millions of items in parallel tasks that pass only two numbers each.
 """
@@ -18,18 +23,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, distinct, insert, or_, select
+from sqlalchemy import and_, distinct, func, insert, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from colorize_core import __version__
-from colorize_core.archive import MANIFESTS
+from colorize_core.archive import MANIFESTS, JobSettings
 from colorize_core.errors import FixityError, NotFoundError, StorageError
-from colorize_core.provenance import Event, Item, Output, ProvenanceStore, utcnow
+from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, utcnow
+from colorize_core.review import redo_settings
 from colorize_core.storage import Location
 
 EVENT = "fixity check"      # PREMIS eventType vocabulary
 STATUSES = ("intact", "missing", "changed", "unreadable")
 INDEX = ("manifest.json", "manifest.html")   # DEST's index of its latest job, rewritten by design
+
+
+REPAIR, REPLACED = "repair", "replaced"   # events on the item written again and on the damaged one
+
+
+def _with_event(kind: str):  # noqa: ANN202 - a select of item ids
+    return select(Event.item_id).where(Event.type == kind, Event.item_id.is_not(None))
 
 
 @dataclass(frozen=True)
@@ -41,7 +54,7 @@ class Scope:
     job_id: str | None = None
 
     def condition(self) -> ColumnElement[bool]:
-        done = and_(Item.dest == self.dest, Item.status == "done")
+        done = and_(Item.dest == self.dest, Item.status == "done", Item.id.not_in(_with_event(REPLACED)))
         if self.job_id is None:
             return done
         shown = select(Item.previous_item_id).where(Item.job_id == self.job_id, Item.status == "skipped",
@@ -179,3 +192,41 @@ def unrecorded(store: ProvenanceStore, dest: Location, stale_after: float) -> di
     except NotFoundError as exc:
         return {"files": [], "looked": False, "why": str(exc)}
     return {"files": files, "looked": True}
+
+
+def damaged(store: ProvenanceStore, dest: str) -> list[Item]:
+    """The items done in ``dest`` whose latest fixity check failed, and that have been neither
+    written again (``replaced``) nor redone after a review (``superseded``), in id order."""
+    latest = (select(func.max(Event.id)).join(Item, Event.item_id == Item.id)
+              .where(Item.dest == dest, Item.status == "done", Event.type == EVENT).group_by(Event.item_id))
+    q = (select(Item).join(Event, Event.item_id == Item.id)
+         .where(Event.id.in_(latest), Event.outcome == "failure", Item.id.not_in(_with_event(REPLACED)),
+                Item.id.not_in(_with_event("superseded"))).order_by(Item.id))
+    with store.session() as s:
+        return list(s.scalars(q))
+
+
+def repair_groups(store: ProvenanceStore, source: str, dest: str) -> list[tuple[JobSettings, list[Item]]]:
+    """The damaged items of ``dest`` that came from ``source``, grouped by their own recorded
+    settings (each is written again as it was made). FixityError when there are none: the
+    message says whether the damaged items came from other sources, and which."""
+    items = damaged(store, dest)
+    root = source.rstrip("/") + "/"
+    here = [it for it in items if it.source_uri.startswith(root)]
+    if not here:
+        others = sorted({it.source_uri.rsplit("/", 1)[0] for it in items})
+        raise FixityError(f"no damaged items in {dest} from {source}" + (
+            f" ({len(items)} from elsewhere, under {', '.join(others[:5])})" if items else
+            ": every output its latest fixity check read was intact (`colorize verify` checks again)"))
+    groups: dict[str, tuple[JobSettings, list[Item]]] = {}
+    for item in here:
+        settings = redo_settings(item.params, {})
+        groups.setdefault(settings.key(item.model_sha256, "film"), (settings, []))[1].append(item)
+    return list(groups.values())
+
+
+def damaged_sources(store: ProvenanceStore, dest: str) -> list[str]:
+    """The sources (of the jobs that did them) of the damaged items in ``dest``."""
+    ids = {it.job_id for it in damaged(store, dest)}
+    with store.session() as s:
+        return sorted(set(s.scalars(select(Job.source).where(Job.id.in_(ids))))) if ids else []

@@ -107,14 +107,15 @@ def attention(item: dict[str, Any]) -> list[str]:
 
 
 def _redo_links(store: ProvenanceStore, item_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """Per item: the item it redid (``supersedes``) and the item that redid it (``superseded_by``)."""
+    """Per item: the item it redid (``supersedes``) and the item that redid it (``superseded_by``),
+    each with ``repair`` true when it was written again because a fixity check found it damaged."""
     out: dict[int, dict[str, Any]] = {}
     if not item_ids:
         return out
+    kinds = {"redo": "supersedes", "superseded": "superseded_by", "repair": "supersedes", "replaced": "superseded_by"}
     with store.session() as s:
-        for e in s.scalars(select(Event).where(Event.type.in_(("redo", "superseded")), Event.item_id.in_(item_ids))):
-            key = "supersedes" if e.type == "redo" else "superseded_by"
-            out.setdefault(e.item_id, {})[key] = e.detail
+        for e in s.scalars(select(Event).where(Event.type.in_(list(kinds)), Event.item_id.in_(item_ids))):
+            out.setdefault(e.item_id, {})[kinds[e.type]] = {**e.detail, "repair": e.type in ("repair", "replaced")}
     return out
 
 

@@ -175,9 +175,11 @@ def redo_groups(store: ProvenanceStore, job_id: str) -> list[tuple[JobSettings, 
     return list(groups.values())
 
 
-def link_redone(store: ProvenanceStore, job_id: str, old_items: list[Item]) -> int:
-    """Link each redone item to its new output in ``job_id`` (``redo`` on the new item,
-    ``superseded`` on the old); returns how many were linked (a redo that failed is not)."""
+def link_redone(store: ProvenanceStore, job_id: str, old_items: list[Item],
+                events: tuple[str, str] = ("redo", "superseded"), agent: str = "colorize review") -> int:
+    """Link each redone item to its new output in ``job_id`` (``events``: ``redo`` on the new
+    item, ``superseded`` on the old; a repair of damaged outputs: ``repair`` and ``replaced``);
+    returns how many were linked (a redo that failed is not)."""
     if not old_items:
         return 0
     by_uri = {it.source_uri: it for it in old_items}
@@ -188,8 +190,8 @@ def link_redone(store: ProvenanceStore, job_id: str, old_items: list[Item]) -> i
         for old, n in pairs:
             old_out = next((o.uri for o in old.outputs if not o.kind.startswith("thumb-")), None)
             new_out = next((o.uri for o in n.outputs if not o.kind.startswith("thumb-")), None)
-            s.add(Event(job_id=job_id, item_id=n.id, type="redo", outcome="success", agent="colorize review",
+            s.add(Event(job_id=job_id, item_id=n.id, type=events[0], outcome="success", agent=agent,
                         detail={"item_id": old.id, "job_id": old.job_id, "uri": old_out}))
-            s.add(Event(job_id=job_id, item_id=old.id, type="superseded", outcome="success", agent="colorize review",
+            s.add(Event(job_id=job_id, item_id=old.id, type=events[1], outcome="success", agent=agent,
                         detail={"item_id": n.id, "job_id": job_id, "uri": new_out}))
     return len(pairs)

@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from colorize_core.archive import JobSettings, check_locations, job_status, software_versions
+from colorize_core.fixity import REPAIR, REPLACED, repair_groups
 from colorize_core.provenance import DestinationLease, ProvenanceStore
 from colorize_core.review import link_redone, redo_groups
 from colorize_core.settings import get_settings
@@ -51,7 +52,8 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                      device: str = _defaults.device, s3_endpoint: str | None = _defaults.s3_endpoint,
                      film_renditions: list[str] = [".mkv", ".mp4"], temporal: bool = True,  # noqa: B006
                      shot_max_frames: int = 1500, sequence_rate: str = "24",
-                     redo_job: str | None = None, take_over: str | None = None) -> dict[str, Any]:
+                     redo_job: str | None = None, take_over: str | None = None,
+                     redo_damaged: bool = False) -> dict[str, Any]:
     """Colorize the photos and films under ``source`` (folder, file:// or s3://) into ``dest``.
 
     Photos go through the model ``batch_size`` at a time; a task takes up to ``chunk_size``
@@ -64,6 +66,9 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
     model and parameters are skipped unless ``force``; a film's finished shots are reused.
     ``redo_job``: re-run exactly the items of that job a reviewer rejected, each with the
     parameters the reviewer asked for (the other parameters as the item had them).
+    ``redo_damaged``: write again, from their originals under ``source`` and with their own
+    parameters, the items of ``dest`` whose latest fixity check (the verify-fixity flow) found
+    an output missing, changed or unreadable.
     One job at a time writes to a DEST: the job holds DEST's lease in the provenance database
     while it runs, and a second job is refused (DestinationBusyError, naming the first). A lease
     not renewed for ``COLORIZE_LEASE_SECONDS`` (300) was a crashed job's and is taken over;
@@ -84,12 +89,20 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
     store = ProvenanceStore(db_url)
     # The work: one parameter set over the whole source, or, for a redo of rejected items,
     # each requested parameter set over exactly its items (always redone: never skipped).
-    groups = redo_groups(store, redo_job) if redo_job else [(job, None)]
-    group_weights = [resolve(g.model) if g.model != model else weights for g, _ in groups]
+    if redo_job and redo_damaged:
+        raise ValueError("redo_job and redo_damaged are two kinds of job: ask for one at a time")
     if redo_job:
+        groups = redo_groups(store, redo_job)
+    elif redo_damaged:
+        groups = repair_groups(store, src.uri, dst.uri)
+    else:
+        groups = [(job, None)]
+    group_weights = [resolve(g.model) if g.model != model else weights for g, _ in groups]
+    if redo_job or redo_damaged:
         force = True
-        params = {"redo_of": redo_job, "groups": [{"params": g.params(w.sha256, "film"), "items": len(only)}
-                                                  for (g, only), w in zip(groups, group_weights)]}
+        params = {"redo_of": redo_job} if redo_job else {"repair_of": dst.uri}
+        params["groups"] = [{"params": g.params(w.sha256, "film"), "items": len(only)}
+                            for (g, only), w in zip(groups, group_weights)]
     else:
         params = job.params(weights.sha256, "film")
     # One job at a time per DEST (in this database): a second is refused while this one holds the lease.
@@ -108,9 +121,10 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                 logger.warning("took over %s from job %s (%s), whose lease was last renewed at %s UTC%s", dst.uri,
                                old["job_id"], old["holder"], f"{old['renewed_at']:%Y-%m-%d %H:%M:%S}",
                                "; that job is marked crashed" if old["marked_crashed"] else "")
+            redoing = sum(len(o) for _, o in groups) if redo_job or redo_damaged else 0
             logger.info("job %s: %s -> %s with model %s (sha256 %s)%s", job_id, source, dest, weights.name,
-                        weights.sha256[:12], f", redoing {sum(len(o) for _, o in groups)} rejected item(s) of job "
-                        f"{redo_job}" if redo_job else "")
+                        weights.sha256[:12], f", redoing {redoing} rejected item(s) of job {redo_job}" if redo_job
+                        else f", writing {redoing} damaged item(s) again" if redo_damaged else "")
             futures, assemblies = [], []
             for (group, only), gw in zip(groups, group_weights):
                 settings = asdict(group)
@@ -163,6 +177,10 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
             if redo_job:
                 linked = link_redone(store, job_id, [item for _, only in groups for item in only])
                 logger.info("%d rejected item(s) redone and linked to their new outputs", linked)
+            elif redo_damaged:
+                linked = link_redone(store, job_id, [item for _, only in groups for item in only],
+                                     (REPAIR, REPLACED), "colorize fixity repair")
+                logger.info("%d damaged item(s) written again and linked to their new outputs", linked)
             status = "crashed" if crashed else job_status(counts)
             store.finish_job(job_id, status)
         except BaseException as exc:   # stopped: by an error, or cancelled (SIGTERM from Prefect, Ctrl-C)

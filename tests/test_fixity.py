@@ -100,6 +100,28 @@ def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unr
     assert r.returncode == 2 and "give DEST" in r.stderr
     assert len(_fixity_events(store)) == 10
 
+    # Repair: the damaged items written again from their originals, each with its own
+    # parameters; the old ones are linked to the new and no longer checked; nothing overwritten.
+    r = colorize("run", str(dest), "--redo-damaged", "--db", db, "--json", env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    repair = json.loads(r.stdout[r.stdout.index("{"):])
+    assert repair["counts"] == {"done": 3, "skipped": 0, "failed": 0}
+    assert colour["astronaut.jpg"].is_file()                             # where it was missing
+    assert colour["chelsea cat.png"].read_bytes().endswith(b"\0")      # the changed file is left as it was
+    assert len(list((dest / "animals").glob("chelsea cat.*.png"))) == 1  # and the new one beside it
+    with store.session() as s:
+        kinds = {(e.type, e.job_id) for e in s.scalars(select(Event).where(Event.type.in_(["repair", "replaced"])))}
+    assert kinds == {("repair", repair["job_id"]), ("replaced", repair["job_id"])}
+    page = (dest / "manifests" / repair["job_id"] / "manifest.html").read_text()
+    assert page.count("whose outputs a fixity check found damaged") == 3 and "written again from their originals" in page
+    r = colorize("verify", str(dest), "--db", db, "--json", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    again = json.loads(r.stdout[r.stdout.index("{"):])
+    assert again["items"] == 5 and again["problems"] == []
+    assert [f["rel"] for f in again["unrecorded"]["files"]] == ["animals/stray.jpg"]
+    r = colorize("run", str(dest), "--redo-damaged", "--db", db, env=env)
+    assert r.returncode == 2 and "no damaged items" in r.stderr
+
 
 def test_verify_fixity_flow_on_s3_with_postgresql_fails_its_run_on_damage(prefect_api, s3_endpoint, bucket, pg_url):
     from prefect import get_client
