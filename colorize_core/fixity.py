@@ -214,9 +214,9 @@ def repair_groups(store: ProvenanceStore, source: str, dest: str) -> list[tuple[
     root = source.rstrip("/") + "/"
     here = [it for it in items if it.source_uri.startswith(root)]
     if not here:
-        others = sorted({it.source_uri.rsplit("/", 1)[0] for it in items})
+        others = damaged_sources(store, dest)
         raise FixityError(f"no damaged items in {dest} from {source}" + (
-            f" ({len(items)} from elsewhere, under {', '.join(others[:5])})" if items else
+            f" ({len(items)} from elsewhere: {', '.join(others[:5])})" if items else
             ": every output its latest fixity check read was intact (`colorize verify` checks again)"))
     groups: dict[str, tuple[JobSettings, list[Item]]] = {}
     for item in here:

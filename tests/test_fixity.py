@@ -181,3 +181,33 @@ def test_a_thumbnail_already_in_dest_is_recorded_as_it_is_there(tmp_path):
     again = write_thumbnail(dest, np.full((32, 32, 3), 200, np.uint8), name="a" * 24)
     assert again == first
     assert dest.digest(f"{THUMBS}/{'a' * 24}.jpg") == (first["sha256"], first["size"])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_damaged_items_are_those_whose_latest_check_failed_and_that_nothing_replaced(backend, tmp_path, request):
+    from colorize_core.errors import FixityError
+    from colorize_core.fixity import EVENT, damaged, damaged_sources, repair_groups
+
+    store = ProvenanceStore(request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path}/p.db")
+    jobs = {src: store.start_job(src, "/d", {}, "k" * 64, "default", "0" * 64, {}, None) for src in ("/a", "/b")}
+    outcomes = {"damaged": ["failure"], "restored": ["failure", "success"], "redone": ["failure"],
+                "replaced": ["success", "failure"], "unchecked": [], "elsewhere": ["failure"]}
+    ids = {}
+    for name, checks in outcomes.items():
+        src = "/b" if name == "elsewhere" else "/a"
+        item = Item(job_id=jobs[src], source_uri=f"{src}/{name}.jpg", rel_path=f"{name}.jpg", dest="/d", status="done",
+                    params={"refine": "none"}, params_key="k" * 64, model_name="default", model_sha256="0" * 64)
+        events = [Event(type=EVENT, outcome=o, agent="test") for o in checks]
+        events += [Event(type=kind, outcome="success", agent="test") for kind in
+                   {"redone": ["superseded"], "replaced": ["replaced"]}.get(name, [])]
+        store.add_items([(item, events)])
+        ids[name] = item.id
+    assert [it.rel_path for it in damaged(store, "/d")] == ["damaged.jpg", "elsewhere.jpg"]
+    assert damaged(store, "/elsewhere") == []
+    assert damaged_sources(store, "/d") == ["/a", "/b"]
+    [(settings, items)] = repair_groups(store, "/a", "/d")
+    assert settings.refine == "none" and [it.id for it in items] == [ids["damaged"]]
+    with pytest.raises(FixityError, match=r"2 from elsewhere: /a, /b"):
+        repair_groups(store, "/c", "/d")
+    with pytest.raises(FixityError, match=r"every output its latest fixity check read was intact"):
+        repair_groups(store, "/a", "/elsewhere")
