@@ -256,7 +256,8 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
          model_sha256: str, force: bool = False,
          only: set[str] | None = None) -> tuple[list[Entry], list[FilmEntry], list[ItemResult]]:
     """List the source; record quick-check skips; return (photos to do, films to do, skipped).
-    ``only``: consider just the items with these source URIs (a redo of rejected items).
+    ``only``: consider just the items with these source URIs (a redo of rejected or damaged
+    items); one no longer in the source is recorded failed (NotFoundError), never dropped.
 
     Numbered DPX/TIFF/PNG/JPEG 2000 frames are held back until the listing ends: a folder with a
     ``sequence.json`` or with DPX frames is a frame sequence (one film), else they are photos."""
@@ -267,10 +268,13 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
     sidecars: dict[str, Entry] = {}
     sounds: dict[str, list[Entry]] = {}
     agent = f"colorize {__version__}"
+    found: set[str] = set()   # of ``only``, the URIs in the source
 
     def quick_skip(uri: str, entry: Entry | FilmEntry, media: str) -> bool:
-        if only is not None and uri not in only:
-            return True  # not asked for: neither done nor recorded
+        if only is not None:
+            if uri not in only:
+                return True  # not asked for: neither done nor recorded
+            found.add(uri)
         prev = done[media].get(uri)
         if prev is None or prev.size != entry.size or prev.version_tag != entry.version:
             return False
@@ -306,8 +310,10 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
         if not quick_skip(film_uri(source, film), film, "film"):
             films.append(film)
     for entry, error in errors:
-        if only is not None and item_uri(source, entry.rel) not in only:
-            continue
+        if only is not None:
+            if item_uri(source, entry.rel) not in only:
+                continue
+            found.add(item_uri(source, entry.rel))
         pending.append((Item(job_id=job_id, source_uri=item_uri(source, entry.rel), rel_path=entry.rel, dest=dest.uri,
                              size=entry.size, version_tag=entry.version, media_type="film", status="failed",
                              error_type="UnsupportedMediaError", error=error, flags=[], notes=[],
@@ -315,6 +321,16 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
                              model_name=settings.model, model_sha256=model_sha256, finished_at=utcnow()),
                         [Event(type="validate", outcome="failure", agent=agent, detail={"error": error})]))
         skipped.append(ItemResult(entry.rel, "failed", error))
+    root = source.uri.rstrip("/") + "/"
+    for uri in sorted((only or set()) - found):
+        rel = uri[len(root):].rstrip("/") if uri.startswith(root) else uri
+        error = f"{uri} is no longer in the source: it was asked to be done again and cannot be"
+        pending.append((Item(job_id=job_id, source_uri=uri, rel_path=rel, dest=dest.uri, status="failed",
+                             error_type="NotFoundError", error=error, flags=[], notes=[],
+                             params=settings.params(model_sha256, "photo"), params_key=keys["photo"],
+                             model_name=settings.model, model_sha256=model_sha256, finished_at=utcnow()),
+                        [Event(type="ingest", outcome="failure", agent=agent, detail={"error": error})]))
+        skipped.append(ItemResult(rel, "failed", error))
     store.add_items(pending)
     return todo, films, skipped
 

@@ -46,13 +46,11 @@ def plan_items(source: str, dest: str, db_url: str, job_id: str, settings: dict[
     todo, films, recorded = plan(open_location(source, s3_endpoint), open_location(dest, s3_endpoint),
                                  ProvenanceStore(db_url), job_id, JobSettings(**settings), model_sha256, force,
                                  set(only) if only is not None else None)
-    if only is not None:
-        missing = len(only) - len(todo) - len(films)
-        if missing:
-            get_run_logger().warning("%d of the %d items to redo are no longer in the source", missing, len(only))
     counts: dict[str, int] = {}
     for r in recorded:
         counts[r.status] = counts.get(r.status, 0) + 1
+        if r.status == "failed":
+            get_run_logger().warning("%s failed: %s", r.rel, r.detail)
     get_run_logger().info("%d photos and %d films to process; recorded while planning: %s", len(todo), len(films),
                           counts or "nothing")
     return [asdict(e) for e in todo], [asdict(f) for f in films], counts
