@@ -153,22 +153,27 @@ def check_range(store: ProvenanceStore, dest: Location, scope: Scope, first: int
                        "agent": f"colorize {__version__}", "at": utcnow(),
                        "detail": {"algorithm": "SHA-256", "outputs": len(outputs), "not_intact": found,
                                   **(detail or {})}})
+    before = {i: c["outcome"] for i, c in latest_checks(store, list(items)).items()}
     if events:
         with store.session() as s:   # one multi-row insert: an archive's check records millions
             s.execute(insert(Event), events)
+    recovered = [{"item_id": e["item_id"], "job_id": e["job_id"]} for e in events
+                 if e["outcome"] == "success" and before.get(e["item_id"]) == "failure"]
     return {"items": len(items), "items_not_intact": sum(e["outcome"] == "failure" for e in events),
-            "counts": counts, "problems": problems}
+            "counts": counts, "problems": problems, "recovered": recovered}
 
 
 def merge(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The results of several :func:`check_range` calls as one."""
-    total = {"items": 0, "items_not_intact": 0, "counts": {status: 0 for status in STATUSES}, "problems": []}
+    total = {"items": 0, "items_not_intact": 0, "counts": {status: 0 for status in STATUSES}, "problems": [],
+             "recovered": []}
     for r in results:
         total["items"] += r["items"]
         total["items_not_intact"] += r["items_not_intact"]
         for status, n in r["counts"].items():
             total["counts"][status] += n
         total["problems"] += r["problems"]
+        total["recovered"] += r["recovered"]
     return total
 
 
@@ -230,3 +235,14 @@ def damaged_sources(store: ProvenanceStore, dest: str) -> list[str]:
     ids = {it.job_id for it in damaged(store, dest)}
     with store.session() as s:
         return sorted(set(s.scalars(select(Job.source).where(Job.id.in_(ids))))) if ids else []
+
+
+def latest_checks(store: ProvenanceStore, item_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Per item id, its latest fixity check: when, the outcome, the outputs not intact."""
+    if not item_ids:
+        return {}
+    latest = (select(func.max(Event.id)).where(Event.type == EVENT, Event.item_id.in_(item_ids))
+              .group_by(Event.item_id))
+    with store.session() as s:
+        return {e.item_id: {"at": e.at.isoformat(), "outcome": e.outcome, "not_intact": e.detail.get("not_intact", [])}
+                for e in s.scalars(select(Event).where(Event.id.in_(latest)))}

@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from colorize_core.archive import MANIFESTS
 from colorize_core.errors import StorageError
+from colorize_core.fixity import latest_checks
 from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Job, ProvenanceStore
 from colorize_core.review import decisions_of
@@ -50,11 +51,13 @@ def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
     rows = store.job_items(job_id)
     reviews = decisions_of(store, [r["done_item_id"] for r in rows if r["done_item_id"]])
     links = _redo_links(store, [r["done_item_id"] for r in rows if r["done_item_id"]])
+    checks = latest_checks(store, [r["done_item_id"] for r in rows if r["done_item_id"]])
     for row in rows:
         item = {"id": row["id"], **{k: row[k] for k in _ITEM_FIELDS}}
         item["review"] = reviews.get(row["done_item_id"], [])
         item["decision"] = item["review"][-1]["decision"] if item["review"] else None
         item["redo"] = links.get(row["done_item_id"], {})
+        item["fixity"] = checks.get(row["done_item_id"])
         renditions = [{"kind": o["kind"], "uri": o["uri"], "sha256": o["sha256"], "size": o["size"]}
                       for o in row["outputs"] if not o["kind"].startswith("thumb-")]
         # A photo's colour rendition; a film's access copy (else its master).
@@ -103,6 +106,9 @@ def attention(item: dict[str, Any]) -> list[str]:
         reasons.append("high-flicker")
     if item.get("decision") == "rejected":
         reasons.append("rejected")
+    replaced = (item.get("redo") or {}).get("superseded_by", {}).get("repair")
+    if (item.get("fixity") or {}).get("outcome") == "failure" and not replaced:
+        reasons.append("damaged")
     return reasons
 
 
@@ -168,8 +174,13 @@ def refresh_manifest(store: ProvenanceStore, job_id: str, dest: Location) -> dic
     """Render a job's manifest again (a review decision was added): its own files always, DEST's
     index only while the index is this job's. A decision on an earlier job's item must not put
     that job in the place of the latest one."""
-    try:
-        shown = json.loads(dest.read("manifest.json"))["job"]["id"]
-    except (StorageError, ValueError, KeyError, TypeError):
-        shown = None   # no index yet, or not one of ours: this job's becomes it
+    shown = index_job(dest)   # None: no index yet, or not one of ours: this job's becomes it
     return write_manifest(store, job_id, dest, index=shown in (None, job_id))
+
+
+def index_job(dest: Location) -> str | None:
+    """The job DEST's index (``manifest.json``) shows; None without one of ours."""
+    try:
+        return json.loads(dest.read("manifest.json"))["job"]["id"]
+    except (StorageError, ValueError, KeyError, TypeError):
+        return None

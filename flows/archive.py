@@ -22,6 +22,7 @@ from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
 from colorize_core.weights import resolve
 from tasks.film import assemble_film_task, colorize_shot_task, prepare_film_task
+from tasks.fixity import refresh_manifests
 from tasks.photos import colorize_photo_batch, plan_items, write_job_manifest
 
 _defaults = get_settings()
@@ -187,6 +188,9 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
             store.finish_job(job_id, "crashed" if isinstance(exc, Exception) else "cancelled", if_running=True)
             raise
         manifest = write_job_manifest(store.url, job_id, dest, s3_endpoint)
+        if redo_damaged:   # the replaced items' own jobs' pages say where they went
+            refresh_manifests(sorted({item.job_id for _, only in groups for item in only}), dest, store.url,
+                              s3_endpoint)
         summary = {"job_id": job_id, "status": status, "counts": counts, "crashed_batches": crashed,
                    "manifest": manifest, "dest": dest, "db_url": store.url}
         create_table_artifact(key="colorize-archive-summary", table=[

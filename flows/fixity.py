@@ -1,6 +1,6 @@
 """The fixity flow: read back every output recorded for DEST and compare its sha256 with the
-provenance database's, record a PREMIS fixity check event per item, and list the files in DEST
-that no record accounts for. Scheduled weekly in deploy/prefect.yaml; `colorize verify` runs it."""
+provenance database's, record a PREMIS fixity check event per item, list the files in DEST
+that no record accounts for, and show what was found on the manifests reviewers open. Scheduled weekly in deploy/prefect.yaml; `colorize verify` runs it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from colorize_core.provenance import ProvenanceStore, utcnow
 from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
 from flows.archive import task_runner
-from tasks.fixity import check_fixity, find_unrecorded
+from tasks.fixity import check_fixity, find_unrecorded, refresh_manifests
 
 _defaults = get_settings()
 SHOWN = 200   # problems listed in the run's artifact (all are in the result and the database)
@@ -49,6 +49,9 @@ def verify_fixity(dest: str, db_url: str = _defaults.db_url, job_id: str | None 
                                "started_at": started.isoformat(), **merge(c.result() for c in checks)}
     found = unrec.result() if unrec else {"files": [], "looked": False, "why": "not asked for"}
     summary["unrecorded"] = found
+    # The pages reviewers open: the index, and the jobs whose items were found damaged, or intact again.
+    touched = {p["job_id"] for p in summary["problems"]} | {r["job_id"] for r in summary["recovered"]}
+    summary["manifests_refreshed"] = refresh_manifests(sorted(touched), location.uri, store.url, s3_endpoint)
     summary["finished_at"] = utcnow().isoformat()
     c = summary["counts"]
     create_table_artifact(key="verify-fixity-summary", table=[

@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from colorize_core.fixity import Scope, check_range, unrecorded
+from colorize_core.manifest import index_job, refresh_manifest
 from colorize_core.provenance import ProvenanceStore
 from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
@@ -38,3 +39,16 @@ def find_unrecorded(dest: str, db_url: str, s3_endpoint: str | None) -> dict[str
     for f in found["files"]:
         logger.warning("UNRECORDED %s (%d bytes): no job recorded writing it", f["uri"], f["size"])
     return found
+
+
+@task(name="refresh-manifests", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def refresh_manifests(job_ids: list[str], dest: str, db_url: str, s3_endpoint: str | None) -> list[str]:
+    """Render again the manifests of these jobs and of the job DEST's index shows (of this
+    database), so that what a check found (or a repair did) is on the pages reviewers open.
+    Returns the jobs refreshed."""
+    store, location = ProvenanceStore(db_url), open_location(dest, s3_endpoint)
+    shown = index_job(location)
+    jobs = sorted({j for j in [*job_ids, shown] if j and store.job(j) is not None})
+    for job_id in jobs:
+        refresh_manifest(store, job_id, location)
+    return jobs

@@ -84,6 +84,14 @@ def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unr
     failed = {e.item_id: e.detail["not_intact"] for e in _fixity_events(store)[5:] if e.outcome == "failure"}
     assert sorted(p["status"] for found in failed.values() for p in found) == ["changed", "missing", "unreadable"]
     assert len(_fixity_events(store)) == 10
+    # Reviewers see it: the damaged items need attention on their job's page and on DEST's index.
+    r = colorize("review", "list", first, "--db", db, "--json")
+    flagged = {it["rel_path"] for it in json.loads(r.stdout) if "damaged" in it["attention"]}
+    assert flagged == {"portraits/astronaut.jpg", "animals/chelsea cat.png", "still-life/coffee-16bit.tif"}
+    index = json.loads((dest / "manifest.json").read_text())
+    assert index["job"]["id"] == second["job_id"]
+    assert sum("damaged" in it["attention"] for it in index["items"]) == 3
+    assert "colour missing" in (dest / "manifests" / first / "manifest.html").read_text()
 
     # What the check recorded is in the job's PREMIS export, linked to the outputs it read.
     r = colorize("export", first, "--what", "premis", "--db", db)
@@ -124,6 +132,9 @@ def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unr
     with store.session() as s:
         kinds = {(e.type, e.job_id) for e in s.scalars(select(Event).where(Event.type.in_(["repair", "replaced"])))}
     assert {kind for kind, _ in kinds} == {"repair", "replaced"} and len({job for _, job in kinds}) == 2
+    r = colorize("review", "list", first, "--db", db, "--json")
+    assert not [it for it in json.loads(r.stdout) if "damaged" in it["attention"]]
+    assert (dest / "manifests" / first / "manifest.html").read_text().count("Damaged; written again as item") == 3
     page = (dest / "manifests" / repair["job_id"] / "manifest.html").read_text()
     assert page.count("whose outputs a fixity check found damaged") == 2 and "written again from their originals" in page
     r = colorize("verify", str(dest), "--db", db, "--json", env=env)
