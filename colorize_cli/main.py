@@ -553,9 +553,12 @@ def _activity(job: dict, now) -> str:  # noqa: ANN001
               help="Items per task (Prefect task run).")
 @click.option("--unrecorded/--no-unrecorded", default=True, show_default=True,
               help="Also list files in DEST that no record accounts for.")
+@click.option("--unchecked-for", "unchecked_for", type=click.FloatRange(0, min_open=True), default=None,
+              metavar="DAYS", help="Only the items whose last fixity check is older than DAYS (a rolling check).")
+@click.option("--max-items", type=click.IntRange(1), default=None, help="Check at most N items (lowest ids first).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
 def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str | None, chunk_size: int,
-           unrecorded: bool, as_json: bool) -> None:
+           unrecorded: bool, unchecked_for: float | None, max_items: int | None, as_json: bool) -> None:
     """Fixity check of DEST: read back every output the provenance database records there and
     compare its sha256 with the recorded one (a 'fixity check' event on each item); list the
     files there that no record accounts for. Exit 1 if any output is missing, changed or
@@ -580,7 +583,8 @@ def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str |
     from flows.fixity import verify_fixity
 
     state = verify_fixity(dest=dest, db_url=db_url, job_id=job_id, chunk_size=chunk_size,
-                          look_for_unrecorded=unrecorded, s3_endpoint=s3_endpoint, return_state=True)
+                          look_for_unrecorded=unrecorded, s3_endpoint=s3_endpoint, unchecked_for_days=unchecked_for,
+                          max_items=max_items, return_state=True)
     summary = state.result(raise_on_failure=False) if state.is_completed() or state.is_failed() else None
     if not isinstance(summary, dict):
         click.echo(f"the fixity check did not complete: {state.message}", err=True)
@@ -589,8 +593,11 @@ def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str |
         click.echo(json.dumps(summary, indent=1))
     else:
         c, found = summary["counts"], summary["unrecorded"]
-        click.echo(f"{summary['dest']}: {summary['items']} item(s), {sum(c.values())} output(s) read back: "
-                   + ", ".join(f"{c[k]} {k}" for k in c))
+        due = " ".join(filter(None, [f"not checked since {summary['not_checked_since'][:16]} UTC"
+                                     if summary["not_checked_since"] else "",
+                                     f"at most {summary['max_items']}" if summary["max_items"] else ""]))
+        click.echo(f"{summary['dest']}: {summary['items']} item(s){f' ({due})' if due else ''}, "
+                   f"{sum(c.values())} output(s) read back: " + ", ".join(f"{c[k]} {k}" for k in c))
         for p in summary["problems"]:
             was = (f": recorded sha256 {p['recorded_sha256'][:16]}... {p['recorded_size']} bytes, now "
                    f"{p['found_sha256'][:16]}... {p['found_size']} bytes") if p["status"] == "changed" else ""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, distinct, func, insert, or_, select
@@ -48,13 +49,19 @@ def _with_event(kind: str):  # noqa: ANN202 - a select of item ids
 @dataclass(frozen=True)
 class Scope:
     """What a check covers: the items done in ``dest``, or only those a job shows (the items it
-    did, and those its skip records point to: the outputs its manifest presents)."""
+    did, and those its skip records point to: the outputs its manifest presents); with
+    ``checked_before``, only those not checked since then (a rolling check: each night the
+    items whose last check is older than a week, say)."""
 
     dest: str
     job_id: str | None = None
+    checked_before: datetime | None = None
 
     def condition(self) -> ColumnElement[bool]:
         done = and_(Item.dest == self.dest, Item.status == "done", Item.id.not_in(_with_event(REPLACED)))
+        if self.checked_before is not None:
+            recent = _with_event(EVENT).where(Event.at >= self.checked_before)
+            done = and_(done, Item.id.not_in(recent))
         if self.job_id is None:
             return done
         shown = select(Item.previous_item_id).where(Item.job_id == self.job_id, Item.status == "skipped",
@@ -62,10 +69,12 @@ class Scope:
         return and_(done, or_(Item.job_id == self.job_id, Item.id.in_(shown)))
 
 
-def check_scope(store: ProvenanceStore, dest: Location, job_id: str | None = None) -> Scope:
-    """The scope of a check of ``dest`` (of one job's outputs there if ``job_id``). Raises
-    FixityError for an unknown job, a job of another DEST, or a DEST with nothing recorded done
-    (a mistyped DEST: the message names the destinations the database knows)."""
+def check_scope(store: ProvenanceStore, dest: Location, job_id: str | None = None,
+                checked_before: datetime | None = None) -> Scope:
+    """The scope of a check of ``dest`` (of one job's outputs there if ``job_id``; of those not
+    checked since ``checked_before`` if given). Raises FixityError for an unknown job, a job of
+    another DEST, or a DEST with nothing recorded done (a mistyped DEST: the message names the
+    destinations the database knows); a scope with nothing due yet is not an error."""
     if job_id is not None:
         job = store.job(job_id)
         if job is None:
@@ -79,17 +88,21 @@ def check_scope(store: ProvenanceStore, dest: Location, job_id: str | None = Non
             what = f"job {job_id} shows no outputs" if job_id else f"nothing is recorded done for {dest.uri}"
             known = f"; destinations with outputs: {', '.join(sorted(dests))}" if dests else ""
             raise FixityError(f"{what} in {store.url}{known}")
-    return scope
+    return Scope(dest.uri, job_id, checked_before)
 
 
-def item_ranges(store: ProvenanceStore, scope: Scope, per_range: int) -> list[tuple[int, int]]:
-    """The items in scope as (first id, last id) ranges of ``per_range`` items each, in id order."""
-    if per_range < 1:
-        raise ValueError("per_range must be at least 1")
+def item_ranges(store: ProvenanceStore, scope: Scope, per_range: int,
+                max_items: int | None = None) -> list[tuple[int, int]]:
+    """The items in scope as (first id, last id) ranges of ``per_range`` items each, in id order;
+    the first ``max_items`` only, if given (a night's share of a rolling check)."""
+    if per_range < 1 or (max_items is not None and max_items < 1):
+        raise ValueError("per_range and max_items must be at least 1")
     ranges, first, n, last = [], None, 0, None
+    q = select(Item.id).where(scope.condition()).order_by(Item.id)
+    if max_items is not None:
+        q = q.limit(max_items)
     with store.session() as s:
-        ids = s.scalars(select(Item.id).where(scope.condition()).order_by(Item.id)
-                        .execution_options(yield_per=10_000))
+        ids = s.scalars(q.execution_options(yield_per=10_000))
         for item_id in ids:
             first = item_id if first is None else first
             last, n = item_id, n + 1

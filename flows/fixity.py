@@ -4,6 +4,7 @@ that no record accounts for, and show what was found on the manifests reviewers 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, unmapped
@@ -24,29 +25,38 @@ SHOWN = 200   # problems listed in the run's artifact (all are in the result and
 
 @flow(name="verify-fixity", log_prints=True, task_runner=task_runner())
 def verify_fixity(dest: str, db_url: str = _defaults.db_url, job_id: str | None = None, chunk_size: int = 500,
-                  look_for_unrecorded: bool = True, s3_endpoint: str | None = _defaults.s3_endpoint) -> State:
+                  look_for_unrecorded: bool = True, s3_endpoint: str | None = _defaults.s3_endpoint,
+                  unchecked_for_days: float | None = None, max_items: int | None = None) -> State:
     """Check the fixity of every output recorded for ``dest`` (only those job ``job_id`` shows,
     if given): each is read back whole and its sha256 and size compared with the recorded ones,
     ``chunk_size`` items per task. Every item checked gets a ``fixity check`` event in the
     provenance database. With ``look_for_unrecorded``, files in DEST that no record accounts for
     are listed too. The run ends Completed when every output is intact and Failed (with the same
     summary as its result) when any is missing, changed or unreadable, so that an automation on
-    failed runs raises the alarm."""
+    failed runs raises the alarm. A rolling check: ``unchecked_for_days`` checks only the items
+    whose last check is older than that, and ``max_items`` caps a run (the lowest item ids
+    first), so that a nightly run with both covers the whole archive in turn."""
     logger = get_run_logger()
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
+    if unchecked_for_days is not None and unchecked_for_days <= 0:
+        raise ValueError("unchecked_for_days must be more than 0")
     location, store = open_location(dest, s3_endpoint), ProvenanceStore(db_url)
-    scope = check_scope(store, location, job_id)
     started = utcnow()
-    ranges = item_ranges(store, scope, chunk_size)
-    logger.info("checking the outputs of %d item range(s) in %s%s", len(ranges), location.uri,
-                f" shown by job {job_id}" if job_id else "")
+    cutoff = started - timedelta(days=unchecked_for_days) if unchecked_for_days is not None else None
+    scope = check_scope(store, location, job_id, cutoff)
+    ranges = item_ranges(store, scope, chunk_size, max_items)
+    logger.info("checking the outputs of %d item range(s) in %s%s%s", len(ranges), location.uri,
+                f" shown by job {job_id}" if job_id else "",
+                f", items not checked since {cutoff:%Y-%m-%d %H:%M} UTC" if cutoff else "")
     detail = {"flow_run": str(flow_run.id) if flow_run.id else None}
     unrec = find_unrecorded.submit(location.uri, store.url, s3_endpoint) if look_for_unrecorded else None
     checks = check_fixity.map([r[0] for r in ranges], [r[1] for r in ranges], unmapped(location.uri),
-                              unmapped(store.url), unmapped(job_id), unmapped(s3_endpoint), unmapped(detail))
+                              unmapped(store.url), unmapped(job_id), unmapped(s3_endpoint), unmapped(detail),
+                              unmapped(cutoff))
     summary: dict[str, Any] = {"dest": location.uri, "job_id": job_id, "db_url": store.url,
-                               "started_at": started.isoformat(), **merge(c.result() for c in checks)}
+                               "started_at": started.isoformat(), "not_checked_since": cutoff.isoformat() if cutoff
+                               else None, "max_items": max_items, **merge(c.result() for c in checks)}
     found = unrec.result() if unrec else {"files": [], "looked": False, "why": "not asked for"}
     summary["unrecorded"] = found
     # The pages reviewers open: the index, and the jobs whose items were found damaged, or intact again.

@@ -3,6 +3,7 @@ They pass item id ranges and URIs; the bytes are read inside the task."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -17,11 +18,12 @@ from colorize_core.storage import open_location
 
 @task(name="check-fixity", retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
 def check_fixity(first: int, last: int, dest: str, db_url: str, job_id: str | None, s3_endpoint: str | None,
-                 detail: dict[str, Any]) -> dict[str, Any]:
+                 detail: dict[str, Any], checked_before: datetime | None = None) -> dict[str, Any]:
     """Read back the outputs of items ``first``..``last`` in scope and record a fixity check
     event on each (all at the end, in one transaction: a retried range records once)."""
     location = open_location(dest, s3_endpoint)
-    result = check_range(ProvenanceStore(db_url), location, Scope(location.uri, job_id), first, last, detail)
+    scope = Scope(location.uri, job_id, checked_before)
+    result = check_range(ProvenanceStore(db_url), location, scope, first, last, detail)
     logger = get_run_logger()
     for p in result["problems"]:
         logger.error("%s %s (%s of %s, item %d, job %s)%s", p["status"].upper(), p["uri"], p["kind"], p["source"],

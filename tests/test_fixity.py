@@ -60,6 +60,11 @@ def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unr
     events = _fixity_events(store)
     assert len(events) == 5 and {e.outcome for e in events} == {"success"}
     assert {e.job_id for e in events} == {first} and events[0].detail["algorithm"] == "SHA-256"
+    # A rolling check: nothing is due a day after every item was checked.
+    r = colorize("verify", str(dest), "--db", db, "--unchecked-for", "1", "--max-items", "3", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 item(s) (not checked since " in r.stdout and "at most 3), 0 output(s) read back" in r.stdout
+    assert len(_fixity_events(store)) == 5
 
     # Damage: one colour rendition gone, one changed, one unreadable (a folder in its place), a
     # stray file beside them and one in the reserved manifests/ folder.
@@ -234,3 +239,32 @@ def test_damaged_items_are_those_whose_latest_check_failed_and_that_nothing_repl
         repair_groups(store, "/c", "/d")
     with pytest.raises(FixityError, match=r"every output its latest fixity check read was intact"):
         repair_groups(store, "/a", "/elsewhere")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_rolling_check_takes_the_items_not_checked_lately_up_to_a_cap(backend, tmp_path, request):
+    from datetime import timedelta
+
+    from colorize_core.fixity import EVENT, Scope, item_ranges
+    from colorize_core.provenance import utcnow
+
+    store = ProvenanceStore(request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path}/p.db")
+    job = store.start_job("/a", "/d", {}, "k" * 64, "default", "0" * 64, {}, None)
+    now, ids = utcnow(), {}
+    for name, days_ago in {"never": None, "last-month": 30, "last-week": 7, "yesterday": 1, "today": 0}.items():
+        item = Item(job_id=job, source_uri=f"/a/{name}.jpg", rel_path=f"{name}.jpg", dest="/d", status="done",
+                    params={}, params_key="k" * 64, model_name="default", model_sha256="0" * 64)
+        events = [] if days_ago is None else [Event(type=EVENT, outcome="success", agent="test",
+                                                     at=now - timedelta(days=days_ago, minutes=1))]
+        store.add_items([(item, events)])
+        ids[name] = item.id
+
+    def due(days: float, cap: int | None = None) -> list[int]:
+        ranges = item_ranges(store, Scope("/d", checked_before=now - timedelta(days=days)), 2, cap)
+        return [i for first, last in ranges for i in sorted(ids.values()) if first <= i <= last]
+
+    assert due(6) == [ids["never"], ids["last-month"], ids["last-week"]]
+    assert due(0.5) == [ids["never"], ids["last-month"], ids["last-week"], ids["yesterday"]]
+    assert due(60) == [ids["never"]]
+    assert due(6, cap=2) == [ids["never"], ids["last-month"]]
+    assert len(item_ranges(store, Scope("/d"), 2)) == 3   # without a cut-off: all five, two per range
