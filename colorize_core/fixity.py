@@ -1,7 +1,7 @@
 """Fixity checks of a destination, as archives run them on a schedule.
 
 Every output the provenance database records for DEST (colour renditions, films, review
-thumbnails) is read back whole and its sha256 and size compared with those recorded when it was
+thumbnails, a film's stills) is read back whole and its sha256 and size compared with those recorded when it was
 written: ``intact``, ``missing``, ``changed`` or ``unreadable``. Each item checked gets a PREMIS
 ``fixity check`` event (outcome ``failure`` when any of its outputs is not intact, with what was
 found). The files in DEST that no record accounts for (outside the reserved ``manifests/``
@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from colorize_core import __version__
 from colorize_core.archive import MANIFESTS, JobSettings
 from colorize_core.errors import FixityError, NotFoundError, StorageError
-from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, utcnow
+from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, Shot, utcnow
 from colorize_core.review import redo_settings
 from colorize_core.storage import Location
 
@@ -148,6 +148,12 @@ def check_range(store: ProvenanceStore, dest: Location, scope: Scope, first: int
             outputs = items.setdefault(item_id, (job_id, rel_path, []))[2]
             if output[0] is not None:
                 outputs.append(tuple(output))
+        # A film's stills (a pair per shot, on its manifest page) are outputs of its shots.
+        stills = select(Shot.item_id, Shot.stills).where(Shot.item_id.in_(list(items))).order_by(Shot.start_frame)
+        for item_id, shot_stills in (s.execute(stills) if items else []):
+            for still in shot_stills or []:
+                items[item_id][2].extend((f"still-{kind}", still[kind]["uri"], still[kind]["sha256"],
+                                          still[kind]["size"]) for kind in ("original", "colour") if still.get(kind))
     seen: dict[tuple[str, str, int], dict[str, Any]] = {}   # thumbnails shared by items: read once
     counts = {status: 0 for status in STATUSES}
     problems, events = [], []

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from sqlalchemy import select
 
-from colorize_core.provenance import Event, Item, Output, ProvenanceStore
+from colorize_core.provenance import Event, Item, Output, ProvenanceStore, Shot
 from tests.conftest import SAMPLES
 from tests.test_archive_flow import run_flow
 from tests.test_cli import colorize
@@ -48,6 +48,9 @@ def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unr
     store = ProvenanceStore(db)
     outputs = _done_outputs(store)
     assert {kind for _, kind, _ in outputs} == {"colour", "thumb-original", "thumb-colour", "master", "access"}
+    with store.session() as s:   # the film's stills (original and colour per shot), on its manifest page
+        stills = sum(2 * len(sh.stills) for sh in s.scalars(select(Shot).where(Shot.item_id.is_not(None))))
+    assert stills >= 2
 
     # All intact: every output counted, one success event per item, nothing unrecorded (the
     # manifests/ folder and the index are the system's own).
@@ -55,7 +58,7 @@ def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unr
     assert r.returncode == 0, r.stdout + r.stderr
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     assert summary["items"] == 5 and summary["problems"] == []
-    assert summary["counts"] == {"intact": len(outputs), "missing": 0, "changed": 0, "unreadable": 0}
+    assert summary["counts"] == {"intact": len(outputs) + stills, "missing": 0, "changed": 0, "unreadable": 0}
     assert summary["unrecorded"] == {"files": [], "looked": True}
     events = _fixity_events(store)
     assert len(events) == 5 and {e.outcome for e in events} == {"success"}
@@ -85,7 +88,7 @@ def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unr
     assert f"UNREADABLE {colour['coffee-16bit.tif']}: cannot read" in r.stdout
     assert "colour of portraits/astronaut.jpg (item " in r.stdout and f"job {first})" in r.stdout
     assert f"UNRECORDED {dest / 'animals' / 'stray.jpg'} (8 bytes)" in r.stdout and "notes.txt" not in r.stdout
-    assert f"{len(outputs) - 3} intact, 1 missing, 1 changed, 1 unreadable" in r.stdout
+    assert f"{len(outputs) + stills - 3} intact, 1 missing, 1 changed, 1 unreadable" in r.stdout
     failed = {e.item_id: e.detail["not_intact"] for e in _fixity_events(store)[5:] if e.outcome == "failure"}
     assert sorted(p["status"] for found in failed.values() for p in found) == ["changed", "missing", "unreadable"]
     assert len(_fixity_events(store)) == 10
