@@ -321,9 +321,8 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
                              model_name=settings.model, model_sha256=model_sha256, finished_at=utcnow()),
                         [Event(type="validate", outcome="failure", agent=agent, detail={"error": error})]))
         skipped.append(ItemResult(entry.rel, "failed", error))
-    root = source.uri.rstrip("/") + "/"
     for uri in sorted((only or set()) - found):
-        rel = uri[len(root):].rstrip("/") if uri.startswith(root) else uri
+        rel = (source.rel_of(uri) or uri).rstrip("/")
         error = f"{uri} is no longer in the source: it was asked to be done again and cannot be"
         pending.append((Item(job_id=job_id, source_uri=uri, rel_path=rel, dest=dest.uri, status="failed",
                              error_type="NotFoundError", error=error, flags=[], notes=[],

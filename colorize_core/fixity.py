@@ -114,13 +114,8 @@ def item_ranges(store: ProvenanceStore, scope: Scope, per_range: int,
     return ranges
 
 
-def _relative(uri: str, dest: Location) -> str | None:
-    prefix = dest.uri.rstrip("/") + "/"
-    return uri[len(prefix):] if uri.startswith(prefix) else None
-
-
 def _check_one(dest: Location, uri: str, sha256: str, size: int) -> dict[str, Any]:
-    rel = _relative(uri, dest)
+    rel = dest.rel_of(uri)
     if rel is None:
         return {"status": "unreadable", "error": f"{uri} is not under {dest.uri}"}
     try:
@@ -209,7 +204,7 @@ def unrecorded(store: ProvenanceStore, dest: Location, stale_after: float) -> di
     with store.session() as s:
         q = (select(Output.uri).join(Item, Output.item_id == Item.id).where(Item.dest == dest.uri)
              .execution_options(yield_per=10_000))
-        recorded = {_relative(uri, dest) for uri in s.scalars(q)}
+        recorded = {dest.rel_of(uri) for uri in s.scalars(q)}
     try:
         files = [{"rel": e.rel, "uri": dest.uri_of(e.rel), "size": e.size} for e in dest.list()
                  if e.rel not in recorded and e.rel not in INDEX and not e.rel.startswith(f"{MANIFESTS}/")]

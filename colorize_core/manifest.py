@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from colorize_core.archive import MANIFESTS
 from colorize_core.errors import StorageError
-from colorize_core.fixity import latest_checks
+from colorize_core.fixity import REPAIR, REPLACED, latest_checks
 from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Job, ProvenanceStore
 from colorize_core.review import decisions_of
@@ -118,10 +118,10 @@ def _redo_links(store: ProvenanceStore, item_ids: list[int]) -> dict[int, dict[s
     out: dict[int, dict[str, Any]] = {}
     if not item_ids:
         return out
-    kinds = {"redo": "supersedes", "superseded": "superseded_by", "repair": "supersedes", "replaced": "superseded_by"}
+    kinds = {"redo": "supersedes", "superseded": "superseded_by", REPAIR: "supersedes", REPLACED: "superseded_by"}
     with store.session() as s:
         for e in s.scalars(select(Event).where(Event.type.in_(list(kinds)), Event.item_id.in_(item_ids))):
-            out.setdefault(e.item_id, {})[kinds[e.type]] = {**e.detail, "repair": e.type in ("repair", "replaced")}
+            out.setdefault(e.item_id, {})[kinds[e.type]] = {**e.detail, "repair": e.type in (REPAIR, REPLACED)}
     return out
 
 
@@ -136,9 +136,8 @@ def _href(uri: str | None, dest: Location, depth: int) -> str | None:
     """A link relative to the page (at ``depth`` folders below DEST) when under DEST."""
     if not uri:
         return None
-    root = dest.uri.rstrip("/") + "/"
-    if uri.startswith(root):
-        rel = uri[len(root):]
+    rel = dest.rel_of(uri)
+    if rel is not None:
         return urllib.parse.quote("../" * depth + rel)
     return uri if uri.startswith(("http://", "https://")) else None
 

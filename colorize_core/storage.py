@@ -107,6 +107,12 @@ class Location:
     def uri_of(self, rel: str) -> str:
         raise NotImplementedError
 
+    def rel_of(self, uri: str) -> str | None:
+        """The relative path of ``uri`` under this root (the inverse of :meth:`uri_of`); None
+        when it is not under it."""
+        root = self.uri.rstrip("/") + "/"
+        return uri[len(root):] if uri.startswith(root) else None
+
     def check(self) -> None:
         """Raise NotFoundError if the root (folder, bucket) does not exist."""
         raise NotImplementedError

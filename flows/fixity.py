@@ -1,6 +1,7 @@
 """The fixity flow: read back every output recorded for DEST and compare its sha256 with the
 provenance database's, record a PREMIS fixity check event per item, list the files in DEST
-that no record accounts for, and show what was found on the manifests reviewers open. Scheduled weekly in deploy/prefect.yaml; `colorize verify` runs it."""
+that no record accounts for, and show what was found on the manifests reviewers open.
+Scheduled weekly in deploy/prefect.yaml; `colorize verify` runs it."""
 
 from __future__ import annotations
 

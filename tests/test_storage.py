@@ -24,6 +24,9 @@ def test_open_location_understands_folders_file_uris_and_s3(tmp_path):
     assert open_location(f"file://{tmp_path}").uri == str(tmp_path)
     s3 = open_location("s3://bucket/some/prefix/")
     assert isinstance(s3, S3Location) and s3.prefix == "some/prefix/" and s3.uri == "s3://bucket/some/prefix"
+    for location in (open_location(str(tmp_path)), s3, open_location("s3://bucket")):   # rel_of undoes uri_of
+        assert location.rel_of(location.uri_of("box 1/ü.jpg")) == "box 1/ü.jpg"
+        assert location.rel_of("s3://other/box 1/ü.jpg") is None and location.rel_of(location.uri) is None
     with pytest.raises(StorageError, match="scheme"):
         open_location("ftp://host/x")
     with pytest.raises(StorageError, match="bucket"):
