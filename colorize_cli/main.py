@@ -6,12 +6,16 @@ usage errors.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import hashlib
 import json
 import os
 import sys
+import threading
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -65,6 +69,32 @@ def prefect_defaults() -> None:
     analytics, and time for the ephemeral API server to start on a loaded machine."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_SECONDS)
+
+
+@contextlib.contextmanager
+def exits_once_stopped() -> Iterator[None]:
+    """Around a flow run in this process. Ctrl-C, or the SIGTERM of a cancellation, stops the
+    flow (which records its job stopped and gives DEST back); this process then exits at most
+    ``COLORIZE_EXIT_GRACE_SECONDS`` later. Past that, it names what still holds it up (every
+    thread's stack, on stderr: a thread that does not end, Prefect shipping its logs to an API
+    that does not answer) and exits anyway."""
+    try:
+        yield
+    except BaseException as exc:
+        if not isinstance(exc, (Exception, SystemExit)):   # KeyboardInterrupt, Prefect's TerminationSignal
+            threading.Thread(target=_exit_after, args=(_settings.exit_grace_seconds,), name="colorize-exit",
+                             daemon=True).start()
+        raise
+
+
+def _exit_after(seconds: float) -> None:
+    time.sleep(seconds)
+    with contextlib.suppress(Exception):   # stderr may be going away with the interpreter
+        sys.stderr.write(f"colorize: the flow stopped {seconds:.0f} s ago and this process has not exited; "
+                         f"exiting now. What held it up:\n")
+        sys.stderr.flush()
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    os._exit(1)
 
 
 def _check_file_args(in_path: Path, out_path: Path, suffixes: Iterable[str], overwrite: bool, model: str,
@@ -344,11 +374,12 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
     except (ValueError, ImportError) as exc:
         raise click.UsageError(f"--task-runner: {exc}") from exc
     flow = colorize_archive.with_options(task_runner=runner)
-    state = flow(source=source, dest=dest, db_url=db_url, model=model, refine=refine, batch_size=batch_size,
-                 chunk_size=chunk_size, force=force, include_colour=include_colour, work_size=work_size, device=device,
-                 s3_endpoint=s3_endpoint, film_renditions=renditions, temporal=temporal,
-                 shot_max_frames=shot_max_frames, sequence_rate=sequence_rate, redo_job=redo_job,
-                 take_over=take_over, redo_damaged=redo_damaged, return_state=True)
+    with exits_once_stopped():
+        state = flow(source=source, dest=dest, db_url=db_url, model=model, refine=refine, batch_size=batch_size,
+                     chunk_size=chunk_size, force=force, include_colour=include_colour, work_size=work_size,
+                     device=device, s3_endpoint=s3_endpoint, film_renditions=renditions, temporal=temporal,
+                     shot_max_frames=shot_max_frames, sequence_rate=sequence_rate, redo_job=redo_job,
+                     take_over=take_over, redo_damaged=redo_damaged, return_state=True)
     if not state.is_completed():
         click.echo(f"the archive flow did not complete: {state.message}", err=True)
         sys.exit(1)
@@ -582,9 +613,10 @@ def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str |
     prefect_defaults()
     from flows.fixity import verify_fixity
 
-    state = verify_fixity(dest=dest, db_url=db_url, job_id=job_id, chunk_size=chunk_size,
-                          look_for_unrecorded=unrecorded, s3_endpoint=s3_endpoint, unchecked_for_days=unchecked_for,
-                          max_items=max_items, return_state=True)
+    with exits_once_stopped():
+        state = verify_fixity(dest=dest, db_url=db_url, job_id=job_id, chunk_size=chunk_size,
+                              look_for_unrecorded=unrecorded, s3_endpoint=s3_endpoint,
+                              unchecked_for_days=unchecked_for, max_items=max_items, return_state=True)
     summary = state.result(raise_on_failure=False) if state.is_completed() or state.is_failed() else None
     if not isinstance(summary, dict):
         click.echo(f"the fixity check did not complete: {state.message}", err=True)
@@ -795,9 +827,10 @@ def evaluate(dataset: str, dest: str, models: tuple[str, ...], refine: str, resi
     prefect_defaults()
     from flows.evaluation import evaluate_colorizer
 
-    state = evaluate_colorizer(dataset=dataset, dest=dest, models=list(models), refine=methods, residue=residue,
-                               limit=limit, work_size=work_size, device=device, s3_endpoint=s3_endpoint,
-                               return_state=True)
+    with exits_once_stopped():
+        state = evaluate_colorizer(dataset=dataset, dest=dest, models=list(models), refine=methods,
+                                   residue=residue, limit=limit, work_size=work_size, device=device,
+                                   s3_endpoint=s3_endpoint, return_state=True)
     if not state.is_completed():
         click.echo(f"the evaluation flow did not complete: {state.message}", err=True)
         sys.exit(1)

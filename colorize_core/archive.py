@@ -32,7 +32,7 @@ from colorize_core.film import (FRAME_NAME, FILM_SUFFIXES, RENDITIONS, SEQUENCE_
 from colorize_core.temporal import TemporalParams
 from colorize_core.images import FORMATS, Photo, decode_photo, encode_photo, thumbnail_jpeg, xmp_packet
 from colorize_core.metrics import colourfulness
-from colorize_core.provenance import Event, Item, Output, ProvenanceStore, utcnow
+from colorize_core.provenance import Event, Item, JobWatch, Output, ProvenanceStore, utcnow
 from colorize_core.refine import REFINERS, refine
 from colorize_core.storage import Entry, Location, check_rel
 
@@ -406,6 +406,8 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
     model_agent = f"model {colorizer.name} sha256:{colorizer.sha256}"
     results: list[ItemResult] = []
     ready: list[_Work] = []
+    watch = JobWatch(store, job_id)   # checked before each item's work, outside its try: a stopped job
+                                      # is not the item's failure; what is not recorded yet stays to do
 
     def record(w: _Work, status: str, *, error: Exception | None = None, reason: str | None = None,
                outputs: list[Output] = (), colour: float | None = None, prev: Item | None = None) -> None:
@@ -439,6 +441,7 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
                 except Exception as exc:  # noqa: BLE001
                     predictions.append(exc)
         for w, lum, prediction in zip(ready, lums, predictions):
+            watch.check()
             try:
                 if isinstance(prediction, Exception):
                     raise prediction
@@ -452,6 +455,7 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
     for entry in entries:
         if uris[entry.rel] in recorded:
             continue  # a retry of this batch: recorded on the first attempt
+        watch.check()
         w = _Work(entry, uris[entry.rel], time.time())
         try:
             check_rel(entry.rel)

@@ -45,6 +45,11 @@ class DestinationBusyError(ColorizeError):
     """Another job holds the destination's lease in the provenance database (it is writing there now)."""
 
 
+class JobStoppedError(ColorizeError):
+    """The job this work belongs to is no longer running (cancelled, or marked crashed when
+    another job took DEST over): the work stops instead of writing on into DEST."""
+
+
 class ReviewError(ColorizeError):
     """A review decision that cannot be taken (an item that failed, an invalid redo parameter)."""
 

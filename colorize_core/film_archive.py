@@ -35,12 +35,12 @@ from typing import Any
 from colorize_core import __version__
 from colorize_core.archive import FilmEntry, ItemResult, JobSettings, film_uri, free_name, write_thumbnail
 from colorize_core.colorizer import Colorizer
-from colorize_core.errors import ColorizeError, CorruptMediaError, MediaError, UnsupportedMediaError
+from colorize_core.errors import ColorizeError, CorruptMediaError, JobStoppedError, MediaError, UnsupportedMediaError
 from colorize_core.film import (FilmInfo, attach_sound, carry_notes, declared_rate, frame_times, image2_path,
                                  join_segments, probe, probe_sequence, seek_point, stream_info)
 from colorize_core.film_pipeline import colorize_film, find_cuts
 from colorize_core.images import NOTE
-from colorize_core.provenance import Event, Item, Output, ProvenanceStore, Shot, utcnow
+from colorize_core.provenance import Event, Item, JobWatch, Output, ProvenanceStore, Shot, utcnow
 from colorize_core.storage import LocalLocation, Location
 from colorize_core.temporal import TemporalParams
 
@@ -187,6 +187,7 @@ def prepare_film(film: FilmEntry, source: Location, dest: Location, store: Prove
                  force: bool = False) -> dict[str, Any] | ItemResult:
     """Fingerprint, skip-check, probe and cut the film; returns its plan (a JSON-ready dict
     the other steps take), or the recorded result when there is nothing more to do."""
+    JobWatch(store, job_id).check()   # a stopped job's work ends here, recorded as nothing
     key = settings.key(model_sha256, "film")
     uri = film_uri(source, film)
     agent = f"colorize {__version__}"
@@ -243,6 +244,8 @@ def colorize_unit(plan: dict[str, Any], unit: dict[str, Any], source: Location, 
     film = FilmEntry.from_dict(plan["film"])
     key, sha256 = plan["key"], plan["sha256"]
     start, end, warm = unit["start"], unit["end"], unit["warmup"]
+    watch = JobWatch(store, job_id)   # checked at the start and between frames: a stopped job's shot
+    watch.check()                     # ends there, its segments never written nor recorded
     if unit.get("done") or (start, end) in store.done_shots(dest.uri, sha256, key):
         return {"status": "done", "start": start, "end": end, "reused": True}
     shot = Shot(job_id=job_id, source_uri=plan["uri"], source_sha256=sha256, dest=dest.uri, params_key=key,
@@ -266,7 +269,8 @@ def colorize_unit(plan: dict[str, Any], unit: dict[str, Any], source: Location, 
                                    refine_method=settings.refine, refine_params=settings.refine_params,
                                    batch_size=batch_size, measure_flicker=True, start=start - offset,
                                    end=end - offset, cuts=[c - offset for c in unit["cuts"]], warmup=warm,
-                                   seek=unit["seek"], stills=[f - offset for f in stills], audio=False)
+                                   seek=unit["seek"], stills=[f - offset for f in stills], audio=False,
+                                   on_frame=lambda _: watch.check())
             if result.frames != end - start:
                 raise CorruptMediaError(f"frames {start}-{end}: {result.frames} frames colorized, {end - start} expected")
             segments = {}
@@ -277,6 +281,8 @@ def colorize_unit(plan: dict[str, Any], unit: dict[str, Any], source: Location, 
                                  "size": out.stat().st_size}
             shot.stills = [{"frame": f, **{kind: write_thumbnail(dest, pixels) for kind, pixels in
                                            zip(("original", "colour"), result.stills[f - offset])}} for f in stills]
+    except JobStoppedError:
+        raise   # not the shot's failure: the job stopped
     except ColorizeError as exc:
         shot.status, shot.error_type, shot.error = "failed", type(exc).__name__, str(exc)
         shot.seconds, shot.finished_at = time.time() - started, utcnow()
@@ -300,6 +306,7 @@ def film_output_rel(film: FilmEntry, ext: str, key: str, taken: Callable[[str], 
 def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store: ProvenanceStore, job_id: str,
                   settings: JobSettings, model_name: str, model_sha256: str) -> ItemResult:
     """Join the film's segments into its renditions, record the film, remove the segments."""
+    JobWatch(store, job_id).check()
     film = FilmEntry.from_dict(plan["film"])
     key, sha256, uri = plan["key"], plan["sha256"], plan["uri"]
     if store.recorded_in_job(job_id, [uri]):

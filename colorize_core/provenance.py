@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from colorize_core.errors import DestinationBusyError, ProvenanceError
+from colorize_core.errors import DestinationBusyError, JobStoppedError, ProvenanceError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -416,6 +417,11 @@ class ProvenanceStore:
         with self.session() as s:
             return s.get(Job, job_id)
 
+    def job_status(self, job_id: str) -> str | None:
+        """The job's status alone (None: no such job)."""
+        with self.session() as s:
+            return s.scalar(select(Job.status).where(Job.id == job_id))
+
     def jobs(self, limit: int = 20, dest: str | None = None) -> list[dict[str, Any]]:
         """The newest jobs (of one DEST if given), newest first, as plain dicts: the job's columns,
         its items counted by status, and the lease it holds on its DEST (None if it holds none)."""
@@ -533,3 +539,26 @@ class DestinationLease:
             except Exception as err:  # noqa: BLE001 - never hide how the job ended; the lease runs out
                 self.log.warning("giving the lease on %s back failed: %s; it runs out %.0f s after its last "
                                  "renewal", self.dest, err, self.lease_seconds)
+
+
+class JobWatch:
+    """Whether a job is still running, as its tasks see it: :meth:`check` reads the job's status
+    (at most every ``every`` seconds) and raises JobStoppedError once the job is no longer
+    running: cancelled (Ctrl-C, a cancellation from Prefect), or marked crashed by a job that
+    took DEST over. Work that checks between items and frames stops there, whatever process or
+    machine it runs on, instead of writing on into a DEST its job no longer holds."""
+
+    EVERY = 2.0   # seconds between reads of the job's status
+
+    def __init__(self, store: ProvenanceStore, job_id: str, every: float | None = None) -> None:
+        self.store, self.job_id, self.every = store, job_id, self.EVERY if every is None else every
+        self._checked = -float("inf")
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.every:
+            return
+        status = self.store.job_status(self.job_id)
+        if status != "running":
+            raise JobStoppedError(f"job {self.job_id} is {status or 'not recorded'}: its work stops here")
+        self._checked = now

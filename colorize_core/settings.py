@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     task_runner: str = "threads"                  # threads | dask (a local cluster) | tcp://scheduler:8786
     lease_seconds: PositiveFloat = 300.0          # a job renews its lease on DEST every tenth of this; one
                                                   # not renewed for this long was a crashed job's: taken over
+    exit_grace_seconds: PositiveFloat = 30.0      # after Ctrl-C or a cancellation has stopped a flow, the CLI
+                                                  # exits at most this much later, naming what held it up
     public_base_url: str | None = None            # where DEST is published over HTTP(S) (IIIF ids)
     source_base_url: str | None = None            # where the originals are published (IIIF), if they are
 

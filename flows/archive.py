@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import os
 import socket
+import time
 import uuid
 from dataclasses import asdict
 from typing import Any
@@ -26,6 +28,7 @@ from tasks.fixity import refresh_manifests
 from tasks.photos import colorize_photo_batch, plan_items, write_job_manifest
 
 _defaults = get_settings()
+STOP_GRACE_SECONDS = 60.0   # how long a stopped job waits, holding DEST, for its running tasks to stop
 
 
 def task_runner(spec: str | None = None):  # noqa: ANN201 - a Prefect task runner
@@ -114,6 +117,7 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                           take_over=take_over, log=logger) as lease:
         counts = {"done": 0, "skipped": 0, "failed": 0}
         crashed = 0
+        futures, assemblies, submitted = [], [], []   # submitted: every task future, to stop them
         try:   # from the job's start: a signal at any point leaves it recorded, not 'running'
             job_id = store.start_job(src.uri, dst.uri, params, job.key(weights.sha256, "film"), weights.name,
                                      weights.sha256, software_versions(), run_id, job_id=job_id)
@@ -126,7 +130,6 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
             logger.info("job %s: %s -> %s with model %s (sha256 %s)%s", job_id, source, dest, weights.name,
                         weights.sha256[:12], f", redoing {redoing} rejected item(s) of job {redo_job}" if redo_job
                         else f", writing {redoing} damaged item(s) again" if redo_damaged else "")
-            futures, assemblies = [], []
             for (group, only), gw in zip(groups, group_weights):
                 settings = asdict(group)
                 uris = [item.source_uri for item in only] if only is not None else None
@@ -138,12 +141,15 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                 # only one model batch of decoded photos at a time: no more chunks than workers need.
                 chunk = min(chunk_size, max(batch_size, math.ceil(len(todo) / _defaults.task_workers)))
                 chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
-                futures += colorize_photo_batch.map(chunks, unmapped(source), unmapped(dest), unmapped(store.url),
-                                                    unmapped(job_id), unmapped(settings), unmapped(force),
-                                                    unmapped(s3_endpoint), unmapped(batch_size))
+                batches = colorize_photo_batch.map(chunks, unmapped(source), unmapped(dest), unmapped(store.url),
+                                                   unmapped(job_id), unmapped(settings), unmapped(force),
+                                                   unmapped(s3_endpoint), unmapped(batch_size))
+                futures += batches
+                submitted += batches
                 common = (unmapped(source), unmapped(dest), unmapped(store.url), unmapped(job_id), unmapped(settings))
                 plans = prepare_film_task.map(films, *common, unmapped(gw.name), unmapped(gw.sha256),
                                               unmapped(force), unmapped(s3_endpoint))
+                submitted += plans
                 for planned_film in plans:
                     planned_film.wait()
                     if not planned_film.state.is_completed():
@@ -160,6 +166,7 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
                     assemblies.append(assemble_film_task.submit(film_plan, source, dest, store.url, job_id, settings,
                                                                 gw.name, gw.sha256, s3_endpoint,
                                                                 wait_for=[allow_failure(f) for f in shots]))
+                    submitted += [*shots, assemblies[-1]]
             for future in futures:
                 future.wait()
                 if future.state.is_completed():
@@ -186,6 +193,7 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
             store.finish_job(job_id, status)
         except BaseException as exc:   # stopped: by an error, or cancelled (SIGTERM from Prefect, Ctrl-C)
             store.finish_job(job_id, "crashed" if isinstance(exc, Exception) else "cancelled", if_running=True)
+            _stop_tasks(submitted, logger)
             raise
         manifest = write_job_manifest(store.url, job_id, dest, s3_endpoint)
         if redo_damaged:   # the replaced items' own jobs' pages say where they went
@@ -203,6 +211,36 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
             raise RuntimeError(f"{crashed} batch(es) failed after retries; their items are not recorded and "
                                f"will be picked up by the next run (job {job_id})")
         return summary
+
+
+def _stop_tasks(futures: list[Any], logger: Any) -> None:
+    """Once the job is recorded stopped: drop its tasks that have not started, and give those
+    running ``STOP_GRACE_SECONDS`` to reach their next check of the job (between photos and
+    between frames), where they stop (JobStoppedError), while the job still holds DEST's lease:
+    nothing is written into DEST after the lease is given back."""
+    running = []
+    for future in futures:
+        inner = getattr(future, "wrapped_future", None)   # threads: a concurrent future; Dask: a distributed one
+        if isinstance(inner, concurrent.futures.Future) and inner.cancel():
+            continue   # had not started
+        if not _done(future):
+            running.append(future)
+    if not running:
+        return
+    logger.warning("job stopped: waiting up to %.0f s for %d running task(s) to stop", STOP_GRACE_SECONDS,
+                   len(running))
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for future in running:
+        future.wait(max(0.0, deadline - time.monotonic()))
+    left = [f for f in running if not _done(f)]
+    if left:
+        logger.error("%d task(s) still running %.0f s after the job stopped; DEST's lease is given back anyway "
+                     "(they stop at their next check of the job)", len(left), STOP_GRACE_SECONDS)
+
+
+def _done(future: Any) -> bool:
+    inner = getattr(future, "wrapped_future", None)
+    return inner.done() if inner is not None else future.state.is_final()
 
 
 def _link(uri: str) -> str:

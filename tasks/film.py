@@ -10,13 +10,16 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from colorize_core.archive import FilmEntry, JobSettings
+from colorize_core.errors import JobStoppedError
 from colorize_core.film_archive import assemble_film, colorize_unit, prepare_film
 from colorize_core.provenance import ProvenanceStore
 from colorize_core.storage import open_location
+from tasks import retry_unless
 from tasks.photos import cached_colorizer
 
 
-@task(name="prepare-film", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="prepare-film", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_unless(JobStoppedError),
+      cache_policy=NO_CACHE)
 def prepare_film_task(film: dict[str, Any], source: str, dest: str, db_url: str, job_id: str,
                       settings: dict[str, Any], model_name: str, model_sha256: str, force: bool,
                       s3_endpoint: str | None) -> dict[str, Any]:
@@ -35,7 +38,8 @@ def prepare_film_task(film: dict[str, Any], source: str, dest: str, db_url: str,
     return {"result": out.status, "rel": out.rel, "detail": out.detail}
 
 
-@task(name="colorize-shot", tags=["gpu"], retries=2, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(name="colorize-shot", tags=["gpu"], retries=2, retry_delay_seconds=[2, 5, 15],
+      retry_condition_fn=retry_unless(JobStoppedError), cache_policy=NO_CACHE)
 def colorize_shot_task(plan: dict[str, Any], unit: dict[str, Any], source: str, dest: str, db_url: str,
                        job_id: str, settings: dict[str, Any], s3_endpoint: str | None,
                        batch_size: int = 8) -> dict[str, Any]:
@@ -50,7 +54,8 @@ def colorize_shot_task(plan: dict[str, Any], unit: dict[str, Any], source: str, 
     return out
 
 
-@task(name="assemble-film", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="assemble-film", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_unless(JobStoppedError),
+      cache_policy=NO_CACHE)
 def assemble_film_task(plan: dict[str, Any], source: str, dest: str, db_url: str, job_id: str,
                        settings: dict[str, Any], model_name: str, model_sha256: str,
                        s3_endpoint: str | None) -> dict[str, Any]:

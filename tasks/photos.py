@@ -12,12 +12,13 @@ from prefect.cache_policies import NO_CACHE
 
 from colorize_core import Colorizer
 from colorize_core.archive import JobSettings, plan, process_batch
-from colorize_core.errors import NotFoundError
+from colorize_core.errors import JobStoppedError, NotFoundError
 from colorize_core.exports import write_exports
 from colorize_core.manifest import write_manifest
 from colorize_core.provenance import ProvenanceStore
 from colorize_core.settings import get_settings
 from colorize_core.storage import Entry, open_location
+from tasks import retry_unless
 
 
 @functools.lru_cache(maxsize=2)
@@ -26,18 +27,8 @@ def cached_colorizer(model: str, device: str, work_size: int) -> Colorizer:
     return Colorizer.load(model, device=device, work_size=work_size)
 
 
-def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
-    """Retry unless the source simply is not there."""
-    try:
-        state.result()
-    except NotFoundError:
-        return False
-    except Exception:  # noqa: BLE001
-        return True
-    return True
-
-
-@task(name="plan-items", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient, cache_policy=NO_CACHE)
+@task(name="plan-items", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_unless(NotFoundError),
+      cache_policy=NO_CACHE)
 def plan_items(source: str, dest: str, db_url: str, job_id: str, settings: dict[str, Any], model_sha256: str,
                force: bool, s3_endpoint: str | None,
                only: list[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
@@ -56,7 +47,8 @@ def plan_items(source: str, dest: str, db_url: str, job_id: str, settings: dict[
     return [asdict(e) for e in todo], [asdict(f) for f in films], counts
 
 
-@task(name="colorize-photo-batch", tags=["gpu"], retries=2, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(name="colorize-photo-batch", tags=["gpu"], retries=2, retry_delay_seconds=[2, 5, 15],
+      retry_condition_fn=retry_unless(JobStoppedError), cache_policy=NO_CACHE)
 def colorize_photo_batch(entries: list[dict[str, Any]], source: str, dest: str, db_url: str, job_id: str,
                          settings: dict[str, Any], force: bool, s3_endpoint: str | None,
                          model_batch: int = 8) -> dict[str, int]:

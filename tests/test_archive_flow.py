@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 
 from colorize_core.archive import JobSettings, plan, process_batch
 from colorize_core.colorizer import Colorizer
-from colorize_core.provenance import Event, Item, Output, ProvenanceStore
-from colorize_core.storage import open_location
+from colorize_core.errors import JobStoppedError
+from colorize_core.provenance import Event, Item, JobWatch, Output, ProvenanceStore
+from colorize_core.storage import LocalLocation, open_location
 from tests.conftest import SAMPLES, bad_inputs, colour_photo_bytes, tricky_good_inputs
 
 pytestmark = pytest.mark.slow
@@ -178,6 +179,38 @@ def test_retried_batch_does_not_record_items_twice(tmp_path):
     assert len(first) == 5 and retry == []
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(Item).where(Item.job_id == job_id)) == 5
+
+
+def test_a_batch_of_a_stopped_job_stops_before_its_next_photo(tmp_path, monkeypatch):
+    """Ctrl-C, a cancellation, or another job taking DEST over: the job's row says it is no
+    longer running, and its batches stop there, whatever process they run in."""
+    monkeypatch.setattr(JobWatch, "EVERY", 0)   # read the job's status before every photo
+    store, settings, colorizer = ProvenanceStore(f"sqlite:///{tmp_path}/prov.db"), JobSettings(), Colorizer.load()
+    dest = tmp_path / "dest"
+    job_id = store.start_job("s", "d", {}, "k", "default", colorizer.sha256, {}, None)
+
+    class CancelledWhileReading(LocalLocation):   # the job is cancelled while its third photo is read
+        reads = 0
+
+        def read(self, rel: str) -> bytes:
+            CancelledWhileReading.reads += 1
+            if self.reads == 3:
+                store.finish_job(job_id, "cancelled", if_running=True)
+            return super().read(rel)
+
+    src, dst = CancelledWhileReading(SAMPLES), open_location(str(dest))
+    todo, _, _ = plan(src, dst, store, job_id, settings, colorizer.sha256)
+    with pytest.raises(JobStoppedError, match=f"job {job_id} is cancelled"):
+        process_batch(todo, src, dst, store, job_id, settings, colorizer, model_batch=2)
+    # The first two went through the model before; the third, read, is neither written nor
+    # recorded (not a failure of the photo: the next run does it), and the rest are not read.
+    items = store.job_items(job_id)
+    assert [i["status"] for i in items] == ["done", "done"] and CancelledWhileReading.reads == 3
+    written = [p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()]
+    assert sorted(p for p in written if not p.startswith("manifests/")) == sorted(e.rel for e in todo[:2])
+    with pytest.raises(JobStoppedError):   # a batch that starts after: nothing at all
+        process_batch(todo[2:], src, dst, store, job_id, settings, colorizer)
+    assert len(store.job_items(job_id)) == 2
 
 
 def test_s3_to_s3_with_postgresql_keeps_layout_and_refuses_dotdot_keys(prefect_api, s3_endpoint, bucket, pg_url):

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.conftest import SAMPLES, bad_inputs, colour_photo_bytes
+from tests.conftest import SAMPLES, bad_inputs, colour_photo_bytes, ffmpeg
 
 pytestmark = pytest.mark.slow
 COLORIZE = [sys.executable, "-m", "colorize_cli.main"]
@@ -164,6 +166,67 @@ def test_a_run_stopped_by_a_signal_gives_its_dest_back_and_is_recorded_cancelled
     assert run.returncode != 0, out[-2000:]
     store = ProvenanceStore(db)
     assert store.job(job_id).status == "cancelled" and store.dest_lease(str(dest)) is None, out[-2000:]
+    if "this process has not exited; exiting now" in out:   # what held it up, for whoever reads the run's log
+        warnings.warn(f"the stopped run needed its exit deadline: {out[out.index('this process has not'):]}",
+                      stacklevel=1)
+
+
+def test_a_stopped_flow_exits_by_its_deadline_and_names_what_held_it_up():
+    """Whatever keeps the process from exiting once a flow has stopped (here a thread that never
+    ends), it exits COLORIZE_EXIT_GRACE_SECONDS later, with every thread's stack on stderr."""
+    code = ("import threading\n"
+            "from colorize_cli.main import exits_once_stopped\n"
+            "def never_ends(): threading.Event().wait()\n"
+            "threading.Thread(target=never_ends).start()\n"
+            "with exits_once_stopped():\n"
+            "    raise {}\n")
+    started = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", code.format("KeyboardInterrupt")], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "COLORIZE_EXIT_GRACE_SECONDS": "3"})
+    assert r.returncode == 1 and 3 <= time.monotonic() - started < 60, r.stderr[-3000:]
+    assert "the flow stopped 3 s ago and this process has not exited; exiting now" in r.stderr
+    assert "in never_ends" in r.stderr and "KeyboardInterrupt" in r.stderr   # the stuck thread, and why it stopped
+    # Only a stop starts the deadline: an error, or an exit, leaves the process to end as it would.
+    r = subprocess.run([sys.executable, "-c", code.format("SystemExit(3)").replace(
+        "threading.Thread(target=never_ends).start()\n", "")], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "COLORIZE_EXIT_GRACE_SECONDS": "3"})
+    assert r.returncode == 3 and "exiting now" not in r.stderr, r.stderr
+
+
+def test_ctrl_c_during_a_shot_stops_it_within_seconds_and_nothing_is_written_after(prefect_api, tmp_path):
+    """The shot's task checks its job between frames: it stops there, its segments neither put
+    into DEST nor recorded, before the job gives DEST back; the process does not wait for the
+    film's end."""
+    from sqlalchemy import select
+
+    from colorize_core.provenance import ProvenanceStore, Shot
+
+    src, dest, db, tmp = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db", tmp_path / "tmp"
+    src.mkdir(), tmp.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=24:duration=40", "-vf", "format=gray",
+           "-c:v", "libx264", str(src / "reel.mp4"))   # 960 frames, one shot: some 30 s of work or more
+    run = subprocess.Popen([*COLORIZE, "run", str(src), str(dest), "--db", db],
+                           env={**os.environ, "PREFECT_API_URL": prefect_api, "TMPDIR": str(tmp)},
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 180
+    while not list(tmp.glob("colorize-shot-*/.colorize-tmp-*")):   # the shot is being encoded
+        assert run.poll() is None and time.monotonic() < deadline, "the shot never started"
+        time.sleep(0.1)
+    time.sleep(1)
+    signalled = time.monotonic()
+    run.send_signal(signal.SIGINT)
+    out, _ = run.communicate(timeout=240)
+    stopped_in = time.monotonic() - signalled
+    assert run.returncode != 0 and re.search(r"waiting up to 60 s for \d running task\(s\) to stop", out), out[-3000:]
+    assert "colorize-shot" in out and "JobStoppedError" in out, out[-3000:]
+    assert stopped_in < 20, f"{stopped_in:.0f} s from Ctrl-C to exit\n{out[-3000:]}"
+    store = ProvenanceStore(db)
+    job = store.jobs(1)[0]
+    assert job["status"] == "cancelled" and store.dest_lease(str(dest)) is None
+    with store.session() as s:
+        assert s.scalars(select(Shot)).all() == []          # the shot is not recorded, done or failed
+    assert not [p for p in dest.rglob("*") if p.is_file()]    # no segment went into DEST
+    assert not list(tmp.glob("colorize-shot-*"))              # and its work folder is gone
 
 
 def test_jobs_tell_a_running_job_from_one_that_stopped_without_finishing():

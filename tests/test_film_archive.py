@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from colorize_core.archive import JobSettings, plan, read_sidecar
+from colorize_core.archive import FilmEntry, JobSettings, plan, read_sidecar
 from colorize_core.colorizer import Colorizer
 from colorize_core.film import frame_times, probe, stream_info
 from colorize_core.film_archive import assemble_film, colorize_unit, plan_units, prepare_film
-from colorize_core.provenance import Item, ProvenanceStore, Shot
+from colorize_core.errors import JobStoppedError
+from colorize_core.provenance import Item, JobWatch, ProvenanceStore, Shot
 from colorize_core.storage import Location, open_location
 from tests.conftest import SAMPLES, add_dpx_industry_headers, audio_digest, ffmpeg, video_stream
 
@@ -164,6 +165,40 @@ def test_a_film_with_a_missing_unit_is_recorded_failed_with_the_reason(tmp_path)
     assert not (dest / "reel.mkv").exists() and not (dest / "reel.mp4").exists()
     item = p.store.job_items(p.job)[0]
     assert item["status"] == "failed" and item["media_type"] == "film" and item["error_type"] == "CorruptMediaError"
+
+
+def test_a_shot_of_a_stopped_job_stops_between_frames_and_leaves_nothing(tmp_path, monkeypatch):
+    import colorize_core.film_archive as film_archive
+
+    monkeypatch.setattr(JobWatch, "EVERY", 0)   # the job's status read at every frame
+    p = planned_film(tmp_path, 24)
+    colorize_film, seen = film_archive.colorize_film, []
+
+    def cancelled_at_frame_5(*args, on_frame=None, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def frame(n: int) -> None:
+            seen.append(n)
+            if n == 5:
+                p.store.finish_job(p.job, "cancelled", if_running=True)
+            if on_frame is not None:
+                on_frame(n)
+        return colorize_film(*args, on_frame=frame, **kwargs)
+
+    monkeypatch.setattr(film_archive, "colorize_film", cancelled_at_frame_5)
+    with pytest.raises(JobStoppedError, match="is cancelled"):
+        colorize_unit(p.plan, p.plan["units"][0], p.source, p.dest, p.store, p.job, p.settings, p.colorizer)
+    assert seen == [1, 2, 3, 4, 5]   # stopped at once, not at the shot's end (24 frames)
+    with p.store.session() as s:
+        assert s.scalars(select(Shot)).all() == []   # not recorded, neither done nor failed
+    assert not (tmp_path / "dest").exists() or not any(p for p in (tmp_path / "dest").rglob("*") if p.is_file())
+    for step in (lambda: colorize_unit(p.plan, p.plan["units"][1], p.source, p.dest, p.store, p.job, p.settings,
+                                       p.colorizer),
+                 lambda: assemble_film(p.plan, p.source, p.dest, p.store, p.job, p.settings, "default",
+                                       p.colorizer.sha256),
+                 lambda: prepare_film(FilmEntry.from_dict(p.plan["film"]), p.source, p.dest, p.store, p.job,
+                                      p.settings, "default", p.colorizer.sha256)):
+        with pytest.raises(JobStoppedError):
+            step()
+    assert p.store.job_items(p.job) == []
 
 
 def test_frame_sequences_bad_films_and_the_rest_of_the_job(prefect_api, tmp_path):

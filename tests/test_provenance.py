@@ -12,9 +12,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import inspect, text, update
 
-from colorize_core.errors import DestinationBusyError, ProvenanceError
-from colorize_core.provenance import (DestinationLease, DestLease, Event, Item, Output, ProvenanceStore, normalise_url,
-                                      utcnow)
+from colorize_core.errors import DestinationBusyError, JobStoppedError, ProvenanceError
+from colorize_core.provenance import (DestinationLease, DestLease, Event, Item, JobWatch, Output, ProvenanceStore,
+                                      normalise_url, utcnow)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -179,6 +179,28 @@ def test_a_running_jobs_lease_is_renewed_and_given_back_and_a_lost_one_noticed(s
         store.take_dest(dest, "job-b", {}, 0.5, take_over="job-a")
         wait_for(lambda: lease.lost)
     assert store.dest_lease(dest)["job_id"] == "job-b"   # not job-a's to give back
+
+
+def test_the_work_of_a_job_sees_it_stopped_cancelled_or_taken_over(store):
+    dest = "/archive/colour"
+    for stop in ("cancel", "take over"):
+        job = store.start_job("/archive/scans", dest, {}, "k1", "default", "m" * 64, {}, None)
+        store.take_dest(dest, job, {}, 300)
+        watch, slow = JobWatch(store, job, every=0), JobWatch(store, job, every=60)
+        watch.check(), slow.check()   # running
+        if stop == "cancel":
+            store.finish_job(job, "cancelled", if_running=True)
+            store.release_dest(dest, job)
+        else:   # another job took DEST over (the lease had run out): this job is marked crashed
+            with store.session() as s:
+                s.execute(update(DestLease).values(renewed_at=utcnow() - timedelta(seconds=301)))
+            store.take_dest(dest, f"after {stop}", {}, 300)
+            store.release_dest(dest, f"after {stop}")
+        with pytest.raises(JobStoppedError, match=f"job {job} is {'cancelled' if stop == 'cancel' else 'crashed'}"):
+            watch.check()
+        slow.check()   # read at most once a minute: not yet
+    with pytest.raises(JobStoppedError, match="job nobody is not recorded"):
+        JobWatch(store, "nobody").check()
 
 
 def test_jobs_are_listed_newest_first_with_their_counts_and_leases(store):
