@@ -546,7 +546,9 @@ class JobWatch:
     (at most every ``every`` seconds) and raises JobStoppedError once the job is no longer
     running: cancelled (Ctrl-C, a cancellation from Prefect), or marked crashed by a job that
     took DEST over. Work that checks between items and frames stops there, whatever process or
-    machine it runs on, instead of writing on into a DEST its job no longer holds."""
+    machine it runs on, instead of writing on into a DEST its job no longer holds. Only an answer
+    stops it: a database out of reach for a moment does not (the work records its results there
+    when done, and fails then if it is still out of reach)."""
 
     EVERY = 2.0   # seconds between reads of the job's status
 
@@ -558,7 +560,10 @@ class JobWatch:
         now = time.monotonic()
         if now - self._checked < self.every:
             return
-        status = self.store.job_status(self.job_id)
+        try:
+            status = self.store.job_status(self.job_id)
+        except Exception:  # noqa: BLE001 - the database out of reach a moment: the work goes on, asked again next time
+            return
         if status != "running":
             raise JobStoppedError(f"job {self.job_id} is {status or 'not recorded'}: its work stops here")
         self._checked = now

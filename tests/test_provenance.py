@@ -203,6 +203,21 @@ def test_the_work_of_a_job_sees_it_stopped_cancelled_or_taken_over(store):
         JobWatch(store, "nobody").check()
 
 
+def test_a_database_out_of_reach_a_moment_does_not_stop_the_work(tmp_path):
+    store = ProvenanceStore(f"sqlite:///{tmp_path}/p.db")
+    job = store.start_job("/scans", "/colour", {}, "k1", "default", "m" * 64, {}, None)
+    watch = JobWatch(store, job, every=0)
+    store.engine.dispose()
+    (tmp_path / "p.db").rename(tmp_path / "away.db")
+    (tmp_path / "p.db").mkdir()              # the database cannot be opened
+    watch.check()                            # no answer: the work goes on
+    (tmp_path / "p.db").rmdir()
+    (tmp_path / "away.db").rename(tmp_path / "p.db")
+    store.finish_job(job, "cancelled", if_running=True)
+    with pytest.raises(JobStoppedError):     # the answer, once there is one
+        watch.check()
+
+
 def test_jobs_are_listed_newest_first_with_their_counts_and_leases(store):
     a = store.start_job("s3://b", "s3://b/out", {}, "k1", "default", "m" * 64, {}, None)
     store.add_item(_item(a))
