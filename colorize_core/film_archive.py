@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import posixpath
-import tempfile
 import threading
 import time
 import uuid
@@ -41,7 +40,7 @@ from colorize_core.film import (FilmInfo, attach_sound, carry_notes, declared_ra
 from colorize_core.film_pipeline import colorize_film, find_cuts
 from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Item, JobWatch, Output, ProvenanceStore, Shot, utcnow
-from colorize_core.storage import LocalLocation, Location
+from colorize_core.storage import LocalLocation, Location, work_dir
 from colorize_core.temporal import TemporalParams
 
 SEGMENTS = "manifests/segments"
@@ -65,7 +64,7 @@ class _LocalFilms:
             yield source.root / film.rel if film.rel else source.root
             return
         if film.is_sequence:  # only the frames this unit needs, in a folder of their own (all: the sound too)
-            with tempfile.TemporaryDirectory(prefix="colorize-frames-") as tmp:
+            with work_dir("frames") as tmp:
                 names = film.files if frames is None else film.frames[frames.start:frames.stop]
                 for name in names:
                     with source.local_copy(f"{film.rel}/{name}" if film.rel else name) as path:
@@ -255,7 +254,7 @@ def colorize_unit(plan: dict[str, Any], unit: dict[str, Any], source: Location, 
     stills = [(a + b) // 2 for a, b in zip(bounds, bounds[1:])]   # the middle of each shot
     try:
         with _films.get(source, film, range(start - warm, end)) as path, \
-                tempfile.TemporaryDirectory(prefix="colorize-shot-") as tmp:
+                work_dir("shot") as tmp:
             info = _localise(FilmInfo.from_dict(plan["info"]), path)
             if film.is_sequence and not isinstance(source, LocalLocation):
                 # only this unit's frames were fetched: number them from the first one fetched
@@ -348,7 +347,7 @@ def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store:
             elif info.carries_source or info.vfr:  # the source is needed again: its sound, subtitles, times...
                 info = _localise(info, stack.enter_context(_films.get(source, film, None)))
             times = frame_times(info) if info.vfr else None
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="colorize-join-")))
+            tmp = Path(stack.enter_context(work_dir("join")))
             for ext in settings.film_renditions:
                 parts = []
                 for s in shots:

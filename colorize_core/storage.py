@@ -17,7 +17,9 @@ import functools
 import hashlib
 import os
 import posixpath
+import re
 import shutil
+import socket
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
@@ -27,6 +29,43 @@ from pathlib import Path
 from colorize_core.errors import NotFoundError, StorageError, UnsafePathError
 
 TMP_PREFIX = ".colorize-tmp-"
+
+
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
+_WORK_DIR = re.compile(r"colorize-[a-z0-9]+-(\d+)@(.+)\.[A-Za-z0-9_]{8}")
+
+
+def work_dir(kind: str) -> tempfile.TemporaryDirectory:
+    """A temporary folder for a piece of work (a shot's segments, a download), named for this
+    process and host (``colorize-KIND-PID@HOST.xxxxxxxx``) so that one a killed process left
+    behind is told from one in use and removed (:func:`sweep_work_dirs`)."""
+    return tempfile.TemporaryDirectory(prefix=f"colorize-{kind}-{os.getpid()}@{_HOST}.")
+
+
+def sweep_work_dirs(root: str | Path | None = None) -> list[tuple[Path, int]]:
+    """Remove the work folders (:func:`work_dir`) under ``root`` (the temporary folder) that
+    processes of this host no longer running left behind: killed (SIGKILL, out of memory)
+    mid-shot, a process leaves its segments there, gigabytes for a long shot in FFV1.
+    Folders of other hosts (a shared temporary folder), of running processes and of other users
+    are left alone. Returns each folder removed with the bytes it held."""
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).iterdir():
+        m = _WORK_DIR.fullmatch(path.name)
+        if not m or m[2] != _HOST or int(m[1]) == os.getpid():
+            continue
+        try:
+            if not path.is_dir() or path.is_symlink() or path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(m[1]), 0)
+            continue   # running: its own
+        except ProcessLookupError:
+            pass       # gone: the folder is what it left
+        except OSError:
+            continue   # running as someone else, or the folder went meanwhile
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append((path, size))
+    return removed
 
 
 def _read_umask() -> int:
@@ -341,7 +380,7 @@ class S3Location(Location):
         from botocore.exceptions import BotoCoreError, ClientError
 
         suffix = posixpath.splitext(rel)[1]
-        with tempfile.TemporaryDirectory(prefix="colorize-s3-") as tmp:
+        with work_dir("s3") as tmp:
             path = Path(tmp) / f"object{suffix}"
             try:
                 self.client.download_file(self.bucket, self._key(rel), str(path))
@@ -402,7 +441,7 @@ def local_folder(uri: str, s3_endpoint: str | None = None) -> Iterator[Path]:
     if isinstance(location, LocalLocation):
         yield location.root
         return
-    with tempfile.TemporaryDirectory(prefix="colorize-tree-") as tmp:
+    with work_dir("tree") as tmp:
         for entry in location.list():
             target = Path(tmp, entry.rel)
             target.parent.mkdir(parents=True, exist_ok=True)

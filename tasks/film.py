@@ -14,7 +14,7 @@ from colorize_core.errors import JobStoppedError
 from colorize_core.film_archive import assemble_film, colorize_unit, prepare_film
 from colorize_core.provenance import ProvenanceStore
 from colorize_core.storage import open_location
-from tasks import retry_unless
+from tasks import retry_unless, sweep_work_dirs_once
 from tasks.photos import cached_colorizer
 
 
@@ -25,6 +25,7 @@ def prepare_film_task(film: dict[str, Any], source: str, dest: str, db_url: str,
                       s3_endpoint: str | None) -> dict[str, Any]:
     """Fingerprint, skip-check, probe and cut a film. Returns its plan, or {"result": status}
     when it is recorded already (skipped or failed)."""
+    sweep_work_dirs_once(get_run_logger())
     out = prepare_film(FilmEntry.from_dict(film), open_location(source, s3_endpoint), open_location(dest, s3_endpoint),
                        ProvenanceStore(db_url), job_id, JobSettings(**settings), model_name, model_sha256, force)
     logger = get_run_logger()
@@ -44,6 +45,7 @@ def colorize_shot_task(plan: dict[str, Any], unit: dict[str, Any], source: str, 
                        job_id: str, settings: dict[str, Any], s3_endpoint: str | None,
                        batch_size: int = 8) -> dict[str, Any]:
     """Colorize one unit of shots of a film into segments under DEST, recorded."""
+    sweep_work_dirs_once(get_run_logger())
     job = JobSettings(**settings)
     out = colorize_unit(plan, unit, open_location(source, s3_endpoint), open_location(dest, s3_endpoint),
                         ProvenanceStore(db_url), job_id, job, cached_colorizer(job.model, job.device, job.work_size),
@@ -60,6 +62,7 @@ def assemble_film_task(plan: dict[str, Any], source: str, dest: str, db_url: str
                        settings: dict[str, Any], model_name: str, model_sha256: str,
                        s3_endpoint: str | None) -> dict[str, Any]:
     """Join the film's segments with its audio into the renditions and record the film."""
+    sweep_work_dirs_once(get_run_logger())
     out = assemble_film(plan, open_location(source, s3_endpoint), open_location(dest, s3_endpoint),
                         ProvenanceStore(db_url), job_id, JobSettings(**settings), model_name, model_sha256)
     if out.status == "failed":

@@ -18,7 +18,7 @@ from colorize_core.manifest import write_manifest
 from colorize_core.provenance import ProvenanceStore
 from colorize_core.settings import get_settings
 from colorize_core.storage import Entry, open_location
-from tasks import retry_unless
+from tasks import retry_unless, sweep_work_dirs_once
 
 
 @functools.lru_cache(maxsize=2)
@@ -34,6 +34,7 @@ def plan_items(source: str, dest: str, db_url: str, job_id: str, settings: dict[
                only: list[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
     """List the source, record items already done as skipped; returns (photos to do, films to
     do, counts by status of what planning recorded). ``only``: just these source URIs."""
+    sweep_work_dirs_once(get_run_logger())
     todo, films, recorded = plan(open_location(source, s3_endpoint), open_location(dest, s3_endpoint),
                                  ProvenanceStore(db_url), job_id, JobSettings(**settings), model_sha256, force,
                                  set(only) if only is not None else None)
@@ -54,6 +55,7 @@ def colorize_photo_batch(entries: list[dict[str, Any]], source: str, dest: str, 
                          model_batch: int = 8) -> dict[str, int]:
     """Colorize one chunk of photos, ``model_batch`` at a time through the model; every item
     ends recorded. Returns counts by status."""
+    sweep_work_dirs_once(get_run_logger())
     job = JobSettings(**settings)
     colorizer = cached_colorizer(job.model, job.device, job.work_size)
     results = process_batch([Entry(**e) for e in entries], open_location(source, s3_endpoint),

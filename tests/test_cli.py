@@ -229,6 +229,37 @@ def test_ctrl_c_during_a_shot_stops_it_within_seconds_and_nothing_is_written_aft
     assert not list(tmp.glob("colorize-shot-*"))              # and its work folder is gone
 
 
+def test_a_job_killed_mid_shot_leaves_its_work_folder_and_the_next_run_removes_it(prefect_api, tmp_path):
+    """SIGKILL (or the kernel's out-of-memory killer) gives no chance to clean up: the shot's
+    segments stay in the temporary folder until the next run on that host removes them."""
+    from colorize_core.provenance import ProvenanceStore
+
+    src, dest, db, tmp = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db", tmp_path / "tmp"
+    src.mkdir(), tmp.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=24:duration=12", "-vf", "format=gray",
+           "-c:v", "libx264", str(src / "reel.mp4"))
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "TMPDIR": str(tmp)}
+    run = subprocess.Popen([*COLORIZE, "run", str(src), str(dest), "--db", db], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(tmp.glob("colorize-shot-*/.colorize-tmp-*")):   # the shot is being encoded
+            assert run.poll() is None and time.monotonic() < deadline, "the shot never started"
+            time.sleep(0.1)
+        time.sleep(1)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    [left] = tmp.glob("colorize-shot-*")
+    assert left.name.startswith(f"colorize-shot-{run.pid}@") and any(p.stat().st_size for p in left.iterdir())
+    job = ProvenanceStore(db).dest_lease(str(dest))["job_id"]
+    r = subprocess.run([*COLORIZE, "run", str(src), str(dest), "--db", db, "--take-over", job], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "1 done, 0 skipped, 0 failed" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
+    assert f"removed {left} (" in r.stdout + r.stderr and "no longer runs (killed mid-work)" in r.stdout + r.stderr
+    assert list(tmp.iterdir()) == []
+
+
 def test_jobs_tell_a_running_job_from_one_that_stopped_without_finishing():
     from datetime import timedelta
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import boto3
 import pytest
 
 from colorize_core.errors import NotFoundError, StorageError, UnsafePathError
-from colorize_core.storage import LocalLocation, S3Location, check_rel, open_location
+from colorize_core.storage import LocalLocation, S3Location, check_rel, open_location, sweep_work_dirs, work_dir
 
 
 @pytest.mark.parametrize("rel", ["../x.jpg", "a/../../x.jpg", "a//b.jpg", "/abs.jpg", "./a.jpg", "a/./b.jpg", ""])
@@ -99,3 +100,32 @@ def test_s3_endpoint_can_be_given_explicitly(s3_endpoint, bucket, monkeypatch):
     loc.check()
     with pytest.raises(NotFoundError, match="does not exist"):  # a bucket missing on that endpoint
         open_location(f"s3://no-bucket-{bucket}/x", s3_endpoint=s3_endpoint).check()
+
+
+def test_work_folders_left_by_killed_processes_of_this_host_are_swept(tmp_path, monkeypatch):
+    import tempfile
+
+    from colorize_core import storage
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with work_dir("shot") as mine:          # this process's own, in use
+        (Path(mine) / "segment.mkv").write_bytes(b"x" * 1000)
+        # A process of this host that was killed mid-shot (a real one, no longer running)...
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                               text=True, check=True)
+        dead = int(child.stdout)
+        left = tmp_path / f"colorize-shot-{dead}@{storage._HOST}.abcd_123"
+        (left / "sub").mkdir(parents=True)
+        (left / "sub" / "segment.mkv").write_bytes(b"y" * 5000)
+        # ...and what must stay: a running process's (the test runner's parent), another host's,
+        # anything not named like a work folder, a file named like one.
+        running = tmp_path / f"colorize-shot-{os.getppid()}@{storage._HOST}.abcd_124"
+        elsewhere = tmp_path / f"colorize-shot-{dead}@render-2.abcd_125"
+        other = tmp_path / f"colorize-shot-{dead}.abcd_126"
+        for d in (running, elsewhere, other):
+            d.mkdir()
+        (tmp_path / f"colorize-join-{dead}@{storage._HOST}.abcd_127").write_bytes(b"")
+        assert sweep_work_dirs() == [(left, 5000)]
+        assert not left.exists() and all(p.exists() for p in (running, elsewhere, other, Path(mine)))
+        assert Path(mine).name.startswith(f"colorize-shot-{os.getpid()}@{storage._HOST}.")
+    assert sweep_work_dirs(tmp_path) == []
