@@ -583,17 +583,24 @@ def _activity(job: dict, now) -> str:  # noqa: ANN001
 @click.option("--chunk-size", type=click.IntRange(1, 1_000_000), default=500, show_default=True,
               help="Items per task (Prefect task run).")
 @click.option("--unrecorded/--no-unrecorded", default=True, show_default=True,
-              help="Also list files in DEST that no record accounts for.")
+              help="Also list files in DEST that no record accounts for, and partial copies of writes that did "
+                   "not finish.")
+@click.option("--remove-interrupted", is_flag=True,
+              help="Remove the partial copies (hidden .colorize-tmp-* files) that writes killed mid-way left in DEST.")
 @click.option("--unchecked-for", "unchecked_for", type=click.FloatRange(0, min_open=True), default=None,
               metavar="DAYS", help="Only the items whose last fixity check is older than DAYS (a rolling check).")
 @click.option("--max-items", type=click.IntRange(1), default=None, help="Check at most N items (lowest ids first).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
 def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str | None, chunk_size: int,
-           unrecorded: bool, unchecked_for: float | None, max_items: int | None, as_json: bool) -> None:
+           unrecorded: bool, remove_interrupted: bool, unchecked_for: float | None, max_items: int | None,
+           as_json: bool) -> None:
     """Fixity check of DEST: read back every output the provenance database records there and
     compare its sha256 with the recorded one (a 'fixity check' event on each item); list the
-    files there that no record accounts for. Exit 1 if any output is missing, changed or
+    files there that no record accounts for, and the partial copies of writes that did not
+    finish (a process killed mid-write). Exit 1 if any output is missing, changed or
     unreadable."""
+    if remove_interrupted and not unrecorded:
+        raise click.UsageError("--remove-interrupted needs the search that --no-unrecorded turns off")
     from colorize_core import ColorizeError
     from colorize_core.fixity import check_scope
     from colorize_core.storage import open_location
@@ -616,7 +623,8 @@ def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str |
     with exits_once_stopped():
         state = verify_fixity(dest=dest, db_url=db_url, job_id=job_id, chunk_size=chunk_size,
                               look_for_unrecorded=unrecorded, s3_endpoint=s3_endpoint,
-                              unchecked_for_days=unchecked_for, max_items=max_items, return_state=True)
+                              unchecked_for_days=unchecked_for, max_items=max_items,
+                              remove_interrupted=remove_interrupted, return_state=True)
     summary = state.result(raise_on_failure=False) if state.is_completed() or state.is_failed() else None
     if not isinstance(summary, dict):
         click.echo(f"the fixity check did not complete: {state.message}", err=True)
@@ -641,6 +649,9 @@ def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str |
                        + (":" if found["files"] else ""))
             for f in found["files"]:
                 click.echo(f"UNRECORDED {f['uri']} ({f['size']} bytes)")
+            for f in found["interrupted"]:
+                click.echo(f"INTERRUPTED {f['uri']} ({f['size']} bytes): the partial copy of a write that did not "
+                           f"finish, {'removed' if f['removed'] else 'kept (--remove-interrupted removes it)'}")
         elif unrecorded:
             click.echo(f"unrecorded files not looked for: {found['why']}")
         click.echo(f"fixity check events recorded in {summary['db_url']}")

@@ -191,14 +191,18 @@ def merge(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
-def unrecorded(store: ProvenanceStore, dest: Location, stale_after: float) -> dict[str, Any]:
+def unrecorded(store: ProvenanceStore, dest: Location, stale_after: float,
+               remove_interrupted: bool = False) -> dict[str, Any]:
     """The files in DEST that no output record accounts for, outside ``manifests/`` and the
-    index: ``{"files": [{rel, uri, size}], "looked": True}``. Not looked for (``looked``: False,
-    ``why``) while a job holds DEST's lease: the files it has written and not yet recorded would
-    be listed. Reads DEST's listing and the recorded URIs of every item ever written there."""
+    index, and the partial copies that writes killed mid-way left (hidden ``.colorize-tmp-*``
+    files, removed with ``remove_interrupted``): ``{"files": [{rel, uri, size}], "interrupted":
+    [{rel, uri, size, removed}], "looked": True}``. Not looked for (``looked``: False, ``why``)
+    while a job holds DEST's lease: the files it has written and not yet recorded would be
+    listed, and its temporaries are files being written. Reads DEST's listing and the recorded
+    URIs of every item ever written there."""
     lease = store.dest_lease(dest.uri)
     if lease and (utcnow() - lease["renewed_at"]).total_seconds() < stale_after:
-        return {"files": [], "looked": False,
+        return {"files": [], "interrupted": [], "looked": False,
                 "why": f"job {lease['job_id']} is writing to {dest.uri} now: files it has not recorded yet would "
                        f"be listed; run the check again once it has finished"}
     with store.session() as s:
@@ -208,9 +212,14 @@ def unrecorded(store: ProvenanceStore, dest: Location, stale_after: float) -> di
     try:
         files = [{"rel": e.rel, "uri": dest.uri_of(e.rel), "size": e.size} for e in dest.list()
                  if e.rel not in recorded and e.rel not in INDEX and not e.rel.startswith(f"{MANIFESTS}/")]
+        interrupted = [{"rel": e.rel, "uri": dest.uri_of(e.rel), "size": e.size, "removed": False}
+                       for e in dest.interrupted()]
     except NotFoundError as exc:
-        return {"files": [], "looked": False, "why": str(exc)}
-    return {"files": files, "looked": True}
+        return {"files": [], "interrupted": [], "looked": False, "why": str(exc)}
+    for f in interrupted if remove_interrupted else ():
+        dest.delete(f["rel"])
+        f["removed"] = True
+    return {"files": files, "interrupted": interrupted, "looked": True}
 
 
 def damaged(store: ProvenanceStore, dest: str) -> list[Item]:

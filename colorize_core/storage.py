@@ -139,6 +139,12 @@ class Location:
         the folder it leaves empty."""
         raise NotImplementedError
 
+    def interrupted(self) -> Iterator[Entry]:
+        """The hidden temporaries (``.colorize-tmp-*``) of writes that never finished: a process
+        killed while writing a file leaves its partial copy beside the target. S3 has none (an
+        object is put whole or not at all)."""
+        return iter(())
+
     def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Atomically write ``rel``, replacing it: only for generated indexes (the latest manifest)."""
         raise NotImplementedError
@@ -245,6 +251,18 @@ class LocalLocation(Location):
             raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
         finally:
             os.unlink(tmp)
+
+    def interrupted(self) -> Iterator[Entry]:
+        if not self.root.is_dir():
+            return
+        for folder, dirs, files in os.walk(self.root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if name.startswith(TMP_PREFIX):
+                    path = Path(folder, name)
+                    with contextlib.suppress(OSError):   # gone meanwhile: a write that did finish
+                        st = path.lstat()
+                        yield Entry(path.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns))
 
     def delete(self, rel: str) -> None:
         path = self._path(rel)

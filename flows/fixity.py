@@ -27,12 +27,14 @@ SHOWN = 200   # problems listed in the run's artifact (all are in the result and
 @flow(name="verify-fixity", log_prints=True, task_runner=task_runner())
 def verify_fixity(dest: str, db_url: str = _defaults.db_url, job_id: str | None = None, chunk_size: int = 500,
                   look_for_unrecorded: bool = True, s3_endpoint: str | None = _defaults.s3_endpoint,
-                  unchecked_for_days: float | None = None, max_items: int | None = None) -> State:
+                  unchecked_for_days: float | None = None, max_items: int | None = None,
+                  remove_interrupted: bool = False) -> State:
     """Check the fixity of every output recorded for ``dest`` (only those job ``job_id`` shows,
     if given): each is read back whole and its sha256 and size compared with the recorded ones,
     ``chunk_size`` items per task. Every item checked gets a ``fixity check`` event in the
     provenance database. With ``look_for_unrecorded``, files in DEST that no record accounts for
-    are listed too. The run ends Completed when every output is intact and Failed (with the same
+    are listed too, and so are the partial copies that writes killed mid-way left (hidden
+    ``.colorize-tmp-*`` files; removed with ``remove_interrupted``). The run ends Completed when every output is intact and Failed (with the same
     summary as its result) when any is missing, changed or unreadable, so that an automation on
     failed runs raises the alarm. A rolling check: ``unchecked_for_days`` checks only the items
     whose last check is older than that, and ``max_items`` caps a run (the lowest item ids
@@ -51,14 +53,15 @@ def verify_fixity(dest: str, db_url: str = _defaults.db_url, job_id: str | None 
                 f" shown by job {job_id}" if job_id else "",
                 f", items not checked since {cutoff:%Y-%m-%d %H:%M} UTC" if cutoff else "")
     detail = {"flow_run": str(flow_run.id) if flow_run.id else None}
-    unrec = find_unrecorded.submit(location.uri, store.url, s3_endpoint) if look_for_unrecorded else None
+    unrec = (find_unrecorded.submit(location.uri, store.url, s3_endpoint, remove_interrupted)
+             if look_for_unrecorded else None)
     checks = check_fixity.map([r[0] for r in ranges], [r[1] for r in ranges], unmapped(location.uri),
                               unmapped(store.url), unmapped(job_id), unmapped(s3_endpoint), unmapped(detail),
                               unmapped(cutoff))
     summary: dict[str, Any] = {"dest": location.uri, "job_id": job_id, "db_url": store.url,
                                "started_at": started.isoformat(), "not_checked_since": cutoff.isoformat() if cutoff
                                else None, "max_items": max_items, **merge(c.result() for c in checks)}
-    found = unrec.result() if unrec else {"files": [], "looked": False, "why": "not asked for"}
+    found = unrec.result() if unrec else {"files": [], "interrupted": [], "looked": False, "why": "not asked for"}
     summary["unrecorded"] = found
     # The pages reviewers open: the index, and the jobs whose items were found damaged, or intact again.
     touched = {p["job_id"] for p in summary["problems"]} | {r["job_id"] for r in summary["recovered"]}
@@ -67,7 +70,8 @@ def verify_fixity(dest: str, db_url: str = _defaults.db_url, job_id: str | None 
     c = summary["counts"]
     create_table_artifact(key="verify-fixity-summary", table=[
         {"dest": location.uri, "job": job_id or "all", "items": summary["items"], **c,
-         "unrecorded": len(found["files"]) if found["looked"] else "not looked for"}],
+         "unrecorded": len(found["files"]) if found["looked"] else "not looked for",
+         "interrupted": len(found["interrupted"]) if found["looked"] else "not looked for"}],
         description=f"Fixity check of {location.uri}")
     if summary["problems"]:
         rows = "\n".join(f"| {p['status']} | {p['uri']} | {p['kind']} | {p['source']} | {p['item_id']} | {p['job_id']} |"

@@ -32,14 +32,20 @@ def check_fixity(first: int, last: int, dest: str, db_url: str, job_id: str | No
 
 
 @task(name="find-unrecorded", retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
-def find_unrecorded(dest: str, db_url: str, s3_endpoint: str | None) -> dict[str, Any]:
-    """The files in DEST that no record accounts for (not looked for while a job writes there)."""
-    found = unrecorded(ProvenanceStore(db_url), open_location(dest, s3_endpoint), get_settings().lease_seconds)
+def find_unrecorded(dest: str, db_url: str, s3_endpoint: str | None,
+                    remove_interrupted: bool = False) -> dict[str, Any]:
+    """The files in DEST that no record accounts for, and the partial copies of writes that did
+    not finish (removed with ``remove_interrupted``); not looked for while a job writes there."""
+    found = unrecorded(ProvenanceStore(db_url), open_location(dest, s3_endpoint), get_settings().lease_seconds,
+                       remove_interrupted)
     logger = get_run_logger()
     if not found["looked"]:
         logger.warning("unrecorded files not looked for: %s", found["why"])
     for f in found["files"]:
         logger.warning("UNRECORDED %s (%d bytes): no job recorded writing it", f["uri"], f["size"])
+    for f in found["interrupted"]:
+        logger.warning("INTERRUPTED %s (%d bytes): the partial copy of a write that did not finish%s", f["uri"],
+                       f["size"], ", removed" if f["removed"] else "")
     return found
 
 

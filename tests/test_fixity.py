@@ -59,7 +59,7 @@ def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unr
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     assert summary["items"] == 5 and summary["problems"] == []
     assert summary["counts"] == {"intact": len(outputs) + stills, "missing": 0, "changed": 0, "unreadable": 0}
-    assert summary["unrecorded"] == {"files": [], "looked": True}
+    assert summary["unrecorded"] == {"files": [], "interrupted": [], "looked": True}
     events = _fixity_events(store)
     assert len(events) == 5 and {e.outcome for e in events} == {"success"}
     assert {e.job_id for e in events} == {first} and events[0].detail["algorithm"] == "SHA-256"
@@ -150,6 +150,21 @@ def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unr
     again = json.loads(r.stdout[r.stdout.index("{"):])
     assert again["items"] == 5 and again["problems"] == []
     assert [f["rel"] for f in again["unrecorded"]["files"]] == ["animals/stray.jpg"]
+    # A write killed mid-way leaves its partial copy, hidden, beside its target: listed, kept
+    # unless asked, never taken for an output.
+    partial = dest / "portraits" / ".colorize-tmp-k2j4xq9a.jpg"
+    partial.write_bytes(b"\xff\xd8 partial")
+    r = colorize("verify", str(dest), "--db", db, env=env)
+    assert r.returncode == 0 and (f"INTERRUPTED {partial} (10 bytes): the partial copy of a write that did not finish, "
+                                  f"kept (--remove-interrupted removes it)") in r.stdout, r.stdout + r.stderr
+    r = colorize("verify", str(dest), "--db", db, "--no-unrecorded", "--remove-interrupted", env=env)
+    assert r.returncode == 2 and "--remove-interrupted needs" in r.stderr and partial.exists()
+    r = colorize("verify", str(dest), "--db", db, "--remove-interrupted", "--json", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    found = json.loads(r.stdout[r.stdout.index("{"):])["unrecorded"]
+    assert found["interrupted"] == [{"rel": "portraits/.colorize-tmp-k2j4xq9a.jpg", "uri": str(partial), "size": 10,
+                                     "removed": True}]
+    assert not partial.exists() and (dest / "portraits").is_dir()
     r = colorize("run", str(dest), "--redo-damaged", "--db", db, env=env)
     assert r.returncode == 2 and "no damaged items" in r.stderr
 
@@ -186,6 +201,7 @@ def test_verify_fixity_flow_on_s3_with_postgresql_fails_its_run_on_damage(prefec
     assert changed["found_size"] == len(b"overwritten") and changed["recorded_size"] > 1000
     assert summary["unrecorded"]["files"] == [{"rel": "animals/stray.png", "uri": f"{dest}/animals/stray.png",
                                                "size": 1}]
+    assert summary["unrecorded"]["interrupted"] == []   # S3 objects are put whole or not at all
     with get_client(sync_client=True) as api:
         arts = api.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["verify-fixity-problems"])))
     assert any(f"{dest}/portraits/astronaut.jpg" in a.data for a in arts)
