@@ -32,7 +32,7 @@ from colorize_core.archive import MANIFESTS, JobSettings
 from colorize_core.errors import FixityError, NotFoundError, StorageError
 from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, Shot, utcnow
 from colorize_core.review import redo_settings
-from colorize_core.storage import Location
+from colorize_core.storage import Entry, Location
 
 EVENT = "fixity check"      # PREMIS eventType vocabulary
 STATUSES = ("intact", "missing", "changed", "unreadable")
@@ -209,13 +209,13 @@ def unrecorded(store: ProvenanceStore, dest: Location, stale_after: float,
         q = (select(Output.uri).join(Item, Output.item_id == Item.id).where(Item.dest == dest.uri)
              .execution_options(yield_per=10_000))
         recorded = {dest.rel_of(uri) for uri in s.scalars(q)}
+    partial: list[Entry] = []   # found by the same walk
     try:
-        files = [{"rel": e.rel, "uri": dest.uri_of(e.rel), "size": e.size} for e in dest.list()
+        files = [{"rel": e.rel, "uri": dest.uri_of(e.rel), "size": e.size} for e in dest.list(interrupted=partial)
                  if e.rel not in recorded and e.rel not in INDEX and not e.rel.startswith(f"{MANIFESTS}/")]
-        interrupted = [{"rel": e.rel, "uri": dest.uri_of(e.rel), "size": e.size, "removed": False}
-                       for e in dest.interrupted()]
     except NotFoundError as exc:
         return {"files": [], "interrupted": [], "looked": False, "why": str(exc)}
+    interrupted = [{"rel": e.rel, "uri": dest.uri_of(e.rel), "size": e.size, "removed": False} for e in partial]
     for f in interrupted if remove_interrupted else ():
         dest.delete(f["rel"])
         f["removed"] = True

@@ -107,7 +107,11 @@ class Location:
 
     uri: str
 
-    def list(self, exclude: Location | None = None) -> Iterator[Entry]:
+    def list(self, exclude: Location | None = None, interrupted: list[Entry] | None = None) -> Iterator[Entry]:
+        """Every visible file under the root, recursively, sorted. Hidden names are skipped; the
+        hidden temporaries (``.colorize-tmp-*``) of writes that never finished (a process killed
+        mid-write leaves its partial copy beside the target) are appended to ``interrupted`` when
+        given, in the same pass. S3 has none: an object is put whole or not at all."""
         raise NotImplementedError
 
     def read(self, rel: str) -> bytes:
@@ -139,12 +143,6 @@ class Location:
         the folder it leaves empty."""
         raise NotImplementedError
 
-    def interrupted(self) -> Iterator[Entry]:
-        """The hidden temporaries (``.colorize-tmp-*``) of writes that never finished: a process
-        killed while writing a file leaves its partial copy beside the target. S3 has none (an
-        object is put whole or not at all)."""
-        return iter(())
-
     def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Atomically write ``rel``, replacing it: only for generated indexes (the latest manifest)."""
         raise NotImplementedError
@@ -174,7 +172,7 @@ class LocalLocation(Location):
     def _path(self, rel: str) -> Path:
         return self.root.joinpath(*check_rel(rel).split("/"))
 
-    def list(self, exclude: Location | None = None) -> Iterator[Entry]:
+    def list(self, exclude: Location | None = None, interrupted: list[Entry] | None = None) -> Iterator[Entry]:
         if not self.root.is_dir():
             raise NotFoundError(f"source folder {self.root} does not exist or is not a folder")
         skip = exclude.root if isinstance(exclude, LocalLocation) and exclude.root != self.root else None
@@ -182,14 +180,19 @@ class LocalLocation(Location):
             here = Path(folder)
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or here / d != skip))
             for name in sorted(files):
-                if name.startswith("."):
+                temporary = name.startswith(TMP_PREFIX)
+                if name.startswith(".") and not (temporary and interrupted is not None):
                     continue  # hidden files and our own temporaries
                 path = here / name
                 try:
-                    st = path.stat()
+                    st = path.lstat() if temporary else path.stat()
                 except OSError:
-                    continue  # vanished between listing and stat
-                yield Entry(path.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns))
+                    continue  # vanished between listing and stat (a temporary: its write finished)
+                entry = Entry(path.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns))
+                if temporary:
+                    interrupted.append(entry)
+                else:
+                    yield entry
 
     def read(self, rel: str) -> bytes:
         try:
@@ -252,18 +255,6 @@ class LocalLocation(Location):
         finally:
             os.unlink(tmp)
 
-    def interrupted(self) -> Iterator[Entry]:
-        if not self.root.is_dir():
-            return
-        for folder, dirs, files in os.walk(self.root):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(files):
-                if name.startswith(TMP_PREFIX):
-                    path = Path(folder, name)
-                    with contextlib.suppress(OSError):   # gone meanwhile: a write that did finish
-                        st = path.lstat()
-                        yield Entry(path.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns))
-
     def delete(self, rel: str) -> None:
         path = self._path(rel)
         path.unlink(missing_ok=True)
@@ -321,7 +312,7 @@ class S3Location(Location):
                 raise NotFoundError(f"bucket {self.bucket!r} does not exist ({self.uri})") from exc
             raise self._error("reach", exc) from exc
 
-    def list(self, exclude: Location | None = None) -> Iterator[Entry]:
+    def list(self, exclude: Location | None = None, interrupted: list[Entry] | None = None) -> Iterator[Entry]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         skip = exclude.prefix if isinstance(exclude, S3Location) and exclude.bucket == self.bucket \

@@ -34,9 +34,9 @@ def verify_fixity(dest: str, db_url: str = _defaults.db_url, job_id: str | None 
     ``chunk_size`` items per task. Every item checked gets a ``fixity check`` event in the
     provenance database. With ``look_for_unrecorded``, files in DEST that no record accounts for
     are listed too, and so are the partial copies that writes killed mid-way left (hidden
-    ``.colorize-tmp-*`` files; removed with ``remove_interrupted``). The run ends Completed when every output is intact and Failed (with the same
-    summary as its result) when any is missing, changed or unreadable, so that an automation on
-    failed runs raises the alarm. A rolling check: ``unchecked_for_days`` checks only the items
+    ``.colorize-tmp-*`` files; removed with ``remove_interrupted``). The run ends Completed
+    when every output is intact and Failed (with the same summary as its result) when any is
+    missing, changed or unreadable, so that an automation on failed runs raises the alarm. A rolling check: ``unchecked_for_days`` checks only the items
     whose last check is older than that, and ``max_items`` caps a run (the lowest item ids
     first), so that a nightly run with both covers the whole archive in turn."""
     logger = get_run_logger()
