@@ -239,19 +239,24 @@ def test_a_job_killed_mid_shot_leaves_its_work_folder_and_the_next_run_removes_i
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=24:duration=12", "-vf", "format=gray",
            "-c:v", "libx264", str(src / "reel.mp4"))
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "TMPDIR": str(tmp)}
-    run = subprocess.Popen([*COLORIZE, "run", str(src), str(dest), "--db", db], env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        run = subprocess.Popen([*COLORIZE, "run", str(src), str(dest), "--db", db], env=env, stdout=out,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+
+    def encoded() -> int:   # bytes the shot's encoders have written so far (they start empty)
+        return sum(p.stat().st_size for p in tmp.glob("colorize-shot-*/.colorize-tmp-*") if p.exists())
+
     try:
         deadline = time.monotonic() + 180
-        while not list(tmp.glob("colorize-shot-*/.colorize-tmp-*")):   # the shot is being encoded
-            assert run.poll() is None and time.monotonic() < deadline, "the shot never started"
+        while not encoded():   # the shot is being encoded, and has written some of its segment
+            assert run.poll() is None and time.monotonic() < deadline, f"the shot never started\n{log.read_text()}"
             time.sleep(0.1)
-        time.sleep(1)
     finally:
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()
     [left] = tmp.glob("colorize-shot-*")
-    assert left.name.startswith(f"colorize-shot-{run.pid}@") and any(p.stat().st_size for p in left.iterdir())
+    assert left.name.startswith(f"colorize-shot-{run.pid}@"), log.read_text()[-3000:]
     job = ProvenanceStore(db).dest_lease(str(dest))["job_id"]
     r = subprocess.run([*COLORIZE, "run", str(src), str(dest), "--db", db, "--take-over", job], env=env,
                        capture_output=True, text=True, timeout=600)
