@@ -114,12 +114,12 @@ def item_ranges(store: ProvenanceStore, scope: Scope, per_range: int,
     return ranges
 
 
-def _check_one(dest: Location, uri: str, sha256: str, size: int) -> dict[str, Any]:
+def _check_one(dest: Location, uri: str, sha256: str, size: int, read: Location | None = None) -> dict[str, Any]:
     rel = dest.rel_of(uri)
     if rel is None:
         return {"status": "unreadable", "error": f"{uri} is not under {dest.uri}"}
     try:
-        found, found_size = dest.digest(rel)
+        found, found_size = (read or dest).digest(rel)
     except NotFoundError:
         return {"status": "missing"}
     except StorageError as exc:
@@ -129,11 +129,13 @@ def _check_one(dest: Location, uri: str, sha256: str, size: int) -> dict[str, An
     return {"status": "changed", "found_sha256": found, "found_size": found_size}
 
 
-def check_range(store: ProvenanceStore, dest: Location, scope: Scope, first: int, last: int,
-                detail: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Check the outputs of the items in scope with ids ``first``..``last`` and record a fixity
-    check event on each (``detail``, e.g. the flow run, goes into every event). Returns the
-    counts by status (outputs and items) and every output not intact, with where it came from."""
+def read_range(store: ProvenanceStore, dest: Location, scope: Scope, first: int, last: int,
+               read: Location | None = None) -> dict[str, Any]:
+    """Read back the outputs of the items in scope with ids ``first``..``last`` (from ``read``,
+    at the same relative paths, if given: a copy of DEST elsewhere) and compare each with its
+    record; records nothing. Returns the counts by status (outputs and items), every output not
+    intact (``uri`` where it was read, ``recorded_uri``) and, per item id, its job, how many
+    outputs it has and those not intact (``found``)."""
     q = (select(Item.id, Item.job_id, Item.rel_path, Output.kind, Output.uri, Output.sha256, Output.size)
          .outerjoin(Output, Output.item_id == Item.id)
          .where(scope.condition(), Item.id.between(first, last)).order_by(Item.id, Output.id))
@@ -151,30 +153,42 @@ def check_range(store: ProvenanceStore, dest: Location, scope: Scope, first: int
                                           still[kind]["size"]) for kind in ("original", "colour") if still.get(kind))
     seen: dict[tuple[str, str, int], dict[str, Any]] = {}   # thumbnails shared by items: read once
     counts = {status: 0 for status in STATUSES}
-    problems, events = [], []
+    problems, per_item = [], {}
     for item_id, (job_id, rel_path, outputs) in items.items():
         found = []
         for kind, uri, sha256, size in outputs:
             result = seen.get((uri, sha256, size))
             if result is None:
-                result = seen[(uri, sha256, size)] = _check_one(dest, uri, sha256, size)
+                result = seen[(uri, sha256, size)] = _check_one(dest, uri, sha256, size, read)
             counts[result["status"]] += 1
             if result["status"] != "intact":
-                found.append({"kind": kind, "uri": uri, **result})
-                problems.append({"item_id": item_id, "job_id": job_id, "source": rel_path, "kind": kind, "uri": uri,
-                                 "recorded_sha256": sha256, "recorded_size": size, **result})
-        events.append({"job_id": job_id, "item_id": item_id, "type": EVENT, "outcome": "failure" if found else "success",
-                       "agent": f"colorize {__version__}", "at": utcnow(),
-                       "detail": {"algorithm": "SHA-256", "outputs": len(outputs), "not_intact": found,
-                                  **(detail or {})}})
-    before = {i: c["outcome"] for i, c in latest_checks(store, list(items)).items()}
+                at = read.uri_of(dest.rel_of(uri) or "") if read else uri
+                found.append({"kind": kind, "uri": at, **result})
+                problems.append({"item_id": item_id, "job_id": job_id, "source": rel_path, "kind": kind, "uri": at,
+                                 "recorded_uri": uri, "recorded_sha256": sha256, "recorded_size": size, **result})
+        per_item[item_id] = {"job_id": job_id, "outputs": len(outputs), "found": found}
+    return {"items": len(items), "items_not_intact": sum(bool(i["found"]) for i in per_item.values()),
+            "counts": counts, "problems": problems, "per_item": per_item}
+
+
+def check_range(store: ProvenanceStore, dest: Location, scope: Scope, first: int, last: int,
+                detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check the outputs of the items in scope with ids ``first``..``last`` and record a fixity
+    check event on each (``detail``, e.g. the flow run, goes into every event). Returns the
+    counts by status (outputs and items) and every output not intact, with where it came from."""
+    result = read_range(store, dest, scope, first, last)
+    per_item = result.pop("per_item")
+    events = [{"job_id": i["job_id"], "item_id": item_id, "type": EVENT, "outcome": "failure" if i["found"] else "success",
+               "agent": f"colorize {__version__}", "at": utcnow(),
+               "detail": {"algorithm": "SHA-256", "outputs": i["outputs"], "not_intact": i["found"], **(detail or {})}}
+              for item_id, i in per_item.items()]
+    before = {i: c["outcome"] for i, c in latest_checks(store, list(per_item)).items()}
     if events:
         with store.session() as s:   # one multi-row insert: an archive's check records millions
             s.execute(insert(Event), events)
-    recovered = [{"item_id": e["item_id"], "job_id": e["job_id"]} for e in events
-                 if e["outcome"] == "success" and before.get(e["item_id"]) == "failure"]
-    return {"items": len(items), "items_not_intact": sum(e["outcome"] == "failure" for e in events),
-            "counts": counts, "problems": problems, "recovered": recovered}
+    result["recovered"] = [{"item_id": e["item_id"], "job_id": e["job_id"]} for e in events
+                           if e["outcome"] == "success" and before.get(e["item_id"]) == "failure"]
+    return result
 
 
 def merge(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -187,7 +201,7 @@ def merge(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
         for status, n in r["counts"].items():
             total["counts"][status] += n
         total["problems"] += r["problems"]
-        total["recovered"] += r["recovered"]
+        total["recovered"] += r.get("recovered", [])
     return total
 
 
