@@ -661,6 +661,76 @@ def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str |
     sys.exit(1 if summary["problems"] else 0)
 
 
+@cli.command()
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@_db_option
+@click.option("--s3-endpoint", default=_settings.s3_endpoint, help="S3 endpoint URL (else boto3's configuration).")
+@click.option("--chunk-size", type=click.IntRange(1, 1_000_000), default=500, show_default=True,
+              help="Items per task (Prefect task run).")
+@click.option("--accept-damaged", is_flag=True,
+              help="Relocate even if outputs are missing, changed or unreadable at NEW; they are recorded damaged "
+                   "(colorize run NEW --redo-damaged writes them again).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_size: int, accept_damaged: bool,
+             as_json: bool) -> None:
+    """DEST OLD has been copied to NEW (another folder, NAS or S3 bucket, by rsync or aws s3
+    sync): read back at NEW every output the provenance database records in OLD, compare its
+    sha256 with the record, and when all are intact point the records at NEW (a 'transfer' and
+    a 'fixity check' event on each item); the manifests at NEW are rendered again. Nothing is
+    changed if an output is not intact at NEW (exit 1). OLD is left as it is."""
+    from colorize_core import ColorizeError
+    from colorize_core.errors import DestinationBusyError
+    from colorize_core.relocation import relocation_scope
+    from colorize_core.storage import open_location
+
+    try:
+        store = _store(db_url)
+        old_loc, new_loc = open_location(old, s3_endpoint), open_location(new, s3_endpoint)
+        relocation_scope(store, old_loc, new_loc)
+        for uri in (old_loc.uri, new_loc.uri):   # at once, rather than after starting the flow
+            store.check_dest(uri, _settings.lease_seconds)
+    except DestinationBusyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    prefect_defaults()
+    from flows.relocation import relocate_dest
+
+    with exits_once_stopped():
+        state = relocate_dest(old=old, new=new, db_url=db_url, chunk_size=chunk_size, s3_endpoint=s3_endpoint,
+                              accept_damaged=accept_damaged, return_state=True)
+    summary = state.result(raise_on_failure=False) if state.is_completed() or state.is_failed() else None
+    if not isinstance(summary, dict):
+        click.echo(f"the relocation did not complete: {state.message}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+    else:
+        c = summary["counts"]
+        click.echo(f"{summary['items']} item(s), {sum(c.values())} output(s) read back at {summary['new']}: "
+                   + ", ".join(f"{c[k]} {k}" for k in c))
+        for p in summary["problems"]:
+            was = (f": recorded sha256 {p['recorded_sha256'][:16]}... {p['recorded_size']} bytes, found "
+                   f"{p['found_sha256'][:16]}... {p['found_size']} bytes") if p["status"] == "changed" else ""
+            why = f": {p['error']}" if p.get("error") else ""
+            click.echo(f"{p['status'].upper():<10} {p['uri']}{was}{why}\n{'':<11}{p['kind']} of {p['source']} "
+                       f"(item {p['item_id']}, job {p['job_id']})")
+        if summary["relocated"]:
+            m = summary["moved"]
+            click.echo(f"relocated {summary['old']} to {summary['new']}: {len(summary['jobs'])} job(s), {m['items']} "
+                       f"item(s), {m['outputs']} output record(s) now name it; events recorded in {summary['db_url']}")
+            if m["items_not_intact"]:
+                click.echo(f"{m['items_not_intact']} item(s) recorded damaged: colorize run {summary['new']} "
+                           f"--redo-damaged --db {db_url} writes them again from their originals")
+            click.echo(f"manifests rendered again at {summary['new']}; {summary['old']} is no longer referenced "
+                       f"(remove it when you are ready)")
+        else:
+            click.echo(f"not relocated: nothing was changed. Copy the outputs above to {summary['new']} again and "
+                       f"relocate again, or accept them as damaged with --accept-damaged")
+    sys.exit(0 if summary["relocated"] else 1)
+
+
 @cli.command("export")
 @click.argument("job_id", metavar="JOB")
 @click.option("--what", default="iiif,premis,prov", show_default=True,

@@ -64,3 +64,8 @@ class TrainingError(ColorizeError):
 
 class FixityError(ColorizeError):
     """A fixity check that cannot be made as asked: nothing recorded for the destination, an unknown job."""
+
+
+class RelocationError(ColorizeError):
+    """A destination that cannot be relocated as asked: nothing recorded there, the new place
+    missing, or already holding another destination's recorded outputs."""

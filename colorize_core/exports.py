@@ -37,6 +37,9 @@ PREMIS_NS = "http://www.loc.gov/premis/v3"
 VIDEO = {"access": "video/mp4", "master": "video/x-matroska", "master-prores": "video/quicktime"}
 
 
+FILES = {"iiif": "iiif.json", "premis": "premis.xml", "prov": "prov.json"}   # under DEST/manifests/<job>/
+
+
 def _public(uri: str, root: str, base: str) -> str:
     """``uri`` (under ``root``) as a URL under ``base``."""
     rel = uri[len(root):].lstrip("/") if uri.startswith(root) else uri
@@ -178,8 +181,8 @@ def premis_xml(store: ProvenanceStore, job_id: str) -> bytes:
             link = ET.SubElement(el, q("linkingAgentIdentifier"))
             ET.SubElement(link, q("linkingAgentIdentifierType")).text = "local"
             ET.SubElement(link, q("linkingAgentIdentifierValue")).text = e.agent
-            for uri, role in [(it.source_uri, "source")] + [(o.uri, "outcome") for o in it.outputs
-                                                             if e.type in ("write", "encode", "fixity check")]:
+            outcomes = e.type in ("write", "encode", "fixity check", "transfer")   # events about the outputs
+            for uri, role in [(it.source_uri, "source")] + [(o.uri, "outcome") for o in it.outputs if outcomes]:
                 lo = ET.SubElement(el, q("linkingObjectIdentifier"))
                 ET.SubElement(lo, q("linkingObjectIdentifierType")).text = "URI"
                 ET.SubElement(lo, q("linkingObjectIdentifierValue")).text = _as_uri(uri)
@@ -247,6 +250,14 @@ def prov_json(store: ProvenanceStore, job_id: str) -> str:
     return doc.serialize(format="json", indent=1)
 
 
+def rewrite_exports(store: ProvenanceStore, job_id: str, dest: Location) -> list[str]:
+    """Write again those of a job's PREMIS and PROV exports that DEST holds, after its records
+    changed (a relocation); returns the kinds written. A IIIF manifest stays as it was written:
+    its ids are DEST's public URL, which only its publisher knows."""
+    kinds = tuple(k for k in ("premis", "prov") if dest.exists(posixpath.join(MANIFESTS, job_id, FILES[k])))
+    return list(write_exports(store, job_id, dest, kinds)) if kinds else []
+
+
 def write_exports(store: ProvenanceStore, job_id: str, dest: Location, kinds: tuple[str, ...] = ("iiif",),
                   base_url: str | None = None, source_base_url: str | None = None) -> dict[str, str]:
     """Write the chosen exports under DEST/manifests/<job>/; returns their URIs by kind."""
@@ -256,11 +267,11 @@ def write_exports(store: ProvenanceStore, job_id: str, dest: Location, kinds: tu
         if kind == "iiif":
             data = json.dumps(iiif_manifest(build_manifest(store, job_id), dest, base_url or default_base_url(dest),
                                             source_base_url), indent=1, ensure_ascii=False).encode()
-            rel, ctype = f"{job_dir}/iiif.json", 'application/ld+json;profile="http://iiif.io/api/presentation/3/context.json"'
+            rel, ctype = f"{job_dir}/{FILES[kind]}", 'application/ld+json;profile="http://iiif.io/api/presentation/3/context.json"'
         elif kind == "premis":
-            data, rel, ctype = premis_xml(store, job_id), f"{job_dir}/premis.xml", "application/xml"
+            data, rel, ctype = premis_xml(store, job_id), f"{job_dir}/{FILES[kind]}", "application/xml"
         elif kind == "prov":
-            data, rel, ctype = prov_json(store, job_id).encode(), f"{job_dir}/prov.json", "application/json"
+            data, rel, ctype = prov_json(store, job_id).encode(), f"{job_dir}/{FILES[kind]}", "application/json"
         else:
             raise ValueError(f"unknown export {kind!r} (iiif, premis, prov)")
         dest.replace(rel, data, ctype)

@@ -87,7 +87,7 @@ def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path)
                             timeout=60)
     for name in ("colorize-archive/on-demand", "colorize-archive/nightly", "train-colorizer/on-demand",
                  "evaluate-colorizer/on-demand", "build-dataset/on-demand", "verify-fixity/weekly",
-                 "verify-fixity/on-demand"):
+                 "verify-fixity/on-demand", "relocate-dest/on-demand"):
         assert name in listed.stdout, listed.stdout
     nightly = json.loads(subprocess.run([str(BIN / "prefect"), "deployment", "inspect", "colorize-archive/nightly",
                                          "--output", "json"], env=env, capture_output=True, text=True, timeout=60).stdout)
@@ -118,6 +118,12 @@ def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path)
         (dest / "chelsea-sepia.jpg").unlink()
         damaged = subprocess.run(check, env=env, capture_output=True, text=True, timeout=300)
         assert damaged.returncode != 0 and "Failed" in damaged.stdout, damaged.stdout[-3000:]
+        # DEST copied elsewhere (the damaged output with it, gone), and the records moved there.
+        shutil.copytree(dest, tmp_path / "moved")
+        moved = subprocess.run([str(BIN / "prefect"), "deployment", "run", "relocate-dest/on-demand", "--param",
+                                f"old={dest}", "--param", f"new={tmp_path / 'moved'}", "--param", "accept_damaged=true",
+                                "--watch"], env=env, capture_output=True, text=True, timeout=300)
+        assert moved.returncode == 0 and "Completed" in moved.stdout, moved.stdout[-3000:]
     finally:
         _stop(worker)
         log.close()
@@ -135,4 +141,5 @@ def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path)
         items = s.scalars(select(Item)).all()
         assert sorted(i.rel_path for i in items) == ["chelsea cat.png", "chelsea-sepia.jpg"]
         assert all(i.status == "done" for i in items)
+        assert {i.dest for i in items} == {str(tmp_path / "moved")} and jobs[0].dest == str(tmp_path / "moved")
     assert (dest / "chelsea cat.png").is_file() and (dest / "manifest.html").is_file()

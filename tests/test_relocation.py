@@ -1,0 +1,158 @@
+"""Relocation: DEST copied to other storage; `colorize relocate` and the relocate-dest flow read
+the copy back and point the provenance database's records at it, or refuse and change nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import quote
+
+import boto3
+import pytest
+from sqlalchemy import select
+
+from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, Shot
+from tests.conftest import SAMPLES
+from tests.test_archive_flow import run_flow
+from tests.test_cli import colorize
+
+pytestmark = pytest.mark.slow
+
+
+def _records(store: ProvenanceStore) -> dict[str, list]:
+    """Every URI the records hold for a destination, and the events: to compare before and after."""
+    with store.session() as s:
+        return {"jobs": sorted(s.scalars(select(Job.dest))), "items": sorted(s.scalars(select(Item.dest))),
+                "outputs": sorted(s.scalars(select(Output.uri))),
+                "shots": sorted(json.dumps([sh.dest, sh.segments, sh.stills], sort_keys=True)
+                                for sh in s.scalars(select(Shot))),
+                "events": [(e.type, e.item_id) for e in s.scalars(select(Event).order_by(Event.id))]}
+
+
+def _json(stdout: str) -> dict:
+    return json.loads(stdout[stdout.index("{"):])
+
+
+def test_relocate_follows_a_copied_dest_or_refuses_and_changes_nothing(prefect_api, tmp_path):
+    src, old, db = tmp_path / "src", tmp_path / "colour", f"sqlite:///{tmp_path}/p.db"
+    new = tmp_path / "nouvelle étagère"   # not ASCII: the records are rewritten by character, not byte
+    for folder in ("animals", "portraits"):
+        shutil.copytree(SAMPLES / folder, src / folder)
+    (src / "film").mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
+                    str(src / "film" / "reel.mp4")], check=True)
+    env = {"PREFECT_API_URL": prefect_api}
+    r = colorize("run", str(src), str(old), "--db", db, "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    job = _json(r.stdout)["job_id"]
+    assert colorize("export", job, "--what", "premis", "--db", db).returncode == 0
+    store = ProvenanceStore(db)
+    before = _records(store)
+    assert len(before["outputs"]) > 8 and before["shots"] and all(u.startswith(f"{old}/") for u in before["outputs"])
+
+    # Usage errors: exit 2, nothing changed.
+    for args, said in [((str(tmp_path / "elsewhere"), str(new)), "nothing is recorded done"),
+                       ((str(old), str(new)), "does not exist"),
+                       ((str(old), str(old)), "where the records already point"),
+                       ((str(old), str(old / "inner")), "one is inside the other")]:
+        r = colorize("relocate", *args, "--db", db, env=env)
+        assert r.returncode == 2 and said in r.stderr, (args, r.stderr)
+    assert str(old) in colorize("relocate", str(tmp_path / "elsewhere"), str(new), "--db", db, env=env).stderr
+
+    # A copy with an output missing and one changed: refused, and the records are as they were.
+    shutil.copytree(old, new)
+    colour = sorted(Path(u).relative_to(old) for u in before["outputs"] if Path(u).suffix in (".jpg", ".png")
+                    and "manifests" not in u)
+    (new / colour[0]).unlink()
+    (new / colour[1]).write_bytes(b"half a copy")
+    r = colorize("relocate", str(old), str(new), "--db", db, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"MISSING    {new / colour[0]}" in r.stdout and f"CHANGED    {new / colour[1]}: recorded sha256" in r.stdout
+    assert "not relocated: nothing was changed" in r.stdout
+    assert _records(store) == before
+    assert store.dest_lease(str(old)) is None and store.dest_lease(str(new)) is None   # both given back
+
+    # While a job holds DEST, no relocation: exit 1, naming the job.
+    store.take_dest(str(old), "job-writing-now", {"host": "elsewhere"}, stale_after=300)
+    r = colorize("relocate", str(old), str(new), "--db", db, env=env)
+    assert r.returncode == 1 and "job-writing-now" in r.stderr
+    store.release_dest(str(old), "job-writing-now")
+
+    # Accepted as damaged: relocated; those two are recorded damaged at the new place.
+    r = colorize("relocate", str(old), str(new), "--db", db, "--accept-damaged", "--json", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = _json(r.stdout)
+    assert summary["relocated"] and summary["moved"]["items_not_intact"] == 2 and summary["jobs"] == [job]
+    after = _records(store)
+    assert after["jobs"] == [str(new)] and set(after["items"]) == {str(new)}
+    assert after["outputs"] == sorted(u.replace(str(old), str(new), 1) for u in before["outputs"])
+    assert after["shots"] != before["shots"] and str(old) not in "".join(after["shots"])
+    events = after["events"][len(before["events"]):]
+    assert sorted({t for t, _ in events}) == ["fixity check", "transfer"]
+    assert len(events) == 2 * summary["items"] and after["events"][:len(before["events"])] == before["events"]
+    r = colorize("review", "list", job, "--db", db, "--json")
+    flagged = {it["rel_path"] for it in json.loads(r.stdout) if "damaged" in it["attention"]}
+    assert len(flagged) == 2
+    # The views at the new place name it: the pages, the index and the PREMIS export written before.
+    for page in ("manifest.json", f"manifests/{job}/manifest.json"):
+        text = (new / page).read_text()
+        assert str(new) in text and str(old) not in text
+    premis = (new / "manifests" / job / "premis.xml").read_text()
+    assert premis.count("<premis:eventType>transfer</premis:eventType>") == summary["items"]
+    assert f"file://{quote(str(old))}/" not in premis and f"file://{quote(str(new))}/" in premis
+
+    # The old place is no longer a destination; the new one is, and a run there skips what is done.
+    r = colorize("verify", str(old), "--db", db, env=env)
+    assert r.returncode == 2 and str(new) in r.stderr
+    r = colorize("run", str(src), str(new), "--db", db, "--json", env=env)
+    assert r.returncode == 0 and _json(r.stdout)["counts"] == {"done": 0, "skipped": 4, "failed": 0}, r.stderr
+    r = colorize("run", str(new), "--redo-damaged", "--db", db, "--json", env=env)
+    assert r.returncode == 0 and _json(r.stdout)["counts"]["done"] == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    r = colorize("verify", str(new), "--db", db, "--json", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    checked = _json(r.stdout)   # the changed copy stays, recorded as the replaced item's
+    assert checked["items"] == 4 and checked["problems"] == [] and checked["unrecorded"]["files"] == []
+    assert (old / colour[0]).is_file()   # the old place is never written to or removed
+
+    # Two destinations are never merged: a place that is one already is refused.
+    (tmp_path / "other").mkdir()
+    store.start_job(str(src), str(tmp_path / "other"), {}, "k" * 64, "default", "0" * 64, {}, None)
+    r = colorize("relocate", str(new), str(tmp_path / "other"), "--db", db, env=env)
+    assert r.returncode == 2 and "would merge two destinations" in r.stderr
+
+
+def test_a_local_dest_relocated_to_s3_with_postgresql(prefect_api, s3_endpoint, bucket, pg_url, tmp_path):
+    """The usual migration: a local DEST copied into a bucket (here with boto3, as `aws s3 sync`
+    would), then relocated; the new place checks intact and nothing there is unrecorded."""
+    from flows.fixity import verify_fixity
+    from flows.relocation import relocate_dest
+
+    src, old = tmp_path / "src", tmp_path / "colour"
+    shutil.copytree(SAMPLES / "animals", src / "animals")
+    assert run_flow(source=str(src), dest=str(old), db_url=pg_url)["counts"]["done"] == 2
+    new = f"s3://{bucket}/archive/colour-é"
+    state = relocate_dest(old=str(old), new=new, db_url=pg_url, s3_endpoint=s3_endpoint, return_state=True)
+    assert state.is_failed() and "nothing was changed" in state.message   # nothing copied yet: all missing
+    assert state.result(raise_on_failure=False)["counts"]["intact"] == 0
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    for path in old.rglob("*"):
+        if path.is_file():
+            client.put_object(Bucket=bucket, Key=f"archive/colour-é/{path.relative_to(old)}", Body=path.read_bytes())
+    state = relocate_dest(old=str(old), new=new, db_url=pg_url, s3_endpoint=s3_endpoint, chunk_size=1,
+                          return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["problems"] == [] and summary["moved"]["items"] == 2
+    store = ProvenanceStore(pg_url)
+    with store.session() as s:
+        uris = list(s.scalars(select(Output.uri)))
+    assert uris and all(u.startswith(f"{new}/") for u in uris)
+    shutil.rmtree(old)   # the old place gone: nothing refers to it
+    state = verify_fixity(dest=new, db_url=pg_url, s3_endpoint=s3_endpoint, return_state=True)
+    assert state.is_completed(), state.message
+    found = state.result()
+    assert found["counts"]["intact"] == len(uris) and found["unrecorded"]["files"] == []
+    page = json.loads(client.get_object(Bucket=bucket, Key="archive/colour-é/manifest.json")["Body"].read())
+    assert page["job"]["dest"] == new and all(it["colour"]["uri"].startswith(new) for it in page["items"])
