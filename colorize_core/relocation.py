@@ -83,7 +83,8 @@ def relocate(store: ProvenanceStore, old: Location, new: Location, scope: Scope,
     """Point every record of ``old`` at ``new``, in one transaction, and record on each item in
     scope a ``transfer`` event and a ``fixity check`` event (a failure for the items with
     outputs in ``problems``, as :func:`compare_copy` found them). ``detail`` (the flow run, say)
-    goes into every event. Returns how many rows changed and the ids of the jobs now in ``new``."""
+    goes into every event. Returns how many rows changed, how many items got the events
+    (``transferred``) and the ids of the jobs now in ``new``."""
     old_root, new_root = old.uri.rstrip("/") + "/", new.uri.rstrip("/") + "/"
 
     def moved(uri: str) -> str:
@@ -106,7 +107,8 @@ def relocate(store: ProvenanceStore, old: Location, new: Location, scope: Scope,
 
     with store.session() as s:
         # Events first: the scope is the old DEST's items until their rows are moved below.
-        transfers = s.execute(insert(Event).from_select(columns, event_rows(TRANSFER, moves))).rowcount
+        transferred = s.scalar(select(func.count()).select_from(Item).where(scope.condition()))
+        s.execute(insert(Event).from_select(columns, event_rows(TRANSFER, moves)))
         s.execute(insert(Event).from_select(columns, event_rows(FIXITY, check, Item.id.not_in(list(found)))))
         if found:
             s.execute(insert(Event), [{"job_id": jobs_of[i], "item_id": i, "type": FIXITY, "outcome": "failure",
@@ -130,5 +132,5 @@ def relocate(store: ProvenanceStore, old: Location, new: Location, scope: Scope,
         job_ids = list(s.scalars(select(Job.id).where(Job.dest == old.uri).order_by(Job.started_at)))
         s.execute(update(Job).where(Job.dest == old.uri).values(dest=new.uri)
                   .execution_options(synchronize_session=False))
-    return {"jobs": job_ids, "items": items, "outputs": outputs, "shots": shots, "events": transfers,
+    return {"jobs": job_ids, "items": items, "outputs": outputs, "shots": shots, "transferred": transferred,
             "items_not_intact": len(found)}

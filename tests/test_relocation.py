@@ -144,10 +144,14 @@ def test_a_local_dest_relocated_to_s3_with_postgresql(prefect_api, s3_endpoint, 
                           return_state=True)
     assert state.is_completed(), state.message
     summary = state.result()
-    assert summary["problems"] == [] and summary["moved"]["items"] == 2
+    assert summary["problems"] == [] and summary["moved"]["items"] == summary["moved"]["transferred"] == 2
     store = ProvenanceStore(pg_url)
     with store.session() as s:
         uris = list(s.scalars(select(Output.uri)))
+        events = [(e.type, e.outcome, e.detail) for e in s.scalars(select(Event).where(Event.type.in_(
+            ["transfer", "fixity check"])).order_by(Event.id))]
+    assert sorted((t, o) for t, o, _ in events) == [("fixity check", "success")] * 2 + [("transfer", "success")] * 2
+    assert all(d["to"] == new for t, _, d in events if t == "transfer")
     assert uris and all(u.startswith(f"{new}/") for u in uris)
     shutil.rmtree(old)   # the old place gone: nothing refers to it
     state = verify_fixity(dest=new, db_url=pg_url, s3_endpoint=s3_endpoint, return_state=True)
