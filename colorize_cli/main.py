@@ -681,13 +681,14 @@ def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_siz
     changed if an output is not intact at NEW (exit 1). OLD is left as it is."""
     from colorize_core import ColorizeError
     from colorize_core.errors import DestinationBusyError
-    from colorize_core.relocation import relocation_scope
+    from colorize_core.relocation import relocated, relocation_scope
     from colorize_core.storage import open_location
 
     try:
         store = _store(db_url)
         old_loc, new_loc = open_location(old, s3_endpoint), open_location(new, s3_endpoint)
-        relocation_scope(store, old_loc, new_loc)
+        if not relocated(store, old_loc, new_loc):   # done already: the flow renders the views again
+            relocation_scope(store, old_loc, new_loc)
         for uri in (old_loc.uri, new_loc.uri):   # at once, rather than after starting the flow
             store.check_dest(uri, _settings.lease_seconds)
     except DestinationBusyError as exc:
@@ -706,6 +707,8 @@ def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_siz
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
+    elif summary.get("already"):
+        click.echo(f"{state.message}: {len(summary['jobs'])} job(s)")
     else:
         c = summary["counts"]
         click.echo(f"{summary['items']} item(s), {sum(c.values())} output(s) read back at {summary['new']}: "

@@ -68,6 +68,22 @@ def relocation_scope(store: ProvenanceStore, old: Location, new: Location) -> Sc
     return scope
 
 
+def relocated(store: ProvenanceStore, old: Location, new: Location) -> dict[str, Any] | None:
+    """The relocation of ``old`` to ``new`` made already (a re-run, or a flow run retried after
+    its commit): the newest ``transfer`` event on the items now in ``new``, if it says it moved
+    them from ``old`` (``relocation``, ``at``, ``flow_run``, and the ids of the jobs in ``new``);
+    None otherwise."""
+    q = (select(Event.detail, Event.at).join(Item, Event.item_id == Item.id)
+         .where(Item.dest == new.uri, Event.type == TRANSFER).order_by(Event.id.desc()).limit(1))
+    with store.session() as s:
+        row = s.execute(q).first()
+        if row is None or row.detail.get("from") != old.uri:
+            return None
+        jobs = list(s.scalars(select(Job.id).where(Job.dest == new.uri).order_by(Job.started_at)))
+    return {"relocation": row.detail.get("relocation"), "at": row.at.isoformat(), "flow_run": row.detail.get("flow_run"),
+            "jobs": jobs}
+
+
 def compare_copy(store: ProvenanceStore, old: Location, new: Location, scope: Scope, first: int,
                  last: int) -> dict[str, Any]:
     """Read back at ``new`` the outputs recorded in ``old`` of the items in scope with ids

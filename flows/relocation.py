@@ -16,7 +16,7 @@ from prefect.states import Completed, Failed, State
 
 from colorize_core.fixity import item_ranges, merge
 from colorize_core.provenance import DestinationLease, ProvenanceStore, utcnow
-from colorize_core.relocation import relocate, relocation_scope
+from colorize_core.relocation import relocate, relocated, relocation_scope
 from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
 from flows.archive import task_runner
@@ -43,11 +43,22 @@ def relocate_dest(old: str, new: str, db_url: str = _defaults.db_url, chunk_size
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     old_loc, new_loc, store = open_location(old, s3_endpoint), open_location(new, s3_endpoint), ProvenanceStore(db_url)
-    scope = relocation_scope(store, old_loc, new_loc)
     relocation_id = str(uuid.uuid4())
     run_id = str(flow_run.id) if flow_run.id else None
     holder = {"host": socket.gethostname(), "pid": os.getpid(), "flow_run": run_id, "relocation": relocation_id}
     started = utcnow()
+    done = relocated(store, old_loc, new_loc)
+    if done:   # a re-run, or this run retried after its commit: the records are there; the views again
+        logger.info("%s was relocated to %s by relocation %s at %s; rendering its views there again", old_loc.uri,
+                    new_loc.uri, done["relocation"], done["at"])
+        with DestinationLease(store, new_loc.uri, relocation_id, holder=holder, lease_seconds=_defaults.lease_seconds,
+                              log=logger):
+            views = _views(done["jobs"], new_loc.uri, store.url, s3_endpoint)
+        return Completed(message=f"{old_loc.uri} was relocated to {new_loc.uri} already (relocation "
+                                 f"{done['relocation']}, {done['at'][:19]} UTC); its views were rendered again there",
+                         data={"relocation": done["relocation"], "old": old_loc.uri, "new": new_loc.uri,
+                               "db_url": store.url, "already": done, "relocated": True, "jobs": done["jobs"], **views})
+    scope = relocation_scope(store, old_loc, new_loc)
     with ExitStack() as leases:
         for uri in (old_loc.uri, new_loc.uri):
             leases.enter_context(DestinationLease(store, uri, relocation_id, holder=holder,
@@ -80,15 +91,20 @@ def relocate_dest(old: str, new: str, db_url: str = _defaults.db_url, chunk_size
         logger.info("relocation %s: %d job(s), %d item(s), %d output(s) and %d film unit(s) now name %s",
                     relocation_id, len(moved["jobs"]), moved["items"], moved["outputs"], moved["shots"], new_loc.uri)
         summary.update(relocated=True, moved={k: v for k, v in moved.items() if k != "jobs"}, jobs=moved["jobs"])
-        # The pages and exports at the new place name the outputs' URIs: rendered again from the records.
-        summary["manifests_refreshed"] = refresh_manifests(moved["jobs"], new_loc.uri, store.url, s3_endpoint)
-        summary["exports_rewritten"] = rewrite_exports_task(moved["jobs"], new_loc.uri, store.url, s3_endpoint)
+        summary.update(_views(moved["jobs"], new_loc.uri, store.url, s3_endpoint))
     summary["finished_at"] = utcnow().isoformat()
     create_table_artifact(key="relocate-dest-summary", table=[
         {"old": old_loc.uri, "new": new_loc.uri, "items": found["items"], **c, "jobs": len(moved["jobs"])}],
         description=f"Relocation {relocation_id}")
     message = f"{old_loc.uri} relocated to {new_loc.uri}: {c['intact']} output(s) of {found['items']} item(s) intact"
     return Completed(message=message + (f", {bad} not (accepted; recorded damaged)" if bad else ""), data=summary)
+
+
+
+def _views(job_ids: list[str], dest: str, db_url: str, s3_endpoint: str | None) -> dict[str, Any]:
+    """The pages and exports at DEST name the outputs' URIs: rendered again from the records."""
+    return {"manifests_refreshed": refresh_manifests(job_ids, dest, db_url, s3_endpoint),
+            "exports_rewritten": rewrite_exports_task(job_ids, dest, db_url, s3_endpoint)}
 
 
 if __name__ == "__main__":

@@ -102,6 +102,12 @@ def test_relocate_follows_a_copied_dest_or_refuses_and_changes_nothing(prefect_a
     premis = (new / "manifests" / job / "premis.xml").read_text()
     assert premis.count("<premis:eventType>transfer</premis:eventType>") == summary["items"]
     assert f"file://{quote(str(old))}/" not in premis and f"file://{quote(str(new))}/" in premis
+    # Stopped after its commit, before the views (or retried then): run again, it renders them.
+    for page in ("manifest.json", f"manifests/{job}/manifest.json"):
+        shutil.copy(old / page, new / page)
+    r = colorize("relocate", str(old), str(new), "--db", db, env=env)
+    assert r.returncode == 0 and f"{old} was relocated to {new} already (relocation " in r.stdout, r.stdout + r.stderr
+    assert str(old) not in (new / "manifest.json").read_text() and _records(store) == after
 
     # The old place is no longer a destination; the new one is, and a run there skips what is done.
     r = colorize("verify", str(old), "--db", db, env=env)
