@@ -336,7 +336,7 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
     or of TIFF/PNG/JPEG 2000 frames with a sequence.json giving {"frame_rate": "24"})."""
     from colorize_core import ColorizeError
     from colorize_core.archive import JobSettings, check_locations
-    from colorize_core.errors import DestinationBusyError
+    from colorize_core.errors import DestinationBusyError, RelocationError
     from colorize_core.provenance import ProvenanceStore
     from colorize_core.storage import open_location
 
@@ -360,9 +360,13 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
     except (ColorizeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     try:   # at once, rather than after starting the flow (the flow's own lease is what guards DEST)
-        ProvenanceStore(db_url).check_dest(dst.uri, _settings.lease_seconds, take_over)
+        store = ProvenanceStore(db_url)
+        store.check_not_relocated(dst.uri)
+        store.check_dest(dst.uri, _settings.lease_seconds, take_over)
     except DestinationBusyError as exc:
         raise click.ClickException(str(exc)) from exc
+    except RelocationError as exc:
+        raise click.UsageError(str(exc)) from exc
     except ColorizeError:
         pass   # a database out of reach is the flow's to report, as before
     prefect_defaults()

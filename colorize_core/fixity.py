@@ -85,6 +85,10 @@ def check_scope(store: ProvenanceStore, dest: Location, job_id: str | None = Non
     with store.session() as s:
         if s.scalar(select(Item.id).where(scope.condition()).limit(1)) is None:
             dests = s.scalars(select(distinct(Item.dest)).where(Item.status == "done").limit(20)).all()
+            moved = store.relocated_away(dest.uri)
+            if moved is not None and job_id is None:
+                raise FixityError(f"{dest.uri} was relocated to {moved.new} at {moved.at:%Y-%m-%d %H:%M} UTC "
+                                  f"(relocation {moved.id}): its records name that place; check it there")
             what = f"job {job_id} shows no outputs" if job_id else f"nothing is recorded done for {dest.uri}"
             known = f"; destinations with outputs: {', '.join(sorted(dests))}" if dests else ""
             raise FixityError(f"{what} in {store.url}{known}")

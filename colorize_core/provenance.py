@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from colorize_core.errors import DestinationBusyError, JobStoppedError, ProvenanceError
+from colorize_core.errors import DestinationBusyError, JobStoppedError, ProvenanceError, RelocationError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -165,6 +165,22 @@ class DestLease(Base):
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     renewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     renewals: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Relocation(Base):
+    """A destination's records moved to the copy of it elsewhere (``colorize relocate``): from
+    then on ``old`` is no destination of this database, and a job writing there is refused (it
+    would do the whole archive again beside the files left there), until a relocation back."""
+
+    __tablename__ = "relocations"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    old: Mapped[str] = mapped_column(Text, index=True)
+    new: Mapped[str] = mapped_column(Text, index=True)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    items: Mapped[int] = mapped_column(Integer)
+    outputs: Mapped[int] = mapped_column(Integer)
+    not_intact: Mapped[int] = mapped_column(Integer)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
@@ -321,6 +337,23 @@ class ProvenanceStore:
         lease = self.dest_lease(dest)
         if lease:
             _refuse_if_live(lease, utcnow(), stale_after, take_over)
+
+    def relocated_away(self, dest: str) -> Relocation | None:
+        """The relocation that moved DEST's records elsewhere, if that is the latest that touched
+        DEST (None if it never was, or was relocated back since)."""
+        q = (select(Relocation).where((Relocation.old == dest) | (Relocation.new == dest))
+             .order_by(Relocation.at.desc()).limit(1))
+        with self.session() as s:
+            latest = s.scalars(q).first()
+        return latest if latest is not None and latest.old == dest else None
+
+    def check_not_relocated(self, dest: str) -> None:
+        """RelocationError if DEST's records were moved elsewhere (a job writing there would do
+        the whole archive again, beside the files left there): the message says where to."""
+        moved = self.relocated_away(dest)
+        if moved is not None:
+            raise RelocationError(f"{dest} was relocated to {moved.new} at {moved.at:%Y-%m-%d %H:%M} UTC (relocation "
+                                  f"{moved.id}): its records name that place; write there (or relocate it back)")
 
     def find_done(self, source_uri: str, dest: str, params_key: str, sha256: str) -> Item | None:
         """The newest item done for this source, destination and parameters whose input had

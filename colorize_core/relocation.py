@@ -14,7 +14,9 @@ new place would redo every item. A relocation makes the records follow the copy:
 3. :func:`relocate`, in one transaction: jobs, items, shots (their segments and stills) and
    outputs name the new place, and every item whose outputs were read gets a ``transfer`` event
    (from, to) and a ``fixity check`` event (what the read-back at the new place found). Events
-   recorded before keep the URIs they named: they are history.
+   recorded before keep the URIs they named: they are history. The relocation's own row
+   (``relocations``) makes a job writing to the old place refused from then on: with no records
+   there, it would do the whole archive again beside the files left there.
 
 The caller refuses (changes nothing) when an output is not intact at the new place, unless told
 to accept that: the damaged outputs are then recorded as such by their fixity check events, for
@@ -24,6 +26,7 @@ job writes to either.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -33,7 +36,7 @@ from colorize_core import __version__
 from colorize_core.errors import FixityError, NotFoundError, RelocationError
 from colorize_core.fixity import EVENT as FIXITY
 from colorize_core.fixity import Scope, check_scope, read_range
-from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, Shot, utcnow
+from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, Relocation, Shot, utcnow
 from colorize_core.storage import Location
 
 TRANSFER = "transfer"   # PREMIS eventType vocabulary: an object moved from one location to another
@@ -47,6 +50,7 @@ def relocation_scope(store: ProvenanceStore, old: Location, new: Location) -> Sc
     one inside the other, ``new`` missing or already a destination in this database (two
     destinations are never merged), nothing recorded done in ``old`` (the message names the
     destinations the database knows)."""
+    store.check_not_relocated(old.uri)
     try:
         scope = check_scope(store, old)
     except FixityError as exc:
@@ -70,18 +74,14 @@ def relocation_scope(store: ProvenanceStore, old: Location, new: Location) -> Sc
 
 def relocated(store: ProvenanceStore, old: Location, new: Location) -> dict[str, Any] | None:
     """The relocation of ``old`` to ``new`` made already (a re-run, or a flow run retried after
-    its commit): the newest ``transfer`` event on the items now in ``new``, if it says it moved
-    them from ``old`` (``relocation``, ``at``, ``flow_run``, and the ids of the jobs in ``new``);
-    None otherwise."""
-    q = (select(Event.detail, Event.at).join(Item, Event.item_id == Item.id)
-         .where(Item.dest == new.uri, Event.type == TRANSFER).order_by(Event.id.desc()).limit(1))
+    its commit), if the records are still at ``new``: ``relocation``, ``at``, ``flow_run`` and
+    the ids of the jobs in ``new``; None otherwise."""
+    moved = store.relocated_away(old.uri)
+    if moved is None or moved.new != new.uri or store.relocated_away(new.uri) is not None:
+        return None
     with store.session() as s:
-        row = s.execute(q).first()
-        if row is None or row.detail.get("from") != old.uri:
-            return None
         jobs = list(s.scalars(select(Job.id).where(Job.dest == new.uri).order_by(Job.started_at)))
-    return {"relocation": row.detail.get("relocation"), "at": row.at.isoformat(), "flow_run": row.detail.get("flow_run"),
-            "jobs": jobs}
+    return {"relocation": moved.id, "at": moved.at.isoformat(), "flow_run": moved.flow_run_id, "jobs": jobs}
 
 
 def compare_copy(store: ProvenanceStore, old: Location, new: Location, scope: Scope, first: int,
@@ -95,11 +95,12 @@ def compare_copy(store: ProvenanceStore, old: Location, new: Location, scope: Sc
 
 
 def relocate(store: ProvenanceStore, old: Location, new: Location, scope: Scope, problems: list[dict[str, Any]],
-             detail: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Point every record of ``old`` at ``new``, in one transaction, and record on each item in
-    scope a ``transfer`` event and a ``fixity check`` event (a failure for the items with
-    outputs in ``problems``, as :func:`compare_copy` found them). ``detail`` (the flow run, say)
-    goes into every event. Returns how many rows changed, how many items got the events
+             relocation_id: str | None = None, flow_run: str | None = None) -> dict[str, Any]:
+    """Point every record of ``old`` at ``new``, in one transaction, with the relocation's own
+    row (``relocations``: from then on a job writing to ``old`` is refused), and record on each
+    item in scope a ``transfer`` event and a ``fixity check`` event (a failure for the items
+    with outputs in ``problems``, as :func:`compare_copy` found them), naming the relocation
+    and its flow run. Returns how many rows changed, how many items got the events
     (``transferred``) and the ids of the jobs now in ``new``."""
     old_root, new_root = old.uri.rstrip("/") + "/", new.uri.rstrip("/") + "/"
 
@@ -113,7 +114,8 @@ def relocate(store: ProvenanceStore, old: Location, new: Location, scope: Scope,
         found[p["item_id"]].append({k: v for k, v in p.items() if k not in NOT_IN_EVENT})
         jobs_of[p["item_id"]] = p["job_id"]
     now, agent = utcnow(), f"colorize {__version__}"
-    moves = {"from": old.uri, "to": new.uri, **(detail or {})}
+    relocation_id = relocation_id or str(uuid.uuid4())
+    moves = {"from": old.uri, "to": new.uri, "relocation": relocation_id, "flow_run": flow_run}
     check = {"algorithm": "SHA-256", "not_intact": [], "relocation": moves}
     columns = ["job_id", "item_id", "type", "outcome", "agent", "detail", "at"]
 
@@ -148,5 +150,7 @@ def relocate(store: ProvenanceStore, old: Location, new: Location, scope: Scope,
         job_ids = list(s.scalars(select(Job.id).where(Job.dest == old.uri).order_by(Job.started_at)))
         s.execute(update(Job).where(Job.dest == old.uri).values(dest=new.uri)
                   .execution_options(synchronize_session=False))
-    return {"jobs": job_ids, "items": items, "outputs": outputs, "shots": shots, "transferred": transferred,
+        s.add(Relocation(id=relocation_id, old=old.uri, new=new.uri, flow_run_id=flow_run, at=now, items=items,
+                         outputs=outputs, not_intact=len(found)))
+    return {"relocation": relocation_id, "jobs": job_ids, "items": items, "outputs": outputs, "shots": shots, "transferred": transferred,
             "items_not_intact": len(found)}

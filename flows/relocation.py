@@ -86,11 +86,11 @@ def relocate_dest(old: str, new: str, db_url: str = _defaults.db_url, chunk_size
             return Failed(message=f"not relocated: {bad} output(s) of {found['items_not_intact']} item(s) are not intact "
                                   f"at {new_loc.uri} ({c['missing']} missing, {c['changed']} changed, "
                                   f"{c['unreadable']} unreadable); nothing was changed", data=summary)
-        moved = relocate(store, old_loc, new_loc, scope, found["problems"],
-                         {"relocation": relocation_id, "flow_run": run_id})
+        moved = relocate(store, old_loc, new_loc, scope, found["problems"], relocation_id, run_id)
         logger.info("relocation %s: %d job(s), %d item(s), %d output(s) and %d film unit(s) now name %s",
                     relocation_id, len(moved["jobs"]), moved["items"], moved["outputs"], moved["shots"], new_loc.uri)
-        summary.update(relocated=True, moved={k: v for k, v in moved.items() if k != "jobs"}, jobs=moved["jobs"])
+        summary.update(relocated=True, moved={k: v for k, v in moved.items() if k not in ("jobs", "relocation")},
+                       jobs=moved["jobs"])
         summary.update(_views(moved["jobs"], new_loc.uri, store.url, s3_endpoint))
     summary["finished_at"] = utcnow().isoformat()
     create_table_artifact(key="relocate-dest-summary", table=[

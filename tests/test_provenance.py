@@ -33,9 +33,9 @@ def _item(job_id: str, **kw) -> Item:  # noqa: ANN003
 
 def test_migrations_create_the_schema_at_head(store):
     tables = set(inspect(store.engine).get_table_names())
-    assert {"jobs", "items", "outputs", "events", "shots", "dest_leases", "alembic_version"} <= tables
+    assert {"jobs", "items", "outputs", "events", "shots", "dest_leases", "relocations", "alembic_version"} <= tables
     with store.engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0003"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0004"
     ProvenanceStore(store.url)  # opening again is a no-op migration
 
 
@@ -52,7 +52,7 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(kind, tmp_path
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, "\n".join(e[-600:] for e in errors)
     with ProvenanceStore(url).engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalars().all() == ["0003"]
+        assert c.execute(text("select version_num from alembic_version")).scalars().all() == ["0004"]
 
 
 def test_a_database_of_the_first_release_is_upgraded_with_its_rows(tmp_path):

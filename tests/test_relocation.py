@@ -109,9 +109,15 @@ def test_relocate_follows_a_copied_dest_or_refuses_and_changes_nothing(prefect_a
     assert r.returncode == 0 and f"{old} was relocated to {new} already (relocation " in r.stdout, r.stdout + r.stderr
     assert str(old) not in (new / "manifest.json").read_text() and _records(store) == after
 
-    # The old place is no longer a destination; the new one is, and a run there skips what is done.
+    # The old place is no longer a destination: a job writing there (a schedule not updated yet)
+    # would do everything again beside the files left there, so it is refused, naming the new one.
     r = colorize("verify", str(old), "--db", db, env=env)
-    assert r.returncode == 2 and str(new) in r.stderr
+    assert r.returncode == 2 and f"was relocated to {new} at " in r.stderr
+    r = colorize("run", str(src), str(old), "--db", db, env=env)
+    assert r.returncode == 2 and f"{old} was relocated to {new} at " in r.stderr and "write there" in r.stderr
+    r = colorize("relocate", str(old), str(tmp_path / "other"), "--db", db, env=env)
+    assert r.returncode == 2 and f"was relocated to {new}" in r.stderr
+    # The new one is, and a run there skips what is done.
     r = colorize("run", str(src), str(new), "--db", db, "--json", env=env)
     assert r.returncode == 0 and _json(r.stdout)["counts"] == {"done": 0, "skipped": 4, "failed": 0}, r.stderr
     r = colorize("run", str(new), "--redo-damaged", "--db", db, "--json", env=env)
@@ -160,9 +166,34 @@ def test_a_local_dest_relocated_to_s3_with_postgresql(prefect_api, s3_endpoint, 
     assert all(d["to"] == new for t, _, d in events if t == "transfer")
     assert uris and all(u.startswith(f"{new}/") for u in uris)
     shutil.rmtree(old)   # the old place gone: nothing refers to it
+    from colorize_core.errors import RelocationError
+
+    with pytest.raises(RelocationError, match="was relocated to"):   # a deployment's schedule still naming it
+        run_flow(source=str(src), dest=str(old), db_url=pg_url)
     state = verify_fixity(dest=new, db_url=pg_url, s3_endpoint=s3_endpoint, return_state=True)
     assert state.is_completed(), state.message
     found = state.result()
     assert found["counts"]["intact"] == len(uris) and found["unrecorded"]["files"] == []
     page = json.loads(client.get_object(Bucket=bucket, Key="archive/colour-é/manifest.json")["Body"].read())
     assert page["job"]["dest"] == new and all(it["colour"]["uri"].startswith(new) for it in page["items"])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_dest_relocated_away_is_refused_until_relocated_back(backend, tmp_path, request):
+    from datetime import timedelta
+
+    from colorize_core.errors import RelocationError
+    from colorize_core.provenance import Relocation, utcnow
+
+    store = ProvenanceStore(request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path}/p.db")
+    assert store.relocated_away("/a") is None
+    t = utcnow()
+    with store.session() as s:
+        s.add(Relocation(id="r1", old="/a", new="/b", at=t, items=1, outputs=1, not_intact=0))
+    assert store.relocated_away("/a").id == "r1" and store.relocated_away("/b") is None
+    with pytest.raises(RelocationError, match="/a was relocated to /b at .* \\(relocation r1\\)"):
+        store.check_not_relocated("/a")
+    with store.session() as s:   # moved back later: /a is a destination again, /b is not
+        s.add(Relocation(id="r2", old="/b", new="/a", at=t + timedelta(days=1), items=1, outputs=1, not_intact=0))
+    assert store.relocated_away("/a") is None and store.relocated_away("/b").id == "r2"
+    store.check_not_relocated("/a")
