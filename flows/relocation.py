@@ -25,6 +25,7 @@ from tasks.fixity import refresh_manifests
 from tasks.relocation import compare_copy_task, rewrite_exports_task
 
 _defaults = get_settings()
+JOBS_PER_TASK = 20   # manifests rendered again per task after a relocation
 
 
 @flow(name="relocate-dest", log_prints=True, task_runner=task_runner())
@@ -102,10 +103,14 @@ def relocate_dest(old: str, new: str, db_url: str = _defaults.db_url, chunk_size
 
 
 def _views(job_ids: list[str], dest: str, db_url: str, s3_endpoint: str | None) -> dict[str, Any]:
-    """The pages and exports at DEST name the outputs' URIs: rendered again from the records."""
-    return {"manifests_refreshed": refresh_manifests(job_ids, dest, db_url, s3_endpoint),
-            "exports_rewritten": rewrite_exports_task(job_ids, dest, db_url, s3_endpoint)}
-
+    """The pages and exports at DEST name the outputs' URIs: rendered again from the records,
+    ``JOBS_PER_TASK`` jobs per task in parallel (a job's page lists every item it saw: an
+    archive's years of nightly jobs are the size of the database)."""
+    chunks = [job_ids[i:i + JOBS_PER_TASK] for i in range(0, len(job_ids), JOBS_PER_TASK)]
+    pages = refresh_manifests.map(chunks, unmapped(dest), unmapped(db_url), unmapped(s3_endpoint))
+    exports = rewrite_exports_task.map(chunks, unmapped(dest), unmapped(db_url), unmapped(s3_endpoint))
+    return {"manifests_refreshed": sorted({job for f in pages for job in f.result()}),
+            "exports_rewritten": {job: kinds for f in exports for job, kinds in f.result().items()}}
 
 if __name__ == "__main__":
     relocate_dest(old="var/colour", new="var/colour-moved", db_url="sqlite:///var/provenance.db")
