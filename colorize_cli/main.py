@@ -361,7 +361,7 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
         raise click.UsageError(str(exc)) from exc
     try:   # at once, rather than after starting the flow (the flow's own lease is what guards DEST)
         store = ProvenanceStore(db_url)
-        store.check_not_relocated(dst.uri)
+        store.check_not_relocated(dst.uri, src.uri)
         store.check_dest(dst.uri, _settings.lease_seconds, take_over)
     except DestinationBusyError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -672,39 +672,49 @@ def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str |
 @click.option("--s3-endpoint", default=_settings.s3_endpoint, help="S3 endpoint URL (else boto3's configuration).")
 @click.option("--chunk-size", type=click.IntRange(1, 1_000_000), default=500, show_default=True,
               help="Items per task (Prefect task run).")
+@click.option("--source", "of_source", is_flag=True,
+              help="OLD and NEW are a SOURCE: the originals were copied, and the records of every job that read them "
+                   "follow (any DEST).")
 @click.option("--accept-damaged", is_flag=True,
-              help="Relocate even if outputs are missing, changed or unreadable at NEW; they are recorded damaged "
-                   "(colorize run NEW --redo-damaged writes them again).")
+              help="Relocate even if files are missing, changed or unreadable at NEW; outputs are recorded damaged "
+                   "(colorize run NEW --redo-damaged writes them again), originals recorded in their transfer events.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
-def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_size: int, accept_damaged: bool,
-             as_json: bool) -> None:
+def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_size: int, of_source: bool,
+             accept_damaged: bool, as_json: bool) -> None:
     """DEST OLD has been copied to NEW (another folder, NAS or S3 bucket, by rsync or aws s3
     sync): read back at NEW every output the provenance database records in OLD, compare its
     sha256 with the record, and when all are intact point the records at NEW (a 'transfer' and
-    a 'fixity check' event on each item); the manifests at NEW are rendered again. Nothing is
-    changed if an output is not intact at NEW (exit 1). OLD is left as it is."""
+    a 'fixity check' event on each item); the manifests at NEW are rendered again. With
+    --source, OLD is a SOURCE whose originals were copied: each is read back at NEW and
+    compared with the sha256 recorded when a job last read it. Nothing is changed if a file is
+    not intact at NEW (exit 1). OLD is left as it is; jobs on it are refused from then on."""
     from colorize_core import ColorizeError
     from colorize_core.errors import DestinationBusyError
-    from colorize_core.relocation import relocated, relocation_scope
+    from colorize_core.relocation import relocated, relocation_scope, source_scope
     from colorize_core.storage import open_location
 
     try:
         store = _store(db_url)
         old_loc, new_loc = open_location(old, s3_endpoint), open_location(new, s3_endpoint)
-        if not relocated(store, old_loc, new_loc):   # done already: the flow renders the views again
+        if of_source:
+            done = store.relocated_away(old_loc.uri, "source")
+            if done is None or (done.old, done.new) != (old_loc.uri, new_loc.uri):
+                source_scope(store, old_loc, new_loc, _settings.lease_seconds)
+        elif not relocated(store, old_loc, new_loc):   # done already: the flow renders the views again
             relocation_scope(store, old_loc, new_loc)
-        for uri in (old_loc.uri, new_loc.uri):   # at once, rather than after starting the flow
+        for uri in () if of_source else (old_loc.uri, new_loc.uri):   # at once, rather than after starting the flow
             store.check_dest(uri, _settings.lease_seconds)
     except DestinationBusyError as exc:
         raise click.ClickException(str(exc)) from exc
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
     prefect_defaults()
-    from flows.relocation import relocate_dest
+    from flows.relocation import relocate_dest, relocate_source_flow
 
     with exits_once_stopped():
-        state = relocate_dest(old=old, new=new, db_url=db_url, chunk_size=chunk_size, s3_endpoint=s3_endpoint,
-                              accept_damaged=accept_damaged, return_state=True)
+        state = (relocate_source_flow if of_source else relocate_dest)(
+            old=old, new=new, db_url=db_url, chunk_size=chunk_size, s3_endpoint=s3_endpoint,
+            accept_damaged=accept_damaged, return_state=True)
     summary = state.result(raise_on_failure=False) if state.is_completed() or state.is_failed() else None
     if not isinstance(summary, dict):
         click.echo(f"the relocation did not complete: {state.message}", err=True)
@@ -712,10 +722,11 @@ def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_siz
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     elif summary.get("already"):
-        click.echo(f"{state.message}: {len(summary['jobs'])} job(s)")
+        click.echo(state.message)
     else:
         c = summary["counts"]
-        click.echo(f"{summary['items']} item(s), {sum(c.values())} output(s) read back at {summary['new']}: "
+        click.echo(f"{summary['items']} item(s), {sum(c.values())} {'original' if of_source else 'output'}(s) read "
+                   f"back at {summary['new']}: "
                    + ", ".join(f"{c[k]} {k}" for k in c))
         for p in summary["problems"]:
             was = (f": recorded sha256 {p['recorded_sha256'][:16]}... {p['recorded_size']} bytes, found "
@@ -723,7 +734,13 @@ def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_siz
             why = f": {p['error']}" if p.get("error") else ""
             click.echo(f"{p['status'].upper():<10} {p['uri']}{was}{why}\n{'':<11}{p['kind']} of {p['source']} "
                        f"(item {p['item_id']}, job {p['job_id']})")
-        if summary["relocated"]:
+        if summary["relocated"] and of_source:
+            m = summary["moved"]
+            click.echo(f"relocated {summary['old']} to {summary['new']}: {m['items']} item(s), {m['shots']} film "
+                       f"unit(s) and {m['jobs']} job(s) now name it; events recorded in {summary['db_url']}")
+            click.echo(f"pages rendered again in {len(summary['views'])} DEST(s); {summary['old']} is no longer "
+                       f"referenced (remove it when you are ready)")
+        elif summary["relocated"]:
             m = summary["moved"]
             click.echo(f"relocated {summary['old']} to {summary['new']}: {len(summary['jobs'])} job(s), {m['items']} "
                        f"item(s), {m['outputs']} output record(s) now name it; events recorded in {summary['db_url']}")
@@ -733,7 +750,7 @@ def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_siz
             click.echo(f"manifests rendered again at {summary['new']}; {summary['old']} is no longer referenced "
                        f"(remove it when you are ready)")
         else:
-            click.echo(f"not relocated: nothing was changed. Copy the outputs above to {summary['new']} again and "
+            click.echo(f"not relocated: nothing was changed. Copy the files above to {summary['new']} again and "
                        f"relocate again, or accept them as damaged with --accept-damaged")
     sys.exit(0 if summary["relocated"] else 1)
 

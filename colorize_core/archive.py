@@ -203,6 +203,36 @@ def sequence_sound(names: list[str], wanted: str | None, where: str) -> str | No
     return names[0] if names else None
 
 
+def _sequence_part(entry: Entry, held: dict[str, list[Entry]], sidecars: dict[str, Entry],
+                   sounds: dict[str, list[Entry]]) -> bool:
+    """Hold ``entry`` by its folder if it may be part of a frame sequence (a numbered frame, a
+    sequence.json, a sound file) and say so; the listing's end decides (:func:`_sequences`)."""
+    folder, name = posixpath.split(entry.rel)
+    ext = posixpath.splitext(name)[1].lower()
+    if name == SEQUENCE_SIDECAR:
+        sidecars[folder] = entry
+    elif ext in SEQUENCE_SUFFIXES and FRAME_NAME.match(name):
+        held.setdefault(folder, []).append(entry)
+    elif ext in SOUND_SUFFIXES:
+        sounds.setdefault(folder, []).append(entry)
+    else:
+        return False
+    return True
+
+
+def sequence_at(location: Location) -> FilmEntry | None:
+    """The frame sequence whose frames are in ``location``'s own folder, as a job finds it
+    (frames, sound file, sequence.json); None when there is none there."""
+    held: dict[str, list[Entry]] = {}
+    sidecars: dict[str, Entry] = {}
+    sounds: dict[str, list[Entry]] = {}
+    for entry in location.list():
+        if "/" not in entry.rel:
+            _sequence_part(entry, held, sidecars, sounds)
+    films, _, _ = _sequences(held, sidecars, sounds, location)
+    return films[0] if films else None
+
+
 def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds: dict[str, list[Entry]],
                source: Location) -> tuple[list[FilmEntry], list[Entry], list[tuple[Entry, str]]]:
     """Frame sequences among the held numbered frames: a folder with a ``sequence.json``
@@ -285,14 +315,9 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
         return True
 
     for entry in source.list(exclude=dest):
-        folder, name = posixpath.split(entry.rel)
-        ext = posixpath.splitext(name)[1].lower()
-        if name == SEQUENCE_SIDECAR:
-            sidecars[folder] = entry
-        elif ext in SEQUENCE_SUFFIXES and FRAME_NAME.match(name):
-            held.setdefault(folder, []).append(entry)
-        elif ext in SOUND_SUFFIXES:
-            sounds.setdefault(folder, []).append(entry)
+        ext = posixpath.splitext(entry.rel)[1].lower()
+        if _sequence_part(entry, held, sidecars, sounds):
+            pass   # held until the listing ends
         elif ext in FILM_SUFFIXES:
             film = FilmEntry(entry.rel, entry.size, entry.version)
             if not quick_skip(item_uri(source, entry.rel), film, "film"):

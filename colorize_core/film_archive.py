@@ -115,6 +115,13 @@ def _fingerprint(path: Path, film: FilmEntry) -> str:
     return hashlib.sha256("".join(f"{sha}  {name}\n" for name, sha in sums.items()).encode()).hexdigest()
 
 
+def fingerprint(source: Location, film: FilmEntry) -> str:
+    """The sha256 a job records for ``film`` under ``source`` (of the file; of a frame
+    sequence's files' names and sha256s): an S3 film is fetched to do it."""
+    with _films.get(source, film, None) as path:
+        return _fingerprint(path, film)
+
+
 def _info(path: Path, film: FilmEntry, settings: JobSettings) -> FilmInfo:
     if film.is_sequence:
         rate, flags = film.rate or declared_rate(path, list(film.frames[:1])), list(film.flags)

@@ -118,7 +118,10 @@ def item_ranges(store: ProvenanceStore, scope: Scope, per_range: int,
     return ranges
 
 
-def _check_one(dest: Location, uri: str, sha256: str, size: int, read: Location | None = None) -> dict[str, Any]:
+def check_output(dest: Location, uri: str, sha256: str, size: int, read: Location | None = None) -> dict[str, Any]:
+    """Read back the file ``uri`` names under ``dest`` (at the same relative path under ``read``,
+    if given) and compare it with its record: ``{"status": "intact"}``, ``missing``,
+    ``unreadable`` (with the ``error``), or ``changed`` (with the ``found_sha256`` and ``found_size``)."""
     rel = dest.rel_of(uri)
     if rel is None:
         return {"status": "unreadable", "error": f"{uri} is not under {dest.uri}"}
@@ -163,7 +166,7 @@ def read_range(store: ProvenanceStore, dest: Location, scope: Scope, first: int,
         for kind, uri, sha256, size in outputs:
             result = seen.get((uri, sha256, size))
             if result is None:
-                result = seen[(uri, sha256, size)] = _check_one(dest, uri, sha256, size, read)
+                result = seen[(uri, sha256, size)] = check_output(dest, uri, sha256, size, read)
             counts[result["status"]] += 1
             if result["status"] != "intact":
                 at = read.uri_of(dest.rel_of(uri) or "") if read else uri

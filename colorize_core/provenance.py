@@ -170,10 +170,13 @@ class DestLease(Base):
 class Relocation(Base):
     """A destination's records moved to the copy of it elsewhere (``colorize relocate``): from
     then on ``old`` is no destination of this database, and a job writing there is refused (it
-    would do the whole archive again beside the files left there), until a relocation back."""
+    would do the whole archive again beside the files left there), until a relocation back. A
+    source's (``kind`` source: the originals moved): a job reading from ``old`` is refused (it
+    would take every original there for a new one)."""
 
     __tablename__ = "relocations"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), default="dest")     # dest | source
     old: Mapped[str] = mapped_column(Text, index=True)
     new: Mapped[str] = mapped_column(Text, index=True)
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
@@ -241,6 +244,18 @@ def _engine(url: str) -> Engine:
     except Exception as exc:
         raise ProvenanceError(f"cannot open provenance database {engine.url!r}: {exc}") from exc
     return engine
+
+
+def _with_parents(uri: str) -> list[str]:
+    """``uri`` and the folders (prefixes) above it: /a/b/c, /a/b, /a; s3://bkt/p/q, s3://bkt/p, s3://bkt."""
+    places, uri = [], uri.rstrip("/")
+    while uri and not uri.endswith(":/"):
+        places.append(uri)
+        head, _, tail = uri.rpartition("/")
+        if not tail or not head or head.endswith(":/"):
+            break
+        uri = head
+    return places
 
 
 class ProvenanceStore:
@@ -338,22 +353,27 @@ class ProvenanceStore:
         if lease:
             _refuse_if_live(lease, utcnow(), stale_after, take_over)
 
-    def relocated_away(self, dest: str) -> Relocation | None:
-        """The relocation that moved DEST's records elsewhere, if that is the latest that touched
-        DEST (None if it never was, or was relocated back since)."""
-        q = (select(Relocation).where((Relocation.old == dest) | (Relocation.new == dest))
+    def relocated_away(self, uri: str, kind: str = "dest") -> Relocation | None:
+        """The relocation that moved the records of DEST (of a SOURCE, with ``kind`` source: of a
+        folder that holds it too) at ``uri`` elsewhere, if that is the latest of its kind that
+        touched it (None if it never was, or was relocated back since)."""
+        places = [uri] if kind == "dest" else _with_parents(uri)   # a source's folder moves with its parent
+        q = (select(Relocation).where(Relocation.kind == kind, Relocation.old.in_(places) | Relocation.new.in_(places))
              .order_by(Relocation.at.desc()).limit(1))
         with self.session() as s:
             latest = s.scalars(q).first()
-        return latest if latest is not None and latest.old == dest else None
+        return latest if latest is not None and latest.old in places else None
 
-    def check_not_relocated(self, dest: str) -> None:
+    def check_not_relocated(self, dest: str | None, source: str | None = None) -> None:
         """RelocationError if DEST's records were moved elsewhere (a job writing there would do
-        the whole archive again, beside the files left there): the message says where to."""
-        moved = self.relocated_away(dest)
-        if moved is not None:
-            raise RelocationError(f"{dest} was relocated to {moved.new} at {moved.at:%Y-%m-%d %H:%M} UTC (relocation "
-                                  f"{moved.id}): its records name that place; write there (or relocate it back)")
+        the whole archive again, beside the files left there), or SOURCE's (a job reading there
+        would take every original for a new one): the message says where to."""
+        for uri, kind, what in ((dest, "dest", "write there"), (source, "source", "read from there")):
+            moved = self.relocated_away(uri, kind) if uri else None
+            if moved is not None:
+                raise RelocationError(f"{uri} was relocated to {moved.new} at {moved.at:%Y-%m-%d %H:%M} UTC "
+                                      f"(relocation {moved.id}): its records name that place; {what} (or relocate "
+                                      f"it back)")
 
     def find_done(self, source_uri: str, dest: str, params_key: str, sha256: str) -> Item | None:
         """The newest item done for this source, destination and parameters whose input had

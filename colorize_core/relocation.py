@@ -28,20 +28,34 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Text, func, insert, literal, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from colorize_core import __version__
-from colorize_core.errors import FixityError, NotFoundError, RelocationError
+from colorize_core.archive import sequence_at
+from colorize_core.errors import ColorizeError, FixityError, NotFoundError, RelocationError
+from colorize_core.film_archive import fingerprint
 from colorize_core.fixity import EVENT as FIXITY
-from colorize_core.fixity import Scope, check_scope, read_range
+from colorize_core.fixity import STATUSES, Scope, check_output, check_scope, read_range
 from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, Relocation, Shot, utcnow
 from colorize_core.storage import Location
 
 TRANSFER = "transfer"   # PREMIS eventType vocabulary: an object moved from one location to another
 # A problem's fields that a fixity check event does not repeat: it is on the item, and the record names the new place.
 NOT_IN_EVENT = ("item_id", "job_id", "source", "recorded_uri", "recorded_sha256", "recorded_size")
+
+
+def _under(column: Any, root: str) -> Any:
+    """``column`` (a URI) is under ``root`` (ending in /): compared by characters, in SQL."""
+    return func.substr(column, 1, len(root)) == root
+
+
+def _moved_uri(column: Any, old_root: str, new_root: str) -> Any:
+    """``column`` (a URI under ``old_root``) with ``new_root`` in its place, in SQL."""
+    return literal(new_root, Text).concat(func.substr(column, len(old_root) + 1, type_=Text))
 
 
 def relocation_scope(store: ProvenanceStore, old: Location, new: Location) -> Scope:
@@ -133,10 +147,8 @@ def relocate(store: ProvenanceStore, old: Location, new: Location, scope: Scope,
                                        "agent": agent, "at": now, "detail": {**check, "not_intact": f}}
                                       for i, f in found.items()])
         of_old = select(Item.id).where(Item.dest == old.uri)
-        outputs = s.execute(update(Output)
-                            .where(Output.item_id.in_(of_old), func.substr(Output.uri, 1, len(old_root)) == old_root)
-                            .values(uri=literal(new_root, Text).concat(func.substr(Output.uri, len(old_root) + 1,
-                                                                                   type_=Text)))
+        outputs = s.execute(update(Output).where(Output.item_id.in_(of_old), _under(Output.uri, old_root))
+                            .values(uri=_moved_uri(Output.uri, old_root, new_root))
                             .execution_options(synchronize_session=False)).rowcount
         shots = 0
         for shot in s.scalars(select(Shot).where(Shot.dest == old.uri)):   # a few per film
@@ -150,7 +162,154 @@ def relocate(store: ProvenanceStore, old: Location, new: Location, scope: Scope,
         job_ids = list(s.scalars(select(Job.id).where(Job.dest == old.uri).order_by(Job.started_at)))
         s.execute(update(Job).where(Job.dest == old.uri).values(dest=new.uri)
                   .execution_options(synchronize_session=False))
-        s.add(Relocation(id=relocation_id, old=old.uri, new=new.uri, flow_run_id=flow_run, at=now, items=items,
-                         outputs=outputs, not_intact=len(found)))
-    return {"relocation": relocation_id, "jobs": job_ids, "items": items, "outputs": outputs, "shots": shots, "transferred": transferred,
+        s.add(Relocation(id=relocation_id, kind="dest", old=old.uri, new=new.uri, flow_run_id=flow_run, at=now,
+                         items=items, outputs=outputs, not_intact=len(found)))
+    return {"relocation": relocation_id, "jobs": job_ids, "items": items, "outputs": outputs, "shots": shots,
+            "transferred": transferred,
             "items_not_intact": len(found)}
+
+
+# A SOURCE relocated: the originals copied to other storage. Items, shots and jobs name them by
+# URI: after the move a job on the new place would take every original for a new one and do the
+# whole archive again, and --redo-rejected/--redo-damaged could not find them.
+
+@dataclass(frozen=True)
+class SourceScope:
+    """What a relocation of SOURCE ``source`` reads back: per original recorded under it with a
+    sha256, the newest item (the original as it was last read), whatever DEST it went to."""
+
+    source: str
+
+    def condition(self) -> ColumnElement[bool]:
+        root = self.source.rstrip("/") + "/"
+        newest = (select(func.max(Item.id)).where(_under(Item.source_uri, root), Item.sha256.is_not(None))
+                  .group_by(Item.source_uri))
+        return Item.id.in_(newest)
+
+
+def source_scope(store: ProvenanceStore, old: Location, new: Location, stale_after: float) -> SourceScope:
+    """What a relocation of SOURCE ``old`` to ``new`` reads back. RelocationError when it cannot
+    be made: ``old`` relocated away already, the same place, one inside the other, ``new``
+    missing, no original recorded under ``old`` (the message names the sources the database
+    knows), or a job reading ``old`` now (its records would name the old place after the move)."""
+    store.check_not_relocated(None, old.uri)
+    if old.uri == new.uri:
+        raise RelocationError(f"{old.uri} is where the records already point")
+    if old.contains(new) or new.contains(old):
+        raise RelocationError(f"{new.uri} and {old.uri}: one is inside the other; relocate to a place of its own")
+    try:
+        new.check()
+    except NotFoundError as exc:
+        raise RelocationError(f"{exc}: copy SOURCE there first, then relocate it") from exc
+    root = old.uri.rstrip("/") + "/"
+    with store.session() as s:
+        if s.scalar(select(Item.id).where(_under(Item.source_uri, root)).limit(1)) is None:
+            known = sorted(set(s.scalars(select(Job.source).limit(1000))))[:20]
+            raise RelocationError(f"no original under {old.uri} is recorded in {store.url}"
+                                  + (f"; sources of jobs: {', '.join(known)}" if known else ""))
+        running = s.execute(select(Job.id, Job.dest).where(Job.status == "running", (Job.source == old.uri)
+                                                           | _under(Job.source, root))).all()
+    for job_id, dest in running:
+        lease = store.dest_lease(dest)
+        if lease and lease["job_id"] == job_id and (utcnow() - lease["renewed_at"]).total_seconds() < stale_after:
+            raise RelocationError(f"job {job_id} is reading {old.uri} now (writing to {dest}): relocate once it has "
+                                  f"finished")
+    return SourceScope(old.uri)
+
+
+def _check_original(new: Location, rel: str, sha256: str, size: int | None) -> dict[str, Any]:
+    if not rel.endswith("/"):   # a photo or a film file
+        return check_output(new, new.uri_of(rel), sha256, size if size is not None else -1)
+    folder = rel.rstrip("/")    # a frame sequence: its fingerprint, as a job takes it
+    place = new.child(folder) if folder else new
+    try:
+        film = sequence_at(place)
+        if film is None:
+            return {"status": "missing"}
+        found = fingerprint(place, film)
+    except NotFoundError:
+        return {"status": "missing"}
+    except (ColorizeError, OSError) as exc:
+        return {"status": "unreadable", "error": str(exc)}
+    if found == sha256:
+        return {"status": "intact"}
+    return {"status": "changed", "found_sha256": found, "found_size": film.size}
+
+
+def compare_originals(store: ProvenanceStore, old: Location, new: Location, scope: SourceScope, first: int,
+                      last: int) -> dict[str, Any]:
+    """Read back at ``new`` the originals recorded under ``old`` of the items in scope with ids
+    ``first``..``last`` (a frame sequence: its frames, sound and sequence.json, fingerprinted as a
+    job does) and compare each with the sha256 recorded when it was last read; records nothing.
+    Returns the counts by status and every original not intact, as :func:`compare_copy` does."""
+    q = (select(Item.id, Item.job_id, Item.source_uri, Item.rel_path, Item.sha256, Item.size)
+         .where(scope.condition(), Item.id.between(first, last)).order_by(Item.id))
+    with store.session() as s:
+        rows = s.execute(q).all()
+    counts = {status: 0 for status in STATUSES}
+    problems = []
+    for item_id, job_id, uri, rel_path, sha256, size in rows:
+        rel = old.rel_of(uri) or ""
+        result = _check_original(new, rel, sha256, size)
+        counts[result["status"]] += 1
+        if result["status"] != "intact":
+            problems.append({"item_id": item_id, "job_id": job_id, "source": rel_path, "kind": "original",
+                             "uri": new.uri_of(rel.rstrip("/")) + ("/" if rel.endswith("/") else ""),
+                             "recorded_uri": uri, "recorded_sha256": sha256, "recorded_size": size, **result})
+    return {"items": len(rows), "items_not_intact": len(problems), "counts": counts, "problems": problems}
+
+
+def relocate_source(store: ProvenanceStore, old: Location, new: Location, scope: SourceScope,
+                    problems: list[dict[str, Any]], relocation_id: str | None = None,
+                    flow_run: str | None = None) -> dict[str, Any]:
+    """Point every record of an original under ``old`` (items, film units, and the jobs that read
+    ``old`` or a folder in it) at ``new``, in one transaction, with the relocation's own row (a
+    job reading ``old`` is refused from then on); each item in scope gets a ``transfer`` event,
+    a failure for those in ``problems``. Returns how many rows changed, and per DEST the jobs
+    whose pages show the originals."""
+    old_root, new_root = old.uri.rstrip("/") + "/", new.uri.rstrip("/") + "/"
+    relocation_id = relocation_id or str(uuid.uuid4())
+    now, agent = utcnow(), f"colorize {__version__}"
+    moves = {"from": old.uri, "to": new.uri, "object": "original", "relocation": relocation_id, "flow_run": flow_run}
+    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    jobs_of: dict[int, str] = {}
+    for p in problems:
+        found[p["item_id"]].append({k: v for k, v in p.items() if k not in NOT_IN_EVENT})
+        jobs_of[p["item_id"]] = p["job_id"]
+    columns = ["job_id", "item_id", "type", "outcome", "agent", "detail", "at"]
+    rows = select(Item.job_id, Item.id, literal(TRANSFER, Text), literal("success", Text), literal(agent, Text),
+                  literal(moves, JSON), literal(now, DateTime(timezone=True))).where(
+        scope.condition(), Item.id.not_in(list(found)))
+    with store.session() as s:
+        transferred = s.scalar(select(func.count()).select_from(Item).where(scope.condition()))
+        s.execute(insert(Event).from_select(columns, rows))   # before the URIs change: the scope is by them
+        if found:
+            s.execute(insert(Event), [{"job_id": jobs_of[i], "item_id": i, "type": TRANSFER, "outcome": "failure",
+                                       "agent": agent, "at": now, "detail": {**moves, "not_intact": f}}
+                                      for i, f in found.items()])
+        items = s.execute(update(Item).where(_under(Item.source_uri, old_root))
+                          .values(source_uri=_moved_uri(Item.source_uri, old_root, new_root))
+                          .execution_options(synchronize_session=False)).rowcount
+        shots = s.execute(update(Shot).where(_under(Shot.source_uri, old_root))
+                          .values(source_uri=_moved_uri(Shot.source_uri, old_root, new_root))
+                          .execution_options(synchronize_session=False)).rowcount
+        jobs = s.execute(update(Job).where(Job.source == old.uri).values(source=new.uri)
+                         .execution_options(synchronize_session=False)).rowcount
+        jobs += s.execute(update(Job).where(_under(Job.source, old_root))
+                          .values(source=_moved_uri(Job.source, old_root, new_root))
+                          .execution_options(synchronize_session=False)).rowcount
+        s.add(Relocation(id=relocation_id, kind="source", old=old.uri, new=new.uri, flow_run_id=flow_run, at=now,
+                         items=items, outputs=0, not_intact=len(found)))
+    return {"relocation": relocation_id, "pages": pages_of(store, new), "items": items, "shots": shots, "jobs": jobs,
+            "transferred": transferred, "items_not_intact": len(found)}
+
+
+def pages_of(store: ProvenanceStore, source: Location) -> dict[str, list[str]]:
+    """Per DEST, the jobs whose pages show originals under ``source``."""
+    root = source.uri.rstrip("/") + "/"
+    by_dest: dict[str, list[str]] = defaultdict(list)
+    with store.session() as s:
+        for dest, job_id in s.execute(select(Item.dest, Item.job_id).where(_under(Item.source_uri, root)).distinct()
+                                      .order_by(Item.dest, Item.job_id)):
+            by_dest[dest].append(job_id)
+    return dict(by_dest)

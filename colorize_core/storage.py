@@ -163,6 +163,10 @@ class Location:
     def contains(self, other: Location) -> bool:
         raise NotImplementedError
 
+    def child(self, rel: str) -> Location:
+        """The folder (prefix) ``rel`` under this root, as a location of its own."""
+        raise NotImplementedError
+
 
 class LocalLocation(Location):
     def __init__(self, root: Path) -> None:
@@ -275,6 +279,9 @@ class LocalLocation(Location):
 
     def contains(self, other: Location) -> bool:
         return isinstance(other, LocalLocation) and other.root.is_relative_to(self.root)
+
+    def child(self, rel: str) -> Location:
+        return LocalLocation(self._path(rel))
 
 
 @functools.cache
@@ -425,6 +432,9 @@ class S3Location(Location):
 
     def contains(self, other: Location) -> bool:
         return isinstance(other, S3Location) and other.bucket == self.bucket and other.prefix.startswith(self.prefix)
+
+    def child(self, rel: str) -> Location:
+        return S3Location(self.bucket, self._key(rel), self.endpoint_url)
 
 
 def open_location(uri: str, s3_endpoint: str | None = None) -> Location:

@@ -91,7 +91,7 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
     check_locations(src, dst)
     weights = resolve(model)
     store = ProvenanceStore(db_url)
-    store.check_not_relocated(dst.uri)   # its records moved with it: this job would redo the whole archive here
+    store.check_not_relocated(dst.uri, src.uri)   # records moved with them: this job would redo the whole archive
     # The work: one parameter set over the whole source, or, for a redo of rejected items,
     # each requested parameter set over exactly its items (always redone: never skipped).
     if redo_job and redo_damaged:

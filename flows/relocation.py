@@ -16,13 +16,14 @@ from prefect.states import Completed, Failed, State
 
 from colorize_core.fixity import item_ranges, merge
 from colorize_core.provenance import DestinationLease, ProvenanceStore, utcnow
-from colorize_core.relocation import relocate, relocated, relocation_scope
+from colorize_core.relocation import (pages_of, relocate, relocate_source, relocated, relocation_scope,
+                                      source_scope)
 from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
 from flows.archive import task_runner
 from flows.fixity import SHOWN
 from tasks.fixity import refresh_manifests
-from tasks.relocation import compare_copy_task, rewrite_exports_task
+from tasks.relocation import compare_copy_task, compare_originals_task, rewrite_exports_task
 
 _defaults = get_settings()
 JOBS_PER_TASK = 20   # manifests rendered again per task after a relocation
@@ -67,26 +68,14 @@ def relocate_dest(old: str, new: str, db_url: str = _defaults.db_url, chunk_size
         ranges = item_ranges(store, scope, chunk_size)
         logger.info("relocation %s: reading back at %s the outputs of %d item range(s) recorded in %s",
                     relocation_id, new_loc.uri, len(ranges), old_loc.uri)
-        compared = compare_copy_task.map([r[0] for r in ranges], [r[1] for r in ranges], unmapped(old_loc.uri),
-                                          unmapped(new_loc.uri), unmapped(store.url), unmapped(s3_endpoint))
-        found = merge(c.result() for c in compared)
-        del found["recovered"]
+        found = _read_back(compare_copy_task, ranges, old_loc.uri, new_loc.uri, store.url, s3_endpoint, "Outputs")
         summary: dict[str, Any] = {"relocation": relocation_id, "old": old_loc.uri, "new": new_loc.uri,
                                    "db_url": store.url, "started_at": started.isoformat(), **found,
                                    "relocated": False, "accept_damaged": accept_damaged}
         c = found["counts"]
         bad = c["missing"] + c["changed"] + c["unreadable"]
-        if found["problems"]:
-            rows = "\n".join(f"| {p['status']} | {p['uri']} | {p['kind']} | {p['source']} | {p['item_id']} |"
-                             for p in found["problems"][:SHOWN])
-            create_markdown_artifact(key="relocate-dest-problems", markdown=(
-                f"# Outputs not intact at {new_loc.uri}\n\n| status | output | kind | source | item |\n"
-                f"|---|---|---|---|---|\n{rows}\n"), description="Missing, changed or unreadable at the new place")
         if found["problems"] and not accept_damaged:
-            summary["finished_at"] = utcnow().isoformat()
-            return Failed(message=f"not relocated: {bad} output(s) of {found['items_not_intact']} item(s) are not intact "
-                                  f"at {new_loc.uri} ({c['missing']} missing, {c['changed']} changed, "
-                                  f"{c['unreadable']} unreadable); nothing was changed", data=summary)
+            return _refused(summary, "output(s)")
         moved = relocate(store, old_loc, new_loc, scope, found["problems"], relocation_id, run_id)
         logger.info("relocation %s: %d job(s), %d item(s), %d output(s) and %d film unit(s) now name %s",
                     relocation_id, len(moved["jobs"]), moved["items"], moved["outputs"], moved["shots"], new_loc.uri)
@@ -102,6 +91,82 @@ def relocate_dest(old: str, new: str, db_url: str = _defaults.db_url, chunk_size
 
 
 
+@flow(name="relocate-source", log_prints=True, task_runner=task_runner())
+def relocate_source_flow(old: str, new: str, db_url: str = _defaults.db_url, chunk_size: int = 500,
+                         s3_endpoint: str | None = _defaults.s3_endpoint, accept_damaged: bool = False) -> State:
+    """SOURCE ``old`` (the originals) has been copied to ``new``: read back there every original
+    the provenance database records under ``old`` (the newest item of each, ``chunk_size`` per
+    task; a frame sequence fingerprinted from its frames as a job does) and compare its sha256
+    with the one recorded when it was last read. When all are intact (or, with
+    ``accept_damaged``, whatever was found), point the items, film units and jobs at ``new`` in
+    one transaction, with a ``transfer`` event on each item read, and render the pages of the
+    jobs that show them again; a job reading ``old`` is refused from then on. The run ends
+    Failed, having changed nothing, when an original is not intact at ``new`` and that was not
+    accepted, and is refused while a job is reading ``old``."""
+    logger = get_run_logger()
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    old_loc, new_loc, store = open_location(old, s3_endpoint), open_location(new, s3_endpoint), ProvenanceStore(db_url)
+    relocation_id, run_id, started = str(uuid.uuid4()), str(flow_run.id) if flow_run.id else None, utcnow()
+    done = store.relocated_away(old_loc.uri, "source")
+    if done is not None and done.old == old_loc.uri and done.new == new_loc.uri:   # run again: the pages again
+        views = {dest: _views(jobs, dest, store.url, s3_endpoint) for dest, jobs in pages_of(store, new_loc).items()}
+        data = {"relocation": done.id, "old": old_loc.uri, "new": new_loc.uri, "db_url": store.url, "already": True,
+                "relocated": True, "views": views}
+        return Completed(message=f"{old_loc.uri} was relocated to {new_loc.uri} already (relocation {done.id}, "
+                                 f"{done.at:%Y-%m-%d %H:%M:%S} UTC); the pages showing its originals were rendered "
+                                 f"again", data=data)
+    scope = source_scope(store, old_loc, new_loc, _defaults.lease_seconds)
+    ranges = item_ranges(store, scope, chunk_size)
+    logger.info("relocation %s: reading back at %s the originals of %d item range(s) recorded under %s",
+                relocation_id, new_loc.uri, len(ranges), old_loc.uri)
+    found = _read_back(compare_originals_task, ranges, old_loc.uri, new_loc.uri, store.url, s3_endpoint, "Originals")
+    summary: dict[str, Any] = {"relocation": relocation_id, "old": old_loc.uri, "new": new_loc.uri, "db_url": store.url,
+                               "started_at": started.isoformat(), **found, "relocated": False,
+                               "accept_damaged": accept_damaged}
+    if found["problems"] and not accept_damaged:
+        return _refused(summary, "original(s)")
+    source_scope(store, old_loc, new_loc, _defaults.lease_seconds)   # again: no job started reading it meanwhile
+    moved = relocate_source(store, old_loc, new_loc, scope, found["problems"], relocation_id, run_id)
+    logger.info("relocation %s: %d item(s), %d film unit(s) and %d job(s) now name the originals under %s",
+                relocation_id, moved["items"], moved["shots"], moved["jobs"], new_loc.uri)
+    summary.update(relocated=True, moved={k: v for k, v in moved.items() if k not in ("pages", "relocation")})
+    summary["views"] = {dest: _views(jobs, dest, store.url, s3_endpoint) for dest, jobs in moved["pages"].items()}
+    summary["finished_at"] = utcnow().isoformat()
+    c = found["counts"]
+    bad = c["missing"] + c["changed"] + c["unreadable"]
+    create_table_artifact(key="relocate-source-summary", table=[
+        {"old": old_loc.uri, "new": new_loc.uri, "originals": found["items"], **c, "items": moved["items"]}],
+        description=f"Relocation {relocation_id}")
+    message = f"{old_loc.uri} relocated to {new_loc.uri}: {c['intact']} of {found['items']} original(s) intact"
+    return Completed(message=message + (f", {bad} not (accepted)" if bad else ""), data=summary)
+
+def _read_back(compare: Any, ranges: list[tuple[int, int]], old: str, new: str, db_url: str, s3_endpoint: str | None,
+               what: str) -> dict[str, Any]:
+    """Run ``compare`` (a task) over the item ranges and merge what it found; the problems also
+    as a markdown artifact."""
+    compared = compare.map([r[0] for r in ranges], [r[1] for r in ranges], unmapped(old), unmapped(new),
+                           unmapped(db_url), unmapped(s3_endpoint))
+    found = merge(c.result() for c in compared)
+    del found["recovered"]
+    if found["problems"]:
+        rows = "\n".join(f"| {p['status']} | {p['uri']} | {p['kind']} | {p['source']} | {p['item_id']} |"
+                         for p in found["problems"][:SHOWN])
+        create_markdown_artifact(key="relocation-problems", markdown=(
+            f"# {what} not intact at {new}\n\n| status | at the new place | kind | source | item |\n"
+            f"|---|---|---|---|---|\n{rows}\n"), description="Missing, changed or unreadable at the new place")
+    return found
+
+
+def _refused(summary: dict[str, Any], what: str) -> State:
+    c = summary["counts"]
+    summary["finished_at"] = utcnow().isoformat()
+    return Failed(message=f"not relocated: {c['missing'] + c['changed'] + c['unreadable']} {what} of "
+                          f"{summary['items_not_intact']} item(s) are not intact at {summary['new']} ({c['missing']} "
+                          f"missing, {c['changed']} changed, {c['unreadable']} unreadable); nothing was changed",
+                  data=summary)
+
+
 def _views(job_ids: list[str], dest: str, db_url: str, s3_endpoint: str | None) -> dict[str, Any]:
     """The pages and exports at DEST name the outputs' URIs: rendered again from the records,
     ``JOBS_PER_TASK`` jobs per task in parallel (a job's page lists every item it saw: an
@@ -111,6 +176,7 @@ def _views(job_ids: list[str], dest: str, db_url: str, s3_endpoint: str | None) 
     exports = rewrite_exports_task.map(chunks, unmapped(dest), unmapped(db_url), unmapped(s3_endpoint))
     return {"manifests_refreshed": sorted({job for f in pages for job in f.result()}),
             "exports_rewritten": {job: kinds for f in exports for job, kinds in f.result().items()}}
+
 
 if __name__ == "__main__":
     relocate_dest(old="var/colour", new="var/colour-moved", db_url="sqlite:///var/provenance.db")

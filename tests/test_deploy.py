@@ -87,7 +87,8 @@ def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path)
                             timeout=60)
     for name in ("colorize-archive/on-demand", "colorize-archive/nightly", "train-colorizer/on-demand",
                  "evaluate-colorizer/on-demand", "build-dataset/on-demand", "verify-fixity/weekly",
-                 "verify-fixity/on-demand", "relocate-dest/on-demand"):
+                 "verify-fixity/on-demand", "relocate-dest/on-demand",
+                 "relocate-source/on-demand"):
         assert name in listed.stdout, listed.stdout
     nightly = json.loads(subprocess.run([str(BIN / "prefect"), "deployment", "inspect", "colorize-archive/nightly",
                                          "--output", "json"], env=env, capture_output=True, text=True, timeout=60).stdout)

@@ -185,7 +185,8 @@ def test_a_dest_relocated_away_is_refused_until_relocated_back(backend, tmp_path
     from colorize_core.errors import RelocationError
     from colorize_core.provenance import Relocation, utcnow
 
-    store = ProvenanceStore(request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path}/p.db")
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path}/p.db"
+    store = ProvenanceStore(url)
     assert store.relocated_away("/a") is None
     t = utcnow()
     with store.session() as s:
@@ -197,3 +198,59 @@ def test_a_dest_relocated_away_is_refused_until_relocated_back(backend, tmp_path
         s.add(Relocation(id="r2", old="/b", new="/a", at=t + timedelta(days=1), items=1, outputs=1, not_intact=0))
     assert store.relocated_away("/a") is None and store.relocated_away("/b").id == "r2"
     store.check_not_relocated("/a")
+
+
+def test_relocate_source_follows_copied_originals_photos_films_and_frame_sequences(prefect_api, tmp_path):
+    src, dest, db = tmp_path / "scans", tmp_path / "colour", f"sqlite:///{tmp_path}/p.db"
+    new = tmp_path / "new store" / "scans"
+    shutil.copytree(SAMPLES / "animals", src / "animals")
+    (src / "film" / "reel-2").mkdir(parents=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
+                    str(src / "film" / "reel.mp4")], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.4",
+                    str(src / "film" / "reel-2" / "f%04d.png")], check=True)
+    (src / "film" / "reel-2" / "sequence.json").write_text('{"frame_rate": "10"}')
+    env = {"PREFECT_API_URL": prefect_api}
+    r = colorize("run", str(src), str(dest), "--db", db, "--json", env=env)
+    assert r.returncode == 0 and _json(r.stdout)["counts"]["done"] == 4, r.stdout[-2000:] + r.stderr[-2000:]
+    store = ProvenanceStore(db)
+
+    def sources() -> dict[str, list[str]]:
+        with store.session() as s:
+            return {"items": sorted(s.scalars(select(Item.source_uri))), "jobs": sorted(s.scalars(select(Job.source))),
+                    "shots": sorted(s.scalars(select(Shot.source_uri)))}
+
+    before = sources()
+    assert f"{src}/film/reel-2/" in before["items"] and before["shots"]
+
+    # The copy with a frame of the sequence changed and a photo missing: refused, nothing changed.
+    shutil.copytree(src, new)
+    (new / "film" / "reel-2" / "f0002.png").write_bytes((new / "film" / "reel-2" / "f0001.png").read_bytes())
+    (new / "animals" / "chelsea cat.png").unlink()
+    r = colorize("relocate", "--source", str(src), str(new), "--db", db, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"CHANGED    {new}/film/reel-2/: recorded sha256" in r.stdout and "original of film/reel-2" in r.stdout
+    assert f"MISSING    {new}/animals/chelsea cat.png" in r.stdout and "4 original(s) read back" in r.stdout
+    assert sources() == before
+
+    # Copied again: relocated. Every record of an original names the new place, and a job reading
+    # the old one is refused; one reading the new place finds everything done.
+    shutil.rmtree(new)
+    shutil.copytree(src, new)
+    r = colorize("relocate", "--source", str(src), str(new), "--db", db, "--json", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = _json(r.stdout)
+    assert summary["counts"]["intact"] == 4 and summary["moved"]["transferred"] == 4
+    assert sources() == {k: sorted(u.replace(str(src), str(new), 1) for u in v) for k, v in before.items()}
+    with store.session() as s:
+        transfers = list(s.scalars(select(Event).where(Event.type == "transfer")))
+    assert len(transfers) == 4 and {e.detail["object"] for e in transfers} == {"original"}
+    assert str(new) in (dest / "manifest.json").read_text() and f'"{src}/' not in (dest / "manifest.json").read_text()
+    r = colorize("run", str(src), str(dest), "--db", db, env=env)
+    assert r.returncode == 2 and f"{src} was relocated to {new} at " in r.stderr and "read from there" in r.stderr
+    r = colorize("run", str(new), str(dest), "--db", db, "--json", env=env)
+    assert r.returncode == 0 and _json(r.stdout)["counts"] == {"done": 0, "skipped": 4, "failed": 0}, r.stderr
+    r = colorize("relocate", "--source", str(src), str(new), "--db", db, env=env)
+    assert r.returncode == 0 and "already" in r.stdout, r.stdout + r.stderr
+    r = colorize("relocate", "--source", str(tmp_path / "elsewhere"), str(new), "--db", db, env=env)
+    assert r.returncode == 2 and "no original under" in r.stderr and str(new) in r.stderr

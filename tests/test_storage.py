@@ -28,6 +28,11 @@ def test_open_location_understands_folders_file_uris_and_s3(tmp_path):
     for location in (open_location(str(tmp_path)), s3, open_location("s3://bucket")):   # rel_of undoes uri_of
         assert location.rel_of(location.uri_of("box 1/ü.jpg")) == "box 1/ü.jpg"
         assert location.rel_of("s3://other/box 1/ü.jpg") is None and location.rel_of(location.uri) is None
+        child = location.child("box 1/reel")   # a folder under it, as a location of its own
+        assert child.uri == location.uri_of("box 1/reel")
+        assert location.rel_of(child.uri_of("f1.dpx")) == "box 1/reel/f1.dpx"
+        with pytest.raises(StorageError, match="unsafe"):
+            location.child("../x")
     with pytest.raises(StorageError, match="scheme"):
         open_location("ftp://host/x")
     with pytest.raises(StorageError, match="bucket"):

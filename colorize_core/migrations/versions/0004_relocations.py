@@ -1,4 +1,4 @@
-"""relocations: a destination's records moved to the copy of it elsewhere
+"""relocations: a destination's (or a source's) records moved to the copy of it elsewhere
 
 Revision ID: 0004
 Revises: 0003
@@ -18,6 +18,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table('relocations',
     sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('kind', sa.String(length=8), nullable=False),
     sa.Column('old', sa.Text(), nullable=False),
     sa.Column('new', sa.Text(), nullable=False),
     sa.Column('flow_run_id', sa.String(length=64), nullable=True),
