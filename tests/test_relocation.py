@@ -198,6 +198,13 @@ def test_a_dest_relocated_away_is_refused_until_relocated_back(backend, tmp_path
         s.add(Relocation(id="r2", old="/b", new="/a", at=t + timedelta(days=1), items=1, outputs=1, not_intact=0))
     assert store.relocated_away("/a") is None and store.relocated_away("/b").id == "r2"
     store.check_not_relocated("/a")
+    # A source's folders move with it: a job reading /s/box-1 after /s moved is refused; a DEST's do not.
+    with store.session() as s:
+        s.add(Relocation(id="r3", kind="source", old="/s", new="/t", at=t, items=1, outputs=0, not_intact=0))
+    assert store.relocated_away("/s/box-1", "source").id == "r3" and store.relocated_away("/s/box-1") is None
+    assert store.relocated_away("/s") is None and store.relocated_away("/t/box-1", "source") is None
+    with pytest.raises(RelocationError, match="/s/box-1 was relocated to /t .* read from there"):
+        store.check_not_relocated("/d", "/s/box-1")
 
 
 def test_relocate_source_follows_copied_originals_photos_films_and_frame_sequences(prefect_api, tmp_path):
@@ -220,8 +227,19 @@ def test_relocate_source_follows_copied_originals_photos_films_and_frame_sequenc
             return {"items": sorted(s.scalars(select(Item.source_uri))), "jobs": sorted(s.scalars(select(Job.source))),
                     "shots": sorted(s.scalars(select(Shot.source_uri)))}
 
+    # Not while a job is reading it, or a folder in it (its records would name the old place after the move).
+    (tmp_path / "other").mkdir()
+    reading = store.start_job(str(src / "animals"), str(tmp_path / "other"), {}, "k" * 64, "default", "0" * 64, {}, None)
+    store.take_dest(str(tmp_path / "other"), reading, {"host": "elsewhere"}, stale_after=300)
+    new.mkdir(parents=True)
+    r = colorize("relocate", "--source", str(src), str(new), "--db", db, env=env)
+    assert r.returncode == 2 and f"job {reading} is reading {src} now" in r.stderr, r.stderr
+    store.release_dest(str(tmp_path / "other"), reading)
+    store.finish_job(reading, "completed")
+    new.rmdir()
+
     before = sources()
-    assert f"{src}/film/reel-2/" in before["items"] and before["shots"]
+    assert f"{src}/film/reel-2/" in before["items"] and before["shots"] and f"{src}/animals" in before["jobs"]
 
     # The copy with a frame of the sequence changed and a photo missing: refused, nothing changed.
     shutil.copytree(src, new)
