@@ -229,7 +229,8 @@ def test_relocate_source_follows_copied_originals_photos_films_and_frame_sequenc
 
     # Not while a job is reading it, or a folder in it (its records would name the old place after the move).
     (tmp_path / "other").mkdir()
-    reading = store.start_job(str(src / "animals"), str(tmp_path / "other"), {}, "k" * 64, "default", "0" * 64, {}, None)
+    reading = store.start_job(str(src / "animals"), str(tmp_path / "other"), {}, "k" * 64, "default", "0" * 64, {},
+                              None)
     store.take_dest(str(tmp_path / "other"), reading, {"host": "elsewhere"}, stale_after=300)
     new.mkdir(parents=True)
     r = colorize("relocate", "--source", str(src), str(new), "--db", db, env=env)
