@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,13 +40,14 @@ from colorize_core.archive import sequence_at
 from colorize_core.errors import ColorizeError, FixityError, NotFoundError, RelocationError
 from colorize_core.film_archive import fingerprint
 from colorize_core.fixity import EVENT as FIXITY
-from colorize_core.fixity import STATUSES, Scope, check_output, check_scope, read_range
+from colorize_core.fixity import STATUSES, Scope, check_output, check_scope, item_ranges, read_range
 from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, Relocation, Shot, utcnow
 from colorize_core.storage import Location
 
 TRANSFER = "transfer"   # PREMIS eventType vocabulary: an object moved from one location to another
 # A problem's fields that a fixity check event does not repeat: it is on the item, and the record names the new place.
 NOT_IN_EVENT = ("item_id", "job_id", "source", "recorded_uri", "recorded_sha256", "recorded_size")
+EVENT_RANGE = 10_000   # items per statement recording their events
 
 
 def _under(column: Any, root: str) -> Any:
@@ -56,6 +58,14 @@ def _under(column: Any, root: str) -> Any:
 def _moved_uri(column: Any, old_root: str, new_root: str) -> Any:
     """``column`` (a URI under ``old_root``) with ``new_root`` in its place, in SQL."""
     return literal(new_root, Text).concat(func.substr(column, len(old_root) + 1, type_=Text))
+
+
+def _except(ranges: list[tuple[int, int]], found: dict[int, Any]) -> Iterator[tuple[Any, ...]]:
+    """Conditions that take the items of each range but those in ``found`` (a statement per
+    range: the ids left out stay fewer than a database's limit on bound values)."""
+    for first, last in ranges:
+        left_out = [i for i in found if first <= i <= last]
+        yield (Item.id.between(first, last), Item.id.not_in(left_out)) if left_out else (Item.id.between(first, last),)
 
 
 def relocation_scope(store: ProvenanceStore, old: Location, new: Location) -> Scope:
@@ -137,11 +147,13 @@ def relocate(store: ProvenanceStore, old: Location, new: Location, scope: Scope,
         return select(Item.job_id, Item.id, literal(kind, Text), literal("success", Text), literal(agent, Text),
                       literal(what, JSON), literal(now, DateTime(timezone=True))).where(scope.condition(), *where)
 
+    ranges = item_ranges(store, scope, EVENT_RANGE)
     with store.session() as s:
         # Events first: the scope is the old DEST's items until their rows are moved below.
         transferred = s.scalar(select(func.count()).select_from(Item).where(scope.condition()))
         s.execute(insert(Event).from_select(columns, event_rows(TRANSFER, moves)))
-        s.execute(insert(Event).from_select(columns, event_rows(FIXITY, check, Item.id.not_in(list(found)))))
+        for where in _except(ranges, found):
+            s.execute(insert(Event).from_select(columns, event_rows(FIXITY, check, *where)))
         if found:
             s.execute(insert(Event), [{"job_id": jobs_of[i], "item_id": i, "type": FIXITY, "outcome": "failure",
                                        "agent": agent, "at": now, "detail": {**check, "not_intact": f}}
@@ -278,11 +290,12 @@ def relocate_source(store: ProvenanceStore, old: Location, new: Location, scope:
         jobs_of[p["item_id"]] = p["job_id"]
     columns = ["job_id", "item_id", "type", "outcome", "agent", "detail", "at"]
     rows = select(Item.job_id, Item.id, literal(TRANSFER, Text), literal("success", Text), literal(agent, Text),
-                  literal(moves, JSON), literal(now, DateTime(timezone=True))).where(
-        scope.condition(), Item.id.not_in(list(found)))
+                  literal(moves, JSON), literal(now, DateTime(timezone=True))).where(scope.condition())
+    ranges = item_ranges(store, scope, EVENT_RANGE)
     with store.session() as s:
         transferred = s.scalar(select(func.count()).select_from(Item).where(scope.condition()))
-        s.execute(insert(Event).from_select(columns, rows))   # before the URIs change: the scope is by them
+        for where in _except(ranges, found):   # before the URIs change: the scope is by them
+            s.execute(insert(Event).from_select(columns, rows.where(*where)))
         if found:
             s.execute(insert(Event), [{"job_id": jobs_of[i], "item_id": i, "type": TRANSFER, "outcome": "failure",
                                        "agent": agent, "at": now, "detail": {**moves, "not_intact": f}}

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import boto3
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, Shot
 from tests.conftest import SAMPLES
@@ -273,3 +273,41 @@ def test_relocate_source_follows_copied_originals_photos_films_and_frame_sequenc
     assert r.returncode == 0 and "already" in r.stdout, r.stdout + r.stderr
     r = colorize("relocate", "--source", str(tmp_path / "elsewhere"), str(new), "--db", db, env=env)
     assert r.returncode == 2 and "no original under" in r.stderr and str(new) in r.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_relocate_records_one_check_per_item_whatever_the_number_of_damaged_ones(backend, tmp_path, request,
+                                                                                  monkeypatch):
+    """The events are recorded range by range, the damaged items' left out of the successes: no
+    statement carries more ids than a range (SQLite's and PostgreSQL's limits on bound values)."""
+    import colorize_core.relocation as relocation
+    from colorize_core.fixity import Scope
+    from colorize_core.storage import open_location
+
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path}/p.db"
+    store = ProvenanceStore(url)
+    old, new = open_location(str(tmp_path / "old")), open_location(str(tmp_path / "new"))
+    job = store.start_job("/src", old.uri, {}, "k" * 64, "default", "0" * 64, {}, None)
+    rows = []
+    for n in range(25):
+        item = Item(job_id=job, source_uri=f"/src/{n}.jpg", rel_path=f"{n}.jpg", dest=old.uri, status="done",
+                    params_key="k" * 64, model_name="default", model_sha256="0" * 64)
+        item.outputs = [Output(kind="colour", uri=old.uri_of(f"box/{n}.jpg"), sha256="a" * 64, size=1)]
+        rows.append((item, []))
+    store.add_items(rows)
+    with store.session() as s:
+        ids = list(s.scalars(select(Item.id).order_by(Item.id)))
+    damaged = [ids[3], ids[12], ids[13], ids[24]]
+    problems = [{"item_id": i, "job_id": job, "source": "x", "kind": "colour", "uri": "u", "status": "missing"}
+                for i in damaged]
+    monkeypatch.setattr(relocation, "EVENT_RANGE", 10)
+    moved = relocation.relocate(store, old, new, Scope(old.uri), problems)
+    assert moved["items"] == moved["outputs"] == moved["transferred"] == 25 and moved["items_not_intact"] == 4
+    with store.session() as s:
+        checks = {e.item_id: e.outcome for e in s.scalars(select(Event).where(Event.type == "fixity check"))}
+        counts = {t: s.scalar(select(func.count()).select_from(Event).where(Event.type == t))
+                  for t in ("fixity check", "transfer")}
+        uris = set(s.scalars(select(Output.uri)))
+    assert len(checks) == 25 and counts == {"fixity check": 25, "transfer": 25}
+    assert {i for i, outcome in checks.items() if outcome == "failure"} == set(damaged)
+    assert uris == {new.uri_of(f"box/{n}.jpg") for n in range(25)}
