@@ -1,5 +1,6 @@
-"""The relocation flow: DEST has been copied to other storage; read the copy back, and point the
-provenance database's records at it (`colorize relocate` runs it)."""
+"""The relocation flows: DEST (``relocate-dest``) or SOURCE (``relocate-source``: the originals)
+has been copied to other storage; read the copy back, and point the provenance database's
+records at it (`colorize relocate [--source]` runs them)."""
 
 from __future__ import annotations
 
