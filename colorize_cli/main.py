@@ -544,7 +544,10 @@ def jobs(db_url: str, dest: str | None, limit: int, as_json: bool) -> None:
     from colorize_core.storage import open_location
 
     try:
-        rows = _store(db_url).jobs(limit, open_location(dest, _settings.s3_endpoint).uri if dest else None)
+        store = _store(db_url)
+        uri = open_location(dest, _settings.s3_endpoint).uri if dest else None
+        rows = store.jobs(limit, uri)
+        moved = store.relocated_away(uri) if uri and not rows else None
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
     now = utcnow()
@@ -554,7 +557,9 @@ def jobs(db_url: str, dest: str | None, limit: int, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=1, default=str))
         return
     if not rows:
-        click.echo(f"no jobs{f' for {dest}' if dest else ''} in {db_url}")
+        click.echo(f"no jobs{f' for {dest}' if dest else ''} in {db_url}" + (
+            f": it was relocated to {moved.new} at {moved.at:%Y-%m-%d %H:%M} UTC (colorize jobs --dest {moved.new})"
+            if moved else ""))
     for job in rows:
         c, end = job["counts"], f" - {job['finished_at']:%H:%M:%S}" if job["finished_at"] else ""
         click.echo(f"{job['id']}  {job['started_at']:%Y-%m-%d %H:%M:%S}{end} UTC  {job['activity']}")

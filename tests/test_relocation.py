@@ -117,6 +117,10 @@ def test_relocate_follows_a_copied_dest_or_refuses_and_changes_nothing(prefect_a
     assert r.returncode == 2 and f"{old} was relocated to {new} at " in r.stderr and "write there" in r.stderr
     r = colorize("relocate", str(old), str(tmp_path / "other"), "--db", db, env=env)
     assert r.returncode == 2 and f"was relocated to {new}" in r.stderr
+    r = colorize("jobs", "--dest", str(old), "--db", db)
+    assert r.returncode == 0 and f"no jobs for {old} in {db}: it was relocated to {new} at " in r.stdout, r.stdout
+    r = colorize("jobs", "--dest", str(new), "--db", db)
+    assert job in r.stdout and f"-> {new}" in r.stdout
     # The new one is, and a run there skips what is done.
     r = colorize("run", str(src), str(new), "--db", db, "--json", env=env)
     assert r.returncode == 0 and _json(r.stdout)["counts"] == {"done": 0, "skipped": 4, "failed": 0}, r.stderr
