@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -634,10 +635,7 @@ def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str |
                               look_for_unrecorded=unrecorded, s3_endpoint=s3_endpoint,
                               unchecked_for_days=unchecked_for, max_items=max_items,
                               remove_interrupted=remove_interrupted, return_state=True)
-    summary = state.result(raise_on_failure=False) if state.is_completed() or state.is_failed() else None
-    if not isinstance(summary, dict):
-        click.echo(f"the fixity check did not complete: {state.message}", err=True)
-        sys.exit(1)
+    summary = _summary_of(state, "the fixity check")
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     else:
@@ -701,11 +699,11 @@ def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_siz
     try:
         store = _store(db_url)
         old_loc, new_loc = open_location(old, s3_endpoint), open_location(new, s3_endpoint)
-        if of_source:
-            done = store.relocated_away(old_loc.uri, "source")
-            if done is None or (done.old, done.new) != (old_loc.uri, new_loc.uri):
-                source_scope(store, old_loc, new_loc, _settings.lease_seconds)
-        elif not relocated(store, old_loc, new_loc):   # done already: the flow renders the views again
+        if relocated(store, old_loc, new_loc, "source" if of_source else "dest"):
+            pass   # done already: the flow renders the views again
+        elif of_source:
+            source_scope(store, old_loc, new_loc, _settings.lease_seconds)
+        else:
             relocation_scope(store, old_loc, new_loc)
         for uri in () if of_source else (old_loc.uri, new_loc.uri):   # at once, rather than after starting the flow
             store.check_dest(uri, _settings.lease_seconds)
@@ -720,10 +718,7 @@ def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_siz
         state = (relocate_source_flow if of_source else relocate_dest)(
             old=old, new=new, db_url=db_url, chunk_size=chunk_size, s3_endpoint=s3_endpoint,
             accept_damaged=accept_damaged, return_state=True)
-    summary = state.result(raise_on_failure=False) if state.is_completed() or state.is_failed() else None
-    if not isinstance(summary, dict):
-        click.echo(f"the relocation did not complete: {state.message}", err=True)
-        sys.exit(1)
+    summary = _summary_of(state, "the relocation")
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     elif summary.get("already"):
@@ -758,6 +753,16 @@ def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_siz
             click.echo(f"not relocated: nothing was changed. Copy the files above to {summary['new']} again and "
                        f"relocate again, or accept them as damaged with --accept-damaged")
     sys.exit(0 if summary["relocated"] else 1)
+
+
+def _summary_of(state: Any, what: str) -> dict[str, Any]:
+    """The summary a check flow returns, as data of its Completed or Failed state (Failed: it
+    found damage); exit 1 when it did not get that far (crashed, cancelled)."""
+    summary = state.result(raise_on_failure=False) if state.is_completed() or state.is_failed() else None
+    if not isinstance(summary, dict):
+        click.echo(f"{what} did not complete: {state.message}", err=True)
+        sys.exit(1)
+    return summary
 
 
 @cli.command("export")

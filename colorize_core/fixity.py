@@ -169,7 +169,8 @@ def read_range(store: ProvenanceStore, dest: Location, scope: Scope, first: int,
                 result = seen[(uri, sha256, size)] = check_output(dest, uri, sha256, size, read)
             counts[result["status"]] += 1
             if result["status"] != "intact":
-                at = read.uri_of(dest.rel_of(uri) or "") if read else uri
+                rel = dest.rel_of(uri) if read else None   # where it was read: at the copy's
+                at = read.uri_of(rel) if read and rel else uri
                 found.append({"kind": kind, "uri": at, **result})
                 problems.append({"item_id": item_id, "job_id": job_id, "source": rel_path, "kind": kind, "uri": at,
                                  "recorded_uri": uri, "recorded_sha256": sha256, "recorded_size": size, **result})

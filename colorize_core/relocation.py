@@ -68,6 +68,18 @@ def _except(ranges: list[tuple[int, int]], found: dict[int, Any]) -> Iterator[tu
         yield (Item.id.between(first, last), Item.id.not_in(left_out)) if left_out else (Item.id.between(first, last),)
 
 
+def _check_places(old: Location, new: Location, what: str) -> None:
+    """RelocationError unless ``new`` is a place of its own that exists (``what`` was copied there)."""
+    if old.uri == new.uri:
+        raise RelocationError(f"{old.uri} is where the records already point")
+    if old.contains(new) or new.contains(old):
+        raise RelocationError(f"{new.uri} and {old.uri}: one is inside the other; relocate to a place of its own")
+    try:
+        new.check()
+    except NotFoundError as exc:
+        raise RelocationError(f"{exc}: copy {what} there first, then relocate it") from exc
+
+
 def relocation_scope(store: ProvenanceStore, old: Location, new: Location) -> Scope:
     """What a relocation of ``old`` to ``new`` reads back: the outputs of the items done in
     ``old`` (a fixity check's scope). RelocationError when it cannot be made: the same place,
@@ -79,14 +91,7 @@ def relocation_scope(store: ProvenanceStore, old: Location, new: Location) -> Sc
         scope = check_scope(store, old)
     except FixityError as exc:
         raise RelocationError(str(exc)) from exc
-    if old.uri == new.uri:
-        raise RelocationError(f"{old.uri} is where the records already point")
-    if old.contains(new) or new.contains(old):
-        raise RelocationError(f"{new.uri} and {old.uri}: one is inside the other; relocate to a place of its own")
-    try:
-        new.check()
-    except NotFoundError as exc:
-        raise RelocationError(f"{exc}: copy DEST there first, then relocate it") from exc
+    _check_places(old, new, "DEST")
     with store.session() as s:
         items = s.scalar(select(func.count()).select_from(Item).where(Item.dest == new.uri))
         jobs = s.scalar(select(func.count()).select_from(Job).where(Job.dest == new.uri))
@@ -96,16 +101,20 @@ def relocation_scope(store: ProvenanceStore, old: Location, new: Location) -> Sc
     return scope
 
 
-def relocated(store: ProvenanceStore, old: Location, new: Location) -> dict[str, Any] | None:
-    """The relocation of ``old`` to ``new`` made already (a re-run, or a flow run retried after
-    its commit), if the records are still at ``new``: ``relocation``, ``at``, ``flow_run`` and
-    the ids of the jobs in ``new``; None otherwise."""
-    moved = store.relocated_away(old.uri)
-    if moved is None or moved.new != new.uri or store.relocated_away(new.uri) is not None:
+def relocated(store: ProvenanceStore, old: Location, new: Location, kind: str = "dest") -> Relocation | None:
+    """The relocation of ``old`` to ``new`` (a DEST, or with ``kind`` source a SOURCE) made
+    already, a re-run or a flow run retried after its commit, if the records are still at
+    ``new``; None otherwise."""
+    moved = store.relocated_away(old.uri, kind)
+    if moved is None or (moved.old, moved.new) != (old.uri, new.uri) or store.relocated_away(new.uri, kind):
         return None
+    return moved
+
+
+def jobs_in(store: ProvenanceStore, dest: str) -> list[str]:
+    """The ids of the jobs that wrote to ``dest``, oldest first."""
     with store.session() as s:
-        jobs = list(s.scalars(select(Job.id).where(Job.dest == new.uri).order_by(Job.started_at)))
-    return {"relocation": moved.id, "at": moved.at.isoformat(), "flow_run": moved.flow_run_id, "jobs": jobs}
+        return list(s.scalars(select(Job.id).where(Job.dest == dest).order_by(Job.started_at)))
 
 
 def compare_copy(store: ProvenanceStore, old: Location, new: Location, scope: Scope, first: int,
@@ -171,14 +180,12 @@ def relocate(store: ProvenanceStore, old: Location, new: Location, scope: Scope,
             shots += 1
         items = s.execute(update(Item).where(Item.dest == old.uri).values(dest=new.uri)
                           .execution_options(synchronize_session=False)).rowcount
-        job_ids = list(s.scalars(select(Job.id).where(Job.dest == old.uri).order_by(Job.started_at)))
         s.execute(update(Job).where(Job.dest == old.uri).values(dest=new.uri)
                   .execution_options(synchronize_session=False))
         s.add(Relocation(id=relocation_id, kind="dest", old=old.uri, new=new.uri, flow_run_id=flow_run, at=now,
                          items=items, outputs=outputs, not_intact=len(found)))
-    return {"relocation": relocation_id, "jobs": job_ids, "items": items, "outputs": outputs, "shots": shots,
-            "transferred": transferred,
-            "items_not_intact": len(found)}
+    return {"relocation": relocation_id, "jobs": jobs_in(store, new.uri), "items": items, "outputs": outputs,
+            "shots": shots, "transferred": transferred, "items_not_intact": len(found)}
 
 
 # A SOURCE relocated: the originals copied to other storage. Items, shots and jobs name them by
@@ -205,14 +212,7 @@ def source_scope(store: ProvenanceStore, old: Location, new: Location, stale_aft
     missing, no original recorded under ``old`` (the message names the sources the database
     knows), or a job reading ``old`` now (its records would name the old place after the move)."""
     store.check_not_relocated(None, old.uri)
-    if old.uri == new.uri:
-        raise RelocationError(f"{old.uri} is where the records already point")
-    if old.contains(new) or new.contains(old):
-        raise RelocationError(f"{new.uri} and {old.uri}: one is inside the other; relocate to a place of its own")
-    try:
-        new.check()
-    except NotFoundError as exc:
-        raise RelocationError(f"{exc}: copy SOURCE there first, then relocate it") from exc
+    _check_places(old, new, "SOURCE")
     root = old.uri.rstrip("/") + "/"
     with store.session() as s:
         if s.scalar(select(Item.id).where(_under(Item.source_uri, root)).limit(1)) is None:

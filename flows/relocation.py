@@ -17,7 +17,7 @@ from prefect.states import Completed, Failed, State
 
 from colorize_core.fixity import item_ranges, merge
 from colorize_core.provenance import DestinationLease, ProvenanceStore, utcnow
-from colorize_core.relocation import (pages_of, relocate, relocate_source, relocated, relocation_scope,
+from colorize_core.relocation import (jobs_in, pages_of, relocate, relocate_source, relocated, relocation_scope,
                                       source_scope)
 from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
@@ -53,14 +53,12 @@ def relocate_dest(old: str, new: str, db_url: str = _defaults.db_url, chunk_size
     done = relocated(store, old_loc, new_loc)
     if done:   # a re-run, or this run retried after its commit: the records are there; the views again
         logger.info("%s was relocated to %s by relocation %s at %s; rendering its views there again", old_loc.uri,
-                    new_loc.uri, done["relocation"], done["at"])
+                    new_loc.uri, done.id, done.at)
+        jobs = jobs_in(store, new_loc.uri)
         with DestinationLease(store, new_loc.uri, relocation_id, holder=holder, lease_seconds=_defaults.lease_seconds,
                               log=logger):
-            views = _views(done["jobs"], new_loc.uri, store.url, s3_endpoint)
-        return Completed(message=f"{old_loc.uri} was relocated to {new_loc.uri} already (relocation "
-                                 f"{done['relocation']}, {done['at'][:19]} UTC); its views were rendered again there",
-                         data={"relocation": done["relocation"], "old": old_loc.uri, "new": new_loc.uri,
-                               "db_url": store.url, "already": done, "relocated": True, "jobs": done["jobs"], **views})
+            views = _views(jobs, new_loc.uri, store.url, s3_endpoint)
+        return _already(done, store, {"jobs": jobs, **views}, "its views were rendered again there")
     scope = relocation_scope(store, old_loc, new_loc)
     with ExitStack() as leases:
         for uri in (old_loc.uri, new_loc.uri):
@@ -109,14 +107,10 @@ def relocate_source_flow(old: str, new: str, db_url: str = _defaults.db_url, chu
         raise ValueError("chunk_size must be at least 1")
     old_loc, new_loc, store = open_location(old, s3_endpoint), open_location(new, s3_endpoint), ProvenanceStore(db_url)
     relocation_id, run_id, started = str(uuid.uuid4()), str(flow_run.id) if flow_run.id else None, utcnow()
-    done = store.relocated_away(old_loc.uri, "source")
-    if done is not None and done.old == old_loc.uri and done.new == new_loc.uri:   # run again: the pages again
+    done = relocated(store, old_loc, new_loc, "source")
+    if done:   # run again: the pages again
         views = {dest: _views(jobs, dest, store.url, s3_endpoint) for dest, jobs in pages_of(store, new_loc).items()}
-        data = {"relocation": done.id, "old": old_loc.uri, "new": new_loc.uri, "db_url": store.url, "already": True,
-                "relocated": True, "views": views}
-        return Completed(message=f"{old_loc.uri} was relocated to {new_loc.uri} already (relocation {done.id}, "
-                                 f"{done.at:%Y-%m-%d %H:%M:%S} UTC); the pages showing its originals were rendered "
-                                 f"again", data=data)
+        return _already(done, store, {"views": views}, "the pages showing its originals were rendered again")
     scope = source_scope(store, old_loc, new_loc, _defaults.lease_seconds)
     ranges = item_ranges(store, scope, chunk_size)
     logger.info("relocation %s: reading back at %s the originals of %d item range(s) recorded under %s",
@@ -141,6 +135,14 @@ def relocate_source_flow(old: str, new: str, db_url: str = _defaults.db_url, chu
         description=f"Relocation {relocation_id}")
     message = f"{old_loc.uri} relocated to {new_loc.uri}: {c['intact']} of {found['items']} original(s) intact"
     return Completed(message=message + (f", {bad} not (accepted)" if bad else ""), data=summary)
+
+def _already(done: Any, store: ProvenanceStore, views: dict[str, Any], what: str) -> State:
+    """A relocation made already (``done``, its row), whose views were rendered again."""
+    data = {"relocation": done.id, "old": done.old, "new": done.new, "db_url": store.url, "at": done.at.isoformat(),
+            "already": True, "relocated": True, **views}
+    return Completed(message=f"{done.old} was relocated to {done.new} already (relocation {done.id}, "
+                             f"{done.at:%Y-%m-%d %H:%M:%S} UTC); {what}", data=data)
+
 
 def _read_back(compare: Any, ranges: list[tuple[int, int]], old: str, new: str, db_url: str, s3_endpoint: str | None,
                what: str) -> dict[str, Any]:

@@ -28,6 +28,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples" / "archive"
 
 
+def small_archive(src: Path, *folders: str) -> Path:
+    """A SOURCE of these sample folders and a half-second film, ``film/reel.mp4``."""
+    import shutil
+
+    for folder in folders:
+        shutil.copytree(SAMPLES / folder, src / folder)
+    (src / "film").mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
+                    str(src / "film" / "reel.mp4")], check=True)
+    return src
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 endpoint over HTTP; boto3 reaches it through AWS_ENDPOINT_URL like any other."""

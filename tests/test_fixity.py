@@ -4,8 +4,6 @@ name what is missing, changed or unreadable, list unrecorded files, and record P
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import boto3
@@ -13,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from colorize_core.provenance import Event, Item, Output, ProvenanceStore, Shot
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, small_archive
 from tests.test_archive_flow import run_flow
 from tests.test_cli import colorize
 
@@ -33,11 +31,7 @@ def _done_outputs(store: ProvenanceStore) -> list[tuple[int, str, str]]:
 
 def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unrecorded(prefect_api, tmp_path):
     src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
-    for folder in ("animals", "portraits", "still-life"):
-        shutil.copytree(SAMPLES / folder, src / folder)
-    (src / "film").mkdir()
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
-                    str(src / "film" / "reel.mp4")], check=True)
+    small_archive(src, "animals", "portraits", "still-life")
     env = {"PREFECT_API_URL": prefect_api}
     r = colorize("run", str(src), str(dest), "--db", db, "--json", env=env)
     assert r.returncode == 0, r.stderr

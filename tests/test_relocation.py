@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, Shot
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, small_archive
 from tests.test_archive_flow import run_flow
 from tests.test_cli import colorize
 
@@ -38,11 +38,7 @@ def _json(stdout: str) -> dict:
 def test_relocate_follows_a_copied_dest_or_refuses_and_changes_nothing(prefect_api, tmp_path):
     src, old, db = tmp_path / "src", tmp_path / "colour", f"sqlite:///{tmp_path}/p.db"
     new = tmp_path / "nouvelle étagère"   # not ASCII: the records are rewritten by character, not byte
-    for folder in ("animals", "portraits"):
-        shutil.copytree(SAMPLES / folder, src / folder)
-    (src / "film").mkdir()
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
-                    str(src / "film" / "reel.mp4")], check=True)
+    small_archive(src, "animals", "portraits")
     env = {"PREFECT_API_URL": prefect_api}
     r = colorize("run", str(src), str(old), "--db", db, "--json", env=env)
     assert r.returncode == 0, r.stderr
@@ -214,10 +210,8 @@ def test_a_dest_relocated_away_is_refused_until_relocated_back(backend, tmp_path
 def test_relocate_source_follows_copied_originals_photos_films_and_frame_sequences(prefect_api, tmp_path):
     src, dest, db = tmp_path / "scans", tmp_path / "colour", f"sqlite:///{tmp_path}/p.db"
     new = tmp_path / "new store" / "scans"
-    shutil.copytree(SAMPLES / "animals", src / "animals")
-    (src / "film" / "reel-2").mkdir(parents=True)
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
-                    str(src / "film" / "reel.mp4")], check=True)
+    small_archive(src, "animals")
+    (src / "film" / "reel-2").mkdir()
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.4",
                     str(src / "film" / "reel-2" / "f%04d.png")], check=True)
     (src / "film" / "reel-2" / "sequence.json").write_text('{"frame_rate": "10"}')
