@@ -29,7 +29,7 @@ from colorize_core import __version__
 from colorize_core.archive import CONTENT_TYPES, MANIFESTS
 from colorize_core.images import NOTE
 from colorize_core.manifest import build_manifest
-from colorize_core.provenance import Event, Item, ProvenanceStore
+from colorize_core.provenance import Event, Item, ProvenanceStore, in_chunks
 from colorize_core.storage import Location
 
 IIIF_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
@@ -117,7 +117,8 @@ def _events(store: ProvenanceStore, item_ids: list[int]) -> dict[int, list[Event
     out: dict[int, list[Event]] = {}
     if item_ids:
         with store.session() as s:
-            for e in s.scalars(select(Event).where(Event.item_id.in_(item_ids)).order_by(Event.id)):
+            events = [e for part in in_chunks(item_ids) for e in s.scalars(select(Event).where(Event.item_id.in_(part)))]
+            for e in sorted(events, key=lambda e: e.id):
                 out.setdefault(e.item_id, []).append(e)
     return out
 

@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from colorize_core import __version__
 from colorize_core.archive import MANIFESTS, JobSettings
 from colorize_core.errors import FixityError, NotFoundError, StorageError
-from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, Shot, utcnow
+from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, Shot, in_chunks, utcnow
 from colorize_core.review import redo_settings
 from colorize_core.storage import Entry, Location
 
@@ -153,8 +153,9 @@ def read_range(store: ProvenanceStore, dest: Location, scope: Scope, first: int,
             if output[0] is not None:
                 outputs.append(tuple(output))
         # A film's stills (a pair per shot, on its manifest page) are outputs of its shots.
-        stills = select(Shot.item_id, Shot.stills).where(Shot.item_id.in_(list(items))).order_by(Shot.start_frame)
-        for item_id, shot_stills in (s.execute(stills) if items else []):
+        stills = [row for part in in_chunks(items) for row in s.execute(
+            select(Shot.item_id, Shot.stills).where(Shot.item_id.in_(part)).order_by(Shot.item_id, Shot.start_frame))]
+        for item_id, shot_stills in stills:
             for still in shot_stills or []:
                 items[item_id][2].extend((f"still-{kind}", still[kind]["uri"], still[kind]["sha256"],
                                           still[kind]["size"]) for kind in ("original", "colour") if still.get(kind))
@@ -279,15 +280,19 @@ def damaged_sources(store: ProvenanceStore, dest: str) -> list[str]:
     """The sources (of the jobs that did them) of the damaged items in ``dest``."""
     ids = {it.job_id for it in damaged(store, dest)}
     with store.session() as s:
-        return sorted(set(s.scalars(select(Job.source).where(Job.id.in_(ids))))) if ids else []
+        return sorted({src for part in in_chunks(ids) for src in s.scalars(select(Job.source).where(Job.id.in_(part)))})
 
 
 def latest_checks(store: ProvenanceStore, item_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Per item id, its latest fixity check: when, the outcome, the outputs not intact."""
     if not item_ids:
         return {}
-    latest = (select(func.max(Event.id)).where(Event.type == EVENT, Event.item_id.in_(item_ids))
-              .group_by(Event.item_id))
+    out = {}
     with store.session() as s:
-        return {e.item_id: {"at": e.at.isoformat(), "outcome": e.outcome, "not_intact": e.detail.get("not_intact", [])}
-                for e in s.scalars(select(Event).where(Event.id.in_(latest)))}
+        for part in in_chunks(item_ids):
+            latest = (select(func.max(Event.id)).where(Event.type == EVENT, Event.item_id.in_(part))
+                      .group_by(Event.item_id))
+            out.update((e.item_id, {"at": e.at.isoformat(), "outcome": e.outcome,
+                                    "not_intact": e.detail.get("not_intact", [])})
+                       for e in s.scalars(select(Event).where(Event.id.in_(latest))))
+    return out

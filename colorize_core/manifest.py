@@ -25,7 +25,7 @@ from colorize_core.archive import MANIFESTS
 from colorize_core.errors import StorageError
 from colorize_core.fixity import REPAIR, REPLACED, latest_checks
 from colorize_core.images import NOTE
-from colorize_core.provenance import Event, Job, ProvenanceStore
+from colorize_core.provenance import Event, Job, ProvenanceStore, in_chunks
 from colorize_core.review import decisions_of
 from colorize_core.storage import Location
 
@@ -120,7 +120,9 @@ def _redo_links(store: ProvenanceStore, item_ids: list[int]) -> dict[int, dict[s
         return out
     kinds = {"redo": "supersedes", "superseded": "superseded_by", REPAIR: "supersedes", REPLACED: "superseded_by"}
     with store.session() as s:
-        for e in s.scalars(select(Event).where(Event.type.in_(list(kinds)), Event.item_id.in_(item_ids))):
+        events = [e for part in in_chunks(item_ids)
+                  for e in s.scalars(select(Event).where(Event.type.in_(list(kinds)), Event.item_id.in_(part)))]
+        for e in sorted(events, key=lambda e: e.id):
             out.setdefault(e.item_id, {})[kinds[e.type]] = {**e.detail, "repair": e.type in (REPAIR, REPLACED)}
     return out
 

@@ -14,25 +14,39 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, delete,
                         event, func, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload, sessionmaker
 
 from colorize_core.errors import DestinationBusyError, JobStoppedError, ProvenanceError, RelocationError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_V = TypeVar("_V")
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# An IN (...) binds one parameter per value: PostgreSQL takes at most 65,535 per statement,
+# SQLite 32,766 in most builds (999 in old ones). A list of ids as long as a job (an archive's
+# nightly job has one item per original) is asked for this many at a time.
+IN_CHUNK = 5000
+
+
+def in_chunks(values: Iterable[_V], size: int = IN_CHUNK) -> Iterator[list[_V]]:
+    """``values`` (distinct, in order) as lists of at most ``size``, one ``in_()`` each."""
+    values = list(dict.fromkeys(values))
+    for n in range(0, len(values), size):
+        yield values[n:n + size]
 
 
 class Base(DeclarativeBase):
@@ -419,8 +433,8 @@ class ProvenanceStore:
         if not source_uris:
             return set()
         with self.session() as s:
-            q = select(Item.source_uri).where(Item.job_id == job_id, Item.source_uri.in_(source_uris))
-            return set(s.scalars(q).all())
+            return {uri for part in in_chunks(source_uris) for uri in s.scalars(
+                select(Item.source_uri).where(Item.job_id == job_id, Item.source_uri.in_(part)))}
 
     def add_item(self, item: Item, outputs: list[Output] = (), events: list[Event] = ()) -> int:
         """Record an item with its outputs and events in one transaction; returns its id."""
@@ -485,23 +499,39 @@ class ProvenanceStore:
             jobs = s.scalars(q).all()
             ids = [j.id for j in jobs]
             counts: dict[str, dict[str, int]] = {i: {"done": 0, "skipped": 0, "failed": 0} for i in ids}
-            per_status = (select(Item.job_id, Item.status, func.count()).where(Item.job_id.in_(ids))
-                          .group_by(Item.job_id, Item.status))
-            for job_id, status, n in s.execute(per_status):
-                counts[job_id][status] = n
-            leases = {r.job_id: lease_dict(r) for r in s.scalars(select(DestLease).where(DestLease.job_id.in_(ids)))}
+            leases = {}
+            for part in in_chunks(ids):
+                per_status = (select(Item.job_id, Item.status, func.count()).where(Item.job_id.in_(part))
+                              .group_by(Item.job_id, Item.status))
+                for job_id, status, n in s.execute(per_status):
+                    counts[job_id][status] = n
+                leases.update((r.job_id, lease_dict(r))
+                              for r in s.scalars(select(DestLease).where(DestLease.job_id.in_(part))))
         return [{"id": j.id, "status": j.status, "source": j.source, "dest": j.dest, "model_name": j.model_name,
                  "model_sha256": j.model_sha256, "flow_run_id": j.flow_run_id, "started_at": _aware(j.started_at),
                  "finished_at": _aware(j.finished_at) if j.finished_at else None, "counts": counts[j.id],
                  "lease": leases.get(j.id)} for j in jobs]
 
     def job_items(self, job_id: str) -> list[dict[str, Any]]:
-        """Every item of a job as plain dicts, with outputs (of the earlier item for skips)."""
+        """Every item of a job as plain dicts, with outputs (of the earlier item for skips).
+        Loaded in a few statements whatever the job's size (a nightly job over an archive has
+        an item per original): the items, the earlier items skips point to, their outputs and
+        their films' shots, each asked for :data:`IN_CHUNK` ids at a time."""
         with self.session() as s:
-            items = s.scalars(select(Item).where(Item.job_id == job_id).order_by(Item.rel_path, Item.id)).all()
+            items = s.scalars(select(Item).where(Item.job_id == job_id).order_by(Item.rel_path, Item.id)
+                              .options(selectinload(Item.outputs))).all()
+            done_of = {it.id: it for it in items}
+            for part in in_chunks(it.previous_item_id for it in items if it.previous_item_id):
+                done_of.update((it.id, it) for it in s.scalars(select(Item).where(Item.id.in_(part))
+                                                                .options(selectinload(Item.outputs))))
+            films = [i for i, it in done_of.items() if it.media_type == "film"]
+            shots: dict[int, list[Shot]] = {}
+            for part in in_chunks(films):
+                for sh in s.scalars(select(Shot).where(Shot.item_id.in_(part)).order_by(Shot.item_id, Shot.start_frame)):
+                    shots.setdefault(sh.item_id, []).append(sh)
             rows = []
             for it in items:
-                done = s.get(Item, it.previous_item_id) if it.previous_item_id else it
+                done = done_of[it.previous_item_id] if it.previous_item_id else it
                 row = {c.name: getattr(it, c.name) for c in Item.__table__.columns}
                 row["outputs"] = [{"kind": o.kind, "uri": o.uri, "sha256": o.sha256, "size": o.size}
                                   for o in done.outputs]
@@ -511,8 +541,7 @@ class ProvenanceStore:
                                  "stills": sh.stills, "warping_error": sh.warping_error,
                                  "warping_error_unsmoothed": sh.warping_error_unsmoothed,
                                  "colourfulness": sh.colourfulness, "job_id": sh.job_id}
-                                for sh in s.scalars(select(Shot).where(Shot.item_id == done.id)
-                                                    .order_by(Shot.start_frame))] if done.media_type == "film" else []
+                                for sh in shots.get(done.id, [])] if done.media_type == "film" else []
                 if it.previous_item_id:
                     row["colourfulness"] = done.colourfulness
                     row["done_in_job"] = done.job_id

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from colorize_core.archive import JobSettings
 from colorize_core.errors import ModelError, NotFoundError, ReviewError
-from colorize_core.provenance import Event, Item, ProvenanceStore
+from colorize_core.provenance import Event, Item, ProvenanceStore, in_chunks
 from colorize_core.refine import REFINERS
 
 DECISIONS = ("approved", "rejected")
@@ -135,10 +135,11 @@ def decisions_of(store: ProvenanceStore, item_ids: list[int]) -> dict[int, list[
     """Review decisions per item id, oldest first."""
     if not item_ids:
         return {}
-    q = select(Event).where(Event.type == "review", Event.item_id.in_(item_ids)).order_by(Event.id)
     out: dict[int, list[dict[str, Any]]] = {}
     with store.session() as s:
-        for e in s.scalars(q):
+        events = [e for part in in_chunks(item_ids)
+                  for e in s.scalars(select(Event).where(Event.type == "review", Event.item_id.in_(part)))]
+        for e in sorted(events, key=lambda e: e.id):
             out.setdefault(e.item_id, []).append({"by": e.agent.removeprefix("person:"), "at": e.at.isoformat(),
                                                   **e.detail})
     return out
@@ -157,8 +158,8 @@ def rejected(store: ProvenanceStore, job_id: str) -> list[tuple[Item, dict[str, 
             if done.status == "done":
                 targets[done.id] = done
         latest = {i: d[-1] for i, d in decisions_of(store, list(targets)).items()}
-        redone = {e.item_id for e in s.scalars(select(Event).where(Event.type == "superseded",
-                                                                   Event.item_id.in_(list(targets))))}
+        redone = {i for part in in_chunks(targets) for i in s.scalars(
+            select(Event.item_id).where(Event.type == "superseded", Event.item_id.in_(part)))}
         return [(targets[i], d["redo"]) for i, d in sorted(latest.items())
                 if d["decision"] == "rejected" and i not in redone]
 
@@ -184,8 +185,8 @@ def link_redone(store: ProvenanceStore, job_id: str, old_items: list[Item],
         return 0
     by_uri = {it.source_uri: it for it in old_items}
     with store.session() as s:
-        new = s.scalars(select(Item).where(Item.job_id == job_id, Item.status == "done",
-                                           Item.source_uri.in_(list(by_uri)))).all()
+        new = [n for part in in_chunks(by_uri) for n in s.scalars(
+            select(Item).where(Item.job_id == job_id, Item.status == "done", Item.source_uri.in_(part)))]
         pairs = [(s.get(Item, by_uri[n.source_uri].id), n) for n in new]
         for old, n in pairs:
             old_out = next((o.uri for o in old.outputs if not o.kind.startswith("thumb-")), None)

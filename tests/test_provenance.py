@@ -232,3 +232,46 @@ def test_jobs_are_listed_newest_first_with_their_counts_and_leases(store):
     assert rows[1]["counts"] == {"done": 1, "skipped": 0, "failed": 1} and rows[1]["lease"] is None
     assert rows[1]["finished_at"] >= rows[1]["started_at"]
     assert [r["id"] for r in store.jobs(dest="s3://b/out")] == [a] and [r["id"] for r in store.jobs(limit=1)] == [b]
+
+
+@pytest.mark.slow
+def test_a_job_larger_than_one_statements_parameters_is_shown_whole(pg_url):
+    """An archive's nightly job records an item per original. PostgreSQL binds at most 65,535
+    parameters per statement: every look-up by a job's item ids goes in parts (IN_CHUNK)."""
+    from sqlalchemy import insert, select
+
+    from colorize_core.fixity import latest_checks
+    from colorize_core.manifest import build_manifest
+    from colorize_core.review import decisions_of, rejected
+
+    store, n = ProvenanceStore(pg_url), 66_000
+    first = store.start_job("/scans", "/colour", {"refine": "flood"}, "k1", "default", "m" * 64, {}, None)
+    nightly = store.start_job("/scans", "/colour", {"refine": "flood"}, "k1", "default", "m" * 64, {}, None)
+    common = dict(dest="/colour", params={"refine": "flood"}, params_key="k1", model_name="default",
+                  model_sha256="m" * 64, media_type="photo")
+    with store.session() as s:
+        s.execute(insert(Item), [dict(job_id=first, source_uri=f"/scans/{i:05d}.tif", rel_path=f"{i:05d}.tif",
+                                      status="done", colourfulness=30.0, **common) for i in range(n)])
+        done = s.scalars(select(Item.id).where(Item.job_id == first).order_by(Item.id)).all()
+        s.execute(insert(Output), [dict(item_id=i, kind="colour", uri=f"/colour/{k:05d}.tif", sha256="e" * 64, size=5)
+                                   for k, i in enumerate(done)])
+        s.execute(insert(Item), [dict(job_id=nightly, source_uri=f"/scans/{k:05d}.tif", rel_path=f"{k:05d}.tif",
+                                      status="skipped", reason="already done", previous_item_id=i, **common)
+                                 for k, i in enumerate(done)])
+        last = done[-1]
+        s.execute(insert(Event), [
+            dict(job_id=first, item_id=last, type="review", outcome="success", agent="person:Ann",
+                 detail={"decision": "rejected", "note": "too warm", "redo": {}, "requested_in_job": first}),
+            dict(job_id=first, item_id=done[0], type="fixity check", outcome="failure", agent="t",
+                 detail={"not_intact": [{"status": "missing"}]})])
+    store.finish_job(first, "completed")
+    store.finish_job(nightly, "completed")
+
+    manifest = build_manifest(store, nightly)
+    items = {it["rel_path"]: it for it in manifest["items"]}
+    assert len(items) == n and manifest["job"]["counts"]["skipped"] == n
+    assert items[f"{n - 1:05d}.tif"]["decision"] == "rejected" and items[f"{n - 1:05d}.tif"]["done_in_job"] == first
+    assert items["00000.tif"]["attention"] == ["damaged"] and items["00001.tif"]["attention"] == []
+    assert items["00001.tif"]["colour"]["uri"] == "/colour/00001.tif"
+    assert list(decisions_of(store, done)) == [last] and list(latest_checks(store, done)) == [done[0]]
+    assert [it.id for it, _ in rejected(store, nightly)] == [last]
