@@ -488,48 +488,83 @@ def _store(db_url: str):  # noqa: ANN202
     return ProvenanceStore(db_url)
 
 
-def _decide(item_id: int, decision: str, by: str, note: str, redo: tuple[str, ...], db_url: str) -> None:
+SHOWN_LEFT = 50   # items left to decide one by one, listed after `review approve --job`
+
+
+def _decide(items: tuple[int, ...], decision: str, by: str, note: str, redo: tuple[str, ...], db_url: str,
+            job_id: str | None = None, as_json: bool = False) -> None:
     from colorize_core import ColorizeError
-    from colorize_core.manifest import refresh_manifest
-    from colorize_core.review import decide, parse_redo
-    from colorize_core.storage import open_location
+    from colorize_core.manifest import refresh_jobs
+    from colorize_core.review import parse_redo, take_decisions
 
     try:
         store = _store(db_url)
-        result = decide(store, item_id, decision, by, note, parse_redo(redo))
+        decisions, clear = take_decisions(store, decision, by, items, job_id, note, parse_redo(redo))
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
-    click.echo(f"item {result['item_id']} ({result['rel_path']}): {decision} by {result['by']}"
-               + (f"; redo with {', '.join(f'{k}={v}' for k, v in result['redo'].items())}" if result["redo"] else "")
-               + (f"; `colorize run --redo-rejected {result['job_id']}` runs it" if decision == "rejected" else ""))
-    job = store.job(result["job_id"])
-    try:  # the job's manifest shows decisions: render it again
-        refresh_manifest(store, job.id, open_location(job.dest, _settings.s3_endpoint))
-    except ColorizeError as exc:
-        click.echo(f"warning: decision recorded, but the manifest under {job.dest} was not refreshed: {exc}", err=True)
+    # The manifests show decisions: render again those of the jobs that hold the items (and the job named).
+    problems = refresh_jobs(store, [d["job_id"] for d in decisions] + ([job_id] if job_id else []),
+                            _settings.s3_endpoint)
+    if as_json:
+        click.echo(json.dumps({"decisions": decisions, "left": clear.__dict__ if clear else None,
+                               "manifests_not_refreshed": {j: p for j, p in problems.items() if p}},
+                              indent=1, default=str))
+    elif clear is None:
+        for d in decisions:
+            click.echo(f"item {d['item_id']} ({d['rel_path']}): {decision} by {d['by']}"
+                       + (f"; redo with {', '.join(f'{k}={v}' for k, v in d['redo'].items())}" if d["redo"] else "")
+                       + (f"; `colorize run --redo-rejected {d['job_id']}` runs it" if decision == "rejected" else ""))
+    else:
+        click.echo(f"job {job_id}: {len(decisions)} item(s) approved by {by.strip()}, those that needed no attention "
+                   f"and had no decision yet")
+        if clear.decided:
+            click.echo(f"{clear.decided} item(s) already decided, left as they were")
+        if clear.without_rendition:
+            click.echo(f"{clear.without_rendition} item(s) skipped with no colour rendition to review")
+        if clear.attention:
+            click.echo(f"{len(clear.attention)} item(s) need attention, left to decide one by one "
+                       "(`colorize review approve|reject ITEM ...`):")
+            for it in clear.attention[:SHOWN_LEFT]:
+                click.echo(f"{it['id']:>8}  {it['rel_path']} ({', '.join(it['reasons'])})")
+            if len(clear.attention) > SHOWN_LEFT:
+                click.echo(f"... and {len(clear.attention) - SHOWN_LEFT} more: `colorize review list {job_id}`")
+    for problem in problems.values():
+        if problem:
+            click.echo(f"warning: decisions recorded, but {problem}", err=True)
+
+
+_by_option = click.option("--by", required=True, help="Reviewer's name.")
 
 
 @review.command("approve")
-@click.argument("item_id", metavar="ITEM", type=int)
-@click.option("--by", required=True, help="Reviewer's name.")
+@click.argument("items", metavar="[ITEM]...", nargs=-1, type=int)
+@click.option("--job", "job_id", default=None,
+              help="Approve every item of JOB that needs no attention and has no decision yet (instead of ITEMs); "
+                   "those that need attention are listed, to decide one by one.")
+@_by_option
 @click.option("--note", default="", help="Why, for the record.")
 @_db_option
-def review_approve(item_id: int, by: str, note: str, db_url: str) -> None:
-    """Approve ITEM's colour rendition."""
-    _decide(item_id, "approved", by, note, (), db_url)
+@click.option("--json", "as_json", is_flag=True, help="Print the decisions (and what was left) as JSON.")
+def review_approve(items: tuple[int, ...], job_id: str | None, by: str, note: str, db_url: str, as_json: bool) -> None:
+    """Approve the colour renditions of ITEMs (all or none: an item that cannot be approved
+    stops them all), or with --job those of JOB's items that need no attention."""
+    _decide(items, "approved", by, note, (), db_url, job_id, as_json)
 
 
 @review.command("reject")
-@click.argument("item_id", metavar="ITEM", type=int)
-@click.option("--by", required=True, help="Reviewer's name.")
+@click.argument("items", metavar="ITEM...", nargs=-1, type=int, required=True)
+@_by_option
 @click.option("--note", required=True, help="What is wrong, for the record.")
 @click.option("--redo", multiple=True, metavar="KEY=VALUE",
               help="Re-run with other parameters: model=NAME, refine=none|flood, work_size=N, temporal=true|false, "
                    "strength=0..1, include_colour=true|false. Repeatable.")
 @_db_option
-def review_reject(item_id: int, by: str, note: str, redo: tuple[str, ...], db_url: str) -> None:
-    """Reject ITEM's colour rendition (optionally asking for a redo with other parameters)."""
-    _decide(item_id, "rejected", by, note, redo, db_url)
+@click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
+def review_reject(items: tuple[int, ...], by: str, note: str, redo: tuple[str, ...], db_url: str,
+                  as_json: bool) -> None:
+    """Reject the colour renditions of ITEMs (all or none), optionally asking for a redo with
+    other parameters."""
+    _decide(items, "rejected", by, note, redo, db_url, None, as_json)
 
 
 @cli.command()

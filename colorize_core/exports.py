@@ -242,9 +242,10 @@ def prov_json(store: ProvenanceStore, job_id: str) -> str:
             if e.type == "review":
                 person = doc.agent(f"colorize:person-{urllib.parse.quote(e.agent.removeprefix('person:'))}",
                                    {"prov:type": "prov:Person", "colorize:name": e.agent.removeprefix("person:")})
-                decision = doc.activity(f"item:{it.id}-review-{e.id}", e.at, e.at,
-                                        {"colorize:decision": e.detail.get("decision", ""),
-                                         "colorize:note": e.detail.get("note", "")})
+                attrs = {"colorize:decision": e.detail.get("decision", ""), "colorize:note": e.detail.get("note", "")}
+                if e.detail.get("with_job"):   # approved with the job's items that needed no attention
+                    attrs["colorize:with_job"] = e.detail["with_job"]
+                decision = doc.activity(f"item:{it.id}-review-{e.id}", e.at, e.at, attrs)
                 doc.wasAssociatedWith(decision, person)
                 for o in it.outputs:
                     doc.used(decision, f"colorize:sha256-{o.sha256}")

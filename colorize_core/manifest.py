@@ -22,12 +22,12 @@ import jinja2
 from sqlalchemy import select
 
 from colorize_core.archive import MANIFESTS
-from colorize_core.errors import StorageError
+from colorize_core.errors import ColorizeError, StorageError
 from colorize_core.fixity import REPAIR, REPLACED, latest_checks
 from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Job, ProvenanceStore, in_chunks
 from colorize_core.review import decisions_of
-from colorize_core.storage import Location
+from colorize_core.storage import Location, open_location
 
 SCHEMA = "colorize-manifest/1"
 _ITEM_FIELDS = ("rel_path", "source_uri", "status", "reason", "error_type", "error", "sha256", "size",
@@ -177,6 +177,20 @@ def refresh_manifest(store: ProvenanceStore, job_id: str, dest: Location) -> dic
     that job in the place of the latest one."""
     shown = index_job(dest)   # None: no index yet, or not one of ours: this job's becomes it
     return write_manifest(store, job_id, dest, index=shown in (None, job_id))
+
+
+def refresh_jobs(store: ProvenanceStore, job_ids: list[str], s3_endpoint: str | None = None) -> dict[str, str | None]:
+    """:func:`refresh_manifest` for each job in its own DEST (decisions were taken on their
+    items); returns, per job, None or why its pages could not be written (the decisions stand)."""
+    failed: dict[str, str | None] = {}
+    for job_id in dict.fromkeys(job_ids):
+        job = store.job(job_id)
+        try:
+            refresh_manifest(store, job_id, open_location(job.dest, s3_endpoint))
+            failed[job_id] = None
+        except ColorizeError as exc:
+            failed[job_id] = f"the manifest under {job.dest} was not refreshed: {exc}"
+    return failed
 
 
 def index_job(dest: Location) -> str | None:

@@ -2,20 +2,21 @@
 
 A decision is a provenance event (type ``review``) on the item that holds the output, with the
 reviewer as agent (``person:NAME``) and the note and requested parameters as detail; nothing else
-changes. ``colorize run --redo-rejected JOB`` re-runs exactly the items whose latest decision is a
+changes. Decisions on several items are taken all or none; a job's items that need no attention
+(:func:`clearance`) can be approved together, each decision saying so. ``colorize run --redo-rejected JOB`` re-runs exactly the items whose latest decision is a
 rejection, each with its requested parameters, and links old and new outputs with ``redo`` /
 ``superseded`` events.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import select
 
 from colorize_core.archive import JobSettings
-from colorize_core.errors import ModelError, NotFoundError, ReviewError
+from colorize_core.errors import ColorizeError, ModelError, NotFoundError, ReviewError
 from colorize_core.provenance import Event, Item, ProvenanceStore, in_chunks
 from colorize_core.refine import REFINERS
 
@@ -96,39 +97,131 @@ def redo_settings(base: dict[str, Any], redo: dict[str, Any]) -> JobSettings:
     return JobSettings(**settings)
 
 
-def _reviewable(store: ProvenanceStore, item_id: int) -> Item:
-    """The item that holds the output ``item_id`` refers to (a skip record points to it)."""
+def _reviewables(store: ProvenanceStore, item_ids: list[int]) -> tuple[dict[int, Item], list[ColorizeError]]:
+    """The item that holds the output each of ``item_ids`` refers to (a skip record points to
+    it), by the id asked for; and why each of the others cannot take a decision."""
+    found: dict[int, Item] = {}
+    problems: list[ColorizeError] = []
     with store.session() as s:
-        item = s.get(Item, item_id)
-        if item is None:
-            raise NotFoundError(f"no item {item_id} in {store.url}")
-        if item.status == "failed":
-            raise ReviewError(f"item {item_id} ({item.rel_path}) failed ({item.error_type}: {item.error}); "
-                              "there is no colour rendition to review: fix the input and run the job again")
-        if item.status == "skipped":
-            if item.previous_item_id is None:
-                raise ReviewError(f"item {item_id} ({item.rel_path}) was skipped ({item.reason}); "
-                                  "there is no colour rendition to review")
-            item = s.get(Item, item.previous_item_id)
-        return item
+        rows = {it.id: it for part in in_chunks(item_ids) for it in s.scalars(select(Item).where(Item.id.in_(part)))}
+        for item_id in item_ids:
+            item = rows.get(item_id)
+            if item is None:
+                problems.append(NotFoundError(f"no item {item_id} in {store.url}"))
+            elif item.status == "failed":
+                problems.append(ReviewError(
+                    f"item {item_id} ({item.rel_path}) failed ({item.error_type}: {item.error}); there is no colour "
+                    "rendition to review: fix the input and run the job again"))
+            elif item.status == "skipped" and item.previous_item_id is None:
+                problems.append(ReviewError(f"item {item_id} ({item.rel_path}) was skipped ({item.reason}); "
+                                            "there is no colour rendition to review"))
+            else:
+                found[item_id] = s.get(Item, item.previous_item_id) if item.status == "skipped" else item
+    return found, problems
 
 
 def decide(store: ProvenanceStore, item_id: int, decision: str, by: str, note: str = "",
            redo: dict[str, Any] | None = None) -> dict[str, Any]:
     """Record ``decision`` (approved | rejected) on the item's output; returns the decision."""
+    return decide_many(store, [item_id], decision, by, note, redo)[0]
+
+
+def _check_request(decision: str, by: str, redo: dict[str, Any] | None) -> None:
     if decision not in DECISIONS:
         raise ReviewError(f"unknown decision {decision!r} (use {' or '.join(DECISIONS)})")
     if not by.strip():
         raise ReviewError("a decision needs the reviewer's name (--by NAME)")
     if redo and decision != "rejected":
         raise ReviewError("--redo goes with a rejection")
-    item = _reviewable(store, item_id)
-    detail = {"decision": decision, "note": note, "redo": redo or {}, "requested_in_job": item.job_id}
+
+
+def decide_many(store: ProvenanceStore, item_ids: list[int], decision: str, by: str, note: str = "",
+                redo: dict[str, Any] | None = None, with_job: str | None = None) -> list[dict[str, Any]]:
+    """Record ``decision`` (approved | rejected) on each item's output, all or none: when any item
+    cannot take it (unknown, failed, skipped without a rendition), nothing is recorded and the
+    error names every such item. An item and a skip record pointing to it are decided once.
+    ``with_job``: the decision was taken for the job's items that needed no attention
+    (:func:`clearance`), recorded with each. Returns the decisions, in the order asked for."""
+    _check_request(decision, by, redo)
+    if not item_ids:
+        raise ReviewError("no items to decide on")
+    found, problems = _reviewables(store, item_ids)
+    if problems:
+        if len(item_ids) == 1:
+            raise problems[0]
+        raise ReviewError(f"{len(problems)} of the {len(item_ids)} items cannot take a decision, so none was "
+                          "recorded: " + "; ".join(str(p) for p in problems))
+    items = list({it.id: it for it in (found[i] for i in item_ids)}.values())
     if redo:
-        redo_settings(item.params, redo)  # the combination must make a valid job
+        for item in items:
+            redo_settings(item.params, redo)  # the combination must make a valid job
+    details = []
+    for item in items:
+        detail = {"decision": decision, "note": note, "redo": redo or {}, "requested_in_job": item.job_id}
+        if with_job:
+            detail["with_job"] = with_job
+        details.append((item, detail))
     store.add_events([Event(job_id=item.job_id, item_id=item.id, type="review", outcome="success",
-                            agent=f"person:{by.strip()}", detail=detail)])
-    return {"item_id": item.id, "rel_path": item.rel_path, "job_id": item.job_id, "by": by.strip(), **detail}
+                            agent=f"person:{by.strip()}", detail=detail) for item, detail in details])
+    return [{"item_id": item.id, "rel_path": item.rel_path, "job_id": item.job_id, "by": by.strip(), **detail}
+            for item, detail in details]
+
+
+@dataclass
+class Clearance:
+    """A job's items as a reviewer approving "the rest" sees them: those that need no attention
+    and have no decision yet (``clear``: their ids), and those left to be decided one by one."""
+    job_id: str
+    clear: list[int] = field(default_factory=list)
+    attention: list[dict[str, Any]] = field(default_factory=list)   # id, rel_path, reasons
+    decided: int = 0            # items with a decision already (kept as taken)
+    without_rendition: int = 0  # skipped with nothing to review, needing no attention
+
+
+def clearance(store: ProvenanceStore, job_id: str) -> Clearance:
+    """Sort job ``job_id``'s items as its manifest shows them (:func:`~colorize_core.manifest.
+    attention`): a running job is refused, since its manifest does not yet show every item."""
+    from colorize_core.manifest import build_manifest
+
+    job = store.job(job_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id} in {store.url}")
+    if job.status == "running":
+        raise ReviewError(f"job {job_id} is still running (or stopped without finishing: `colorize jobs` tells "
+                          "which): its manifest does not show every item yet; decide its items one by one, or "
+                          "approve the rest when it has ended")
+    out = Clearance(job_id)
+    for it in build_manifest(store, job_id)["items"]:
+        if it["decision"]:
+            out.decided += 1
+        elif it["attention"]:
+            out.attention.append({"id": it["id"], "rel_path": it["rel_path"], "reasons": it["attention"]})
+        elif it["colour"] is None:
+            out.without_rendition += 1
+        else:
+            out.clear.append(it["id"])
+    return out
+
+
+def take_decisions(store: ProvenanceStore, decision: str, by: str, items: list[int] | tuple[int, ...] = (),
+                   job_id: str | None = None, note: str = "", redo: dict[str, Any] | None = None,
+                   ) -> tuple[list[dict[str, Any]], Clearance | None]:
+    """What ``colorize review approve|reject`` and the ``record-review`` flow do: ``decision`` on
+    the ``items`` named, or (approval only) on job ``job_id``'s items that need no attention and
+    have no decision yet. Returns the decisions and, for a job, its :class:`Clearance` (what was
+    left to decide one by one). ReviewError / NotFoundError: nothing was recorded."""
+    _check_request(decision, by, redo)
+    if bool(items) == bool(job_id):
+        raise ReviewError("name the items to decide on, or a job whose items needing no attention are approved "
+                          "(--job JOB), not both" if items else "name the items to decide on (ITEM ...), or --job JOB")
+    if job_id and decision != "approved":
+        raise ReviewError("--job approves a job's items that need no attention; a rejection names its items")
+    if decision == "rejected" and not note.strip():
+        raise ReviewError("a rejection needs a note saying what is wrong (--note TEXT)")
+    if not job_id:
+        return decide_many(store, list(items), decision, by, note, redo), None
+    clear = clearance(store, job_id)
+    return (decide_many(store, clear.clear, decision, by, note, redo, with_job=job_id) if clear.clear else []), clear
 
 
 def decisions_of(store: ProvenanceStore, item_ids: list[int]) -> dict[int, list[dict[str, Any]]]:

@@ -88,7 +88,7 @@ def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path)
     for name in ("colorize-archive/on-demand", "colorize-archive/nightly", "train-colorizer/on-demand",
                  "evaluate-colorizer/on-demand", "build-dataset/on-demand", "verify-fixity/weekly",
                  "verify-fixity/on-demand", "relocate-dest/on-demand",
-                 "relocate-source/on-demand"):
+                 "relocate-source/on-demand", "record-review/on-demand"):
         assert name in listed.stdout, listed.stdout
     nightly = json.loads(subprocess.run([str(BIN / "prefect"), "deployment", "inspect", "colorize-archive/nightly",
                                          "--output", "json"], env=env, capture_output=True, text=True, timeout=60).stdout)
@@ -125,6 +125,12 @@ def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path)
                                 f"old={dest}", "--param", f"new={tmp_path / 'moved'}", "--param", "accept_damaged=true",
                                 "--watch"], env=env, capture_output=True, text=True, timeout=300)
         assert moved.returncode == 0 and "Completed" in moved.stdout, moved.stdout[-3000:]
+        # A curator approves, from Prefect, the job's items that need no attention: not the damaged one.
+        job_id = ProvenanceStore(env["COLORIZE_DB_URL"]).jobs()[0]["id"]
+        review = subprocess.run([str(BIN / "prefect"), "deployment", "run", "record-review/on-demand", "--param",
+                                 "decision=approved", "--param", "by=Ann Archivist", "--param", f"job_id={job_id}",
+                                 "--watch"], env=env, capture_output=True, text=True, timeout=300)
+        assert review.returncode == 0 and "Completed" in review.stdout, review.stdout[-3000:]
     finally:
         _stop(worker)
         log.close()
@@ -135,7 +141,7 @@ def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path)
     with store.session() as s:
         from sqlalchemy import select
 
-        from colorize_core.provenance import Item, Job
+        from colorize_core.provenance import Event, Item, Job
 
         jobs = s.scalars(select(Job)).all()
         assert len(jobs) == 1 and jobs[0].status == "completed" and jobs[0].flow_run_id
@@ -143,4 +149,7 @@ def test_on_demand_deployment_runs_on_a_process_worker(prefect_server, tmp_path)
         assert sorted(i.rel_path for i in items) == ["chelsea cat.png", "chelsea-sepia.jpg"]
         assert all(i.status == "done" for i in items)
         assert {i.dest for i in items} == {str(tmp_path / "moved")} and jobs[0].dest == str(tmp_path / "moved")
+        approved = s.scalars(select(Item.rel_path).join(Event, Event.item_id == Item.id)
+                             .where(Event.type == "review", Event.agent == "person:Ann Archivist")).all()
+        assert approved == ["chelsea cat.png"]   # chelsea-sepia.jpg is damaged: left to decide on its own
     assert (dest / "chelsea cat.png").is_file() and (dest / "manifest.html").is_file()

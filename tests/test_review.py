@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from colorize_core.errors import ReviewError
 from colorize_core.provenance import Event, Item, ProvenanceStore
-from colorize_core.review import parse_redo
+from colorize_core.review import parse_redo, rejected
 from tests.conftest import SAMPLES, bad_inputs
 from tests.test_cli import colorize
 
@@ -126,3 +126,69 @@ def test_outputs_a_model_is_unsure_of_are_flagged_for_review_first(prefect_api, 
     with store.session() as s:
         details = s.scalars(select(Event.detail).where(Event.type == "colorize")).all()
     assert details and all(0.0 < d["confidence"] < 0.9 for d in details)
+
+
+def test_several_items_or_a_jobs_items_needing_no_attention_are_decided_at_once(prefect_api, tmp_path):
+    from tests.conftest import colour_photo_bytes
+
+    src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
+    shutil.copytree(SAMPLES / "animals", src)
+    (src / "broken.jpg").write_bytes(bad_inputs()["truncated.jpg"])
+    (src / "in colour.jpg").write_bytes(colour_photo_bytes())
+    r = colorize("run", str(src), str(dest), "--db", db, "--json", env={"PREFECT_API_URL": prefect_api})
+    job = json.loads(r.stdout[r.stdout.index("{"):])["job_id"]
+    items = {it["rel_path"]: it for it in json.loads(colorize("review", "list", job, "--db", db, "--json").stdout)}
+    cat, sepia, broken = items["chelsea cat.png"]["id"], items["chelsea-sepia.jpg"]["id"], items["broken.jpg"]["id"]
+    assert items["in colour.jpg"]["attention"] == ["already-colour"] and items["in colour.jpg"]["colour"] is None
+    store = ProvenanceStore(db)
+
+    def reviews() -> list[tuple[int, str, dict]]:
+        with store.session() as s:
+            return [(e.item_id, e.agent, e.detail) for e in s.scalars(select(Event).where(Event.type == "review")
+                                                                       .order_by(Event.id))]
+
+    # All or none: one item that cannot take the decision stops them all, each named.
+    for args, texts in ((["approve", str(cat), str(broken), "999999"], ["2 of the 3 items", "broken.jpg", "no item 999999"]),
+                        (["approve"], ["name the items"]),
+                        (["approve", str(cat), "--job", job], ["not both"]),
+                        (["approve", "--job", "no-such-job"], ["no job no-such-job"]),
+                        (["reject", str(cat), "--note", " "], ["needs a note"])):
+        r = colorize("review", *args, "--by", "Ann", "--db", db)
+        assert r.returncode == 2 and all(t in r.stderr for t in texts), (args, r.stderr)
+    assert reviews() == []
+
+    assert colorize("review", "approve", str(cat), "--by", "Ann", "--db", db).returncode == 0
+    r = colorize("review", "approve", "--job", job, "--by", "Bo", "--note", "contact sheet seen", "--db", db)
+    assert r.returncode == 0, r.stderr
+    assert f"job {job}: 1 item(s) approved by Bo" in r.stdout and "1 item(s) already decided" in r.stdout
+    assert "2 item(s) need attention" in r.stdout and "broken.jpg (failed)" in r.stdout
+    assert "in colour.jpg (already-colour)" in r.stdout
+    assert reviews()[1] == (sepia, "person:Bo", {"decision": "approved", "note": "contact sheet seen", "redo": {},
+                                                 "requested_in_job": job, "with_job": job})
+    manifest = json.loads((dest / "manifests" / job / "manifest.json").read_text())
+    assert {it["rel_path"]: it["decision"] for it in manifest["items"]} == {
+        "chelsea cat.png": "approved", "chelsea-sepia.jpg": "approved", "broken.jpg": None, "in colour.jpg": None}
+    assert f"with the items of job {job} that needed no attention" in (dest / "manifest.html").read_text()
+    r = colorize("review", "approve", "--job", job, "--by", "Bo", "--db", db, "--json")
+    left = json.loads(r.stdout)
+    assert r.returncode == 0 and left["decisions"] == [] and left["left"]["decided"] == 2, r.stderr
+    assert sorted(it["rel_path"] for it in left["left"]["attention"]) == ["broken.jpg", "in colour.jpg"]
+
+    # Several rejected at once, each with the redo asked for; a redo job would run both.
+    r = colorize("review", "reject", str(sepia), str(cat), "--by", "Cy", "--note", "too warm", "--redo", "refine=none",
+                 "--db", db)
+    assert r.returncode == 0 and r.stdout.count("rejected by Cy") == 2, r.stderr
+    assert sorted((it.id, redo) for it, redo in rejected(store, job)) == sorted([(cat, {"refine": "none"}),
+                                                                                (sepia, {"refine": "none"})])
+
+    # From Prefect (the record-review flow, as its deployment runs it): the same decisions.
+    from flows.review import record_review
+
+    result = record_review(decision="approved", by="Di", items=[sepia], db_url=db)
+    assert result["decided"] == 1 and reviews()[-1][:2] == (sepia, "person:Di")
+    with pytest.raises(ReviewError, match="needs a note"):
+        record_review(decision="rejected", by="Di", items=[cat], db_url=db)
+    running = store.start_job(str(src), str(dest), {}, "k", "default", "m" * 64, {}, None)
+    with pytest.raises(ReviewError, match="still running"):
+        record_review(decision="approved", by="Di", job_id=running, db_url=db)
+    assert len(reviews()) == 5
