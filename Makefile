@@ -29,6 +29,7 @@ bench: setup  ## benchmarks: print their figures
 	$(BIN)/python bench/bench_temporal.py
 	$(BIN)/python bench/bench_film.py
 	$(BIN)/python bench/bench_fixity.py
+	$(BIN)/python bench/bench_manifest.py
 
 clean:
 	rm -rf var build .pytest_cache

@@ -104,6 +104,8 @@ def _reviewables(store: ProvenanceStore, item_ids: list[int]) -> tuple[dict[int,
     problems: list[ColorizeError] = []
     with store.session() as s:
         rows = {it.id: it for part in in_chunks(item_ids) for it in s.scalars(select(Item).where(Item.id.in_(part)))}
+        earlier = [it.previous_item_id for it in rows.values() if it.status == "skipped" and it.previous_item_id]
+        rows.update((it.id, it) for part in in_chunks(earlier) for it in s.scalars(select(Item).where(Item.id.in_(part))))
         for item_id in item_ids:
             item = rows.get(item_id)
             if item is None:
@@ -116,7 +118,7 @@ def _reviewables(store: ProvenanceStore, item_ids: list[int]) -> tuple[dict[int,
                 problems.append(ReviewError(f"item {item_id} ({item.rel_path}) was skipped ({item.reason}); "
                                             "there is no colour rendition to review"))
             else:
-                found[item_id] = s.get(Item, item.previous_item_id) if item.status == "skipped" else item
+                found[item_id] = rows[item.previous_item_id] if item.status == "skipped" else item
     return found, problems
 
 
