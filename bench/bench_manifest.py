@@ -7,8 +7,8 @@ then a nightly job that skipped them all (a skip record per original, pointing a
 job's item, as every nightly run over an archive records), in SQLite in the temporary folder
 unless --db names another database (an empty one). Then times, for the nightly job:
   build    colorize_core.manifest.build_manifest (the provenance look-ups);
-  write    write_manifest (build, then render manifest.json and the HTML contact sheet, and
-           write them with DEST's index), with the files' sizes;
+  write    write_manifest (build, then render manifest.json and the HTML contact sheet's pages,
+           and write them with DEST's index), with the files' sizes;
   approve  colorize review approve --job as the CLI runs it (review.take_decisions), then the
            manifests rendered again (manifest.refresh_jobs).
 Prints seconds, items/s and the process's peak resident memory after each step (the views
@@ -78,8 +78,12 @@ def main() -> None:
         del manifest
         t0 = time.perf_counter()
         write_manifest(store, nightly, dest)
-        html, data = (os.path.getsize(Path(dest.uri, f"manifest.{ext}")) / 2**20 for ext in ("html", "json"))
-        report("write", time.perf_counter() - t0, f"; manifest.html {html:.0f} MiB, manifest.json {data:.0f} MiB")
+        pages = sorted(Path(dest.uri, "manifests", nightly).glob("manifest*.html"))
+        html = sum(p.stat().st_size for p in pages) / 2**20
+        data = os.path.getsize(Path(dest.uri, "manifest.json")) / 2**20
+        first_page = os.path.getsize(Path(dest.uri, "manifest.html")) / 2**20
+        report("write", time.perf_counter() - t0, f"; manifest.json {data:.0f} MiB, contact sheet {len(pages)} pages, "
+                                                  f"{html:.0f} MiB in all, {first_page:.1f} MiB the first")
         t0 = time.perf_counter()
         decisions, _ = take_decisions(store, "approved", "Bench", job_id=nightly)
         approved = time.perf_counter() - t0

@@ -27,6 +27,7 @@ from colorize_core.fixity import REPAIR, REPLACED, latest_checks
 from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Job, ProvenanceStore, in_chunks
 from colorize_core.review import decisions_of
+from colorize_core.settings import get_settings
 from colorize_core.storage import Location, open_location
 
 SCHEMA = "colorize-manifest/1"
@@ -144,29 +145,69 @@ def _href(uri: str | None, dest: Location, depth: int) -> str | None:
     return uri if uri.startswith(("http://", "https://")) else None
 
 
-def render_html(manifest: dict[str, Any], dest: Location, depth: int) -> str:
+def page_name(n: int) -> str:
+    """The file of page ``n`` of a job's contact sheet, in ``manifests/<job>/``."""
+    return "manifest.html" if n == 1 else f"manifest-{n}.html"
+
+
+def pages_of(manifest: dict[str, Any], per_page: int) -> list[list[dict[str, Any]]]:
+    """The contact sheet's pages: the items that need attention first, then the others, each in
+    the manifest's order (by path), ``per_page`` a page; one page, maybe empty, at least."""
+    items = sorted(manifest["items"], key=lambda it: not it["attention"])   # stable
+    return [items[n:n + per_page] for n in range(0, len(items), per_page)] or [[]]
+
+
+def _page_links(job_id: str, page: int, pages: int, depth: int) -> list[dict[str, Any]]:
+    """Links to the first and last pages and those near ``page`` (None between them: a gap)."""
+    shown = sorted({1, pages, *range(max(1, page - 5), min(pages, page + 5) + 1)})
+    links: list[dict[str, Any] | None] = []
+    for n in shown:
+        if links and links[-1] is not None and links[-1]["n"] != n - 1:
+            links.append(None)
+        here = page_name(n) if depth else ("manifest.html" if n == 1 else f"{MANIFESTS}/{job_id}/{page_name(n)}")
+        links.append({"n": n, "href": urllib.parse.quote(here)})
+    return links
+
+
+def render_html(manifest: dict[str, Any], dest: Location, depth: int, page_items: list[dict[str, Any]] | None = None,
+                page: int = 1, pages: int = 1) -> str:
+    """Page ``page`` of ``pages`` of the job's contact sheet, holding ``page_items`` (all the
+    items when not given), for a file ``depth`` folders below DEST."""
     items = []
-    for it in manifest["items"]:
+    for it in manifest["items"] if page_items is None else page_items:
         stills = [{"frame": st["frame"], "original": _href(st["original"]["uri"], dest, depth),
                    "colour": _href(st["colour"]["uri"], dest, depth)} for st in (it.get("film") or {}).get("stills", [])]
         items.append({**it, "film": it.get("film"), "film_stills": stills,
                       "href_original": _href(it["thumbnails"].get("original"), dest, depth),
                       "href_colour_thumb": _href(it["thumbnails"].get("colour"), dest, depth),
                       "href_colour": _href(it["colour"]["uri"] if it["colour"] else None, dest, depth)})
-    return _env.get_template("manifest.html.j2").render(m=manifest, job=manifest["job"], items=items)
+    nav = _page_links(manifest["job"]["id"], page, pages, depth) if pages > 1 else []
+    return _env.get_template("manifest.html.j2").render(m=manifest, job=manifest["job"], items=items, page=page,
+                                                        pages=pages, nav=nav)
 
 
 def write_manifest(store: ProvenanceStore, job_id: str, dest: Location, index: bool = True) -> dict[str, str]:
     """Write the job's manifest files under DEST, and with ``index`` DEST's index of the latest
-    job (``manifest.{json,html}``) as this job's; returns their URIs by name."""
+    job (``manifest.{json,html}``) as this job's; returns their URIs by name. The HTML contact
+    sheet is paged (``COLORIZE_MANIFEST_PAGE_ITEMS`` items a page, those needing attention
+    first): ``manifest.html`` is its first page, ``manifest-2.html`` and on the others, in the
+    job's folder; DEST's index is the first page, linking to the others there."""
     manifest = build_manifest(store, job_id)
     data = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
     job_dir = posixpath.join(MANIFESTS, job_id)
+    pages = pages_of(manifest, get_settings().manifest_page_items)
     dest.replace(f"{job_dir}/manifest.json", data, "application/json")
-    dest.replace(f"{job_dir}/manifest.html", render_html(manifest, dest, 2).encode(), "text/html; charset=utf-8")
+    for n, part in enumerate(pages, 1):
+        dest.replace(f"{job_dir}/{page_name(n)}", render_html(manifest, dest, 2, part, n, len(pages)).encode(),
+                     "text/html; charset=utf-8")
+    stale = len(pages) + 1   # pages of an earlier rendering with fewer items a page: they would show old views
+    while dest.exists(f"{job_dir}/{page_name(stale)}"):
+        dest.delete(f"{job_dir}/{page_name(stale)}")
+        stale += 1
     if index:
         dest.replace("manifest.json", data, "application/json")
-        dest.replace("manifest.html", render_html(manifest, dest, 0).encode(), "text/html; charset=utf-8")
+        dest.replace("manifest.html", render_html(manifest, dest, 0, pages[0], 1, len(pages)).encode(),
+                     "text/html; charset=utf-8")
     return {"json": dest.uri_of("manifest.json"), "html": dest.uri_of("manifest.html"),
             "job_json": dest.uri_of(f"{job_dir}/manifest.json"), "job_html": dest.uri_of(f"{job_dir}/manifest.html")}
 

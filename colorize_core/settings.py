@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import PositiveFloat
+from pydantic import PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +24,7 @@ class Settings(BaseSettings):
                                                   # not renewed for this long was a crashed job's: taken over
     exit_grace_seconds: PositiveFloat = 30.0      # after Ctrl-C or a cancellation has stopped a flow, the CLI
                                                   # exits at most this much later, naming what held it up
+    manifest_page_items: PositiveInt = 500        # items per page of a job's HTML contact sheet
     public_base_url: str | None = None            # where DEST is published over HTTP(S) (IIIF ids)
     source_base_url: str | None = None            # where the originals are published (IIIF), if they are
 

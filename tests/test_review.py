@@ -135,11 +135,21 @@ def test_several_items_or_a_jobs_items_needing_no_attention_are_decided_at_once(
     shutil.copytree(SAMPLES / "animals", src)
     (src / "broken.jpg").write_bytes(bad_inputs()["truncated.jpg"])
     (src / "in colour.jpg").write_bytes(colour_photo_bytes())
-    r = colorize("run", str(src), str(dest), "--db", db, "--json", env={"PREFECT_API_URL": prefect_api})
+    r = colorize("run", str(src), str(dest), "--db", db, "--json",
+                 env={"PREFECT_API_URL": prefect_api, "COLORIZE_MANIFEST_PAGE_ITEMS": "1"})
     job = json.loads(r.stdout[r.stdout.index("{"):])["job_id"]
     items = {it["rel_path"]: it for it in json.loads(colorize("review", "list", job, "--db", db, "--json").stdout)}
     cat, sepia, broken = items["chelsea cat.png"]["id"], items["chelsea-sepia.jpg"]["id"], items["broken.jpg"]["id"]
     assert items["in colour.jpg"]["attention"] == ["already-colour"] and items["in colour.jpg"]["colour"] is None
+    # The contact sheet a page an item here: those that need attention first, then by path.
+    pages = [dest / "manifests" / job / name for name in ("manifest.html", "manifest-2.html", "manifest-3.html",
+                                                          "manifest-4.html")]
+    assert [p.exists() for p in pages] == [True] * 4 and not (dest / "manifests" / job / "manifest-5.html").exists()
+    for page, rel in zip(pages, ("broken.jpg", "in colour.jpg", "chelsea cat.png", "chelsea-sepia.jpg")):
+        assert f"<strong>{rel}</strong>" in page.read_text() and page.read_text().count('class="item"') == 1
+    assert 'Page 3 of 4' in pages[2].read_text() and 'href="manifest-2.html"' in pages[2].read_text()
+    index = (dest / "manifest.html").read_text()
+    assert "<strong>broken.jpg</strong>" in index and f'href="manifests/{job}/manifest-4.html"' in index
     store = ProvenanceStore(db)
 
     def reviews() -> list[tuple[int, str, dict]]:
@@ -165,6 +175,7 @@ def test_several_items_or_a_jobs_items_needing_no_attention_are_decided_at_once(
     assert "in colour.jpg (already-colour)" in r.stdout
     assert reviews()[1] == (sepia, "person:Bo", {"decision": "approved", "note": "contact sheet seen", "redo": {},
                                                  "requested_in_job": job, "with_job": job})
+    assert not pages[1].exists() and pages[0].read_text().count('class="item"') == 4   # 500 a page, the default
     manifest = json.loads((dest / "manifests" / job / "manifest.json").read_text())
     assert {it["rel_path"]: it["decision"] for it in manifest["items"]} == {
         "chelsea cat.png": "approved", "chelsea-sepia.jpg": "approved", "broken.jpg": None, "in colour.jpg": None}
