@@ -459,17 +459,25 @@ _db_option = click.option("--db", "db_url", default=_settings.db_url, show_defau
 @click.argument("job_id", metavar="JOB")
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the items as JSON.")
-def review_list(job_id: str, db_url: str, as_json: bool) -> None:
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Print a review sheet (CSV) to fill in (new_decision, note, redo) and record with `review apply`.")
+def review_list(job_id: str, db_url: str, as_json: bool, as_csv: bool) -> None:
     """The items of JOB with their status, what needs attention, and the decisions taken."""
     from colorize_core import ColorizeError
     from colorize_core.manifest import build_manifest
+    from colorize_core.review import write_sheet
 
+    if as_json and as_csv:
+        raise click.UsageError("--json or --csv, not both")
     try:
         manifest = build_manifest(_store(db_url), job_id)
     except KeyError:
         raise click.UsageError(f"no job {job_id} in {db_url}") from None
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
+    if as_csv:
+        click.echo(write_sheet(manifest["items"]), nl=False)
+        return
     if as_json:
         keys = ("id", "rel_path", "status", "media_type", "attention", "decision", "review", "colour", "error")
         click.echo(json.dumps([{k: it[k] for k in keys} for it in manifest["items"]], indent=1, default=str))
@@ -494,7 +502,6 @@ SHOWN_LEFT = 50   # items left to decide one by one, listed after `review approv
 def _decide(items: tuple[int, ...], decision: str, by: str, note: str, redo: tuple[str, ...], db_url: str,
             job_id: str | None = None, as_json: bool = False) -> None:
     from colorize_core import ColorizeError
-    from colorize_core.manifest import refresh_jobs
     from colorize_core.review import parse_redo, take_decisions
 
     try:
@@ -502,6 +509,14 @@ def _decide(items: tuple[int, ...], decision: str, by: str, note: str, redo: tup
         decisions, clear = take_decisions(store, decision, by, items, job_id, note, parse_redo(redo))
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
+    _report_decisions(store, decisions, clear, job_id, by, as_json)
+
+
+def _report_decisions(store, decisions: list[dict], clear, job_id: str | None, by: str,  # noqa: ANN001
+                      as_json: bool) -> None:
+    """Render again the manifests that show the decisions, and say what was decided (and left)."""
+    from colorize_core.manifest import refresh_jobs
+
     # The manifests show decisions: render again those of the jobs that hold the items (and the job named).
     problems = refresh_jobs(store, [d["job_id"] for d in decisions] + ([job_id] if job_id else []),
                             _settings.s3_endpoint)
@@ -511,9 +526,10 @@ def _decide(items: tuple[int, ...], decision: str, by: str, note: str, redo: tup
                               indent=1, default=str))
     elif clear is None:
         for d in decisions:
-            click.echo(f"item {d['item_id']} ({d['rel_path']}): {decision} by {d['by']}"
+            click.echo(f"item {d['item_id']} ({d['rel_path']}): {d['decision']} by {d['by']}"
                        + (f"; redo with {', '.join(f'{k}={v}' for k, v in d['redo'].items())}" if d["redo"] else "")
-                       + (f"; `colorize run --redo-rejected {d['job_id']}` runs it" if decision == "rejected" else ""))
+                       + (f"; `colorize run --redo-rejected {d['job_id']}` runs it" if d["decision"] == "rejected"
+                          else ""))
     else:
         click.echo(f"job {job_id}: {len(decisions)} item(s) approved by {by.strip()}, those that needed no attention "
                    f"and had no decision yet")
@@ -565,6 +581,25 @@ def review_reject(items: tuple[int, ...], by: str, note: str, redo: tuple[str, .
     """Reject the colour renditions of ITEMs (all or none), optionally asking for a redo with
     other parameters."""
     _decide(items, "rejected", by, note, redo, db_url, None, as_json)
+
+
+@review.command("apply")
+@click.argument("sheet", type=click.File("rb"))
+@_by_option
+@_db_option
+@click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
+def review_apply(sheet, by: str, db_url: str, as_json: bool) -> None:  # noqa: ANN001
+    """Record the decisions of a filled-in review sheet (`review list JOB --csv`; - reads stdin):
+    every row whose new_decision is approve or reject, with its note and redo, all or none."""
+    from colorize_core import ColorizeError
+    from colorize_core.review import apply_sheet
+
+    try:
+        store = _store(db_url)
+        decisions = apply_sheet(store, sheet.read(), by)
+    except ColorizeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    _report_decisions(store, decisions, None, None, by, as_json)
 
 
 @cli.command()

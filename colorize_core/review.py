@@ -3,13 +3,16 @@
 A decision is a provenance event (type ``review``) on the item that holds the output, with the
 reviewer as agent (``person:NAME``) and the note and requested parameters as detail; nothing else
 changes. Decisions on several items are taken all or none; a job's items that need no attention
-(:func:`clearance`) can be approved together, each decision saying so. ``colorize run --redo-rejected JOB`` re-runs exactly the items whose latest decision is a
+(:func:`clearance`) can be approved together, each decision saying so, and a review sheet (CSV)
+filled in a spreadsheet is recorded whole or not at all. ``colorize run --redo-rejected JOB`` re-runs exactly the items whose latest decision is a
 rejection, each with its requested parameters, and links old and new outputs with ``redo`` /
 ``superseded`` events.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -128,11 +131,15 @@ def decide(store: ProvenanceStore, item_id: int, decision: str, by: str, note: s
     return decide_many(store, [item_id], decision, by, note, redo)[0]
 
 
+def _check_reviewer(by: str) -> None:
+    if not by.strip():
+        raise ReviewError("a decision needs the reviewer's name (--by NAME)")
+
+
 def _check_request(decision: str, by: str, redo: dict[str, Any] | None) -> None:
     if decision not in DECISIONS:
         raise ReviewError(f"unknown decision {decision!r} (use {' or '.join(DECISIONS)})")
-    if not by.strip():
-        raise ReviewError("a decision needs the reviewer's name (--by NAME)")
+    _check_reviewer(by)
     if redo and decision != "rejected":
         raise ReviewError("--redo goes with a rejection")
 
@@ -147,26 +154,102 @@ def decide_many(store: ProvenanceStore, item_ids: list[int], decision: str, by: 
     _check_request(decision, by, redo)
     if not item_ids:
         raise ReviewError("no items to decide on")
-    found, problems = _reviewables(store, item_ids)
+    return _record(store, [(i, decision, note, redo or {}) for i in item_ids], by, with_job)
+
+
+def _record(store: ProvenanceStore, requests: list[tuple[int, str, str, dict[str, Any]]], by: str,
+            with_job: str | None = None) -> list[dict[str, Any]]:
+    """Record (item id, decision, note, redo) requests in one transaction, all or none."""
+    found, problems = _reviewables(store, [r[0] for r in requests])
     if problems:
-        if len(item_ids) == 1:
+        if len(requests) == 1:
             raise problems[0]
-        raise ReviewError(f"{len(problems)} of the {len(item_ids)} items cannot take a decision, so none was "
+        raise ReviewError(f"{len(problems)} of the {len(requests)} items cannot take a decision, so none was "
                           "recorded: " + "; ".join(str(p) for p in problems))
-    items = list({it.id: it for it in (found[i] for i in item_ids)}.values())
-    if redo:
-        for item in items:
+    decided: dict[int, tuple[Item, dict[str, Any]]] = {}
+    for item_id, decision, note, redo in requests:
+        item = found[item_id]
+        if redo:
             redo_settings(item.params, redo)  # the combination must make a valid job
-    details = []
-    for item in items:
-        detail = {"decision": decision, "note": note, "redo": redo or {}, "requested_in_job": item.job_id}
+        detail = {"decision": decision, "note": note, "redo": redo, "requested_in_job": item.job_id}
         if with_job:
             detail["with_job"] = with_job
-        details.append((item, detail))
+        decided.setdefault(item.id, (item, detail))
     store.add_events([Event(job_id=item.job_id, item_id=item.id, type="review", outcome="success",
-                            agent=f"person:{by.strip()}", detail=detail) for item, detail in details])
+                            agent=f"person:{by.strip()}", detail=detail) for item, detail in decided.values()])
     return [{"item_id": item.id, "rel_path": item.rel_path, "job_id": item.job_id, "by": by.strip(), **detail}
-            for item, detail in details]
+            for item, detail in decided.values()]
+
+
+# A review sheet: `colorize review list JOB --csv` writes one, a curator fills in new_decision
+# (approve or reject), note and redo in a spreadsheet, and `colorize review apply` records them.
+SHEET_COLUMNS = ("item", "path", "status", "attention", "decision", "decided_by", "new_decision", "note", "redo")
+_SHEET_DECISIONS = {"approve": "approved", "approved": "approved", "reject": "rejected", "rejected": "rejected"}
+
+
+def write_sheet(items: list[dict[str, Any]]) -> str:
+    """The review sheet (CSV) of a manifest's items, those that need attention first."""
+    out = io.StringIO()
+    sheet = csv.writer(out, lineterminator="\n")
+    sheet.writerow(SHEET_COLUMNS)
+    for it in sorted(items, key=lambda it: not it["attention"]):
+        last = it["review"][-1] if it["review"] else {}
+        sheet.writerow([it["id"], it["rel_path"], it["status"], " ".join(it["attention"]), it["decision"] or "",
+                        last.get("by", ""), "", "", ""])
+    return out.getvalue()
+
+
+def read_sheet(data: bytes) -> list[tuple[int, str, str, dict[str, Any]]]:
+    """The decisions a filled-in review sheet asks for: (item id, decision, note, redo) of every
+    row whose ``new_decision`` is filled in. ReviewError naming every row that is wrong (an
+    unknown decision, a rejection without a note, a bad redo, an item twice), so that a sheet
+    is recorded whole or not at all."""
+    try:
+        text = data.decode("utf-8-sig")   # a spreadsheet's UTF-8 export may start with a byte-order mark
+    except UnicodeDecodeError:
+        raise ReviewError("the sheet is not UTF-8 text: save it from the spreadsheet as CSV UTF-8") from None
+    rows = csv.DictReader(io.StringIO(text))
+    missing = [c for c in ("item", "new_decision") if c not in (rows.fieldnames or [])]
+    if missing:
+        raise ReviewError(f"not a review sheet: no {' or '.join(missing)} column (`colorize review list JOB --csv` "
+                          "writes one)")
+    requests, problems, rows_of = [], [], {}
+    for n, row in enumerate(rows, start=2):   # row 1 is the header, as a spreadsheet numbers it
+        wanted = (row.get("new_decision") or "").strip().lower()
+        if not wanted:
+            continue
+        note, redo_text = (row.get("note") or "").strip(), (row.get("redo") or "").strip()
+        try:
+            item_id = int((row.get("item") or "").strip())
+            if wanted not in _SHEET_DECISIONS:
+                raise ReviewError(f"new_decision {wanted!r}: write approve or reject")
+            decision = _SHEET_DECISIONS[wanted]
+            if decision == "rejected" and not note:
+                raise ReviewError("a rejection needs a note saying what is wrong")
+            redo = parse_redo(redo_text.replace(";", " ").split())
+            if redo and decision != "rejected":
+                raise ReviewError("a redo goes with a rejection")
+            if item_id in rows_of:
+                raise ReviewError(f"item {item_id} is on row {rows_of[item_id]} too")
+        except ValueError:
+            problems.append(f"row {n}: item {row.get('item')!r} is not an item id")
+            continue
+        except ReviewError as exc:
+            problems.append(f"row {n}: {exc}")
+            continue
+        rows_of[item_id] = n
+        requests.append((item_id, decision, note, redo))
+    if problems:
+        raise ReviewError(f"{len(problems)} row(s) of the sheet are wrong, so nothing was recorded: " + "; ".join(problems))
+    if not requests:
+        raise ReviewError("the sheet asks for no decision: fill in new_decision (approve or reject) on the rows decided")
+    return requests
+
+
+def apply_sheet(store: ProvenanceStore, data: bytes, by: str) -> list[dict[str, Any]]:
+    """Record the decisions of a filled-in review sheet (:func:`read_sheet`), all or none."""
+    _check_reviewer(by)
+    return _record(store, read_sheet(data), by)
 
 
 @dataclass

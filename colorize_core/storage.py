@@ -451,6 +451,15 @@ def open_location(uri: str, s3_endpoint: str | None = None) -> Location:
     raise StorageError(f"{uri!r}: unsupported URI scheme {parsed.scheme!r} (use a folder, file:// or s3://)")
 
 
+def read_uri(uri: str, s3_endpoint: str | None = None) -> bytes:
+    """The bytes of the one file ``uri`` names (a local path, ``file://`` or ``s3://bucket/key``).
+    Raises NotFoundError when there is none."""
+    head, _, name = uri.rstrip("/").rpartition("/")
+    if not name or head in ("s3:/", "file:/"):
+        raise NotFoundError(f"{uri!r} names no file")
+    return open_location(head or ".", s3_endpoint).read(name)
+
+
 @contextlib.contextmanager
 def local_folder(uri: str, s3_endpoint: str | None = None) -> Iterator[Path]:
     """The tree at ``uri`` as a local folder: the folder itself, or a temporary download of an

@@ -3,7 +3,10 @@ that change nothing."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 import shutil
 
 import pytest
@@ -11,7 +14,7 @@ from sqlalchemy import func, select
 
 from colorize_core.errors import ReviewError
 from colorize_core.provenance import Event, Item, ProvenanceStore
-from colorize_core.review import parse_redo, rejected
+from colorize_core.review import parse_redo, read_sheet, rejected
 from tests.conftest import SAMPLES, bad_inputs
 from tests.test_cli import colorize
 
@@ -26,6 +29,23 @@ def test_redo_parameters_are_checked():
                       ("model=nope", "unknown model")):
         with pytest.raises(ReviewError, match=text):
             parse_redo([bad])
+
+
+def test_a_review_sheet_is_read_whole_or_refused_naming_its_wrong_rows():
+    head = "item,path,new_decision,note,redo\n"
+    assert read_sheet(("\ufeff" + head + "7,a.tif,Approve,,\n8,b.tif,,,\n9,c.tif,REJECT,too red,refine=none;"
+                       "work_size=320\n").encode()) == [(7, "approved", "", {}),
+                                                        (9, "rejected", "too red", {"refine": "none", "work_size": 320})]
+    for text, message in ((head + "7,a.tif,approve,,refine=none\n", "row 2: a redo goes with a rejection"),
+                          (head + "x,a.tif,approve,,\n7,b.tif,approve,,\n7,c.tif,reject,no,\n",
+                           "row 2: item 'x' is not an item id; row 4: item 7 is on row 3 too"),
+                          (head + "7,a.tif,reject,bad,colour=red\n", "row 2: --redo 'colour=red': unknown parameter"),
+                          (head + "7,a.tif,,,\n", "asks for no decision"),
+                          ("path,decision\na.tif,approved\n", "no item or new_decision column")):
+        with pytest.raises(ReviewError, match=re.escape(message)):
+            read_sheet(text.encode())
+    with pytest.raises(ReviewError, match="not UTF-8"):
+        read_sheet((head + "7,caf\xe9.tif,approve,,\n").encode("latin-1"))
 
 
 def test_review_decisions_and_redo_of_rejected_items(prefect_api, tmp_path):
@@ -199,7 +219,45 @@ def test_several_items_or_a_jobs_items_needing_no_attention_are_decided_at_once(
     assert result["decided"] == 1 and reviews()[-1][:2] == (sepia, "person:Di")
     with pytest.raises(ReviewError, match="needs a note"):
         record_review(decision="rejected", by="Di", items=[cat], db_url=db)
+
+    # A review sheet: written by `review list --csv`, filled in a spreadsheet, recorded whole or not at all.
+    r = colorize("review", "list", job, "--csv", "--db", db)
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert r.returncode == 0 and [row["path"] for row in rows] == [
+        "broken.jpg", "chelsea cat.png", "in colour.jpg", "chelsea-sepia.jpg"]   # attention first (cat: rejected)
+    assert rows[0]["attention"] == "failed" and rows[3]["decision"] == "approved" and rows[3]["decided_by"] == "Di"
+    by_path = {row["path"]: row for row in rows}
+    by_path["chelsea cat.png"].update(new_decision="Approve", note="fine after all")
+    by_path["chelsea-sepia.jpg"].update(new_decision="reject", note="blotchy sky", redo="refine=none; work_size=320")
+    sheet = tmp_path / "sheet.csv"
+
+    def write(bad: dict[str, dict[str, str]] | None = None) -> None:
+        with open(sheet, "w", newline="", encoding="utf-8-sig") as fh:   # as a spreadsheet saves CSV UTF-8
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows([{**row, **(bad or {}).get(row["path"], {})} for row in rows])
+
+    write({"broken.jpg": {"new_decision": "approve"}, "in colour.jpg": {"new_decision": "maybe"},
+           "chelsea cat.png": {"new_decision": "reject", "note": ""}})
+    r = colorize("review", "apply", str(sheet), "--by", "Eve", "--db", db)
+    assert r.returncode == 2 and "row 4: new_decision 'maybe'" in r.stderr and "row 3: a rejection needs a note" in r.stderr
+    write({"broken.jpg": {"new_decision": "approve"}})
+    r = colorize("review", "apply", str(sheet), "--by", "Eve", "--db", db)
+    assert r.returncode == 2 and "broken.jpg" in r.stderr and "none was recorded" in r.stderr
+    assert len(reviews()) == 5
+    write()
+    r = colorize("review", "apply", str(sheet), "--by", "Eve", "--db", db)
+    assert r.returncode == 0, r.stderr
+    assert "item %d (chelsea-sepia.jpg): rejected by Eve; redo with refine=none, work_size=320" % sepia in r.stdout
+    assert reviews()[-2:] == [
+        (cat, "person:Eve", {"decision": "approved", "note": "fine after all", "redo": {}, "requested_in_job": job}),
+        (sepia, "person:Eve", {"decision": "rejected", "note": "blotchy sky", "redo": {"refine": "none", "work_size": 320},
+                               "requested_in_job": job})]
+    assert "blotchy sky" in (dest / "manifests" / job / "manifest.html").read_text()
+    result = record_review(by="Fay", sheet=str(sheet), db_url=db)   # the same sheet, from Prefect
+    assert result["decisions"] == {cat: "approved", sepia: "rejected"} and reviews()[-1][1] == "person:Fay"
+
     running = store.start_job(str(src), str(dest), {}, "k", "default", "m" * 64, {}, None)
     with pytest.raises(ReviewError, match="still running"):
         record_review(decision="approved", by="Di", job_id=running, db_url=db)
-    assert len(reviews()) == 5
+    assert len(reviews()) == 9
