@@ -4,9 +4,9 @@ A decision is a provenance event (type ``review``) on the item that holds the ou
 reviewer as agent (``person:NAME``) and the note and requested parameters as detail; nothing else
 changes. Decisions on several items are taken all or none; a job's items that need no attention
 (:func:`clearance`) can be approved together, each decision saying so, and a review sheet (CSV)
-filled in a spreadsheet is recorded whole or not at all. ``colorize run --redo-rejected JOB`` re-runs exactly the items whose latest decision is a
-rejection, each with its requested parameters, and links old and new outputs with ``redo`` /
-``superseded`` events.
+filled in a spreadsheet is recorded whole or not at all. ``colorize run --redo-rejected JOB``
+re-runs exactly the items whose latest decision is a rejection, each with its requested
+parameters, and links old and new outputs with ``redo`` / ``superseded`` events.
 """
 
 from __future__ import annotations
