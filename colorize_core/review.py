@@ -330,9 +330,12 @@ def rejected(store: ProvenanceStore, job_id: str) -> list[tuple[Item, dict[str, 
         raise NotFoundError(f"no job {job_id} in {store.url}")
     with store.session() as s:
         items = s.scalars(select(Item).where(Item.job_id == job_id)).all()
+        earlier = {e.id: e for part in in_chunks(it.previous_item_id for it in items
+                                                 if it.status == "skipped" and it.previous_item_id)
+                   for e in s.scalars(select(Item).where(Item.id.in_(part)))}
         targets = {}
         for it in items:
-            done = s.get(Item, it.previous_item_id) if it.status == "skipped" and it.previous_item_id else it
+            done = earlier[it.previous_item_id] if it.status == "skipped" and it.previous_item_id else it
             if done.status == "done":
                 targets[done.id] = done
         latest = {i: d[-1] for i, d in decisions_of(store, list(targets)).items()}
