@@ -464,7 +464,7 @@ _db_option = click.option("--db", "db_url", default=_settings.db_url, show_defau
 def review_list(job_id: str, db_url: str, as_json: bool, as_csv: bool) -> None:
     """The items of JOB with their status, what needs attention, and the decisions taken."""
     from colorize_core import ColorizeError
-    from colorize_core.manifest import build_manifest
+    from colorize_core.manifest import attention_first, build_manifest
     from colorize_core.review import write_sheet
 
     if as_json and as_csv:
@@ -476,7 +476,7 @@ def review_list(job_id: str, db_url: str, as_json: bool, as_csv: bool) -> None:
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
     if as_csv:
-        click.echo(write_sheet(manifest["items"]), nl=False)
+        click.echo(write_sheet(attention_first(manifest["items"])), nl=False)
         return
     if as_json:
         keys = ("id", "rel_path", "status", "media_type", "attention", "decision", "review", "colour", "error")
@@ -484,7 +484,7 @@ def review_list(job_id: str, db_url: str, as_json: bool, as_csv: bool) -> None:
         return
     job = manifest["job"]
     click.echo(f"job {job['id']} ({job['status']}): {job['source']} -> {job['dest']}")
-    for it in sorted(manifest["items"], key=lambda it: (not it["attention"], it["rel_path"])):
+    for it in attention_first(manifest["items"]):
         decision = f" [{it['decision']} by {it['review'][-1]['by']}]" if it["decision"] else ""
         attention = f" ({', '.join(it['attention'])})" if it["attention"] else ""
         click.echo(f"{it['id']:>8}  {it['status']:<8} {it['rel_path']}{attention}{decision}")

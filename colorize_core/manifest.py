@@ -150,10 +150,16 @@ def page_name(n: int) -> str:
     return "manifest.html" if n == 1 else f"manifest-{n}.html"
 
 
+def attention_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A manifest's items as a reviewer takes them (the contact sheet, `review list`, a review
+    sheet): those that need attention first, then the others, each in the manifest's order (by path)."""
+    return sorted(items, key=lambda it: not it["attention"])   # stable
+
+
 def pages_of(manifest: dict[str, Any], per_page: int) -> list[list[dict[str, Any]]]:
-    """The contact sheet's pages: the items that need attention first, then the others, each in
-    the manifest's order (by path), ``per_page`` a page; one page, maybe empty, at least."""
-    items = sorted(manifest["items"], key=lambda it: not it["attention"])   # stable
+    """The contact sheet's pages (:func:`attention_first`), ``per_page`` items a page; one page,
+    maybe empty, at least."""
+    items = attention_first(manifest["items"])
     return [items[n:n + per_page] for n in range(0, len(items), per_page)] or [[]]
 
 

@@ -188,11 +188,11 @@ _SHEET_DECISIONS = {"approve": "approved", "approved": "approved", "reject": "re
 
 
 def write_sheet(items: list[dict[str, Any]]) -> str:
-    """The review sheet (CSV) of a manifest's items, those that need attention first."""
+    """The review sheet (CSV) of a manifest's items, in the order given."""
     out = io.StringIO()
     sheet = csv.writer(out, lineterminator="\n")
     sheet.writerow(SHEET_COLUMNS)
-    for it in sorted(items, key=lambda it: not it["attention"]):
+    for it in items:
         last = it["review"][-1] if it["review"] else {}
         sheet.writerow([it["id"], it["rel_path"], it["status"], " ".join(it["attention"]), it["decision"] or "",
                         last.get("by", ""), "", "", ""])

@@ -9,9 +9,9 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from colorize_core.errors import ReviewError
 from colorize_core.manifest import refresh_jobs
 from colorize_core.provenance import ProvenanceStore
-from colorize_core.errors import ReviewError
 from colorize_core.review import apply_sheet, parse_redo, take_decisions
 from colorize_core.settings import get_settings
 from colorize_core.storage import read_uri
