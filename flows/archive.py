@@ -193,8 +193,11 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
             status = "crashed" if crashed else job_status(counts)
             store.finish_job(job_id, status)
         except BaseException as exc:   # stopped: by an error, or cancelled (SIGTERM from Prefect, Ctrl-C)
-            store.finish_job(job_id, "crashed" if isinstance(exc, Exception) else "cancelled", if_running=True)
+            stop = _signal_in(exc)
+            store.finish_job(job_id, "crashed" if stop is None else "cancelled", if_running=True)
             _stop_tasks(submitted, logger)
+            if stop is not None and stop is not exc:
+                raise stop from None   # the stop it was, not the error raised in its place
             raise
         manifest = write_job_manifest(store.url, job_id, dest, s3_endpoint)
         if redo_damaged:   # the replaced items' own jobs' pages say where they went
@@ -212,6 +215,20 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
             raise RuntimeError(f"{crashed} batch(es) failed after retries; their items are not recorded and "
                                f"will be picked up by the next run (job {job_id})")
         return summary
+
+
+def _signal_in(exc: BaseException) -> BaseException | None:
+    """The signal that stopped the job (KeyboardInterrupt, Prefect's TerminationSignal), or None
+    for an error. A signal can arrive while Prefect is still creating a task run; Prefect's crash
+    handling then raises an error of its own ("Task run is not set") with the signal as its
+    context, so the exception's whole chain is looked at."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if not isinstance(exc, Exception):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _stop_tasks(futures: list[Any], logger: Any) -> None:

@@ -168,6 +168,41 @@ def test_interrupted_run_rerun_finishes_the_rest_without_duplicates(prefect_api,
     assert len(outputs) == 5 + 2
 
 
+def test_a_signal_at_a_tasks_very_start_is_recorded_as_the_cancellation_it_is(prefect_api, tmp_path, monkeypatch):
+    """SIGTERM (Prefect cancelling the run) while Prefect is creating a task run: Prefect's own
+    crash handling then raises "Task run is not set" in its place. The job is still recorded
+    cancelled, not crashed, and gives DEST back; the run ends as the stop it was."""
+    import signal
+
+    import prefect.task_engine
+    from prefect.exceptions import TerminationSignal
+
+    create = prefect.task_engine._create_task_run_locally
+
+    def signalled_at(task, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if task.name == "plan-items":   # the signal lands while the run of plan-items is created
+            raise TerminationSignal(signal.SIGTERM)
+        return create(task, *args, **kwargs)
+
+    monkeypatch.setattr(prefect.task_engine, "_create_task_run_locally", signalled_at)
+    from flows.archive import colorize_archive
+
+    # Prefect passes a SIGTERM it stopped a flow for on to the handler it found: here, not the
+    # default (which would end pytest), one that notes it.
+    passed_on: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: passed_on.append(signum))
+    dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/prov.db"
+    try:
+        with pytest.raises(TerminationSignal):
+            colorize_archive(source=str(SAMPLES), dest=str(dest), db_url=db)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    store = ProvenanceStore(db)
+    [job] = store.jobs()
+    assert job["status"] == "cancelled" and store.dest_lease(str(dest)) is None
+    assert passed_on == [signal.SIGTERM]   # the process ends as a SIGTERM'd one would
+
+
 def test_retried_batch_does_not_record_items_twice(tmp_path):
     db = f"sqlite:///{tmp_path}/prov.db"
     store, settings, colorizer = ProvenanceStore(db), JobSettings(), Colorizer.load()
