@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect import allow_failure, flow, get_run_logger, unmapped
 from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -218,13 +219,15 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
 
 
 def _signal_in(exc: BaseException) -> BaseException | None:
-    """The signal that stopped the job (KeyboardInterrupt, Prefect's TerminationSignal), or None
-    for an error. A signal can arrive while Prefect is still creating a task run; Prefect's crash
-    handling then raises an error of its own ("Task run is not set") with the signal as its
-    context, so the exception's whole chain is looked at."""
+    """What stopped the job if it was not an error (Ctrl-C, Prefect's SIGTERM), else None. A
+    SIGTERM can arrive while Prefect is still creating a task run; Prefect's crash handling then
+    raises an error of its own ("Task run is not set") with the signal as its context, so an
+    error's chain is looked through for a signal."""
+    if not isinstance(exc, Exception):
+        return exc
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
-        if not isinstance(exc, Exception):
+        if isinstance(exc, (KeyboardInterrupt, TerminationSignal)):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
