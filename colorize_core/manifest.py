@@ -2,7 +2,7 @@
 
 Each job writes ``DEST/manifests/<job id>/manifest.{json,html}`` and refreshes
 ``DEST/manifest.{json,html}``, the generated index of the latest job. Manifests are views of the
-provenance database, rendered in full before anything is written and replaced when rendered
+provenance database, rendered in full (into temporary files) before anything is written and replaced when rendered
 again (a retried task; review decisions added later, which refresh the index only while it is
 the decided item's job's). The HTML is
 a contact sheet, original and colour side by side; every text is HTML-escaped (Jinja2
@@ -11,11 +11,15 @@ autoescape) and every link URL-quoted.
 
 from __future__ import annotations
 
+import array
 import json
 import posixpath
+import re
+import shutil
 import urllib.parse
 from datetime import datetime
 from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jinja2
@@ -28,7 +32,7 @@ from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Job, ProvenanceStore, in_chunks
 from colorize_core.review import decisions_of
 from colorize_core.settings import get_settings
-from colorize_core.storage import Location, open_location
+from colorize_core.storage import Location, open_location, work_dir
 
 SCHEMA = "colorize-manifest/1"
 _ITEM_FIELDS = ("rel_path", "source_uri", "status", "reason", "error_type", "error", "sha256", "size",
@@ -42,17 +46,44 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
-    """The manifest of job ``job_id`` as a JSON-ready dict (schema ``colorize-manifest/1``)."""
+def _job(store: ProvenanceStore, job_id: str) -> Job:
     job: Job | None = store.job(job_id)
     if job is None:
         raise KeyError(f"unknown job {job_id}")
-    items = []
+    return job
+
+
+def _job_view(job: Job, counts: dict[str, int], attention: int) -> dict[str, Any]:
+    return {"id": job.id, "source": job.source, "dest": job.dest, "status": job.status,
+            "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+            "flow_run_id": job.flow_run_id, "model": {"name": job.model_name, "sha256": job.model_sha256},
+            "params": job.params, "params_key": job.params_key, "software": job.software,
+            "counts": counts, "note": NOTE, "attention": attention}
+
+
+def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
+    """The manifest of job ``job_id`` as a JSON-ready dict (schema ``colorize-manifest/1``), held
+    whole: :func:`write_manifest` writes it without holding it."""
+    job = _job(store, job_id)
+    items = list(iter_items(store, job_id))
     counts = {"done": 0, "skipped": 0, "failed": 0}
-    rows = store.job_items(job_id)
-    reviews = decisions_of(store, [r["done_item_id"] for r in rows if r["done_item_id"]])
-    links = _redo_links(store, [r["done_item_id"] for r in rows if r["done_item_id"]])
-    checks = latest_checks(store, [r["done_item_id"] for r in rows if r["done_item_id"]])
+    for it in items:
+        counts[it["status"]] = counts.get(it["status"], 0) + 1
+    return {"schema": SCHEMA, "job": _job_view(job, counts, sum(bool(it["attention"]) for it in items)),
+            "items": items}
+
+
+def iter_items(store: ProvenanceStore, job_id: str) -> Iterator[dict[str, Any]]:
+    """The manifest's items of job ``job_id``, by path, built a page of the database at a time
+    (:meth:`ProvenanceStore.job_item_pages`): what is held does not grow with the job."""
+    for rows in store.job_item_pages(job_id):
+        yield from _item_views(store, job_id, rows)
+
+
+def _item_views(store: ProvenanceStore, job_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    done = [r["done_item_id"] for r in rows if r["done_item_id"]]
+    reviews, links, checks = decisions_of(store, done), _redo_links(store, done), latest_checks(store, done)
+    items = []
     for row in rows:
         item = {"id": row["id"], **{k: row[k] for k in _ITEM_FIELDS}}
         item["review"] = reviews.get(row["done_item_id"], [])
@@ -74,17 +105,7 @@ def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
         item["done_in_job"] = row.get("done_in_job", job_id if row["status"] == "done" else None)
         item["attention"] = attention(item)
         items.append(item)
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    return {
-        "schema": SCHEMA,
-        "job": {"id": job.id, "source": job.source, "dest": job.dest, "status": job.status,
-                "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
-                "flow_run_id": job.flow_run_id, "model": {"name": job.model_name, "sha256": job.model_sha256},
-                "params": job.params, "params_key": job.params_key, "software": job.software,
-                "counts": counts, "note": NOTE,
-                "attention": sum(bool(it["attention"]) for it in items)},
-        "items": items,
-    }
+    return items
 
 
 LOW_COLOURFULNESS = 10.0   # Hasler & Suesstrunk: below ~15 reads as "slightly colourful" at most
@@ -153,14 +174,12 @@ def page_name(n: int) -> str:
 def attention_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A manifest's items as a reviewer takes them (the contact sheet, `review list`, a review
     sheet): those that need attention first, then the others, each in the manifest's order (by path)."""
-    return sorted(items, key=lambda it: not it["attention"])   # stable
+    return [items[i] for i in _attention_order([bool(it["attention"]) for it in items])]
 
 
-def pages_of(manifest: dict[str, Any], per_page: int) -> list[list[dict[str, Any]]]:
-    """The contact sheet's pages (:func:`attention_first`), ``per_page`` items a page; one page,
-    maybe empty, at least."""
-    items = attention_first(manifest["items"])
-    return [items[n:n + per_page] for n in range(0, len(items), per_page)] or [[]]
+def _attention_order(needs: Sequence[bool]) -> list[int]:
+    """The positions of :func:`attention_first`'s order, from whether each item needs attention."""
+    return [i for i, n in enumerate(needs) if n] + [i for i, n in enumerate(needs) if not n]
 
 
 def _page_links(job_id: str, page: int, pages: int, depth: int) -> list[dict[str, Any]]:
@@ -175,21 +194,20 @@ def _page_links(job_id: str, page: int, pages: int, depth: int) -> list[dict[str
     return links
 
 
-def render_html(manifest: dict[str, Any], dest: Location, depth: int, page_items: list[dict[str, Any]] | None = None,
-                page: int = 1, pages: int = 1) -> str:
-    """Page ``page`` of ``pages`` of the job's contact sheet, holding ``page_items`` (all the
-    items when not given), for a file ``depth`` folders below DEST."""
-    items = []
-    for it in manifest["items"] if page_items is None else page_items:
+def render_html(job: dict[str, Any], items: list[dict[str, Any]], dest: Location, depth: int, page: int = 1,
+                pages: int = 1) -> str:
+    """Page ``page`` of ``pages`` of the job's contact sheet (``job``: the manifest's job), holding
+    ``items``, for a file ``depth`` folders below DEST."""
+    shown = []
+    for it in items:
         stills = [{"frame": st["frame"], "original": _href(st["original"]["uri"], dest, depth),
                    "colour": _href(st["colour"]["uri"], dest, depth)} for st in (it.get("film") or {}).get("stills", [])]
-        items.append({**it, "film": it.get("film"), "film_stills": stills,
+        shown.append({**it, "film": it.get("film"), "film_stills": stills,
                       "href_original": _href(it["thumbnails"].get("original"), dest, depth),
                       "href_colour_thumb": _href(it["thumbnails"].get("colour"), dest, depth),
                       "href_colour": _href(it["colour"]["uri"] if it["colour"] else None, dest, depth)})
-    nav = _page_links(manifest["job"]["id"], page, pages, depth) if pages > 1 else []
-    return _env.get_template("manifest.html.j2").render(m=manifest, job=manifest["job"], items=items, page=page,
-                                                        pages=pages, nav=nav)
+    nav = _page_links(job["id"], page, pages, depth) if pages > 1 else []
+    return _env.get_template("manifest.html.j2").render(job=job, items=shown, page=page, pages=pages, nav=nav)
 
 
 def write_manifest(store: ProvenanceStore, job_id: str, dest: Location, index: bool = True) -> dict[str, str]:
@@ -197,25 +215,74 @@ def write_manifest(store: ProvenanceStore, job_id: str, dest: Location, index: b
     job (``manifest.{json,html}``) as this job's; returns their URIs by name. The HTML contact
     sheet is paged (``COLORIZE_MANIFEST_PAGE_ITEMS`` items a page, those needing attention
     first): ``manifest.html`` is its first page, ``manifest-2.html`` and on the others, in the
-    job's folder; DEST's index is the first page, linking to the others there."""
-    manifest = build_manifest(store, job_id)
-    data = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
+    job's folder; DEST's index is the first page, linking to the others there.
+
+    Written without holding the manifest (a nightly job over an archive has an item per
+    original): :func:`_write_json` puts ``manifest.json`` together in a temporary file, and each
+    HTML page reads its own items back from it."""
     job_dir = posixpath.join(MANIFESTS, job_id)
-    pages = pages_of(manifest, get_settings().manifest_page_items)
-    dest.replace(f"{job_dir}/manifest.json", data, "application/json")
-    for n, part in enumerate(pages, 1):
-        dest.replace(f"{job_dir}/{page_name(n)}", render_html(manifest, dest, 2, part, n, len(pages)).encode(),
-                     "text/html; charset=utf-8")
-    stale = len(pages) + 1   # pages of an earlier rendering with fewer items a page: they would show old views
-    while dest.exists(f"{job_dir}/{page_name(stale)}"):
-        dest.delete(f"{job_dir}/{page_name(stale)}")
-        stale += 1
-    if index:
-        dest.replace("manifest.json", data, "application/json")
-        dest.replace("manifest.html", render_html(manifest, dest, 0, pages[0], 1, len(pages)).encode(),
-                     "text/html; charset=utf-8")
+    per_page = get_settings().manifest_page_items
+    with work_dir("manifest") as tmp:
+        whole = Path(tmp, "manifest.json")
+        head, where, needs = _write_json(store, job_id, whole)
+        dest.replace_file(f"{job_dir}/manifest.json", whole, "application/json")
+        order = _attention_order(needs)
+        pages = [order[n:n + per_page] for n in range(0, len(order), per_page)] or [[]]
+        first: list[dict[str, Any]] = []   # page 1's items, for DEST's index
+        with open(whole, "rb") as items:
+            def read(i: int) -> dict[str, Any]:
+                items.seek(where[i])
+                return json.loads(items.read(where[i + 1] - where[i]).rstrip(b",\n "))
+
+            for n, part in enumerate(pages, 1):
+                shown = [read(i) for i in part]
+                first = shown if n == 1 else first
+                html = render_html(head, shown, dest, 2, n, len(pages))
+                dest.replace(f"{job_dir}/{page_name(n)}", html.encode(), "text/html; charset=utf-8")
+        stale = len(pages) + 1   # pages of an earlier rendering with fewer items a page: they would show old views
+        while dest.exists(f"{job_dir}/{page_name(stale)}"):
+            dest.delete(f"{job_dir}/{page_name(stale)}")
+            stale += 1
+        if index:
+            dest.replace_file("manifest.json", whole, "application/json")
+            dest.replace("manifest.html", render_html(head, first, dest, 0, 1, len(pages)).encode(),
+                         "text/html; charset=utf-8")
     return {"json": dest.uri_of("manifest.json"), "html": dest.uri_of("manifest.html"),
             "job_json": dest.uri_of(f"{job_dir}/manifest.json"), "job_html": dest.uri_of(f"{job_dir}/manifest.html")}
+
+
+def _write_json(store: ProvenanceStore, job_id: str, path: Path) -> tuple[dict[str, Any], array.array, array.array]:
+    """Write the job's ``manifest.json`` to the local file ``path``, the same bytes as
+    ``json.dumps(build_manifest(...), indent=1)``, from its items built a page of the database
+    at a time (:func:`iter_items`) into a spool beside it, since the job's counts, which come
+    first, are known only at the end. Returns the manifest's job, where each item lies in the file
+    (one more: the end of the last) and whether each needs attention."""
+    job = _job(store, job_id)
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    where, needs = array.array("q"), array.array("b")
+    spool = path.with_name(path.name + ".items")
+    with open(spool, "wb") as out:
+        for item in iter_items(store, job_id):
+            if where:
+                out.write(b",\n")
+            where.append(out.tell())
+            needs.append(bool(item["attention"]))
+            counts[item["status"]] = counts.get(item["status"], 0) + 1
+            text = json.dumps(item, indent=1, ensure_ascii=False)
+            out.write("\n".join("  " + line for line in text.split("\n")).encode())
+        where.append(out.tell())
+    head = {"schema": SCHEMA, "job": _job_view(job, counts, sum(needs))}
+    with open(path, "wb") as out, open(spool, "rb") as items:
+        out.write(json.dumps(head, indent=1, ensure_ascii=False)[:-2].encode() + b',\n "items": [')
+        if needs:
+            out.write(b"\n")
+            start = out.tell()
+            shutil.copyfileobj(items, out, 1 << 20)
+            out.write(b"\n ")
+            where = array.array("q", (w + start for w in where))
+        out.write(b"]\n}")
+    spool.unlink()
+    return head["job"], where, needs
 
 
 def refresh_manifest(store: ProvenanceStore, job_id: str, dest: Location) -> dict[str, str]:
@@ -240,9 +307,15 @@ def refresh_jobs(store: ProvenanceStore, job_ids: list[str], s3_endpoint: str | 
     return failed
 
 
+# How every manifest.json written here begins (json.dumps of build_manifest's dict, indent=1):
+# the job's id is read from its first bytes, not from the whole file (a big job's is gigabytes).
+_INDEX_HEAD = re.compile(r'\{\s*"schema":\s*"colorize-manifest/1",\s*"job":\s*\{\s*"id":\s*("(?:[^"\\]|\\.)*")')
+
+
 def index_job(dest: Location) -> str | None:
     """The job DEST's index (``manifest.json``) shows; None without one of ours."""
     try:
-        return json.loads(dest.read("manifest.json"))["job"]["id"]
-    except (StorageError, ValueError, KeyError, TypeError):
+        found = _INDEX_HEAD.match(dest.read("manifest.json", limit=4096).decode("utf-8", "replace"))
+        return json.loads(found.group(1)) if found else None
+    except (StorageError, ValueError):
         return None

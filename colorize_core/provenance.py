@@ -513,22 +513,32 @@ class ProvenanceStore:
                  "lease": leases.get(j.id)} for j in jobs]
 
     def job_items(self, job_id: str) -> list[dict[str, Any]]:
-        """Every item of a job as plain dicts, with outputs (of the earlier item for skips).
-        Loaded in a few statements whatever the job's size (a nightly job over an archive has
-        an item per original): the items, the earlier items skips point to, their outputs and
-        their films' shots, each asked for :data:`IN_CHUNK` ids at a time."""
+        """Every item of a job as plain dicts, by path (:meth:`job_item_pages`, joined)."""
+        return [row for page in self.job_item_pages(job_id) for row in page]
+
+    def job_item_pages(self, job_id: str, size: int | None = None) -> Iterator[list[dict[str, Any]]]:
+        """A job's items as plain dicts, by path, ``size`` at a time: each with its outputs (of
+        the earlier item for skips) and its film's shots. A nightly job over an archive has an
+        item per original: its ids are read first (one statement), then each page takes a few
+        statements, and only one page is held at a time. ``size``: :data:`IN_CHUNK` unless given."""
         with self.session() as s:
-            items = s.scalars(select(Item).where(Item.job_id == job_id).order_by(Item.rel_path, Item.id)
-                              .options(selectinload(Item.outputs))).all()
-            done_of = {it.id: it for it in items}
-            for part in in_chunks(it.previous_item_id for it in items if it.previous_item_id):
-                done_of.update((it.id, it) for it in s.scalars(select(Item).where(Item.id.in_(part))
-                                                                .options(selectinload(Item.outputs))))
+            ids = s.scalars(select(Item.id).where(Item.job_id == job_id).order_by(Item.rel_path, Item.id)).all()
+        for part in in_chunks(ids, size or IN_CHUNK):
+            yield self._item_rows(part)
+
+    def _item_rows(self, ids: list[int]) -> list[dict[str, Any]]:
+        with self.session() as s:
+            loaded = {it.id: it for it in s.scalars(select(Item).where(Item.id.in_(ids))
+                                                    .options(selectinload(Item.outputs)))}
+            items = [loaded[i] for i in ids if i in loaded]
+            done_of = dict(loaded)
+            earlier = [it.previous_item_id for it in items if it.previous_item_id]
+            done_of.update((it.id, it) for it in s.scalars(select(Item).where(Item.id.in_(earlier))
+                                                            .options(selectinload(Item.outputs))))
             films = [i for i, it in done_of.items() if it.media_type == "film"]
             shots: dict[int, list[Shot]] = {}
-            for part in in_chunks(films):
-                for sh in s.scalars(select(Shot).where(Shot.item_id.in_(part)).order_by(Shot.item_id, Shot.start_frame)):
-                    shots.setdefault(sh.item_id, []).append(sh)
+            for sh in s.scalars(select(Shot).where(Shot.item_id.in_(films)).order_by(Shot.item_id, Shot.start_frame)):
+                shots.setdefault(sh.item_id, []).append(sh)
             rows = []
             for it in items:
                 done = done_of[it.previous_item_id] if it.previous_item_id else it

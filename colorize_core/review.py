@@ -266,7 +266,7 @@ class Clearance:
 def clearance(store: ProvenanceStore, job_id: str) -> Clearance:
     """Sort job ``job_id``'s items as its manifest shows them (:func:`~colorize_core.manifest.
     attention`): a running job is refused, since its manifest does not yet show every item."""
-    from colorize_core.manifest import build_manifest
+    from colorize_core.manifest import iter_items
 
     job = store.job(job_id)
     if job is None:
@@ -276,7 +276,7 @@ def clearance(store: ProvenanceStore, job_id: str) -> Clearance:
                           "which): its manifest does not show every item yet; decide its items one by one, or "
                           "approve the rest when it has ended")
     out = Clearance(job_id)
-    for it in build_manifest(store, job_id)["items"]:
+    for it in iter_items(store, job_id):
         if it["decision"]:
             out.decided += 1
         elif it["attention"]:

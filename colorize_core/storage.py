@@ -114,7 +114,8 @@ class Location:
         given, in the same pass. S3 has none: an object is put whole or not at all."""
         raise NotImplementedError
 
-    def read(self, rel: str) -> bytes:
+    def read(self, rel: str, limit: int | None = None) -> bytes:
+        """``rel``'s bytes, or its first ``limit`` bytes. Raises StorageError if it cannot be read."""
         raise NotImplementedError
 
     def exists(self, rel: str) -> bool:
@@ -145,6 +146,10 @@ class Location:
 
     def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Atomically write ``rel``, replacing it: only for generated indexes (the latest manifest)."""
+        raise NotImplementedError
+
+    def replace_file(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        """Like :meth:`replace` for a (large) local file, streamed rather than held in memory."""
         raise NotImplementedError
 
     def uri_of(self, rel: str) -> str:
@@ -198,9 +203,10 @@ class LocalLocation(Location):
                 else:
                     yield entry
 
-    def read(self, rel: str) -> bytes:
+    def read(self, rel: str, limit: int | None = None) -> bytes:
         try:
-            return self._path(rel).read_bytes()
+            with open(self._path(rel), "rb") as fh:
+                return fh.read(-1 if limit is None else limit)
         except OSError as exc:
             raise StorageError(f"cannot read {self.uri_of(rel)}: {exc.strerror or exc}") from exc
 
@@ -269,6 +275,20 @@ class LocalLocation(Location):
     def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         target = self._path(rel)
         os.replace(self._write_tmp(target, data), target)
+
+    def replace_file(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        target = self._path(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = new_file_beside(target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
     def uri_of(self, rel: str) -> str:
         return str(self._path(rel))
@@ -342,11 +362,14 @@ class S3Location(Location):
         except BotoCoreError as exc:
             raise self._error("list", exc) from exc
 
-    def read(self, rel: str) -> bytes:
+    def read(self, rel: str, limit: int | None = None) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        if limit == 0:
+            return b""
+        ranged = {} if limit is None else {"Range": f"bytes=0-{limit - 1}"}
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"].read()
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(rel), **ranged)["Body"].read()
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot read {self.uri_of(rel)}: {exc}") from exc
 
@@ -425,6 +448,15 @@ class S3Location(Location):
         try:
             self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data, ContentType=content_type)
         except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot write {self.uri_of(rel)}: {exc}") from exc
+
+    def replace_file(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:   # boto3's managed transfer: in parts past its threshold, so of any size S3 takes
+            self.client.upload_file(str(path), self.bucket, self._key(rel), ExtraArgs={"ContentType": content_type})
+        except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
             raise StorageError(f"cannot write {self.uri_of(rel)}: {exc}") from exc
 
     def uri_of(self, rel: str) -> str:

@@ -275,3 +275,64 @@ def test_a_job_larger_than_one_statements_parameters_is_shown_whole(pg_url):
     assert items["00001.tif"]["colour"]["uri"] == "/colour/00001.tif"
     assert list(decisions_of(store, done)) == [last] and list(latest_checks(store, done)) == [done[0]]
     assert [it.id for it, _ in rejected(store, nightly)] == [last]
+
+
+@pytest.mark.parametrize("where", ["folder", "s3"])
+def test_a_jobs_manifest_is_written_a_page_at_a_time_and_reads_as_if_built_whole(where, tmp_path, monkeypatch,
+                                                                                  request):
+    """A nightly job over an archive has an item per original: write_manifest never holds the
+    whole manifest, yet writes the bytes of the whole one, and the contact sheet's pages."""
+    import json
+
+    import colorize_core.provenance as provenance
+    from colorize_core.manifest import build_manifest, index_job, write_manifest
+    from colorize_core.storage import open_location
+
+    if where == "s3":
+        dest = open_location(f"s3://{request.getfixturevalue('bucket')}/colour",
+                             request.getfixturevalue("s3_endpoint"))
+    else:
+        dest = open_location(str(tmp_path / "colour"))
+        (tmp_path / "colour").mkdir()
+    store = ProvenanceStore(f"sqlite:///{tmp_path}/p.db")
+    first = store.start_job("/scans", dest.uri, {"refine": "flood"}, "k1", "default", "m" * 64, {}, None)
+    job = store.start_job("/scans", dest.uri, {"refine": "flood"}, "k1", "default", "m" * 64, {}, None)
+    earlier = store.add_item(_item(first, source_uri="/scans/b.tif", rel_path="b.tif", colourfulness=31.0),
+                             [Output(kind=kind, uri=dest.uri_of(f"b.{kind}.jpg"), sha256="e" * 64, size=3)
+                              for kind in ("colour", "thumb-original", "thumb-colour")])
+    names = ["a.tif", "b.tif", "c \"quoted\".tif", "d.tif", "e/ü é.tif", "f.tif", "g.tif"]
+    for name in names:   # done; a skip of the earlier job's b; two failures, one with a line break in its error
+        kw = {"status": "done", "colourfulness": 25.0}
+        if name == "b.tif":
+            kw = {"status": "skipped", "reason": "already done", "previous_item_id": earlier}
+        elif name in ("d.tif", "g.tif"):
+            kw = {"status": "failed", "error_type": "CorruptMediaError", "error": "truncated\nat byte 12"}
+        store.add_item(_item(job, source_uri=f"/scans/{name}", rel_path=name, **kw))
+    store.finish_job(job, "completed")
+    monkeypatch.setattr(provenance, "IN_CHUNK", 2)   # the database read two items at a time
+    monkeypatch.setenv("COLORIZE_MANIFEST_PAGE_ITEMS", "3")
+
+    uris = write_manifest(store, job, dest)
+    whole = build_manifest(store, job)
+    assert [it["rel_path"] for it in whole["items"]] == names and whole["job"]["attention"] == 2
+    assert whole["items"][1]["thumbnails"]["colour"] == dest.uri_of("b.thumb-colour.jpg")
+    expected = json.dumps(whole, indent=1, ensure_ascii=False).encode()
+    assert dest.read(f"manifests/{job}/manifest.json") == expected == dest.read("manifest.json")
+    # The pages: the two failures first, then the rest by path, three a page.
+    pages = [dest.read(f"manifests/{job}/{name}").decode() for name in ("manifest.html", "manifest-2.html",
+                                                                         "manifest-3.html")]
+    shown = [[n for n in ("a.tif", "b.tif", "c &#34;quoted&#34;.tif", "d.tif", "e/ü é.tif", "f.tif", "g.tif")
+              if f"<strong>{n}</strong>" in page] for page in pages]
+    assert shown == [["a.tif", "d.tif", "g.tif"], ["b.tif", "c &#34;quoted&#34;.tif", "e/ü é.tif"], ["f.tif"]]
+    assert pages[0].index("<strong>d.tif</strong>") < pages[0].index("<strong>a.tif</strong>")
+    assert not dest.exists(f"manifests/{job}/manifest-4.html") and uris["job_json"].endswith(f"{job}/manifest.json")
+    assert dest.read("manifest.html").decode().count('class="item"') == 3 and index_job(dest) == job
+    # An empty job: the same bytes as built whole too, and one page, the older ones removed.
+    empty = store.start_job("/scans", dest.uri, {"refine": "flood"}, "k1", "default", "m" * 64, {}, None)
+    store.finish_job(empty, "completed")
+    write_manifest(store, empty, dest)
+    assert dest.read("manifest.json") == json.dumps(build_manifest(store, empty), indent=1,
+                                                    ensure_ascii=False).encode()
+    assert index_job(dest) == empty and dest.read("manifest.json", limit=12) == b'{\n "schema":'
+    dest.replace("manifest.json", b'{"job": {"id": "not ours"}}')
+    assert index_job(dest) is None
