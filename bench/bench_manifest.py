@@ -1,6 +1,6 @@
 """A large job's views: writing and building its manifest, approving its items, on SQLite or PostgreSQL.
 
-    python bench/bench_manifest.py [--items 20000] [--db URL]
+    python bench/bench_manifest.py [--items 20000] [--db URL] [--steps write,build,approve]
 
 Records a job of ``items`` photos done (each with its rendition and two review thumbnails),
 then a nightly job that skipped them all (a skip record per original, pointing at the first
@@ -39,7 +39,13 @@ STEPS = ("write", "build", "approve")
 
 
 def _peak_mib() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+    """This process's peak resident memory: Linux's VmHWM, which starts afresh with the process's
+    program (ru_maxrss carries the parent's over a fork and exec)."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) >> 10
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
 
 
 def record(store: ProvenanceStore, dest: str, n: int) -> tuple[str, str]:
@@ -97,6 +103,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=20000)
     ap.add_argument("--db", default=None)
+    ap.add_argument("--steps", default=",".join(STEPS), help="which steps, in order (default: all)")
     ap.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)   # the child processes' own
     ap.add_argument("--dest", help=argparse.SUPPRESS)
     ap.add_argument("--jobs", nargs=2, help=argparse.SUPPRESS)
@@ -112,7 +119,9 @@ def main() -> None:
         jobs = record(ProvenanceStore(db), dest, args.items)
         print(f"{args.items} items done and {args.items} skip records, database {db.split(':')[0]}: recorded in "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
-        for name in STEPS:
+        for name in args.steps.split(","):
+            if name not in STEPS:
+                raise SystemExit(f"--steps: {name!r} is none of {', '.join(STEPS)}")
             subprocess.run([sys.executable, __file__, "--step", name, "--items", str(args.items), "--db", db,
                             "--dest", dest, "--jobs", *jobs], check=True)
 

@@ -24,7 +24,7 @@ from sqlalchemy import (JSON, BigInteger, DateTime, ForeignKey, Index, Integer, 
                         event, func, select, update)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from colorize_core.errors import DestinationBusyError, JobStoppedError, ProvenanceError, RelocationError
 
@@ -527,14 +527,16 @@ class ProvenanceStore:
             yield self._item_rows(part)
 
     def _item_rows(self, ids: list[int]) -> list[dict[str, Any]]:
-        with self.session() as s:
-            loaded = {it.id: it for it in s.scalars(select(Item).where(Item.id.in_(ids))
-                                                    .options(selectinload(Item.outputs)))}
+        with self.session() as s:   # one statement each for the items, their earlier items, outputs and shots
+            loaded = {it.id: it for it in s.scalars(select(Item).where(Item.id.in_(ids)))}
             items = [loaded[i] for i in ids if i in loaded]
             done_of = dict(loaded)
             earlier = [it.previous_item_id for it in items if it.previous_item_id]
-            done_of.update((it.id, it) for it in s.scalars(select(Item).where(Item.id.in_(earlier))
-                                                            .options(selectinload(Item.outputs))))
+            done_of.update((it.id, it) for it in s.scalars(select(Item).where(Item.id.in_(earlier))))
+            outputs: dict[int, list[Output]] = {}
+            shown = [it.previous_item_id or it.id for it in items]
+            for o in s.scalars(select(Output).where(Output.item_id.in_(shown)).order_by(Output.id)):
+                outputs.setdefault(o.item_id, []).append(o)
             films = [i for i, it in done_of.items() if it.media_type == "film"]
             shots: dict[int, list[Shot]] = {}
             for sh in s.scalars(select(Shot).where(Shot.item_id.in_(films)).order_by(Shot.item_id, Shot.start_frame)):
@@ -544,7 +546,7 @@ class ProvenanceStore:
                 done = done_of[it.previous_item_id] if it.previous_item_id else it
                 row = {c.name: getattr(it, c.name) for c in Item.__table__.columns}
                 row["outputs"] = [{"kind": o.kind, "uri": o.uri, "sha256": o.sha256, "size": o.size}
-                                  for o in done.outputs]
+                                  for o in outputs.get(done.id, [])]
                 row["media"] = done.media
                 row["done_item_id"] = done.id if done.status == "done" else None
                 row["shots"] = [{"start": sh.start_frame, "end": sh.end_frame, "shots": sh.shots,
