@@ -2,11 +2,10 @@
 
 Each job writes ``DEST/manifests/<job id>/manifest.{json,html}`` and refreshes
 ``DEST/manifest.{json,html}``, the generated index of the latest job. Manifests are views of the
-provenance database, rendered in full (into temporary files) before anything is written and replaced when rendered
-again (a retried task; review decisions added later, which refresh the index only while it is
-the decided item's job's). The HTML is
-a contact sheet, original and colour side by side; every text is HTML-escaped (Jinja2
-autoescape) and every link URL-quoted.
+provenance database, rendered in full (into a temporary file) before anything is written and
+replaced when rendered again (a retried task; review decisions added later, which refresh the
+index only while it is the decided item's job's). The HTML is a contact sheet, original and
+colour side by side; every text is HTML-escaped (Jinja2 autoescape) and every link URL-quoted.
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ import posixpath
 import re
 import shutil
 import urllib.parse
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jinja2
@@ -236,7 +235,8 @@ def write_manifest(store: ProvenanceStore, job_id: str, dest: Location, index: b
 
             for n, part in enumerate(pages, 1):
                 shown = [read(i) for i in part]
-                first = shown if n == 1 else first
+                if n == 1:
+                    first = shown
                 html = render_html(head, shown, dest, 2, n, len(pages))
                 dest.replace(f"{job_dir}/{page_name(n)}", html.encode(), "text/html; charset=utf-8")
         stale = len(pages) + 1   # pages of an earlier rendering with fewer items a page: they would show old views
