@@ -373,22 +373,20 @@ def run(source: str | None, dest: str | None, db_url: str, redo_job: str | None,
     prefect_defaults()
     from flows.archive import colorize_archive
     from flows.archive import task_runner as make_runner
+    from flows.handback import receiving
 
     try:
         runner = make_runner(task_runner)
     except (ValueError, ImportError) as exc:
         raise click.UsageError(f"--task-runner: {exc}") from exc
     flow = colorize_archive.with_options(task_runner=runner)
-    with exits_once_stopped():
+    with exits_once_stopped(), receiving() as received:
         state = flow(source=source, dest=dest, db_url=db_url, model=model, refine=refine, batch_size=batch_size,
                      chunk_size=chunk_size, force=force, include_colour=include_colour, work_size=work_size,
                      device=device, s3_endpoint=s3_endpoint, film_renditions=renditions, temporal=temporal,
                      shot_max_frames=shot_max_frames, sequence_rate=sequence_rate, redo_job=redo_job,
                      take_over=take_over, redo_damaged=redo_damaged, return_state=True)
-    if not state.is_completed():
-        click.echo(f"the archive flow did not complete: {state.message}", err=True)
-        sys.exit(1)
-    summary = state.result()
+    summary = _summary_of(state, received, "the archive flow")
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     else:
@@ -699,13 +697,14 @@ def verify(dest: str | None, job_id: str | None, db_url: str, s3_endpoint: str |
         raise click.UsageError(str(exc)) from exc
     prefect_defaults()
     from flows.fixity import verify_fixity
+    from flows.handback import receiving
 
-    with exits_once_stopped():
+    with exits_once_stopped(), receiving() as received:
         state = verify_fixity(dest=dest, db_url=db_url, job_id=job_id, chunk_size=chunk_size,
                               look_for_unrecorded=unrecorded, s3_endpoint=s3_endpoint,
                               unchecked_for_days=unchecked_for, max_items=max_items,
                               remove_interrupted=remove_interrupted, return_state=True)
-    summary = _summary_of(state, "the fixity check")
+    summary = _summary_of(state, received, "the fixity check")
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     else:
@@ -782,13 +781,14 @@ def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_siz
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
     prefect_defaults()
+    from flows.handback import receiving
     from flows.relocation import relocate_dest, relocate_source_flow
 
-    with exits_once_stopped():
+    with exits_once_stopped(), receiving() as received:
         state = (relocate_source_flow if of_source else relocate_dest)(
             old=old, new=new, db_url=db_url, chunk_size=chunk_size, s3_endpoint=s3_endpoint,
             accept_damaged=accept_damaged, return_state=True)
-    summary = _summary_of(state, "the relocation")
+    summary = _summary_of(state, received, "the relocation")
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     elif summary.get("already"):
@@ -825,10 +825,11 @@ def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_siz
     sys.exit(0 if summary["relocated"] else 1)
 
 
-def _summary_of(state: Any, what: str) -> dict[str, Any]:
-    """The summary a check flow returns, as data of its Completed or Failed state (Failed: it
-    found damage); exit 1 when it did not get that far (crashed, cancelled)."""
-    summary = state.result(raise_on_failure=False) if state.is_completed() or state.is_failed() else None
+def _summary_of(state: Any, received: Any, what: str) -> dict[str, Any]:
+    """The summary the flow run handed back (flows.handback): the data of its Completed state, or
+    of the Failed state of a check that found damage; exit 1 when it did not get that far (an
+    error, crashed, cancelled)."""
+    summary = received.summary(state)
     if not isinstance(summary, dict):
         click.echo(f"{what} did not complete: {state.message}", err=True)
         sys.exit(1)
@@ -1011,15 +1012,13 @@ def evaluate(dataset: str, dest: str, models: tuple[str, ...], refine: str, resi
         raise click.UsageError(str(exc)) from exc
     prefect_defaults()
     from flows.evaluation import evaluate_colorizer
+    from flows.handback import receiving
 
-    with exits_once_stopped():
+    with exits_once_stopped(), receiving() as received:
         state = evaluate_colorizer(dataset=dataset, dest=dest, models=list(models), refine=methods,
                                    residue=residue, limit=limit, work_size=work_size, device=device,
                                    s3_endpoint=s3_endpoint, return_state=True)
-    if not state.is_completed():
-        click.echo(f"the evaluation flow did not complete: {state.message}", err=True)
-        sys.exit(1)
-    summary = state.result()
+    summary = _summary_of(state, received, "the evaluation flow")
     if as_json:
         click.echo(json.dumps({k: v for k, v in summary.items() if k != "markdown"}, indent=1))
     else:

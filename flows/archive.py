@@ -24,6 +24,7 @@ from colorize_core.review import link_redone, redo_groups
 from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
 from colorize_core.weights import resolve
+from flows.handback import hand_back
 from tasks.film import assemble_film_task, colorize_shot_task, prepare_film_task
 from tasks.fixity import refresh_manifests
 from tasks.photos import colorize_photo_batch, plan_items, write_job_manifest
@@ -215,7 +216,7 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
         if crashed:
             raise RuntimeError(f"{crashed} batch(es) failed after retries; their items are not recorded and "
                                f"will be picked up by the next run (job {job_id})")
-        return summary
+        return hand_back(summary)
 
 
 def _signal_in(exc: BaseException) -> BaseException | None:

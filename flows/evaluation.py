@@ -16,6 +16,7 @@ from colorize_core.evaluation import (build_report, check_disjoint, evaluate_bas
 from colorize_core.settings import get_settings
 from colorize_core.storage import local_folder, open_location
 from colorize_core.weights import resolve
+from flows.handback import hand_back
 
 _defaults = get_settings()
 
@@ -107,4 +108,4 @@ def evaluate_colorizer(dataset: str, dest: str, models: list[str] = ["default"],
         per_image += rows
     summary = write_evaluation_task(dataset, dest, report_id, residue, images, descriptions, per_image, s3_endpoint)
     get_run_logger().info("evaluation %s\n%s", report_id, summary["markdown"])
-    return summary
+    return hand_back(summary)

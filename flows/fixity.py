@@ -18,6 +18,7 @@ from colorize_core.provenance import ProvenanceStore, utcnow
 from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
 from flows.archive import task_runner
+from flows.handback import hand_back
 from tasks.fixity import check_fixity, find_unrecorded, refresh_manifests
 
 _defaults = get_settings()
@@ -85,8 +86,9 @@ def verify_fixity(dest: str, db_url: str = _defaults.db_url, job_id: str | None 
         bad = c["missing"] + c["changed"] + c["unreadable"]
         return Failed(message=f"{bad} output(s) of {summary['items_not_intact']} item(s) in {location.uri} are not "
                               f"intact ({c['missing']} missing, {c['changed']} changed, {c['unreadable']} unreadable)",
-                      data=summary)
-    return Completed(message=f"{c['intact']} output(s) of {summary['items']} item(s) intact", data=summary)
+                      data=hand_back(summary))
+    return Completed(message=f"{c['intact']} output(s) of {summary['items']} item(s) intact",
+                     data=hand_back(summary))
 
 
 if __name__ == "__main__":

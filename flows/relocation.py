@@ -23,6 +23,7 @@ from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
 from flows.archive import task_runner
 from flows.fixity import SHOWN
+from flows.handback import hand_back
 from tasks.fixity import refresh_manifests
 from tasks.relocation import compare_copy_task, compare_originals_task, rewrite_exports_task
 
@@ -86,7 +87,8 @@ def relocate_dest(old: str, new: str, db_url: str = _defaults.db_url, chunk_size
         {"old": old_loc.uri, "new": new_loc.uri, "items": found["items"], **c, "jobs": len(moved["jobs"])}],
         description=f"Relocation {relocation_id}")
     message = f"{old_loc.uri} relocated to {new_loc.uri}: {c['intact']} output(s) of {found['items']} item(s) intact"
-    return Completed(message=message + (f", {bad} not (accepted; recorded damaged)" if bad else ""), data=summary)
+    return Completed(message=message + (f", {bad} not (accepted; recorded damaged)" if bad else ""),
+                     data=hand_back(summary))
 
 
 
@@ -134,14 +136,14 @@ def relocate_source_flow(old: str, new: str, db_url: str = _defaults.db_url, chu
         {"old": old_loc.uri, "new": new_loc.uri, "originals": found["items"], **c, "items": moved["items"]}],
         description=f"Relocation {relocation_id}")
     message = f"{old_loc.uri} relocated to {new_loc.uri}: {c['intact']} of {found['items']} original(s) intact"
-    return Completed(message=message + (f", {bad} not (accepted)" if bad else ""), data=summary)
+    return Completed(message=message + (f", {bad} not (accepted)" if bad else ""), data=hand_back(summary))
 
 def _already(done: Any, store: ProvenanceStore, views: dict[str, Any], what: str) -> State:
     """A relocation made already (``done``, its row), whose views were rendered again."""
     data = {"relocation": done.id, "old": done.old, "new": done.new, "db_url": store.url, "at": done.at.isoformat(),
             "already": True, "relocated": True, **views}
     return Completed(message=f"{done.old} was relocated to {done.new} already (relocation {done.id}, "
-                             f"{done.at:%Y-%m-%d %H:%M:%S} UTC); {what}", data=data)
+                             f"{done.at:%Y-%m-%d %H:%M:%S} UTC); {what}", data=hand_back(data))
 
 
 def _read_back(compare: Any, ranges: list[tuple[int, int]], old: str, new: str, db_url: str, s3_endpoint: str | None,
@@ -167,7 +169,7 @@ def _refused(summary: dict[str, Any], what: str) -> State:
     return Failed(message=f"not relocated: {c['missing'] + c['changed'] + c['unreadable']} {what} of "
                           f"{summary['items_not_intact']} item(s) are not intact at {summary['new']} ({c['missing']} "
                           f"missing, {c['changed']} changed, {c['unreadable']} unreadable); nothing was changed",
-                  data=summary)
+                  data=hand_back(summary))
 
 
 def _views(job_ids: list[str], dest: str, db_url: str, s3_endpoint: str | None) -> dict[str, Any]:
