@@ -17,6 +17,7 @@ from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, 
 from tests.conftest import SAMPLES, small_archive
 from tests.test_archive_flow import run_flow
 from tests.test_cli import colorize
+from tests.test_fixity import run_check
 
 pytestmark = pytest.mark.slow
 
@@ -145,17 +146,16 @@ def test_a_local_dest_relocated_to_s3_with_postgresql(prefect_api, s3_endpoint, 
     shutil.copytree(SAMPLES / "animals", src / "animals")
     assert run_flow(source=str(src), dest=str(old), db_url=pg_url)["counts"]["done"] == 2
     new = f"s3://{bucket}/archive/colour-é"
-    state = relocate_dest(old=str(old), new=new, db_url=pg_url, s3_endpoint=s3_endpoint, return_state=True)
+    state, summary = run_check(relocate_dest, old=str(old), new=new, db_url=pg_url, s3_endpoint=s3_endpoint)
     assert state.is_failed() and "nothing was changed" in state.message   # nothing copied yet: all missing
-    assert state.result(raise_on_failure=False)["counts"]["intact"] == 0
+    assert summary["counts"]["intact"] == 0
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     for path in old.rglob("*"):
         if path.is_file():
             client.put_object(Bucket=bucket, Key=f"archive/colour-é/{path.relative_to(old)}", Body=path.read_bytes())
-    state = relocate_dest(old=str(old), new=new, db_url=pg_url, s3_endpoint=s3_endpoint, chunk_size=1,
-                          return_state=True)
+    state, summary = run_check(relocate_dest, old=str(old), new=new, db_url=pg_url, s3_endpoint=s3_endpoint,
+                               chunk_size=1)
     assert state.is_completed(), state.message
-    summary = state.result()
     assert summary["problems"] == [] and summary["moved"]["items"] == summary["moved"]["transferred"] == 2
     store = ProvenanceStore(pg_url)
     with store.session() as s:
@@ -170,9 +170,8 @@ def test_a_local_dest_relocated_to_s3_with_postgresql(prefect_api, s3_endpoint, 
 
     with pytest.raises(RelocationError, match="was relocated to"):   # a deployment's schedule still naming it
         run_flow(source=str(src), dest=str(old), db_url=pg_url)
-    state = verify_fixity(dest=new, db_url=pg_url, s3_endpoint=s3_endpoint, return_state=True)
+    state, found = run_check(verify_fixity, dest=new, db_url=pg_url, s3_endpoint=s3_endpoint)
     assert state.is_completed(), state.message
-    found = state.result()
     assert found["counts"]["intact"] == len(uris) and found["unrecorded"]["files"] == []
     page = json.loads(client.get_object(Bucket=bucket, Key="archive/colour-é/manifest.json")["Body"].read())
     assert page["job"]["dest"] == new and all(it["colour"]["uri"].startswith(new) for it in page["items"])
