@@ -462,27 +462,37 @@ _db_option = click.option("--db", "db_url", default=_settings.db_url, show_defau
 def review_list(job_id: str, db_url: str, as_json: bool, as_csv: bool) -> None:
     """The items of JOB with their status, what needs attention, and the decisions taken."""
     from colorize_core import ColorizeError
-    from colorize_core.manifest import attention_first, build_manifest
-    from colorize_core.review import write_sheet
+    from colorize_core.manifest import spooled_manifest
 
     if as_json and as_csv:
         raise click.UsageError("--json or --csv, not both")
-    try:
-        manifest = build_manifest(_store(db_url), job_id)
+    try:   # a nightly job's manifest has an item per original: read back an item at a time
+        with spooled_manifest(_store(db_url), job_id) as manifest:
+            _list_items(manifest, as_json, as_csv)
     except KeyError:
         raise click.UsageError(f"no job {job_id} in {db_url}") from None
     except ColorizeError as exc:
         raise click.UsageError(str(exc)) from exc
+
+
+def _list_items(manifest, as_json: bool, as_csv: bool) -> None:  # noqa: ANN001
+    """`review list`'s output, from the job's spooled manifest."""
+    from colorize_core.review import write_sheet
+
     if as_csv:
-        click.echo(write_sheet(attention_first(manifest["items"])), nl=False)
+        for line in write_sheet(manifest.attention_first()):
+            click.echo(line, nl=False)
         return
-    if as_json:
+    if as_json:   # json.dumps(list, indent=1), an item at a time
         keys = ("id", "rel_path", "status", "media_type", "attention", "decision", "review", "colour", "error")
-        click.echo(json.dumps([{k: it[k] for k in keys} for it in manifest["items"]], indent=1, default=str))
+        for n, it in enumerate(manifest.items()):
+            text = json.dumps({k: it[k] for k in keys}, indent=1, default=str).replace("\n", "\n ")
+            click.echo(f"{',' if n else '['}\n {text}", nl=False)
+        click.echo("\n]" if len(manifest) else "[]")
         return
-    job = manifest["job"]
+    job = manifest.job
     click.echo(f"job {job['id']} ({job['status']}): {job['source']} -> {job['dest']}")
-    for it in attention_first(manifest["items"]):
+    for it in manifest.attention_first():
         decision = f" [{it['decision']} by {it['review'][-1]['by']}]" if it["decision"] else ""
         attention = f" ({', '.join(it['attention'])})" if it["attention"] else ""
         click.echo(f"{it['id']:>8}  {it['status']:<8} {it['rel_path']}{attention}{decision}")

@@ -11,12 +11,13 @@ colour side by side; every text is HTML-escaped (Jinja2 autoescape) and every li
 from __future__ import annotations
 
 import array
+import contextlib
 import json
 import posixpath
 import re
 import shutil
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,9 @@ def _job_view(job: Job, counts: dict[str, int], attention: int) -> dict[str, Any
 
 def build_manifest(store: ProvenanceStore, job_id: str) -> dict[str, Any]:
     """The manifest of job ``job_id`` as a JSON-ready dict (schema ``colorize-manifest/1``), held
-    whole: :func:`write_manifest` writes it without holding it."""
+    whole. The job's views (its files, exports, `review list`) never hold it: they read it back
+    an item at a time from :func:`spooled_manifest`, whose file has the bytes of this one's
+    ``json.dumps(..., indent=1, ensure_ascii=False)``."""
     job = _job(store, job_id)
     items = list(iter_items(store, job_id))
     counts = {"done": 0, "skipped": 0, "failed": 0}
@@ -170,15 +173,12 @@ def page_name(n: int) -> str:
     return "manifest.html" if n == 1 else f"manifest-{n}.html"
 
 
-def attention_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A manifest's items as a reviewer takes them (the contact sheet, `review list`, a review
-    sheet): those that need attention first, then the others, each in the manifest's order (by path)."""
-    return [items[i] for i in _attention_order([bool(it["attention"]) for it in items])]
-
-
-def _attention_order(needs: Sequence[bool]) -> list[int]:
-    """The positions of :func:`attention_first`'s order, from whether each item needs attention."""
-    return [i for i, n in enumerate(needs) if n] + [i for i, n in enumerate(needs) if not n]
+def _attention_order(needs: Sequence[bool]) -> Iterator[int]:
+    """The order in which a reviewer takes a manifest's items (the contact sheet, `review list`,
+    a review sheet), from whether each needs attention: the positions of those that do, then of
+    the others, each in the manifest's order (by path)."""
+    yield from (i for i, n in enumerate(needs) if n)
+    yield from (i for i, n in enumerate(needs) if not n)
 
 
 def _page_links(job_id: str, page: int, pages: int, depth: int) -> list[dict[str, Any]]:
@@ -209,7 +209,55 @@ def render_html(job: dict[str, Any], items: list[dict[str, Any]], dest: Location
     return _env.get_template("manifest.html.j2").render(job=job, items=shown, page=page, pages=pages, nav=nav)
 
 
-def write_manifest(store: ProvenanceStore, job_id: str, dest: Location, index: bool = True) -> dict[str, str]:
+class SpooledManifest:
+    """A job's ``manifest.json`` in a local temporary file (:func:`spooled_manifest`), read back
+    an item at a time: what is held is an offset and a flag per item, not the items. ``job`` is
+    the manifest's job; ``path`` the file."""
+
+    def __init__(self, path: Path, job: dict[str, Any], where: array.array, needs: array.array) -> None:
+        self.path, self.job, self._where, self._needs = path, job, where, needs
+        self._file = open(path, "rb")   # noqa: SIM115 - closed by spooled_manifest
+
+    def __len__(self) -> int:
+        return len(self._needs)
+
+    def item(self, i: int) -> dict[str, Any]:
+        """The ``i``-th item, in the manifest's order (by path)."""
+        self._file.seek(self._where[i])
+        return json.loads(self._file.read(self._where[i + 1] - self._where[i]).rstrip(b",\n "))
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        """The items in the manifest's order (by path)."""
+        return (self.item(i) for i in range(len(self)))
+
+    def order(self) -> array.array:
+        """The items' positions in the order a reviewer takes them (:func:`_attention_order`)."""
+        return array.array("q", _attention_order(self._needs))
+
+    def attention_first(self) -> Iterator[dict[str, Any]]:
+        """The items as a reviewer takes them: those that need attention first (:func:`_attention_order`)."""
+        return (self.item(i) for i in self.order())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@contextlib.contextmanager
+def spooled_manifest(store: ProvenanceStore, job_id: str) -> Iterator[SpooledManifest]:
+    """Job ``job_id``'s manifest, built a page of the database at a time into a temporary file
+    (:func:`_write_json`) and read back from there: a nightly job over an archive has an item per
+    original, and its views (the contact sheet, exports, `review list`) must not hold them all."""
+    with work_dir("manifest") as tmp:
+        whole = Path(tmp, "manifest.json")
+        manifest = SpooledManifest(whole, *_write_json(store, job_id, whole))
+        try:
+            yield manifest
+        finally:
+            manifest.close()
+
+
+def write_manifest(store: ProvenanceStore, job_id: str, dest: Location, index: bool = True,
+                   manifest: SpooledManifest | None = None) -> dict[str, str]:
     """Write the job's manifest files under DEST, and with ``index`` DEST's index of the latest
     job (``manifest.{json,html}``) as this job's; returns their URIs by name. The HTML contact
     sheet is paged (``COLORIZE_MANIFEST_PAGE_ITEMS`` items a page, those needing attention
@@ -217,36 +265,31 @@ def write_manifest(store: ProvenanceStore, job_id: str, dest: Location, index: b
     job's folder; DEST's index is the first page, linking to the others there.
 
     Written without holding the manifest (a nightly job over an archive has an item per
-    original): :func:`_write_json` puts ``manifest.json`` together in a temporary file, and each
-    HTML page reads its own items back from it."""
+    original): from ``manifest``, the job's :func:`spooled_manifest` (one is made when not given),
+    each HTML page reading its own items back."""
+    if manifest is None:
+        with spooled_manifest(store, job_id) as made:
+            return write_manifest(store, job_id, dest, index, made)
     job_dir = posixpath.join(MANIFESTS, job_id)
     per_page = get_settings().manifest_page_items
-    with work_dir("manifest") as tmp:
-        whole = Path(tmp, "manifest.json")
-        head, where, needs = _write_json(store, job_id, whole)
-        dest.replace_file(f"{job_dir}/manifest.json", whole, "application/json")
-        order = _attention_order(needs)
-        pages = [order[n:n + per_page] for n in range(0, len(order), per_page)] or [[]]
-        first: list[dict[str, Any]] = []   # page 1's items, for DEST's index
-        with open(whole, "rb") as items:
-            def read(i: int) -> dict[str, Any]:
-                items.seek(where[i])
-                return json.loads(items.read(where[i + 1] - where[i]).rstrip(b",\n "))
-
-            for n, part in enumerate(pages, 1):
-                shown = [read(i) for i in part]
-                if n == 1:
-                    first = shown
-                html = render_html(head, shown, dest, 2, n, len(pages))
-                dest.replace(f"{job_dir}/{page_name(n)}", html.encode(), "text/html; charset=utf-8")
-        stale = len(pages) + 1   # pages of an earlier rendering with fewer items a page: they would show old views
-        while dest.exists(f"{job_dir}/{page_name(stale)}"):
-            dest.delete(f"{job_dir}/{page_name(stale)}")
-            stale += 1
-        if index:
-            dest.replace_file("manifest.json", whole, "application/json")
-            dest.replace("manifest.html", render_html(head, first, dest, 0, 1, len(pages)).encode(),
-                         "text/html; charset=utf-8")
+    dest.replace_file(f"{job_dir}/manifest.json", manifest.path, "application/json")
+    order = manifest.order()
+    pages = [order[n:n + per_page] for n in range(0, len(order), per_page)] or [[]]
+    first: list[dict[str, Any]] = []   # page 1's items, for DEST's index
+    for n, part in enumerate(pages, 1):
+        shown = [manifest.item(i) for i in part]
+        if n == 1:
+            first = shown
+        html = render_html(manifest.job, shown, dest, 2, n, len(pages))
+        dest.replace(f"{job_dir}/{page_name(n)}", html.encode(), "text/html; charset=utf-8")
+    stale = len(pages) + 1   # pages of an earlier rendering with fewer items a page: they would show old views
+    while dest.exists(f"{job_dir}/{page_name(stale)}"):
+        dest.delete(f"{job_dir}/{page_name(stale)}")
+        stale += 1
+    if index:
+        dest.replace_file("manifest.json", manifest.path, "application/json")
+        dest.replace("manifest.html", render_html(manifest.job, first, dest, 0, 1, len(pages)).encode(),
+                     "text/html; charset=utf-8")
     return {"json": dest.uri_of("manifest.json"), "html": dest.uri_of("manifest.html"),
             "job_json": dest.uri_of(f"{job_dir}/manifest.json"), "job_html": dest.uri_of(f"{job_dir}/manifest.html")}
 
@@ -254,35 +297,57 @@ def write_manifest(store: ProvenanceStore, job_id: str, dest: Location, index: b
 def _write_json(store: ProvenanceStore, job_id: str, path: Path) -> tuple[dict[str, Any], array.array, array.array]:
     """Write the job's ``manifest.json`` to the local file ``path``, the same bytes as
     ``json.dumps(build_manifest(...), indent=1)``, from its items built a page of the database
-    at a time (:func:`iter_items`) into a spool beside it, since the job's counts, which come
-    first, are known only at the end. Returns the manifest's job, where each item lies in the file
+    at a time (:func:`iter_items`). Returns the manifest's job, where each item lies in the file
     (one more: the end of the last) and whether each needs attention."""
     job = _job(store, job_id)
     counts = {"done": 0, "skipped": 0, "failed": 0}
-    where, needs = array.array("q"), array.array("b")
+    needs = array.array("b")
+
+    def items() -> Iterator[dict[str, Any]]:
+        for item in iter_items(store, job_id):
+            needs.append(bool(item["attention"]))
+            counts[item["status"]] = counts.get(item["status"], 0) + 1
+            yield item
+
+    head: dict[str, Any] = {}
+
+    def head_of() -> dict[str, Any]:
+        head.update(schema=SCHEMA, job=_job_view(job, counts, sum(needs)))
+        return head
+
+    where = write_json_list(path, head_of, items())
+    return head["job"], where, needs
+
+
+def write_json_list(path: Path, head_of: Callable[[], dict[str, Any]], items: Iterable[Any],
+                    key: str = "items") -> array.array:
+    """Write to the local file ``path`` the same bytes as ``json.dumps({**head_of(), key:
+    list(items)}, indent=1, ensure_ascii=False)`` without holding ``items``: they go to a spool
+    beside it, since the head, which comes first, may count them (``head_of`` is called once
+    ``items`` is exhausted). Returns where each item lies in the file, one more: the end of the
+    last (each item's bytes may carry the comma and line break after it)."""
+    where = array.array("q")
     spool = path.with_name(path.name + ".items")
     with open(spool, "wb") as out:
-        for item in iter_items(store, job_id):
+        for item in items:
             if where:
                 out.write(b",\n")
             where.append(out.tell())
-            needs.append(bool(item["attention"]))
-            counts[item["status"]] = counts.get(item["status"], 0) + 1
             text = json.dumps(item, indent=1, ensure_ascii=False)
             out.write("\n".join("  " + line for line in text.split("\n")).encode())
         where.append(out.tell())
-    head = {"schema": SCHEMA, "job": _job_view(job, counts, sum(needs))}
-    with open(path, "wb") as out, open(spool, "rb") as items:
-        out.write(json.dumps(head, indent=1, ensure_ascii=False)[:-2].encode() + b',\n "items": [')
-        if needs:
+    with open(path, "wb") as out, open(spool, "rb") as spooled:
+        head = json.dumps({**head_of(), key: []}, indent=1, ensure_ascii=False)
+        out.write(head[:head.rindex("[")].encode() + b"[")
+        if len(where) > 1:
             out.write(b"\n")
             start = out.tell()
-            shutil.copyfileobj(items, out, 1 << 20)
+            shutil.copyfileobj(spooled, out, 1 << 20)
             out.write(b"\n ")
             where = array.array("q", (w + start for w in where))
         out.write(b"]\n}")
     spool.unlink()
-    return head["job"], where, needs
+    return where
 
 
 def refresh_manifest(store: ProvenanceStore, job_id: str, dest: Location) -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -187,16 +188,23 @@ SHEET_COLUMNS = ("item", "path", "status", "attention", "decision", "decided_by"
 _SHEET_DECISIONS = {"approve": "approved", "approved": "approved", "reject": "rejected", "rejected": "rejected"}
 
 
-def write_sheet(items: list[dict[str, Any]]) -> str:
-    """The review sheet (CSV) of a manifest's items, in the order given."""
+def write_sheet(items: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """The review sheet (CSV) of a manifest's items, in the order given: its lines, header first."""
     out = io.StringIO()
     sheet = csv.writer(out, lineterminator="\n")
-    sheet.writerow(SHEET_COLUMNS)
+
+    def line(row: list[Any] | tuple[str, ...]) -> str:
+        sheet.writerow(row)
+        text = out.getvalue()
+        out.seek(0)
+        out.truncate()
+        return text
+
+    yield line(SHEET_COLUMNS)
     for it in items:
         last = it["review"][-1] if it["review"] else {}
-        sheet.writerow([it["id"], it["rel_path"], it["status"], " ".join(it["attention"]), it["decision"] or "",
-                        last.get("by", ""), "", "", ""])
-    return out.getvalue()
+        yield line([it["id"], it["rel_path"], it["status"], " ".join(it["attention"]), it["decision"] or "",
+                    last.get("by", ""), "", "", ""])
 
 
 def read_sheet(data: bytes) -> list[tuple[int, str, str, dict[str, Any]]]:
