@@ -14,7 +14,7 @@ from colorize_core import Colorizer
 from colorize_core.archive import JobSettings, plan, process_batch
 from colorize_core.errors import JobStoppedError, NotFoundError
 from colorize_core.exports import write_exports
-from colorize_core.manifest import write_manifest
+from colorize_core.manifest import spooled_manifest, write_manifest
 from colorize_core.provenance import ProvenanceStore
 from colorize_core.settings import get_settings
 from colorize_core.storage import Entry, open_location
@@ -76,6 +76,8 @@ def write_job_manifest(db_url: str, job_id: str, dest: str, s3_endpoint: str | N
     their URIs."""
     settings = get_settings()
     store, location = ProvenanceStore(db_url), open_location(dest, s3_endpoint)
-    uris = write_manifest(store, job_id, location)
-    uris.update(write_exports(store, job_id, location, ("iiif",), settings.public_base_url, settings.source_base_url))
+    with spooled_manifest(store, job_id) as manifest:   # built once, for both
+        uris = write_manifest(store, job_id, location, manifest=manifest)
+        uris.update(write_exports(store, job_id, location, ("iiif",), settings.public_base_url,
+                                  settings.source_base_url, manifest))
     return uris

@@ -19,11 +19,16 @@ from tests.conftest import SAMPLES, bad_inputs
 BASE = "https://media.example.org/colour"
 
 
-def _job(tmp_path):  # noqa: ANN001, ANN202
+def _job(tmp_path, copy: bool = False):  # noqa: ANN001, ANN202
+    """A job of two photos and a broken file, the first rejected; with ``copy`` the same photo
+    in a second folder too (the same content in two places, as archives have)."""
     src = tmp_path / "src"
     (src / "box").mkdir(parents=True)
     for name in ("chelsea cat.png", "chelsea-sepia.jpg"):
         (src / "box" / name).write_bytes((SAMPLES / "animals" / name).read_bytes())
+    if copy:
+        (src / "copies").mkdir()
+        (src / "copies" / "chelsea cat.png").write_bytes((SAMPLES / "animals" / "chelsea cat.png").read_bytes())
     (src / "broken.jpg").write_bytes(bad_inputs()["truncated.jpg"])
     store = ProvenanceStore(f"sqlite:///{tmp_path}/p.db")
     settings, colorizer = JobSettings(), Colorizer.load("default", device="cpu")
@@ -120,6 +125,49 @@ def test_premis_and_prov_exports(tmp_path):
             "ProvAssociation"} <= names
     people = [r for r in records if type(r).__name__ == "ProvAgent" and "Bea" in str(r.identifier)]
     assert people
+
+
+def test_exports_are_written_a_page_of_items_at_a_time_and_say_what_one_page_says(tmp_path, monkeypatch):
+    """A nightly job over an archive has an item per original: PREMIS and PROV read its items a
+    page at a time and the IIIF manifest reads its spooled manifest an item at a time, so what
+    they hold does not grow with the job. Their documents do not depend on the page size."""
+    import colorize_core.exports as exports
+    import colorize_core.provenance as provenance
+    from colorize_core.manifest import build_manifest
+    from prov.model import ProvDocument
+
+    store, job, dest = _job(tmp_path, copy=True)
+    done = [r["id"] for r in store.job_items(job) if r["status"] == "done"]
+    decide(store, done[-1], "approved", "Bea Curator")   # her second decision: one agent
+    read = lambda uris: {kind: open(uri, "rb").read() for kind, uri in uris.items()}  # noqa: E731
+    whole = read(write_exports(store, job, dest, ("iiif", "premis", "prov"), BASE))
+    monkeypatch.setattr(exports, "in_chunks", lambda values: provenance.in_chunks(values, 1))
+    monkeypatch.setattr(provenance, "IN_CHUNK", 1)   # and the manifest's items one at a time
+    paged = read(write_exports(store, job, dest, ("iiif", "premis", "prov"), BASE))
+    assert paged["iiif"] == whole["iiif"] and paged["premis"] == whole["premis"]
+
+    manifest = build_manifest(store, job)   # the IIIF manifest as json.dumps of it held whole
+    canvases = [c for n, it in enumerate(manifest["items"], 1)
+                if (c := exports.iiif_canvas(it, n, manifest["job"], dest, BASE)) is not None]
+    assert len(canvases) == 3
+    assert whole["iiif"] == json.dumps({**exports.iiif_head(manifest["job"], dest, BASE, 3), "items": canvases},
+                                       indent=1, ensure_ascii=False).encode()
+
+    def unique_keys(pairs):  # noqa: ANN001, ANN202
+        assert len({k for k, _ in pairs}) == len(pairs), "a key given twice"
+        return dict(pairs)
+
+    docs = [ProvDocument.deserialize(content=v["prov"].decode(), format="json") for v in (whole, paged)]
+    assert docs[0] == docs[1]
+    prov = json.loads(paged["prov"], object_pairs_hook=unique_keys)
+    cat = store.job_items(job)[0]
+    assert cat["rel_path"] == "box/chelsea cat.png"
+    twice = prov["entity"][f"colorize:sha256-{cat['sha256']}"]   # one content, two places: two records
+    assert sorted(r["prov:location"].rsplit("/", 2)[-2] for r in twice) == ["box", "copies"]
+    assert prov["agent"]["colorize:person-Bea%20Curator"]["colorize:name"] == "Bea Curator"
+    decisions = [k for k in prov["activity"] if "-review-" in k]
+    associations = 1 + len(store.job_items(job)) + 2   # the job's, each item's, each decision's
+    assert len(decisions) == 2 and len(prov["wasAssociatedWith"]) == associations
 
 
 def test_cli_export_writes_all_three(tmp_path):
