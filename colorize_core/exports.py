@@ -35,7 +35,7 @@ from colorize_core import __version__
 from colorize_core.archive import CONTENT_TYPES, MANIFESTS
 from colorize_core.images import NOTE
 from colorize_core.manifest import SpooledManifest, spooled_manifest, write_json_list
-from colorize_core.provenance import Event, Item, ProvenanceStore, in_chunks
+from colorize_core.provenance import IN_CHUNK, Event, Item, ProvenanceStore, in_chunks
 from colorize_core.storage import Location, work_dir
 
 IIIF_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
@@ -46,6 +46,7 @@ VIDEO = {"access": "video/mp4", "master": "video/x-matroska", "master-prores": "
 
 
 FILES = {"iiif": "iiif.json", "premis": "premis.xml", "prov": "prov.json"}   # under DEST/manifests/<job>/
+PROV_PAGE = 1000   # items a page of PROV records: prov's objects take some 50 KB an item
 CONTENT_TYPES_OF = {"iiif": 'application/ld+json;profile="http://iiif.io/api/presentation/3/context.json"',
                     "premis": "application/xml", "prov": "application/json"}
 
@@ -143,16 +144,16 @@ def write_iiif(manifest: SpooledManifest, dest: Location, base_url: str, source_
     write_json_list(path, lambda: iiif_head(manifest.job, dest, base_url, canvases), each())
 
 
-def _item_pages(store: ProvenanceStore, job_id: str, events: bool = False
+def _item_pages(store: ProvenanceStore, job_id: str, events: bool = False, size: int = IN_CHUNK
                 ) -> Iterator[tuple[list[Item], dict[int, list[Event]]]]:
     """The job's own items (by id) with their outputs, and with ``events`` their events (by
-    id), a page of :data:`IN_CHUNK` items at a time."""
+    id), a page of ``size`` items at a time."""
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
     with store.session() as s:
         ids = s.scalars(select(Item.id).where(Item.job_id == job_id).order_by(Item.id)).all()
-    for part in in_chunks(ids):
+    for part in in_chunks(ids, size):
         by_item: dict[int, list[Event]] = {}
         with store.session() as s:
             items = list(s.scalars(select(Item).where(Item.id.in_(part)).options(selectinload(Item.outputs))
@@ -315,12 +316,12 @@ def write_prov(store: ProvenanceStore, job_id: str, path: Path) -> None:
                             {"colorize:status": job.status, "colorize:flow_run": job.flow_run_id or ""})
         head.wasAssociatedWith(run, software)
         add(head)
-        for items, events in _item_pages(store, job_id, events=True):
+        for items, events in _item_pages(store, job_id, events=True, size=PROV_PAGE):
             doc = document()
             for it in items:
                 _prov_item(doc, it, events.get(it.id, []), run.identifier, model)
             add(doc)
-        spool.execute("CREATE INDEX r_key ON r (section, key, seq)")
+        spool.execute("CREATE INDEX r_key ON r (section, key, value)")
         _write_records(spool, prefixes, path)
     finally:
         spool.close()
@@ -355,21 +356,29 @@ def _prov_item(doc: Any, it: Item, events: list[Event], run: Any, model: str) ->
 
 def _write_records(spool: sqlite3.Connection, prefixes: dict[str, str], path: Path) -> None:
     """The PROV-JSON document of the spooled records (sections and ids in the order they first
-    came), laid out as ``json.dumps(..., indent=1)`` lays it out."""
+    came; a record declared again, the same, once), laid out as ``json.dumps(..., indent=1)``
+    lays it out. Only a record at a time is held, however many an id has."""
     rows = spool.execute(
-        "WITH k AS (SELECT section, key, MIN(seq) AS first FROM r GROUP BY section, key), "
+        "WITH v AS (SELECT section, key, value, MIN(seq) AS seq FROM r GROUP BY section, key, value), "
+        "k AS (SELECT section, key, MIN(seq) AS first FROM r GROUP BY section, key), "
         "s AS (SELECT section, MIN(seq) AS first FROM r GROUP BY section) "
-        "SELECT r.section, r.key, r.value FROM r JOIN k USING (section, key) JOIN s USING (section) "
-        "ORDER BY s.first, k.first, r.seq")
+        "SELECT v.section, v.key, v.value FROM v JOIN k USING (section, key) JOIN s USING (section) "
+        "ORDER BY s.first, k.first, v.seq")
     nested = lambda text, depth: text.replace("\n", "\n" + " " * depth)  # noqa: E731
     with open(path, "w", encoding="utf-8") as out:
         out.write('{\n "prefix": ' + nested(json.dumps(prefixes, indent=1, ensure_ascii=False), 1))
         for section, in_section in itertools.groupby(rows, key=operator.itemgetter(0)):
             out.write(f",\n {json.dumps(section)}: {{")
             for n, (key, same) in enumerate(itertools.groupby(in_section, key=operator.itemgetter(1))):
-                values = list(dict.fromkeys(value for _, _, value in same))   # the same record declared again: once
-                text = values[0] if len(values) == 1 else "[\n " + ",\n ".join(nested(v, 1) for v in values) + "\n]"
-                out.write(f"{',' if n else ''}\n  {json.dumps(key, ensure_ascii=False)}: {nested(text, 2)}")
+                out.write(f"{',' if n else ''}\n  {json.dumps(key, ensure_ascii=False)}: ")
+                first, second = next(same)[2], next(same, None)
+                if second is None:   # the one record of its id
+                    out.write(nested(first, 2))
+                    continue
+                out.write("[\n   " + nested(first, 3))   # more: a list of them
+                for _, _, value in itertools.chain([second], same):
+                    out.write(",\n   " + nested(value, 3))
+                out.write("\n  ]")
             out.write("\n }")
         out.write("\n}")
 

@@ -141,7 +141,7 @@ def test_exports_are_written_a_page_of_items_at_a_time_and_say_what_one_page_say
     decide(store, done[-1], "approved", "Bea Curator")   # her second decision: one agent
     read = lambda uris: {kind: open(uri, "rb").read() for kind, uri in uris.items()}  # noqa: E731
     whole = read(write_exports(store, job, dest, ("iiif", "premis", "prov"), BASE))
-    monkeypatch.setattr(exports, "in_chunks", lambda values: provenance.in_chunks(values, 1))
+    monkeypatch.setattr(exports, "in_chunks", lambda values, size: provenance.in_chunks(values, 1))
     monkeypatch.setattr(provenance, "IN_CHUNK", 1)   # and the manifest's items one at a time
     paged = read(write_exports(store, job, dest, ("iiif", "premis", "prov"), BASE))
     assert paged["iiif"] == whole["iiif"] and paged["premis"] == whole["premis"]
@@ -160,6 +160,7 @@ def test_exports_are_written_a_page_of_items_at_a_time_and_say_what_one_page_say
     docs = [ProvDocument.deserialize(content=v["prov"].decode(), format="json") for v in (whole, paged)]
     assert docs[0] == docs[1]
     prov = json.loads(paged["prov"], object_pairs_hook=unique_keys)
+    assert json.dumps(prov, indent=1, ensure_ascii=False).encode() == paged["prov"]   # laid out as json.dumps
     cat = store.job_items(job)[0]
     assert cat["rel_path"] == "box/chelsea cat.png"
     twice = prov["entity"][f"colorize:sha256-{cat['sha256']}"]   # one content, two places: two records
