@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from colorize_core.archive import JobSettings
 from colorize_core.errors import ColorizeError, ModelError, NotFoundError, ReviewError
@@ -101,15 +101,18 @@ def redo_settings(base: dict[str, Any], redo: dict[str, Any]) -> JobSettings:
     return JobSettings(**settings)
 
 
-def _reviewables(store: ProvenanceStore, item_ids: list[int]) -> tuple[dict[int, Item], list[ColorizeError]]:
+def _reviewables(store: ProvenanceStore, item_ids: list[int]) -> tuple[dict[int, Row], list[ColorizeError]]:
     """The item that holds the output each of ``item_ids`` refers to (a skip record points to
-    it), by the id asked for; and why each of the others cannot take a decision."""
-    found: dict[int, Item] = {}
+    it), by the id asked for (the columns a decision needs); and why each of the others cannot
+    take a decision."""
+    found: dict[int, Row] = {}
     problems: list[ColorizeError] = []
+    columns = (Item.id, Item.job_id, Item.rel_path, Item.status, Item.previous_item_id, Item.params, Item.reason,
+               Item.error_type, Item.error)   # a job's approval reads an item (and its earlier one) per original
     with store.session() as s:
-        rows = {it.id: it for part in in_chunks(item_ids) for it in s.scalars(select(Item).where(Item.id.in_(part)))}
+        rows = {it.id: it for part in in_chunks(item_ids) for it in s.execute(select(*columns).where(Item.id.in_(part)))}
         earlier = [it.previous_item_id for it in rows.values() if it.status == "skipped" and it.previous_item_id]
-        rows.update((it.id, it) for part in in_chunks(earlier) for it in s.scalars(select(Item).where(Item.id.in_(part))))
+        rows.update((it.id, it) for part in in_chunks(earlier) for it in s.execute(select(*columns).where(Item.id.in_(part))))
         for item_id in item_ids:
             item = rows.get(item_id)
             if item is None:
@@ -167,7 +170,7 @@ def _record(store: ProvenanceStore, requests: list[tuple[int, str, str, dict[str
             raise problems[0]
         raise ReviewError(f"{len(problems)} of the {len(requests)} items cannot take a decision, so none was "
                           "recorded: " + "; ".join(str(p) for p in problems))
-    decided: dict[int, tuple[Item, dict[str, Any]]] = {}
+    decided: dict[int, tuple[Row, dict[str, Any]]] = {}
     for item_id, decision, note, redo in requests:
         item = found[item_id]
         if redo:
@@ -176,8 +179,8 @@ def _record(store: ProvenanceStore, requests: list[tuple[int, str, str, dict[str
         if with_job:
             detail["with_job"] = with_job
         decided.setdefault(item.id, (item, detail))
-    store.add_events([Event(job_id=item.job_id, item_id=item.id, type="review", outcome="success",
-                            agent=f"person:{by.strip()}", detail=detail) for item, detail in decided.values()])
+    store.add_events({"job_id": item.job_id, "item_id": item.id, "type": "review", "outcome": "success",
+                      "agent": f"person:{by.strip()}", "detail": detail} for item, detail in decided.values())
     return [{"item_id": item.id, "rel_path": item.rel_path, "job_id": item.job_id, "by": by.strip(), **detail}
             for item, detail in decided.values()]
 
