@@ -1,16 +1,20 @@
-"""A large job's views: writing and building its manifest, approving its items, on SQLite or PostgreSQL.
+"""A large job's views: its manifest, exports and review list, approving its items, on SQLite or PostgreSQL.
 
-    python bench/bench_manifest.py [--items 20000] [--db URL] [--steps write,build,approve]
+    python bench/bench_manifest.py [--items 20000] [--db URL] [--steps write,build,iiif,premis,prov,list,approve]
 
-Records a job of ``items`` photos done (each with its rendition and two review thumbnails),
-then a nightly job that skipped them all (a skip record per original, pointing at the first
-job's item, as every nightly run over an archive records), in SQLite in the temporary folder
-unless --db names another database (an empty one). Then times, for the nightly job, each step
-in a fresh process of its own (so that its peak memory is its own):
-  write    write_manifest as the flow runs it: manifest.json and the HTML contact sheet's
-           pages, with DEST's index, built a page of the database at a time (streamed);
-  build    colorize_core.manifest.build_manifest, the manifest held whole (what exports and
-           `review list` use);
+Records a job of ``items`` photos done (each with its rendition, two review thumbnails and the
+four events the flow records: ingest, colorize, refine, write), then a nightly job that skipped
+them all (a skip record per original, pointing at the first job's item, with its ingest and skip
+events, as every nightly run over an archive records), in SQLite in the temporary folder unless
+--db names another database (an empty one). Then times each step in a fresh process of its own
+(so that its peak memory is its own):
+  write    write_manifest as the flow runs it, for the nightly job: manifest.json and the HTML
+           contact sheet's pages, with DEST's index, built a page of the database at a time;
+  build    colorize_core.manifest.build_manifest for the nightly job, the manifest held whole;
+  iiif     the IIIF export of the nightly job, as the flow writes it after every job;
+  premis   `colorize export --what premis` of the first job (its items, outputs and events);
+  prov     `colorize export --what prov` of the first job;
+  list     `colorize review list --csv` of the nightly job (a review sheet), to /dev/null;
   approve  colorize review approve --job as the CLI runs it (review.take_decisions), then the
            manifests rendered again (manifest.refresh_jobs).
 Prints seconds, items/s and the step's process's peak resident memory, with what that process
@@ -30,12 +34,13 @@ from pathlib import Path
 
 from sqlalchemy import insert, select
 
+from colorize_core.exports import write_exports
 from colorize_core.manifest import build_manifest, refresh_jobs, write_manifest
-from colorize_core.provenance import Item, Output, ProvenanceStore
+from colorize_core.provenance import Event, Item, Output, ProvenanceStore
 from colorize_core.review import take_decisions
 from colorize_core.storage import open_location
 
-STEPS = ("write", "build", "approve")
+STEPS = ("write", "build", "iiif", "premis", "prov", "list", "approve")
 
 
 def _peak_mib() -> int:
@@ -54,6 +59,10 @@ def record(store: ProvenanceStore, dest: str, n: int) -> tuple[str, str]:
     params = {"refine": "flood", "work_size": 256, "model": "default"}
     common = dict(dest=dest, params=params, params_key="k" * 64, model_name="default", model_sha256="0" * 64,
                   media_type="photo", sha256="b" * 64, size=4_000_000, format="TIFF", width=3000, height=2000)
+    done_events = [("ingest", "colorize", {"bytes": 4_000_000, "sha256": "b" * 64}),
+                   ("colorize", "model default sha256:" + "0" * 64, {"work_size": 256, "device": "cpu"}),
+                   ("refine", "colorize", {"method": "flood", "params": {}}),
+                   ("write", "colorize", {"uri": "file:///dest/photo.tif", "sha256": "a" * 64, "seconds": 1.5})]
     rel = [f"box-{i // 1000:03d}/photo-{i:07d}.tif" for i in range(n)]
     first = store.start_job("/scans", dest, params, "k" * 64, "default", "0" * 64, {}, None)
     nightly = store.start_job("/scans", dest, params, "k" * 64, "default", "0" * 64, {}, None)
@@ -64,9 +73,15 @@ def record(store: ProvenanceStore, dest: str, n: int) -> tuple[str, str]:
         s.execute(insert(Output), [dict(item_id=i, kind=kind, uri=location.uri_of(f"{r}.{kind}"), sha256="a" * 64,
                                         size=1) for i, r in zip(ids, rel)
                                    for kind in ("colour", "thumb-original", "thumb-colour")])
+        s.execute(insert(Event), [dict(job_id=first, item_id=i, type=kind, outcome="success", agent=agent,
+                                       detail=detail) for i in ids for kind, agent, detail in done_events])
         s.execute(insert(Item), [dict(job_id=nightly, source_uri=f"/scans/{r}", rel_path=r, status="skipped",
                                       reason="already done", previous_item_id=i, **common)
                                  for i, r in zip(ids, rel)])
+        skips = s.scalars(select(Item.id).where(Item.job_id == nightly).order_by(Item.id)).all()
+        s.execute(insert(Event), [dict(job_id=nightly, item_id=i, type=kind, outcome="success", agent="colorize",
+                                       detail={"previous_item": p} if kind == "skip" else {"bytes": 4_000_000})
+                                  for i, p in zip(skips, ids) for kind in ("ingest", "skip")])
     store.finish_job(first, "completed")
     store.finish_job(nightly, "completed")
     return first, nightly
@@ -87,6 +102,17 @@ def step(name: str, n: int, db: str, dest: str, first: str, nightly: str) -> Non
                  f"{first_page:.1f} MiB the first")
     elif name == "build":
         assert len(build_manifest(store, nightly)["items"]) == n
+        seconds, extra = time.perf_counter() - t0, ""
+    elif name in ("iiif", "premis", "prov"):
+        job = nightly if name == "iiif" else first
+        path = write_exports(store, job, location, (name,), "https://media.example.org")[name]
+        seconds, extra = time.perf_counter() - t0, f"; {os.path.getsize(path) / 2**20:.0f} MiB"
+    elif name == "list":
+        from colorize_cli.main import cli
+
+        with open(os.devnull, "w") as sys.stdout:
+            cli.main(["review", "list", nightly, "--db", db, "--csv"], standalone_mode=False)
+        sys.stdout = sys.__stdout__
         seconds, extra = time.perf_counter() - t0, ""
     else:
         decisions, _ = take_decisions(store, "approved", "Bench", job_id=nightly)
