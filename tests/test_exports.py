@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from colorize_core.archive import JobSettings, plan, process_batch
 from colorize_core.colorizer import Colorizer
@@ -131,15 +132,15 @@ def test_exports_are_written_a_page_of_items_at_a_time_and_say_what_one_page_say
     """A nightly job over an archive has an item per original: PREMIS and PROV read its items a
     page at a time and the IIIF manifest reads its spooled manifest an item at a time, so what
     they hold does not grow with the job. Their documents do not depend on the page size."""
-    import colorize_core.exports as exports
-    import colorize_core.provenance as provenance
-    from colorize_core.manifest import build_manifest
     from prov.model import ProvDocument
+
+    from colorize_core import exports, provenance
+    from colorize_core.manifest import build_manifest
 
     store, job, dest = _job(tmp_path, copy=True)
     done = [r["id"] for r in store.job_items(job) if r["status"] == "done"]
     decide(store, done[-1], "approved", "Bea Curator")   # her second decision: one agent
-    read = lambda uris: {kind: open(uri, "rb").read() for kind, uri in uris.items()}  # noqa: E731
+    read = lambda uris: {kind: Path(uri).read_bytes() for kind, uri in uris.items()}  # noqa: E731
     whole = read(write_exports(store, job, dest, ("iiif", "premis", "prov"), BASE))
     monkeypatch.setattr(exports, "in_chunks", lambda values, size: provenance.in_chunks(values, 1))
     monkeypatch.setattr(provenance, "IN_CHUNK", 1)   # and the manifest's items one at a time
