@@ -46,6 +46,7 @@ VIDEO = {"access": "video/mp4", "master": "video/x-matroska", "master-prores": "
 
 
 FILES = {"iiif": "iiif.json", "premis": "premis.xml", "prov": "prov.json"}   # under DEST/manifests/<job>/
+EXPORT = "export"   # the type of the job's event recording an export written (kind, URI, its public URLs)
 PROV_PAGE = 1000   # items a page of PROV records: prov's objects take some 50 KB an item
 CONTENT_TYPES_OF = {"iiif": 'application/ld+json;profile="http://iiif.io/api/presentation/3/context.json"',
                     "premis": "application/xml", "prov": "application/json"}
@@ -420,4 +421,32 @@ def write_exports(store: ProvenanceStore, job_id: str, dest: Location, kinds: tu
             dest.replace_file(rel, path, CONTENT_TYPES_OF[kind])
             path.unlink()
             out[kind] = dest.uri_of(rel)
+    urls = {"base_url": base_url, "source_base_url": source_base_url}   # what a refresh writes it with again
+    store.add_events({"job_id": job_id, "item_id": None, "type": EXPORT, "outcome": "success",
+                      "agent": f"colorize {__version__}",
+                      "detail": {"kind": kind, "uri": uri, **(urls if kind == "iiif" else {})}}
+                     for kind, uri in out.items())
     return out
+
+
+def refresh_iiif(store: ProvenanceStore, job_id: str, dest: Location, manifest: SpooledManifest) -> bool:
+    """Write the job's IIIF manifest again, from ``manifest``, with the public URLs it was last
+    written with (its last ``export`` event), when DEST holds it: its canvases show the review
+    decisions. False, and nothing written, when DEST holds none or none was recorded written
+    (one written before exports were recorded: its URLs are not known)."""
+    from sqlalchemy import select
+
+    rel = posixpath.join(MANIFESTS, job_id, FILES["iiif"])
+    if not dest.exists(rel):
+        return False
+    with store.session() as s:
+        written = [e.detail for e in s.scalars(select(Event).where(Event.job_id == job_id, Event.type == EXPORT,
+                                                                    Event.item_id.is_(None)).order_by(Event.id))]
+    last = next((d for d in reversed(written) if d.get("kind") == "iiif"), None)
+    if last is None:
+        return False
+    with work_dir("export") as tmp:
+        path = Path(tmp, FILES["iiif"])
+        write_iiif(manifest, dest, last.get("base_url") or default_base_url(dest), last.get("source_base_url"), path)
+        dest.replace_file(rel, path, CONTENT_TYPES_OF["iiif"])
+    return True

@@ -13,7 +13,7 @@ from colorize_core.colorizer import Colorizer
 from colorize_core.exports import PREMIS_NS, write_exports
 from colorize_core.images import NOTE
 from colorize_core.provenance import ProvenanceStore
-from colorize_core.review import decide
+from colorize_core.review import decide, decisions_of
 from colorize_core.storage import open_location
 from tests.conftest import SAMPLES, bad_inputs
 
@@ -170,6 +170,40 @@ def test_exports_are_written_a_page_of_items_at_a_time_and_say_what_one_page_say
     decisions = [k for k in prov["activity"] if "-review-" in k]
     associations = 1 + len(store.job_items(job)) + 2   # the job's, each item's, each decision's
     assert len(decisions) == 2 and len(prov["wasAssociatedWith"]) == associations
+
+
+def test_a_decision_writes_the_iiif_manifest_again_with_the_urls_it_was_written_with(tmp_path):
+    """The IIIF manifest shows each canvas's review decision: a decision taken after it was
+    written renders it again, with the public URLs it was written with (recorded as the job's
+    export event). A job whose DEST holds none gets none."""
+    from sqlalchemy import select
+
+    from colorize_core.exports import EXPORT
+    from colorize_core.manifest import refresh_jobs
+    from colorize_core.provenance import Event
+
+    store, job, dest = _job(tmp_path)
+    sources = "https://media.example.org/scans"
+    uri = write_exports(store, job, dest, ("iiif",), BASE, sources)["iiif"]
+    reviews = lambda m: sorted(c["metadata"][2]["value"]["en"][0] for c in m["items"])  # noqa: E731
+    assert reviews(json.loads(Path(uri).read_bytes())) == ["not reviewed", "rejected"]
+    with store.session() as s:
+        recorded = [(e.item_id, e.detail) for e in s.scalars(select(Event).where(Event.job_id == job,
+                                                                                  Event.type == EXPORT))]
+    assert recorded == [(None, {"kind": "iiif", "uri": uri, "base_url": BASE, "source_base_url": sources})]
+
+    done = [r["id"] for r in store.job_items(job) if r["status"] == "done"]
+    waiting = next(i for i in done if not decisions_of(store, [i]))   # the photo not yet decided
+    decide(store, waiting, "approved", "Bea Curator")
+    assert refresh_jobs(store, [job]) == {job: None}
+    m = json.loads(Path(uri).read_bytes())
+    assert reviews(m) == ["approved", "rejected"] and m["id"] == f"{BASE}/manifests/{job}/iiif.json"
+    originals = [c["items"][0]["items"][0]["body"]["items"][1]["id"] for c in m["items"]]
+    assert all(o.startswith(f"{sources}/box/chelsea") for o in originals)
+
+    Path(uri).unlink()   # none in DEST: none written
+    refresh_jobs(store, [job])
+    assert not Path(uri).exists()
 
 
 def test_cli_export_writes_all_three(tmp_path):
