@@ -386,8 +386,8 @@ def _write_records(spool: sqlite3.Connection, prefixes: dict[str, str], path: Pa
 
 def rewrite_exports(store: ProvenanceStore, job_id: str, dest: Location) -> list[str]:
     """Write again those of a job's PREMIS and PROV exports that DEST holds, after its records
-    changed (a relocation); returns the kinds written. A IIIF manifest stays as it was written:
-    its ids are DEST's public URL, which only its publisher knows."""
+    changed (a relocation); returns the kinds written. The IIIF manifest is written again with
+    the job's manifest (:func:`refresh_iiif`), with the public URLs it was written with."""
     kinds = tuple(k for k in ("premis", "prov") if dest.exists(posixpath.join(MANIFESTS, job_id, FILES[k])))
     return list(write_exports(store, job_id, dest, kinds)) if kinds else []
 

@@ -350,16 +350,20 @@ def write_json_list(path: Path, head_of: Callable[[], dict[str, Any]], items: It
     return where
 
 
-def refresh_manifest(store: ProvenanceStore, job_id: str, dest: Location) -> dict[str, str]:
-    """Render a job's manifest again (a review decision was added): its own files always, DEST's
-    index only while the index is this job's. A decision on an earlier job's item must not put
-    that job in the place of the latest one. The job's IIIF manifest, which shows the decisions
-    too, is written again from the same spool (:func:`~colorize_core.exports.refresh_iiif`)."""
+def refresh_manifest(store: ProvenanceStore, job_id: str, dest: Location, index: bool | None = None) -> dict[str, str]:
+    """Render a job's manifest again (a review decision was added, a check or a relocation changed
+    its records): its own files always, DEST's index only while the index is this job's (or as
+    ``index`` says, for a caller that read the index once for many jobs). A decision on an earlier
+    job's item must not put that job in the place of the latest one. The job's IIIF manifest,
+    which shows the decisions and names the outputs' places too, is written again from the same
+    spool (:func:`~colorize_core.exports.refresh_iiif`)."""
     from colorize_core.exports import refresh_iiif   # the exports build on the manifest
 
-    shown = index_job(dest)   # None: no index yet, or not one of ours: this job's becomes it
+    if index is None:
+        shown = index_job(dest)   # None: no index yet, or not one of ours: this job's becomes it
+        index = shown in (None, job_id)
     with spooled_manifest(store, job_id) as manifest:
-        uris = write_manifest(store, job_id, dest, index=shown in (None, job_id), manifest=manifest)
+        uris = write_manifest(store, job_id, dest, index=index, manifest=manifest)
         refresh_iiif(store, job_id, dest, manifest)
     return uris
 

@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from colorize_core.fixity import Scope, check_range, unrecorded
-from colorize_core.manifest import index_job, write_manifest
+from colorize_core.manifest import index_job, refresh_manifest
 from colorize_core.provenance import ProvenanceStore
 from colorize_core.settings import get_settings
 from colorize_core.storage import open_location
@@ -58,5 +58,5 @@ def refresh_manifests(job_ids: list[str], dest: str, db_url: str, s3_endpoint: s
     shown = index_job(location)   # read once: the index is written again only as that job's
     jobs = sorted({j for j in [*job_ids, shown] if j and store.job(j) is not None})
     for job_id in jobs:
-        write_manifest(store, job_id, location, index=job_id == shown)
+        refresh_manifest(store, job_id, location, index=job_id == shown)
     return jobs

@@ -87,8 +87,10 @@ def test_relocate_follows_a_copied_dest_or_refuses_and_changes_nothing(prefect_a
     assert after["outputs"] == sorted(u.replace(str(old), str(new), 1) for u in before["outputs"])
     assert after["shots"] != before["shots"] and str(old) not in "".join(after["shots"])
     events = after["events"][len(before["events"]):]
-    assert sorted({t for t, _ in events}) == ["fixity check", "transfer"]
-    assert len(events) == 2 * summary["items"] and after["events"][:len(before["events"])] == before["events"]
+    per_item = [(t, i) for t, i in events if i is not None]
+    assert sorted({t for t, _ in per_item}) == ["fixity check", "transfer"]
+    assert len(per_item) == 2 * summary["items"] and after["events"][:len(before["events"])] == before["events"]
+    assert [t for t, i in events if i is None] == ["export"]   # the PREMIS written again, recorded
     r = colorize("review", "list", job, "--db", db, "--json")
     flagged = {it["rel_path"] for it in json.loads(r.stdout) if "damaged" in it["attention"]}
     assert len(flagged) == 2
@@ -97,6 +99,8 @@ def test_relocate_follows_a_copied_dest_or_refuses_and_changes_nothing(prefect_a
         text = (new / page).read_text()
         assert str(new) in text and str(old) not in text
     premis = (new / "manifests" / job / "premis.xml").read_text()
+    iiif = (new / "manifests" / job / "iiif.json").read_text()   # written again with the URL it had: DEST's
+    assert f"file://{quote(str(new))}/" in iiif and f"file://{quote(str(old))}/" not in iiif
     assert premis.count("<premis:eventType>transfer</premis:eventType>") == summary["items"]
     assert f"file://{quote(str(old))}/" not in premis and f"file://{quote(str(new))}/" in premis
     # Stopped after its commit, before the views (or retried then): run again, it renders them.
@@ -104,7 +108,9 @@ def test_relocate_follows_a_copied_dest_or_refuses_and_changes_nothing(prefect_a
         shutil.copy(old / page, new / page)
     r = colorize("relocate", str(old), str(new), "--db", db, env=env)
     assert r.returncode == 0 and f"{old} was relocated to {new} already (relocation " in r.stdout, r.stdout + r.stderr
-    assert str(old) not in (new / "manifest.json").read_text() and _records(store) == after
+    assert str(old) not in (new / "manifest.json").read_text()
+    again = _records(store)   # nothing changed but the PREMIS export, written again and recorded
+    assert again == {**after, "events": again["events"]} and again["events"] == [*after["events"], ("export", None)]
 
     # The old place is no longer a destination: a job writing there (a schedule not updated yet)
     # would do everything again beside the files left there, so it is refused, naming the new one.
