@@ -104,7 +104,8 @@ def iiif_canvas(it: dict[str, Any], n: int, job: dict[str, Any], dest: Location,
         "id": cid, "type": "Canvas", "label": {"none": [it["rel_path"]]}, **size,
         "metadata": [{"label": {"en": ["Input sha256"]}, "value": {"none": [it["sha256"] or ""]}},
                      {"label": {"en": ["Model"]}, "value": {"none": [f"{it['model_name']} sha256:{it['model_sha256']}"]}},
-                     {"label": {"en": ["Review"]}, "value": {"en": [it["decision"] or "not reviewed"]}}],
+                     {"label": {"en": ["Review"]}, "value": {"en": [it["decision"] or "not reviewed"]}},
+                     *_iiif_state(it)],
         "items": [{"id": f"{cid}/page", "type": "AnnotationPage", "items": [{
             "id": f"{cid}/page/painting", "type": "Annotation", "motivation": "painting", "target": cid,
             "body": {"type": "Choice", "items": body} if len(body) > 1 else body[0]}]}],
@@ -113,6 +114,23 @@ def iiif_canvas(it: dict[str, Any], n: int, job: dict[str, Any], dest: Location,
         canvas["thumbnail"] = [{"id": _public(it["thumbnails"]["colour"], root, base_url), "type": "Image",
                                 "format": "image/jpeg"}]
     return canvas
+
+
+def _iiif_state(it: dict[str, Any]) -> list[dict[str, Any]]:
+    """Canvas metadata for what happened to the rendition since it was made, as its job's page
+    says it: its latest fixity check, and the item that superseded it (a redo or a repair)."""
+    out = []
+    if it.get("fixity"):
+        fx = it["fixity"]
+        found = (", ".join(f"{p['kind']} {p['status']}" for p in fx["not_intact"]) or "not intact"
+                 if fx["outcome"] == "failure" else "intact")
+        out.append({"label": {"en": ["Fixity check"]}, "value": {"en": [f"{found} ({fx['at']})"]}})
+    by = (it.get("redo") or {}).get("superseded_by")
+    if by:
+        how = "damaged; written again" if by.get("repair") else "redone"
+        out.append({"label": {"en": ["Superseded"]},
+                    "value": {"en": [f"{how} as item {by.get('item_id')} in job {by.get('job_id')}"]}})
+    return out
 
 
 def iiif_head(job: dict[str, Any], dest: Location, base_url: str, canvases: int) -> dict[str, Any]:

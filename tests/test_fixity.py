@@ -39,6 +39,12 @@ def run_check(check, **kwargs):  # noqa: ANN001, ANN003, ANN201
     return state, received.summary(state)
 
 
+def _iiif_says(path: Path, label: str) -> dict[str, str]:
+    """Per canvas (by its label, the item's path) of a IIIF manifest, its metadata value ``label``."""
+    return {c["label"]["none"][0]: m["value"]["en"][0] for c in json.loads(path.read_text())["items"]
+            for m in c["metadata"] if m["label"]["en"] == [label]}
+
+
 def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unrecorded(prefect_api, tmp_path):
     src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
     small_archive(src, "animals", "portraits", "still-life")
@@ -104,6 +110,12 @@ def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unr
     assert index["job"]["id"] == second["job_id"]
     assert sum("damaged" in it["attention"] for it in index["items"]) == 3
     assert "colour missing" in (dest / "manifests" / first / "manifest.html").read_text()
+    # And its IIIF manifest, written again: each canvas says what the latest check found.
+    found = _iiif_says(dest / "manifests" / first / "iiif.json", "Fixity check")
+    assert len(found) == 5 and found["portraits/astronaut.jpg"].startswith("colour missing (")
+    assert found["animals/chelsea cat.png"].startswith("colour changed (")
+    assert found["still-life/coffee-16bit.tif"].startswith("colour unreadable (")
+    assert sum(said.startswith("intact (") for said in found.values()) == 2
 
     # What the check recorded is in the job's PREMIS export, linked to the outputs it read.
     r = colorize("export", first, "--what", "premis", "--db", db)
@@ -147,6 +159,9 @@ def test_verify_reads_back_every_output_and_names_what_is_missing_changed_or_unr
     r = colorize("review", "list", first, "--db", db, "--json")
     assert not [it for it in json.loads(r.stdout) if "damaged" in it["attention"]]
     assert (dest / "manifests" / first / "manifest.html").read_text().count("Damaged; written again as item") == 3
+    superseded = _iiif_says(dest / "manifests" / first / "iiif.json", "Superseded")
+    assert sorted(superseded) == ["animals/chelsea cat.png", "portraits/astronaut.jpg", "still-life/coffee-16bit.tif"]
+    assert all(said.startswith("damaged; written again as item ") for said in superseded.values())
     page = (dest / "manifests" / repair["job_id"] / "manifest.html").read_text()
     assert page.count("whose outputs a fixity check found damaged") == 2 and "written again from their originals" in page
     r = colorize("verify", str(dest), "--db", db, "--json", env=env)
