@@ -19,6 +19,7 @@ job over an archive has an item per original, and what is held must not grow wit
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import mimetypes
@@ -61,7 +62,7 @@ def _public(uri: str, root: str, base: str) -> str:
 def default_base_url(dest: Location) -> str:
     """Where DEST's files are when no public URL is configured: file:// or s3:// (fine for a
     local check; a viewer needs HTTP(S))."""
-    return dest.uri if "://" in dest.uri else "file://" + urllib.parse.quote(dest.uri)
+    return _as_uri(dest.uri)
 
 
 def _iiif_id(job: dict[str, Any], dest: Location, base_url: str) -> str:
@@ -426,12 +427,8 @@ def write_exports(store: ProvenanceStore, job_id: str, dest: Location, kinds: tu
         for kind in kinds:
             rel, path = f"{job_dir}/{FILES[kind]}", Path(tmp, FILES[kind])
             if kind == "iiif":
-                base = base_url or default_base_url(dest)
-                if manifest is None:
-                    with spooled_manifest(store, job_id) as made:
-                        write_iiif(made, dest, base, source_base_url, path)
-                else:
-                    write_iiif(manifest, dest, base, source_base_url, path)
+                with contextlib.nullcontext(manifest) if manifest else spooled_manifest(store, job_id) as made:
+                    write_iiif(made, dest, base_url or default_base_url(dest), source_base_url, path)
             elif kind == "premis":
                 write_premis(store, job_id, path)
             else:
@@ -448,23 +445,20 @@ def write_exports(store: ProvenanceStore, job_id: str, dest: Location, kinds: tu
 
 
 def refresh_iiif(store: ProvenanceStore, job_id: str, dest: Location, manifest: SpooledManifest) -> bool:
-    """Write the job's IIIF manifest again, from ``manifest``, with the public URLs it was last
-    written with (its last ``export`` event), when DEST holds it: its canvases show the review
-    decisions. False, and nothing written, when DEST holds none or none was recorded written
-    (one written before exports were recorded: its URLs are not known)."""
+    """Write the job's IIIF manifest again (:func:`write_exports`, which records it), from
+    ``manifest``, with the public URLs it was last written with (its last ``export`` event), when
+    DEST holds it: its canvases show the review decisions, the fixity checks and the outputs'
+    places. False, and nothing written, when DEST holds none or none was recorded written (one
+    written before exports were recorded: its URLs are not known)."""
     from sqlalchemy import select
 
-    rel = posixpath.join(MANIFESTS, job_id, FILES["iiif"])
-    if not dest.exists(rel):
+    if not dest.exists(posixpath.join(MANIFESTS, job_id, FILES["iiif"])):
         return False
     with store.session() as s:
-        written = [e.detail for e in s.scalars(select(Event).where(Event.job_id == job_id, Event.type == EXPORT,
-                                                                    Event.item_id.is_(None)).order_by(Event.id))]
-    last = next((d for d in reversed(written) if d.get("kind") == "iiif"), None)
+        written = s.scalars(select(Event.detail).where(Event.job_id == job_id, Event.type == EXPORT,
+                                                       Event.item_id.is_(None)).order_by(Event.id.desc()))
+        last = next((d for d in written if d.get("kind") == "iiif"), None)
     if last is None:
         return False
-    with work_dir("export") as tmp:
-        path = Path(tmp, FILES["iiif"])
-        write_iiif(manifest, dest, last.get("base_url") or default_base_url(dest), last.get("source_base_url"), path)
-        dest.replace_file(rel, path, CONTENT_TYPES_OF["iiif"])
+    write_exports(store, job_id, dest, ("iiif",), last.get("base_url"), last.get("source_base_url"), manifest)
     return True

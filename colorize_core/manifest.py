@@ -319,9 +319,8 @@ def _write_json(store: ProvenanceStore, job_id: str, path: Path) -> tuple[dict[s
     return head["job"], where, needs
 
 
-def write_json_list(path: Path, head_of: Callable[[], dict[str, Any]], items: Iterable[Any],
-                    key: str = "items") -> array.array:
-    """Write to the local file ``path`` the same bytes as ``json.dumps({**head_of(), key:
+def write_json_list(path: Path, head_of: Callable[[], dict[str, Any]], items: Iterable[Any]) -> array.array:
+    """Write to the local file ``path`` the same bytes as ``json.dumps({**head_of(), "items":
     list(items)}, indent=1, ensure_ascii=False)`` without holding ``items``: they go to a spool
     beside it, since the head, which comes first, may count them (``head_of`` is called once
     ``items`` is exhausted). Returns where each item lies in the file, one more: the end of the
@@ -337,7 +336,7 @@ def write_json_list(path: Path, head_of: Callable[[], dict[str, Any]], items: It
             out.write("\n".join("  " + line for line in text.split("\n")).encode())
         where.append(out.tell())
     with open(path, "wb") as out, open(spool, "rb") as spooled:
-        head = json.dumps({**head_of(), key: []}, indent=1, ensure_ascii=False)
+        head = json.dumps({**head_of(), "items": []}, indent=1, ensure_ascii=False)
         out.write(head[:head.rindex("[")].encode() + b"[")
         if len(where) > 1:
             out.write(b"\n")

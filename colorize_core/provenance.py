@@ -421,8 +421,9 @@ class ProvenanceStore:
 
     def add_events(self, events: Iterable[dict[str, Any]]) -> None:
         """Record events on existing items (review decisions: a job's approval has one for each
-        of its items), given as the columns of each, in one transaction, :data:`IN_CHUNK` rows a
-        statement, without an ORM object for each."""
+        of its items) or on a job as a whole (``item_id`` None: an export written), given as the
+        columns of each, in one transaction, :data:`IN_CHUNK` rows a statement, without an ORM
+        object for each."""
         rows = iter(events)
         with self.session() as s:
             while part := list(itertools.islice(rows, IN_CHUNK)):

@@ -187,15 +187,19 @@ def test_a_decision_writes_the_iiif_manifest_again_with_the_urls_it_was_written_
     uri = write_exports(store, job, dest, ("iiif",), BASE, sources)["iiif"]
     reviews = lambda m: sorted(c["metadata"][2]["value"]["en"][0] for c in m["items"])  # noqa: E731
     assert reviews(json.loads(Path(uri).read_bytes())) == ["not reviewed", "rejected"]
-    with store.session() as s:
-        recorded = [(e.item_id, e.detail) for e in s.scalars(select(Event).where(Event.job_id == job,
+    def recorded() -> list[tuple[int | None, dict]]:
+        with store.session() as s:
+            return [(e.item_id, e.detail) for e in s.scalars(select(Event).where(Event.job_id == job,
                                                                                   Event.type == EXPORT))]
-    assert recorded == [(None, {"kind": "iiif", "uri": uri, "base_url": BASE, "source_base_url": sources})]
+
+    written = (None, {"kind": "iiif", "uri": uri, "base_url": BASE, "source_base_url": sources})
+    assert recorded() == [written]
 
     done = [r["id"] for r in store.job_items(job) if r["status"] == "done"]
     waiting = next(i for i in done if not decisions_of(store, [i]))   # the photo not yet decided
     decide(store, waiting, "approved", "Bea Curator")
     assert refresh_jobs(store, [job]) == {job: None}
+    assert recorded() == [written, written]   # written again, recorded, with the same URLs
     m = json.loads(Path(uri).read_bytes())
     assert reviews(m) == ["approved", "rejected"] and m["id"] == f"{BASE}/manifests/{job}/iiif.json"
     originals = [c["items"][0]["items"][0]["body"]["items"][1]["id"] for c in m["items"]]
@@ -203,7 +207,7 @@ def test_a_decision_writes_the_iiif_manifest_again_with_the_urls_it_was_written_
 
     Path(uri).unlink()   # none in DEST: none written
     refresh_jobs(store, [job])
-    assert not Path(uri).exists()
+    assert not Path(uri).exists() and len(recorded()) == 2
 
 
 def test_cli_export_writes_all_three(tmp_path):

@@ -90,7 +90,7 @@ def test_relocate_follows_a_copied_dest_or_refuses_and_changes_nothing(prefect_a
     per_item = [(t, i) for t, i in events if i is not None]
     assert sorted({t for t, _ in per_item}) == ["fixity check", "transfer"]
     assert len(per_item) == 2 * summary["items"] and after["events"][:len(before["events"])] == before["events"]
-    assert [t for t, i in events if i is None] == ["export"]   # the PREMIS written again, recorded
+    assert [t for t, i in events if i is None] == ["export", "export"]   # the PREMIS and the IIIF written again
     r = colorize("review", "list", job, "--db", db, "--json")
     flagged = {it["rel_path"] for it in json.loads(r.stdout) if "damaged" in it["attention"]}
     assert len(flagged) == 2
@@ -109,8 +109,8 @@ def test_relocate_follows_a_copied_dest_or_refuses_and_changes_nothing(prefect_a
     r = colorize("relocate", str(old), str(new), "--db", db, env=env)
     assert r.returncode == 0 and f"{old} was relocated to {new} already (relocation " in r.stdout, r.stdout + r.stderr
     assert str(old) not in (new / "manifest.json").read_text()
-    again = _records(store)   # nothing changed but the PREMIS export, written again and recorded
-    assert again == {**after, "events": again["events"]} and again["events"] == [*after["events"], ("export", None)]
+    again = _records(store)   # nothing changed but the PREMIS and IIIF exports, written again and recorded
+    assert again == {**after, "events": again["events"]} and again["events"] == [*after["events"], *[("export", None)] * 2]
 
     # The old place is no longer a destination: a job writing there (a schedule not updated yet)
     # would do everything again beside the files left there, so it is refused, naming the new one.
