@@ -818,6 +818,9 @@ def relocate(old: str, new: str, db_url: str, s3_endpoint: str | None, chunk_siz
             m = summary["moved"]
             click.echo(f"relocated {summary['old']} to {summary['new']}: {m['items']} item(s), {m['shots']} film "
                        f"unit(s) and {m['jobs']} job(s) now name it; events recorded in {summary['db_url']}")
+            click.echo(f"a job on {summary['new']} skips the {m['versions_taken']} original(s) read intact there "
+                       f"without reading them again: their size and version there (modification time or ETag) are "
+                       f"recorded")
             click.echo(f"pages rendered again in {len(summary['views'])} DEST(s); {summary['old']} is no longer "
                        f"referenced (remove it when you are ready)")
         elif summary["relocated"]:

@@ -16,8 +16,8 @@ import json
 import platform
 import posixpath
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
@@ -220,17 +220,30 @@ def _sequence_part(entry: Entry, held: dict[str, list[Entry]], sidecars: dict[st
     return True
 
 
-def sequence_at(location: Location) -> FilmEntry | None:
+def sequence_at(location: Location, as_folder: str | None = None) -> FilmEntry | None:
     """The frame sequence whose frames are in ``location``'s own folder, as a job finds it
-    (frames, sound file, sequence.json); None when there is none there."""
+    (frames, sound file, sequence.json); None when there is none there. With ``as_folder``, its
+    version is the one a job computes listing its SOURCE, in which the folder is ``as_folder``."""
     held: dict[str, list[Entry]] = {}
     sidecars: dict[str, Entry] = {}
     sounds: dict[str, list[Entry]] = {}
+    here: dict[str, Entry] = {}
     for entry in location.list():
         if "/" not in entry.rel:
+            here[entry.rel] = entry
             _sequence_part(entry, held, sidecars, sounds)
     films, _, _ = _sequences(held, sidecars, sounds, location)
-    return films[0] if films else None
+    if not films or as_folder is None:
+        return films[0] if films else None
+    prefix = f"{as_folder}/" if as_folder else ""
+    return replace(films[0], version=sequence_version(Entry(prefix + name, here[name].size, here[name].version)
+                                                      for name in films[0].files))
+
+
+def sequence_version(parts: Iterable[Entry]) -> str:
+    """A frame sequence's version, what a job's quick check compares: of its files' paths under
+    SOURCE, sizes and versions (frames, then its sound file and sequence.json)."""
+    return hashlib.sha256("\n".join(f"{e.rel} {e.size} {e.version}" for e in parts).encode()).hexdigest()[:32]
 
 
 def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds: dict[str, list[Entry]],
@@ -275,8 +288,7 @@ def _sequences(held: dict[str, list[Entry]], sidecars: dict[str, Entry], sounds:
         errors.extend((e, f"a sound file beside the frames of {folder or '.'} that its {SEQUENCE_SIDECAR} does not "
                           "name: not used") for name, e in names.items() if name != sound)
         parts = [*frames, *([names[sound]] if sound else []), *([sidecar] if sidecar else [])]
-        version = hashlib.sha256("\n".join(f"{e.rel} {e.size} {e.version}" for e in parts).encode()).hexdigest()
-        films.append(FilmEntry(folder, sum(e.size for e in parts), version[:32],
+        films.append(FilmEntry(folder, sum(e.size for e in parts), sequence_version(parts),
                                tuple(e.rel[len(prefix):] for e in frames), rate, (), sound,
                                sidecar.rel[len(prefix):] if sidecar else None, log, sidecar_sha))
     return films, photos, errors
@@ -566,8 +578,8 @@ def write_thumbnail(dest: Location, pixels: np.ndarray, name: str | None = None)
     try:
         dest.write_new(rel, data, "image/jpeg")
     except FileExistsError:   # the same thumbnail is there already
-        sha, size = dest.digest(rel)
-        return {"uri": dest.uri_of(rel), "sha256": sha, "size": size}
+        there = dest.digest(rel)
+        return {"uri": dest.uri_of(rel), "sha256": there.sha256, "size": there.size}
     return {"uri": dest.uri_of(rel), "sha256": sha, "size": len(data)}
 
 

@@ -120,20 +120,21 @@ def item_ranges(store: ProvenanceStore, scope: Scope, per_range: int,
 
 def check_output(dest: Location, uri: str, sha256: str, size: int, read: Location | None = None) -> dict[str, Any]:
     """Read back the file ``uri`` names under ``dest`` (at the same relative path under ``read``,
-    if given) and compare it with its record: ``{"status": "intact"}``, ``missing``,
+    if given) and compare it with its record: ``{"status": "intact", "version": ...}`` (the
+    version it was read at, as a listing gives it; None if it changed while read), ``missing``,
     ``unreadable`` (with the ``error``), or ``changed`` (with the ``found_sha256`` and ``found_size``)."""
     rel = dest.rel_of(uri)
     if rel is None:
         return {"status": "unreadable", "error": f"{uri} is not under {dest.uri}"}
     try:
-        found, found_size = (read or dest).digest(rel)
+        found = (read or dest).digest(rel)
     except NotFoundError:
         return {"status": "missing"}
     except StorageError as exc:
         return {"status": "unreadable", "error": str(exc)}
-    if found == sha256 and found_size == size:
-        return {"status": "intact"}
-    return {"status": "changed", "found_sha256": found, "found_size": found_size}
+    if found.sha256 == sha256 and found.size == size:
+        return {"status": "intact", "version": found.version}
+    return {"status": "changed", "found_sha256": found.sha256, "found_size": found.size}
 
 
 def read_range(store: ProvenanceStore, dest: Location, scope: Scope, first: int, last: int,

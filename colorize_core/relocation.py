@@ -26,13 +26,15 @@ job writes to either.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Text, func, insert, literal, select, update
+from sqlalchemy import JSON, DateTime, Text, bindparam, func, insert, literal, select, update
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from colorize_core import __version__
@@ -190,7 +192,8 @@ def relocate(store: ProvenanceStore, old: Location, new: Location, scope: Scope,
 
 # A SOURCE relocated: the originals copied to other storage. Items, shots and jobs name them by
 # URI: after the move a job on the new place would take every original for a new one and do the
-# whole archive again, and --redo-rejected/--redo-damaged could not find them.
+# whole archive again, and --redo-rejected/--redo-damaged could not find them. Their versions
+# follow too: a copy's new modification times or ETags would have the first job read them all again.
 
 @dataclass(frozen=True)
 class SourceScope:
@@ -229,13 +232,16 @@ def source_scope(store: ProvenanceStore, old: Location, new: Location, stale_aft
     return SourceScope(old.uri)
 
 
-def _check_original(new: Location, rel: str, sha256: str, size: int | None) -> dict[str, Any]:
+def _check_original(new: Location, rel: str, rel_path: str, sha256: str, size: int | None) -> dict[str, Any]:
+    """An original read back at ``new`` (``rel`` under it; ``rel_path`` under its job's SOURCE),
+    as :func:`~colorize_core.fixity.check_output` says, with, when intact, the version it was
+    read at: a frame sequence's as a job computes it, from a listing taken before its frames were read."""
     if not rel.endswith("/"):   # a photo or a film file
         return check_output(new, new.uri_of(rel), sha256, size if size is not None else -1)
     folder = rel.rstrip("/")    # a frame sequence: its fingerprint, as a job takes it
     place = new.child(folder) if folder else new
     try:
-        film = sequence_at(place)
+        film = sequence_at(place, as_folder=rel_path)
         if film is None:
             return {"status": "missing"}
         found = fingerprint(place, film)
@@ -244,7 +250,7 @@ def _check_original(new: Location, rel: str, sha256: str, size: int | None) -> d
     except (ColorizeError, OSError) as exc:
         return {"status": "unreadable", "error": str(exc)}
     if found == sha256:
-        return {"status": "intact"}
+        return {"status": "intact", "version": film.version}
     return {"status": "changed", "found_sha256": found, "found_size": film.size}
 
 
@@ -253,36 +259,46 @@ def compare_originals(store: ProvenanceStore, old: Location, new: Location, scop
     """Read back at ``new`` the originals recorded under ``old`` of the items in scope with ids
     ``first``..``last`` (a frame sequence: its frames, sound and sequence.json, fingerprinted as a
     job does) and compare each with the sha256 recorded when it was last read; records nothing.
-    Returns the counts by status and every original not intact, as :func:`compare_copy` does."""
+    Returns the counts by status and every original not intact, as :func:`compare_copy` does,
+    and ``versions``: [item id, version at ``new``] of each original read intact (for
+    :func:`relocate_source`)."""
     q = (select(Item.id, Item.job_id, Item.source_uri, Item.rel_path, Item.sha256, Item.size)
          .where(scope.condition(), Item.id.between(first, last)).order_by(Item.id))
     with store.session() as s:
         rows = s.execute(q).all()
     counts = {status: 0 for status in STATUSES}
-    problems = []
+    problems, versions = [], []
     for item_id, job_id, uri, rel_path, sha256, size in rows:
         rel = old.rel_of(uri) or ""
-        result = _check_original(new, rel, sha256, size)
+        result = _check_original(new, rel, rel_path, sha256, size)
         counts[result["status"]] += 1
-        if result["status"] != "intact":
+        if result["status"] == "intact":
+            if result["version"] is not None:
+                versions.append([item_id, result["version"]])
+        else:
             problems.append({"item_id": item_id, "job_id": job_id, "source": rel_path, "kind": "original",
                              "uri": new.uri_of(rel.rstrip("/")) + ("/" if rel.endswith("/") else ""),
                              "recorded_uri": uri, "recorded_sha256": sha256, "recorded_size": size, **result})
-    return {"items": len(rows), "items_not_intact": len(problems), "counts": counts, "problems": problems}
+    return {"items": len(rows), "items_not_intact": len(problems), "counts": counts, "problems": problems,
+            "versions": versions}
 
 
 def relocate_source(store: ProvenanceStore, old: Location, new: Location, scope: SourceScope,
                     problems: list[dict[str, Any]], relocation_id: str | None = None,
-                    flow_run: str | None = None) -> dict[str, Any]:
+                    flow_run: str | None = None, versions: Iterable[list[Any]] = ()) -> dict[str, Any]:
     """Point every record of an original under ``old`` (items, film units, and the jobs that read
     ``old`` or a folder in it) at ``new``, in one transaction, with the relocation's own row (a
     job reading ``old`` is refused from then on); each item in scope gets a ``transfer`` event,
-    a failure for those in ``problems``. Returns how many rows changed, and per DEST the jobs
+    a failure for those in ``problems``. ``versions`` (what :func:`compare_originals` read intact
+    at ``new``): each such original's done items take its version there, so that a job's quick
+    check at ``new`` knows them unchanged and does not read them all again (a copy gives files
+    new modification times or ETags). Returns how many rows changed, and per DEST the jobs
     whose pages show the originals."""
     old_root, new_root = old.uri.rstrip("/") + "/", new.uri.rstrip("/") + "/"
     relocation_id = relocation_id or str(uuid.uuid4())
     now, agent = utcnow(), f"colorize {__version__}"
-    moves = {"from": old.uri, "to": new.uri, "object": "original", "relocation": relocation_id, "flow_run": flow_run}
+    moves = {"from": old.uri, "to": new.uri, "object": "original", "relocation": relocation_id, "flow_run": flow_run,
+             "version_tags": "the new place's, for the originals read intact there"}
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
     jobs_of: dict[int, str] = {}
     for p in problems:
@@ -311,10 +327,31 @@ def relocate_source(store: ProvenanceStore, old: Location, new: Location, scope:
         jobs += s.execute(update(Job).where(_under(Job.source, old_root))
                           .values(source=_moved_uri(Job.source, old_root, new_root))
                           .execution_options(synchronize_session=False)).rowcount
+        versioned = _take_versions(s, versions)
         s.add(Relocation(id=relocation_id, kind="source", old=old.uri, new=new.uri, flow_run_id=flow_run, at=now,
                          items=items, outputs=0, not_intact=len(found)))
     return {"relocation": relocation_id, "pages": pages_of(store, new), "items": items, "shots": shots, "jobs": jobs,
-            "transferred": transferred, "items_not_intact": len(found)}
+            "transferred": transferred, "items_not_intact": len(found), "versions_taken": versioned}
+
+
+def _take_versions(s: Session, versions: Iterable[list[Any]]) -> int:
+    """For each [item id, version] (an original read intact at the new place: the item is its
+    newest record), the done items of the same original with the same content take that version
+    as their ``version_tag``; returns how many originals."""
+    items = Item.__table__
+    verified = items.alias("verified")
+
+    def of(column: str) -> Any:
+        return select(verified.c[column]).where(verified.c.id == bindparam("verified_id")).scalar_subquery()
+
+    take = (update(items).where(items.c.status == "done", items.c.source_uri == of("source_uri"),
+                                items.c.sha256 == of("sha256"), items.c.size == of("size"))
+            .values(version_tag=bindparam("new_version")))
+    rows, n = iter(versions), 0
+    while part := list(itertools.islice(rows, EVENT_RANGE)):
+        s.execute(take, [{"verified_id": item_id, "new_version": version} for item_id, version in part])
+        n += len(part)
+    return n
 
 
 def pages_of(store: ProvenanceStore, source: Location) -> dict[str, list[str]]:

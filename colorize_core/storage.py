@@ -25,6 +25,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from colorize_core.errors import NotFoundError, StorageError, UnsafePathError
 
@@ -94,6 +95,16 @@ class Entry:
     version: str   # S3 ETag or local mtime in ns: a quick check for "unchanged since"
 
 
+class Digest(NamedTuple):
+    """What :meth:`Location.digest` read: the bytes' sha256 and size, and the version (as a
+    listing's :class:`Entry` gives it) they were read at; None when the file changed while it
+    was read, so that no version is ever paired with bytes it did not hold."""
+
+    sha256: str
+    size: int
+    version: str | None
+
+
 def check_rel(rel: str) -> str:
     """Return ``rel`` if it is a safe relative path; raise UnsafePathError otherwise."""
     parts = rel.split("/")
@@ -121,9 +132,9 @@ class Location:
     def exists(self, rel: str) -> bool:
         raise NotImplementedError
 
-    def digest(self, rel: str) -> tuple[str, int]:
-        """(sha256, size) of ``rel``'s bytes as stored now, read as a stream (a film of any size).
-        Raises NotFoundError if it is not there, StorageError if it cannot be read."""
+    def digest(self, rel: str) -> Digest:
+        """The sha256, size and version of ``rel``'s bytes as stored now, read as a stream (a film
+        of any size). Raises NotFoundError if it is not there, StorageError if it cannot be read."""
         raise NotImplementedError
 
     def write_new(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
@@ -213,15 +224,19 @@ class LocalLocation(Location):
     def exists(self, rel: str) -> bool:
         return self._path(rel).exists()
 
-    def digest(self, rel: str) -> tuple[str, int]:
+    def digest(self, rel: str) -> Digest:
         path = self._path(rel)
         try:
             with open(path, "rb") as fh:
-                return hashlib.file_digest(fh, "sha256").hexdigest(), os.fstat(fh.fileno()).st_size
+                before = os.fstat(fh.fileno())
+                sha = hashlib.file_digest(fh, "sha256").hexdigest()
+                after = os.fstat(fh.fileno())
         except FileNotFoundError as exc:
             raise NotFoundError(f"{path} is not there") from exc
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        same = (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns, after.st_size)
+        return Digest(sha, after.st_size, str(before.st_mtime_ns) if same else None)
 
     def _write_tmp(self, target: Path, data: bytes) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -384,13 +399,13 @@ class S3Location(Location):
                 return False
             raise StorageError(f"cannot check {self.uri_of(rel)}: {exc}") from exc
 
-    def digest(self, rel: str) -> tuple[str, int]:
+    def digest(self, rel: str) -> Digest:
         from botocore.exceptions import BotoCoreError, ClientError
 
         sha, size = hashlib.sha256(), 0
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(rel))["Body"]
-            for chunk in body.iter_chunks(1 << 20):
+            got = self.client.get_object(Bucket=self.bucket, Key=self._key(rel))
+            for chunk in got["Body"].iter_chunks(1 << 20):
                 sha.update(chunk)
                 size += len(chunk)
         except ClientError as exc:
@@ -399,7 +414,7 @@ class S3Location(Location):
             raise StorageError(f"cannot read {self.uri_of(rel)}: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"cannot read {self.uri_of(rel)}: {exc}") from exc
-        return sha.hexdigest(), size
+        return Digest(sha.hexdigest(), size, got.get("ETag", "").strip('"') or None)   # the ETag of the bytes read
 
     def write_new(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         from botocore.exceptions import BotoCoreError, ClientError

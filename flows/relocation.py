@@ -68,7 +68,7 @@ def relocate_dest(old: str, new: str, db_url: str = _defaults.db_url, chunk_size
         ranges = item_ranges(store, scope, chunk_size)
         logger.info("relocation %s: reading back at %s the outputs of %d item range(s) recorded in %s",
                     relocation_id, new_loc.uri, len(ranges), old_loc.uri)
-        found = _read_back(compare_copy_task, ranges, old_loc.uri, new_loc.uri, store.url, s3_endpoint, "Outputs")
+        found, _ = _read_back(compare_copy_task, ranges, old_loc.uri, new_loc.uri, store.url, s3_endpoint, "Outputs")
         summary: dict[str, Any] = {"relocation": relocation_id, "old": old_loc.uri, "new": new_loc.uri,
                                    "db_url": store.url, "started_at": started.isoformat(), **found,
                                    "relocated": False, "accept_damaged": accept_damaged}
@@ -117,14 +117,15 @@ def relocate_source_flow(old: str, new: str, db_url: str = _defaults.db_url, chu
     ranges = item_ranges(store, scope, chunk_size)
     logger.info("relocation %s: reading back at %s the originals of %d item range(s) recorded under %s",
                 relocation_id, new_loc.uri, len(ranges), old_loc.uri)
-    found = _read_back(compare_originals_task, ranges, old_loc.uri, new_loc.uri, store.url, s3_endpoint, "Originals")
+    found, versions = _read_back(compare_originals_task, ranges, old_loc.uri, new_loc.uri, store.url, s3_endpoint,
+                                 "Originals")
     summary: dict[str, Any] = {"relocation": relocation_id, "old": old_loc.uri, "new": new_loc.uri, "db_url": store.url,
                                "started_at": started.isoformat(), **found, "relocated": False,
                                "accept_damaged": accept_damaged}
     if found["problems"] and not accept_damaged:
         return _refused(summary, "original(s)")
     source_scope(store, old_loc, new_loc, _defaults.lease_seconds)   # again: no job started reading it meanwhile
-    moved = relocate_source(store, old_loc, new_loc, scope, found["problems"], relocation_id, run_id)
+    moved = relocate_source(store, old_loc, new_loc, scope, found["problems"], relocation_id, run_id, versions)
     logger.info("relocation %s: %d item(s), %d film unit(s) and %d job(s) now name the originals under %s",
                 relocation_id, moved["items"], moved["shots"], moved["jobs"], new_loc.uri)
     summary.update(relocated=True, moved={k: v for k, v in moved.items() if k not in ("pages", "relocation")})
@@ -147,12 +148,15 @@ def _already(done: Any, store: ProvenanceStore, views: dict[str, Any], what: str
 
 
 def _read_back(compare: Any, ranges: list[tuple[int, int]], old: str, new: str, db_url: str, s3_endpoint: str | None,
-               what: str) -> dict[str, Any]:
+               what: str) -> tuple[dict[str, Any], list[list[Any]]]:
     """Run ``compare`` (a task) over the item ranges and merge what it found; the problems also
-    as a markdown artifact."""
+    as a markdown artifact. Returns that, and the versions read of the originals read intact
+    (what :func:`~colorize_core.relocation.compare_originals` gives; kept out of the summary)."""
     compared = compare.map([r[0] for r in ranges], [r[1] for r in ranges], unmapped(old), unmapped(new),
                            unmapped(db_url), unmapped(s3_endpoint))
-    found = merge(c.result() for c in compared)
+    results = [c.result() for c in compared]
+    versions = [v for r in results for v in r.pop("versions", ())]
+    found = merge(results)
     del found["recovered"]
     if found["problems"]:
         rows = "\n".join(f"| {p['status']} | {p['uri']} | {p['kind']} | {p['source']} | {p['item_id']} |"
@@ -160,7 +164,7 @@ def _read_back(compare: Any, ranges: list[tuple[int, int]], old: str, new: str, 
         create_markdown_artifact(key="relocation-problems", markdown=(
             f"# {what} not intact at {new}\n\n| status | at the new place | kind | source | item |\n"
             f"|---|---|---|---|---|\n{rows}\n"), description="Missing, changed or unreadable at the new place")
-    return found
+    return found, versions
 
 
 def _refused(summary: dict[str, Any], what: str) -> State:

@@ -243,7 +243,7 @@ def test_a_thumbnail_already_in_dest_is_recorded_as_it_is_there(tmp_path):
     first = write_thumbnail(dest, np.zeros((32, 32, 3), np.uint8), name="a" * 24)
     again = write_thumbnail(dest, np.full((32, 32, 3), 200, np.uint8), name="a" * 24)
     assert again == first
-    assert dest.digest(f"{THUMBS}/{'a' * 24}.jpg") == (first["sha256"], first["size"])
+    assert dest.digest(f"{THUMBS}/{'a' * 24}.jpg")[:2] == (first["sha256"], first["size"])
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

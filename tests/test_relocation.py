@@ -255,14 +255,18 @@ def test_relocate_source_follows_copied_originals_photos_films_and_frame_sequenc
     assert f"MISSING    {new}/animals/chelsea cat.png" in r.stdout and "4 original(s) read back" in r.stdout
     assert sources() == before
 
-    # Copied again: relocated. Every record of an original names the new place, and a job reading
-    # the old one is refused; one reading the new place finds everything done.
+    # Copied again, by a tool that gives the copies new modification times: relocated. Every record
+    # of an original names the new place, and a job reading the old one is refused; one reading
+    # the new place finds everything done, by the size and version read there: it reads nothing.
     shutil.rmtree(new)
-    shutil.copytree(src, new)
+    shutil.copytree(src, new, copy_function=shutil.copyfile)
+    assert (new / "film" / "reel-2" / "f0001.png").stat().st_mtime_ns != \
+        (src / "film" / "reel-2" / "f0001.png").stat().st_mtime_ns
     r = colorize("relocate", "--source", str(src), str(new), "--db", db, "--json", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     summary = _json(r.stdout)
     assert summary["counts"]["intact"] == 4 and summary["moved"]["transferred"] == 4
+    assert summary["moved"]["versions_taken"] == 4
     assert sources() == {k: sorted(u.replace(str(src), str(new), 1) for u in v) for k, v in before.items()}
     with store.session() as s:
         transfers = list(s.scalars(select(Event).where(Event.type == "transfer")))
@@ -272,6 +276,20 @@ def test_relocate_source_follows_copied_originals_photos_films_and_frame_sequenc
     assert r.returncode == 2 and f"{src} was relocated to {new} at " in r.stderr and "read from there" in r.stderr
     r = colorize("run", str(new), str(dest), "--db", db, "--json", env=env)
     assert r.returncode == 0 and _json(r.stdout)["counts"] == {"done": 0, "skipped": 4, "failed": 0}, r.stderr
+    with store.session() as s:
+        job = s.scalar(select(Job.id).where(Job.source == str(new)).order_by(Job.started_at.desc()).limit(1))
+        reasons = list(s.scalars(select(Item.reason).where(Item.job_id == job)))
+        read = s.scalar(select(func.count()).select_from(Event).where(Event.job_id == job, Event.type == "ingest"))
+    assert len(reasons) == 4 and all("unchanged: same size and version" in why for why in reasons), reasons
+    assert read == 0
+    # A file changed at the new place since is read again, and done again: its version is not the one taken.
+    (new / "animals" / "chelsea cat.png").write_bytes((src / "animals" / "chelsea cat.png").read_bytes())
+    r = colorize("run", str(new), str(dest), "--db", db, "--json", env=env)
+    assert r.returncode == 0 and _json(r.stdout)["counts"] == {"done": 0, "skipped": 4, "failed": 0}, r.stderr
+    with store.session() as s:
+        job = s.scalar(select(Job.id).where(Job.source == str(new)).order_by(Job.started_at.desc()).limit(1))
+        reasons = sorted(s.scalars(select(Item.reason).where(Item.job_id == job)))
+    assert sum("(same content)" in why for why in reasons) == 1, reasons
     r = colorize("relocate", "--source", str(src), str(new), "--db", db, env=env)
     assert r.returncode == 0 and "already" in r.stdout, r.stdout + r.stderr
     r = colorize("relocate", "--source", str(tmp_path / "elsewhere"), str(new), "--db", db, env=env)
@@ -314,3 +332,44 @@ def test_relocate_records_one_check_per_item_whatever_the_number_of_damaged_ones
     assert len(checks) == 25 and counts == {"fixity check": 25, "transfer": 25}
     assert {i for i, outcome in checks.items() if outcome == "failure"} == set(damaged)
     assert uris == {new.uri_of(f"box/{n}.jpg") for n in range(25)}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_relocated_originals_take_the_versions_read_at_the_new_place(backend, tmp_path, request, monkeypatch):
+    """Each original read intact at the new place gives its version there to the done items of
+    the same content (every DEST and parameter set), and to nothing else: not to its older content,
+    not to skip records (history), not to an original not intact."""
+    from colorize_core import relocation
+    from colorize_core.storage import open_location
+
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path}/p.db"
+    store = ProvenanceStore(url)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "new").mkdir()
+    old, new = open_location(str(tmp_path / "src")), open_location(str(tmp_path / "new"))
+    job = store.start_job(old.uri, "/d1", {}, "k" * 64, "default", "0" * 64, {}, None)
+
+    def item(name: str, dest: str, sha: str, size: int, status: str = "done") -> tuple[Item, list]:
+        return (Item(job_id=job, source_uri=old.uri_of(name), rel_path=name, dest=dest, status=status,
+                     sha256=sha * 64, size=size, version_tag="old", params_key="k" * 64, model_name="default",
+                     model_sha256="0" * 64), [])
+
+    store.add_items([item("a.jpg", "/d1", "a", 10), item("a.jpg", "/d2", "a", 10),
+                     item("a.jpg", "/d1", "a", 10, "skipped"), item("b.jpg", "/d1", "b", 5),
+                     item("b.jpg", "/d1", "c", 6), item("c.jpg", "/d1", "e", 7)])
+    with store.session() as s:
+        a1, a2, a_skip, b_then, b_now, c = s.scalars(select(Item.id).order_by(Item.id))
+    monkeypatch.setattr(relocation, "EVENT_RANGE", 1)   # a statement per original
+    scope = relocation.SourceScope(old.uri)
+    problems = [{"item_id": c, "job_id": job, "source": "c.jpg", "kind": "original", "uri": "u", "status": "missing"}]
+    # The versions name the items in scope, each original's newest record (of a: its skip record).
+    moved = relocation.relocate_source(store, old, new, scope, problems,
+                                       versions=[[a_skip, "1700"], [b_now, "etag-2"]])
+    assert moved["versions_taken"] == 2 and moved["transferred"] == 3
+    with store.session() as s:
+        tags = {i: tag for i, tag in s.execute(select(Item.id, Item.version_tag))}
+        uris = set(s.scalars(select(Item.source_uri)))
+        transfer = s.scalar(select(Event.detail).where(Event.type == "transfer", Event.item_id == a_skip))
+    assert tags == {a1: "1700", a2: "1700", a_skip: "old", b_then: "old", b_now: "etag-2", c: "old"}
+    assert uris == {new.uri_of(n) for n in ("a.jpg", "b.jpg", "c.jpg")}
+    assert transfer["version_tags"].startswith("the new place's")

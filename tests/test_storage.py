@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -90,6 +91,44 @@ def test_s3_writes_never_clobber_and_read_back(s3_endpoint, bucket):
         loc.write_new("a b/ü.jpg", b"two")
     assert loc.read("a b/ü.jpg") == b"one" and loc.exists("a b/ü.jpg") and not loc.exists("nope.jpg")
     assert loc.uri_of("a b/ü.jpg") == f"s3://{bucket}/out/a b/ü.jpg"
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_digest_names_the_version_a_listing_gives_the_bytes_it_read(where, tmp_path, request):
+    """What a relocation of SOURCE records for a job's quick check: the version read is the
+    version listed (mtime in ns, or the ETag), and a file is read whole with its sha256."""
+    import hashlib
+
+    if where == "s3":
+        loc = open_location(f"s3://{request.getfixturevalue('bucket')}/scans", request.getfixturevalue("s3_endpoint"))
+    else:
+        loc = open_location(str(tmp_path))
+    data = os.urandom(3 << 20)   # more than one chunk of the stream
+    loc.write_new("box/a.tif", data)
+    loc.write_new("b.tif", b"")
+    listed = {e.rel: e for e in loc.list()}
+    for rel, content in (("box/a.tif", data), ("b.tif", b"")):
+        found = loc.digest(rel)
+        assert found == (hashlib.sha256(content).hexdigest(), len(content), listed[rel].version) and found.version
+    with pytest.raises(NotFoundError):
+        loc.digest("nope.tif")
+
+
+def test_a_file_changed_while_it_is_read_gets_no_version(tmp_path, monkeypatch):
+    """A version is never paired with bytes it did not hold: a local file whose mtime or size
+    moves during the read is digested with no version (the next job hashes it again)."""
+    loc = LocalLocation(tmp_path)
+    (tmp_path / "a.tif").write_bytes(b"x" * 1000)
+    real = hashlib.file_digest
+
+    def touched_meanwhile(fh, name):
+        digest = real(fh, name)
+        os.utime(tmp_path / "a.tif", ns=(1, 1))
+        return digest
+
+    monkeypatch.setattr(hashlib, "file_digest", touched_meanwhile)
+    found = loc.digest("a.tif")
+    assert found.size == 1000 and found.version is None
 
 
 def test_s3_errors_are_storage_errors(s3_endpoint):
