@@ -377,10 +377,30 @@ def picture_input(info: FilmInfo, whole: bool, *args: Any, **kwargs: Any) -> Any
     (:func:`carried`), delayed by the source's :attr:`~FilmInfo.picture_offset` so that it keeps
     its sync with the sound (ffmpeg starts each input at 0: a picture that starts after its sound
     would start with it)."""
-    offset = info.picture_offset if whole and info.carries_source else 0.0
-    if offset > 0.0005:
+    offset = _picture_delay(info, whole)
+    if offset:
         kwargs["itsoffset"] = f"{offset:.6f}"
     return ffmpeg.input(*args, **kwargs)
+
+
+def _picture_delay(info: FilmInfo, whole: bool) -> float:
+    """Seconds a ``whole``-film rendition's picture starts after its other streams (0: none)."""
+    offset = info.picture_offset if whole and info.carries_source else 0.0
+    return offset if offset > 0.0005 else 0.0
+
+
+def delayed_frames(info: FilmInfo, whole: bool, rate: Fraction, video: Any, opts: dict[str, Any]) -> Any:
+    """The encoder's ``video`` (raw frames from a pipe at ``rate``), delayed as
+    :func:`picture_input` delays a file's picture. A pipe's time base is one frame, so
+    ``itsoffset`` would round the delay to a whole frame (up to half a frame out of sync, as
+    an MPEG-TS capture's 23 ms lead became 42 ms): the frames are given ticks of at most 0.1 ms,
+    a whole number of them per frame, and are encoded in that time base (``opts``)."""
+    offset = _picture_delay(info, whole)
+    if not offset:
+        return video
+    tb = Fraction(1, rate.numerator * math.ceil(10_000 / rate.numerator))
+    opts["enc_time_base"] = f"{tb.numerator}:{tb.denominator}"
+    return video.filter("settb", f"{tb.numerator}/{tb.denominator}").filter("setpts", f"PTS+{round(offset / tb)}")
 
 
 def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -882,8 +902,7 @@ class Encoder:
         rate = info.avg_fps if info.vfr else info.fps
         raw = {"format": "rawvideo", "pix_fmt": "rgb48le" if info.deep else "rgb24", "s": f"{info.width}x{info.height}",
                "framerate": str(rate)}
-        frames = picture_input(info, audio, "pipe:", **raw)
-        video = frames.video
+        video = delayed_frames(info, audio, rate, ffmpeg.input("pipe:", **raw).video, opts)
         if suffix == ".mp4" and (info.width % 2 or info.height % 2):
             video = video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")  # 4:2:0 needs even sizes
         if info.sar not in ("0:1", "1:1", "N/A"):
