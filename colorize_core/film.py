@@ -119,6 +119,7 @@ class FilmInfo:
     transfer: str | None = None        # a DPX sequence's declared transfer characteristic (DPX_TRANSFERS)
     printing_density: PrintingDensity | None = None   # how log frames are viewed; None: not log-encoded
     field_order: str = "progressive"   # an interlaced source's field shown first: tt (top) or bb (bottom)
+    fields_from: float | None = None   # an interlaced source that starts progressive: the first fields seen (s)
 
     @property
     def picture_offset(self) -> float:
@@ -184,22 +185,41 @@ def _probe_error(exc: ffmpeg.Error) -> Exception:
     return CorruptMediaError(f"not a decodable video: {last}")
 
 
-def _field_order(path: str, video: dict[str, Any]) -> str:
+FIELD_NAMES = {"tt": "top", "bb": "bottom"}
+FIELD_SAMPLES = 16   # key frames, spread over the film, whose fields probe reads
+
+
+def _field_order(path: str, video: dict[str, Any], keys: list[float]) -> tuple[str, float | None]:
     """Whether a film is interlaced and which field it shows first: "tt" (top), "bb" (bottom) or
-    "progressive". From its first decoded frame, as players go by (ffprobe's stream-level order
-    misses some interlaced H.264 and calls bottom-first H.264 "tt"), else from the stream's order
-    (its first letter: the field coded first)."""
+    "progressive"; and when its first frame read is progressive but a later one is not (a
+    programme after a progressive leader, a capture that changes mode), the later one's time in
+    seconds from the first key frame (else None). Read from decoded frames, as players go by
+    (ffprobe's stream-level order misses some interlaced H.264 and calls bottom-first H.264
+    "tt"): :data:`FIELD_SAMPLES` of the key frames at ``keys`` (their times, in order), the first
+    and the last among them, only key frames decoded. Each is read from the key frame before it:
+    a seek in an MPEG-TS capture can land past its target. Else from the stream's order (its
+    first letter: the field coded first). One interlaced frame makes the film interlaced: coding
+    progressive frames as fields costs little; coding two fields as one picture bleeds colour
+    from one into the other."""
+    picks = sorted({i * (len(keys) - 1) // (FIELD_SAMPLES - 1) for i in range(FIELD_SAMPLES)}) if keys else []
+    intervals = [f"%{keys[j] + 0.001:.6f}" if j == 0 else f"{keys[j - 1]:.6f}%{keys[j] + 0.001:.6f}" for j in picks]
     try:
-        first = ffmpeg.probe(path, select_streams=str(video["index"]), read_intervals="%+#1", show_frames=None,
-                             show_entries="frame=interlaced_frame,top_field_first", **SAFETY).get("frames", [])
+        frames = ffmpeg.probe(path, select_streams=str(video["index"]), read_intervals=",".join(intervals) or "%+#1",
+                              skip_frame="nokey", show_frames=None,
+                              show_entries="frame=pts_time,interlaced_frame,top_field_first", **SAFETY).get("frames", [])
     except ffmpeg.Error:
-        first = []
-    if first and "interlaced_frame" in first[0]:
-        frame = first[0]
-        return "progressive" if not int(frame["interlaced_frame"]) else \
-            "tt" if int(frame.get("top_field_first", 1)) else "bb"
+        frames = []
+    frames = sorted((f for f in frames if "interlaced_frame" in f), key=lambda f: float(f.get("pts_time") or 0))
+    if frames:
+        fields = next((f for f in frames if int(f["interlaced_frame"])), None)
+        if fields is None:
+            return "progressive", None
+        order = "tt" if int(fields.get("top_field_first", 1)) else "bb"
+        if fields is frames[0] or not keys:
+            return order, None
+        return order, round(max(0.0, float(fields.get("pts_time") or 0) - keys[0]), 3)
     order = video.get("field_order", "progressive")
-    return order[0] * 2 if order in ("tt", "bb", "tb", "bt") else "progressive"
+    return (order[0] * 2 if order in ("tt", "bb", "tb", "bt") else "progressive"), None
 
 
 def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
@@ -209,7 +229,7 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
         raise CorruptMediaError("empty file (0 bytes)")
     try:
         meta = ffmpeg.probe(path, show_chapters=None, **SAFETY)
-        packets = ffmpeg.probe(path, show_entries="packet=stream_index,pts_time,duration_time", **SAFETY)
+        packets = ffmpeg.probe(path, show_entries="packet=stream_index,pts_time,duration_time,flags", **SAFETY)
     except ffmpeg.Error as exc:
         raise _probe_error(exc) from None
     video = next((s for s in meta.get("streams", []) if s.get("codec_type") == "video"
@@ -232,7 +252,7 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
         width, height = height, width
     fps, avg = _ratio(video.get("r_frame_rate")), _ratio(video.get("avg_frame_rate"))
     ends: dict[int, float] = {}    # per stream: where its last packet ends
-    frames, times = 0, []
+    frames, times, keys = 0, [], []
     for pkt in packets.get("packets", []):
         index = int(pkt.get("stream_index", -1))
         frames += index == video["index"]
@@ -244,11 +264,13 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
         ends[index] = max(ends.get(index, end), end)
         if index == video["index"]:
             times.append(pts)
+            if str(pkt.get("flags", "")).startswith("K"):
+                keys.append(pts)
     if frames == 0:
         raise CorruptMediaError("the video stream holds no frames")
     _check_complete(video, meta.get("format", {}), ends, frames, fps or avg)
     duration = _video_duration(video) or float(meta.get("format", {}).get("duration") or 0)
-    field_order = _field_order(path, video)
+    field_order, fields_from = _field_order(path, video, sorted(keys))
     info = FilmInfo(path=path, width=width, height=height, rotation=rotation, fps=fps or avg, avg_fps=avg or fps,
                     frames=frames, duration=duration, codec=video.get("codec_name", "?"),
                     pix_fmt=video.get("pix_fmt", "?"), sar=video.get("sample_aspect_ratio", "1:1") or "1:1",
@@ -256,7 +278,7 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
                     vfr=bool(fps and avg and abs(float(fps) - float(avg)) > 0.01 * float(fps)),
                     audio=_audio_streams(meta))
     info.bit_depth = 16 if _DEEP.search(info.pix_fmt) else 8
-    info.field_order = field_order
+    info.field_order, info.fields_from = field_order, fields_from
     info.start_time = float(meta.get("format", {}).get("start_time") or 0)
     _other_streams(info, meta, video["index"])
     if len(times) == frames:
@@ -413,6 +435,9 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], lis
         notes.append(f"frames are log-encoded ({pd.origin}): the model was shown them through the "
                      f"printing-density-to-display conversion ({pd.describe()}); the renditions keep "
                      "the scan's code values, with primaries and transfer unstated: grade them for display")
+    if info.interlaced and info.fields_from is not None:
+        notes.append(f"interlaced from {info.fields_from:.1f} s (the key frames read before it are progressive): "
+                     f"every rendition is coded and tagged as fields, {FIELD_NAMES[info.field_order]} first, throughout")
     deeper = (info.sequence or {}).get("deeper_frames")
     if deeper:
         shown = ", ".join(deeper["first"]) + (" ..." if deeper["count"] > len(deeper["first"]) else "")

@@ -423,6 +423,36 @@ def test_interlaced_source_is_flagged_and_its_renditions_keep_its_fields(coloriz
     assert frame_times(probe(tmp_path / "v.mkv")) == pytest.approx(frame_times(vfr_info), abs=0.0011)
 
 
+def test_a_capture_interlaced_after_a_progressive_start_is_interlaced_and_says_from_when(colorizer, tmp_path):
+    """An MPEG-TS capture whose first 10 frames are progressive (a leader) and the 20 after them
+    bottom-field-first: interlaced, bottom first, from 0.4 s (the first frame alone said
+    progressive); the renditions are fields throughout, and the notes say so. A progressive
+    capture of several key frames stays progressive."""
+    parts = []
+    for name, duration, fields in [("leader", 0.4, []), ("programme", 0.8, ["setfield=bff"])]:
+        parts.append(tmp_path / f"{name}.ts")
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=128x96:rate=25:duration={duration}", "-vf",
+               ",".join(["format=gray,format=yuv420p", *fields]), *(["-flags", "+ildct+ilme"] if fields else []),
+               "-c:v", "libx264", "-g", "5", str(parts[-1]))
+    listing = tmp_path / "parts.txt"
+    listing.write_text("".join(f"file '{part}'\n" for part in parts))
+    src = tmp_path / "capture.ts"
+    ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(src))
+    assert _first_field(src) == "P"
+    info = probe(src)
+    assert info.flags == ["interlaced"] and info.field_order == "bb" and info.fields_from == pytest.approx(0.4)
+    notes, flags = carry_notes(info, [".mkv", ".mp4"])
+    assert flags == ["interlaced"]
+    assert notes == ["interlaced from 0.4 s (the key frames read before it are progressive): every rendition is "
+                     "coded and tagged as fields, bottom first, throughout"]
+    result = colorize_film(info, [tmp_path / "c.mkv", tmp_path / "c.mp4"], colorizer)
+    assert result.notes == notes and result.flags == ["interlaced"]
+    for out in [tmp_path / "c.mkv", tmp_path / "c.mp4"]:
+        assert _first_field(out) == "B" and int(video_stream(out)["nb_read_packets"]) == 30, out.name
+    leader = probe(parts[0])
+    assert leader.flags == [] and leader.field_order == "progressive" and leader.fields_from is None
+
+
 def test_bad_films_raise_clear_errors_and_leave_nothing(clips, colorizer, tmp_path):
     data = clips["pan.mp4"].read_bytes()
     cases = {
