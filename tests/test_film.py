@@ -443,8 +443,8 @@ def test_a_capture_interlaced_after_a_progressive_start_is_interlaced_and_says_f
     assert info.flags == ["interlaced"] and info.field_order == "bb" and info.fields_from == pytest.approx(0.4)
     notes, flags = carry_notes(info, [".mkv", ".mp4"])
     assert flags == ["interlaced"]
-    assert notes == ["interlaced from 0.4 s (the key frames read before it are progressive): every rendition is "
-                     "coded and tagged as fields, bottom first, throughout"]
+    assert notes == [("interlaced from 0.4 s (the key frames read before it are progressive): every rendition is "
+                      "coded and tagged as fields, bottom first, throughout")]
     result = colorize_film(info, [tmp_path / "c.mkv", tmp_path / "c.mp4"], colorizer)
     assert result.notes == notes and result.flags == ["interlaced"]
     for out in [tmp_path / "c.mkv", tmp_path / "c.mp4"]:
