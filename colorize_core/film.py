@@ -78,6 +78,10 @@ RENDITIONS = {
     # ProRes 422 HQ, for workflows that want it as master.
     ".mov": {"vcodec": "prores_ks", "profile:v": 3, "pix_fmt": "yuv422p10le", "f": "mov"},
 }
+# QuickTime and MP4 state where a stream starts (a picture after its sound) in the movie's time
+# scale, ffmpeg's default 1000: a thousandth of a second, rounded down. Ticks of 1/90000 s keep a
+# sound's or a picture's lead as the source's MPEG-TS clock gives it.
+MOVIE_TIMESCALE = 90_000
 # The colour frames are sRGB. The master stores them as they are and says so; the Y'CbCr
 # renditions convert them with the BT.709 matrix to limited range and are tagged BT.709
 # throughout, so that players do not guess (an untagged file is read as BT.601 by some and
@@ -924,6 +928,8 @@ class Encoder:
             opts["f"] = "matroska"
             opts.pop("movflags", None)
             audio, note = False, ""
+        if opts["f"] in ("mp4", "mov"):
+            opts["movie_timescale"] = MOVIE_TIMESCALE
         rate = info.avg_fps if info.vfr else info.fps
         raw = {"format": "rawvideo", "pix_fmt": "rgb48le" if info.deep else "rgb24", "s": f"{info.width}x{info.height}",
                "framerate": str(rate)}
@@ -1017,6 +1023,8 @@ def _copy_streams(video: Any, info: FilmInfo, out: Path, fmt: str, *, audio: boo
         opts["field_order"] = info.field_order
     if fmt == "mp4":
         opts["movflags"] = "+faststart"
+    if fmt in ("mp4", "mov"):
+        opts["movie_timescale"] = MOVIE_TIMESCALE
     carry = carried(info, fmt, note, whole=audio)
     node = (ffmpeg.output(video, *carry.streams, str(out), **{**opts, **carry.options})
             .global_args("-nostdin", "-loglevel", "error", "-y"))
