@@ -173,6 +173,16 @@ class FilmInfo:
                       "printing_density": PrintingDensity(**pd) if pd else None})
 
 
+def _seconds(*values: Any) -> float | None:
+    """The first of ffprobe's times ``values`` that is one ("N/A" and missing are not), in seconds."""
+    for value in values:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
 def _ratio(text: str | None) -> Fraction:
     try:
         value = Fraction(text or "0/1")
@@ -210,18 +220,21 @@ def _field_order(path: str, video: dict[str, Any], keys: list[float]) -> tuple[s
     try:
         frames = ffmpeg.probe(path, select_streams=str(video["index"]), read_intervals=",".join(intervals) or "%+#1",
                               skip_frame="nokey", show_frames=None,
-                              show_entries="frame=pts_time,interlaced_frame,top_field_first", **SAFETY).get("frames", [])
+                              show_entries="frame=best_effort_timestamp_time,interlaced_frame,top_field_first",
+                              **SAFETY).get("frames", [])
     except ffmpeg.Error:
         frames = []
-    frames = sorted((f for f in frames if "interlaced_frame" in f), key=lambda f: float(f.get("pts_time") or 0))
+    frames = [(_seconds(f.get("best_effort_timestamp_time")), f) for f in frames if "interlaced_frame" in f]
     if frames:
-        fields = next((f for f in frames if int(f["interlaced_frame"])), None)
+        # In time order; a frame without a time (the last a decoder with B-frames gives out) after them
+        frames.sort(key=lambda tf: (tf[0] is None, tf[0] or 0.0))
+        fields = next(((t, f) for t, f in frames if int(f["interlaced_frame"])), None)
         if fields is None:
             return "progressive", None
-        order = "tt" if int(fields.get("top_field_first", 1)) else "bb"
-        if fields is frames[0] or not keys:
+        order = "tt" if int(fields[1].get("top_field_first", 1)) else "bb"
+        if fields[1] is frames[0][1] or fields[0] is None or frames[0][0] is None or not keys:
             return order, None
-        return order, round(max(0.0, float(fields.get("pts_time") or 0) - keys[0]), 3)
+        return order, round(max(0.0, fields[0] - keys[0]), 3)
     order = video.get("field_order", "progressive")
     return (order[0] * 2 if order in ("tt", "bb", "tb", "bt") else "progressive"), None
 
@@ -233,7 +246,8 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
         raise CorruptMediaError("empty file (0 bytes)")
     try:
         meta = ffmpeg.probe(path, show_chapters=None, **SAFETY)
-        packets = ffmpeg.probe(path, show_entries="packet=stream_index,pts_time,duration_time,flags", **SAFETY)
+        packets = ffmpeg.probe(path, show_entries="packet=stream_index,pts_time,dts_time,duration_time,flags",
+                               **SAFETY)
     except ffmpeg.Error as exc:
         raise _probe_error(exc) from None
     video = next((s for s in meta.get("streams", []) if s.get("codec_type") == "video"
@@ -260,16 +274,17 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     for pkt in packets.get("packets", []):
         index = int(pkt.get("stream_index", -1))
         frames += index == video["index"]
-        try:
-            pts = float(pkt["pts_time"])
-            end = pts + float(pkt.get("duration_time") or 0)
-        except (KeyError, TypeError, ValueError):
+        if index == video["index"] and str(pkt.get("flags", "")).startswith("K"):
+            key = _seconds(pkt.get("pts_time"), pkt.get("dts_time"))  # AVI with B-frames: decoding times only
+            if key is not None:
+                keys.append(key)
+        pts = _seconds(pkt.get("pts_time"))
+        if pts is None:
             continue
+        end = pts + (_seconds(pkt.get("duration_time")) or 0.0)
         ends[index] = max(ends.get(index, end), end)
         if index == video["index"]:
             times.append(pts)
-            if str(pkt.get("flags", "")).startswith("K"):
-                keys.append(pts)
     if frames == 0:
         raise CorruptMediaError("the video stream holds no frames")
     _check_complete(video, meta.get("format", {}), ends, frames, fps or avg)
@@ -440,7 +455,7 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], lis
                      f"printing-density-to-display conversion ({pd.describe()}); the renditions keep "
                      "the scan's code values, with primaries and transfer unstated: grade them for display")
     if info.interlaced and info.fields_from is not None:
-        notes.append(f"interlaced from {info.fields_from:.1f} s (the key frames read before it are progressive): "
+        notes.append(f"interlaced from about {info.fields_from:.1f} s (the key frames read before it are progressive): "
                      f"every rendition is coded and tagged as fields, {FIELD_NAMES[info.field_order]} first, throughout")
     deeper = (info.sequence or {}).get("deeper_frames")
     if deeper:

@@ -409,6 +409,7 @@ def test_interlaced_source_is_flagged_and_its_renditions_keep_its_fields(coloriz
            "setpts='if(lt(N,10),N/25,0.4+(N-10)/12.5)/TB'," + fields[0], *fields[1:], "-fps_mode", "vfr", str(vfr))
     info = probe(src)
     assert info.flags == ["interlaced"] and info.field_order == "bb" and _first_field(src) == "B"
+    assert info.fields_from is None and carry_notes(info, [".mkv"]) == ([], ["interlaced"])  # fields from the start
     outs = [tmp_path / "c.mkv", tmp_path / "c.mp4", tmp_path / "c.mov"]
     colorize_film(info, outs, colorizer)
     segment = tmp_path / "segment.mkv"
@@ -445,7 +446,7 @@ def test_a_capture_interlaced_after_a_progressive_start_is_interlaced_and_says_f
     assert info.flags == ["interlaced"] and info.field_order == "bb" and info.fields_from == pytest.approx(0.4)
     notes, flags = carry_notes(info, [".mkv", ".mp4"])
     assert flags == ["interlaced"]
-    assert notes == [("interlaced from 0.4 s (the key frames read before it are progressive): every rendition is "
+    assert notes == [("interlaced from about 0.4 s (the key frames read before it are progressive): every rendition is "
                       "coded and tagged as fields, bottom first, throughout")]
     result = colorize_film(info, [tmp_path / "c.mkv", tmp_path / "c.mp4"], colorizer)
     assert result.notes == notes and result.flags == ["interlaced"]
@@ -453,6 +454,29 @@ def test_a_capture_interlaced_after_a_progressive_start_is_interlaced_and_says_f
         assert _first_field(out) == "B" and int(video_stream(out)["nb_read_packets"]) == 30, out.name
     leader = probe(parts[0])
     assert leader.flags == [] and leader.field_order == "progressive" and leader.fields_from is None
+
+
+def test_an_avi_with_b_frames_whose_packets_have_no_presentation_times(colorizer, tmp_path):
+    """AVI stores decoding times only: with B-frames (an Xvid capture) ffprobe gives most packets
+    and every frame no presentation time. Its fields are read from its key frames all the same:
+    a capture of 25 progressive frames then 25 bottom-field-first ones is interlaced, from about
+    1 s; the progressive part alone is not, and it is colorized whole."""
+    parts = []
+    for name, fields in [("leader", ""), ("tape", ",setfield=bff")]:
+        parts.append(tmp_path / f"{name}.avi")
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=25:duration=1{fields}", "-c:v", "mpeg4", "-bf", "2",
+               "-g", "12", *(["-flags", "+ildct+ilme", "-top", "0"] if fields else []), str(parts[-1]))
+    listing = tmp_path / "parts.txt"
+    listing.write_text("".join(f"file '{part}'\n" for part in parts))
+    capture = tmp_path / "capture.avi"
+    ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(capture))
+    info = probe(capture)
+    assert info.frames == 50 and info.times is None
+    assert info.flags == ["interlaced"] and info.field_order == "bb" and 0.9 <= info.fields_from <= 1.5
+    info = probe(parts[0])
+    assert info.frames == 25 and info.flags == [] and info.field_order == "progressive"
+    colorize_film(info, [tmp_path / "leader.mkv"], colorizer)
+    assert int(video_stream(tmp_path / "leader.mkv")["nb_read_packets"]) == 25
 
 
 def test_bad_films_raise_clear_errors_and_leave_nothing(clips, colorizer, tmp_path):
