@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import ffmpeg
 import numpy as np
@@ -114,6 +114,8 @@ class FilmInfo:
     video_start: float = 0.0   # the first frame's time (later than start_time when the sound starts first)
     sequence: dict[str, Any] | None = None   # frame sequences: pattern, start_number
     times: list[float] | None = field(default=None, repr=False)   # frame times, when probe read them
+    keys: list[float] | None = field(default=None, repr=False)    # key frames' times, when probe read them
+    genpts: bool = False               # frames without presentation times: ffmpeg generates them (fflags +genpts)
     subtitles: list[dict[str, Any]] = field(default_factory=list)  # index, codec, language
     chapters: int = 0
     timecode: str | None = None        # of the first frame (QuickTime tmcd track, MXF or Matroska tag)
@@ -164,6 +166,7 @@ class FilmInfo:
         d = asdict(self)
         d["fps"], d["avg_fps"] = str(self.fps), str(self.avg_fps)
         d.pop("times")
+        d.pop("keys")
         return d
 
     @classmethod
@@ -300,9 +303,13 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     info.field_order, info.fields_from = field_order, fields_from
     info.start_time = float(meta.get("format", {}).get("start_time") or 0)
     _other_streams(info, meta, video["index"])
+    info.video_start = min(times) if times else info.start_time
+    if len(times) != frames:  # decoding times only (AVI, MPEG-PS with B-frames): as ffmpeg's decoder times them
+        times, keys = _packet_times(path, video["index"], genpts=True)
+        info.genpts = len(times) == frames
     if len(times) == frames:
         info.times = sorted(times)
-    info.video_start = min(times) if times else info.start_time
+    info.keys = sorted(keys)
     if info.interlaced:
         info.flags.append("interlaced")
     if info.vfr:
@@ -550,25 +557,56 @@ def frame_times(info: FilmInfo) -> list[float]:
         return [i / float(info.fps) for i in range(info.frames)]
     if info.times is not None:
         return info.times
-    try:
-        out = ffmpeg.probe(info.path, select_streams="v:0", show_entries="packet=pts_time", **SAFETY)
-    except ffmpeg.Error as exc:
-        raise _probe_error(exc) from None
-    times = sorted(float(p["pts_time"]) for p in out.get("packets", []) if p.get("pts_time") not in (None, "N/A"))
+    times = sorted(_packet_times(info.path, "v:0", info.genpts)[0])
     if len(times) != info.frames:
         raise CorruptMediaError(f"{len(times)} frame timestamps for {info.frames} frames: cannot address shots")
     return times
 
 
-def seek_point(times: list[float], start: int, start_time: float = 0.0) -> float:
-    """The -ss position that makes decoding begin exactly at frame ``start``: half-way between
-    it and the frame before, so rounding never drops or adds a frame."""
+def _packet_times(path: str, stream: int | str, genpts: bool) -> tuple[list[float], list[float]]:
+    """The presentation times of ``stream``'s packets, and of its key frames' (seconds; packets
+    without one left out); ``genpts``: generated where a packet has only a decoding time."""
+    try:
+        out = ffmpeg.probe(path, select_streams=str(stream), show_entries="packet=pts_time,flags",
+                           **({"fflags": "+genpts"} if genpts else {}), **SAFETY)
+    except ffmpeg.Error as exc:
+        raise _probe_error(exc) from None
+    times, keys = [], []
+    for pkt in out.get("packets", []):
+        t = _seconds(pkt.get("pts_time"))
+        if t is not None:
+            times.append(t)
+            if str(pkt.get("flags", "")).startswith("K"):
+                keys.append(t)
+    return times, keys
+
+
+class Seek(NamedTuple):
+    """Where decoding from a frame other than the first begins (:func:`seek_point`)."""
+    start: float      # the -ss position (seconds after the container's start time): at or before a key frame
+    keep_from: float | None  # the container time from which decoded frames are kept (None: all)
+
+
+def seek_point(times: list[float], start: int, start_time: float = 0.0, keys: list[float] | None = None) -> Seek:
+    """How to begin decoding exactly at frame ``start`` (``times``: every frame's time; ``keys``:
+    the key frames', ``info.keys``). ffmpeg's -ss alone is exact in an indexed container (MP4,
+    Matroska) but not in a stream without an index (MPEG-TS, MPEG-PS): there a seek may land
+    past its target, and the frames before the next key frame are lost or undecodable (a shot
+    that started frames late, or failed). So decoding starts at the key frame before the one at
+    or before the frame (a key frame more, against such an overshoot), and frames are kept by
+    their own times from half-way between it and the frame before: rounding never drops or
+    adds one."""
     if start <= 0:
-        return 0.0
-    return max(0.0, (times[start - 1] + times[start]) / 2 - start_time)
+        return Seek(0.0, None)
+    keep_from = (times[start - 1] + times[start]) / 2
+    begin = keep_from
+    if keys:
+        before = [k for k in keys if k <= times[start]]
+        begin = before[-2] - (times[start] - times[start - 1]) / 2 if len(before) >= 2 else start_time
+    return Seek(max(0.0, begin - start_time), keep_from)
 
 
-def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: float | None = None,
+def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: Seek | float | None = None,
                 size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
     """Stream frames [start, start + count) as HxW luma (uint8, or uint16 for deep sources),
     upright, without dropping or duplicating; ``size`` (w, h) scales them (cut detection).
@@ -580,17 +618,23 @@ def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: 
     elif start:
         if seek is None:
             raise ValueError("decoding from a frame other than the first needs its seek point")
-        node = ffmpeg.input(info.path, ss=f"{seek:.6f}", **SAFETY)
+        seek = Seek(*seek) if isinstance(seek, (list, tuple)) else Seek(seek, None)  # a plan's JSON; a bare -ss
+        # -ss 0 is left out: in an AVI with B-frames it gives the first frame another time
+        node = ffmpeg.input(info.path, **({"ss": f"{seek.start:.6f}"} if seek.start > 0 else {}),
+                            **({"fflags": "+genpts"} if info.genpts else {}), **SAFETY)
     else:
         node = info.input()
     deep = info.deep and size is None
     width, height = size or (info.width, info.height)
     video = node["v:0"]
+    kept = bool(start and not info.sequence and seek.keep_from is not None)
+    if kept:  # by the frames' own times, the container's (-copyts)
+        video = video.filter("select", f"gte(t,{seek.keep_from:.6f})")
     if size is not None:
         video = video.filter("scale", width, height, flags="area")
     proc = (ffmpeg.output(video, "pipe:", format="rawvideo", pix_fmt="gray16le" if deep else "gray",
                           fps_mode="passthrough", sn=None, **{"frames:v": count})
-            .global_args("-nostdin", "-loglevel", "error")
+            .global_args("-nostdin", "-loglevel", "error", *(["-copyts"] if kept else []))
             .run_async(pipe_stdout=True, pipe_stderr=True))
     drain = _Drain(proc.stderr)
     drain.start()

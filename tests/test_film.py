@@ -19,7 +19,8 @@ from colorize_core import Colorizer
 from colorize_core.color import KODAK, PrintingDensity, luminance, printing_density_luminance
 from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
 from colorize_core.film import (Encoder, carry_notes, decode_gray, dpx_header, frame_rate, frame_times,
-                                 join_segments, printing_density_of, printing_density_override, probe, probe_sequence, stream_info)
+                                 join_segments, printing_density_of, printing_density_override, probe, probe_sequence,
+                                 seek_point, stream_info)
 from colorize_core import film_pipeline
 from colorize_core.film_pipeline import colorize_film
 from colorize_core.images import NOTE
@@ -471,12 +472,37 @@ def test_an_avi_with_b_frames_whose_packets_have_no_presentation_times(colorizer
     capture = tmp_path / "capture.avi"
     ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(capture))
     info = probe(capture)
-    assert info.frames == 50 and info.times is None
+    assert info.frames == 50 and info.genpts and len(info.times) == 50   # each frame's time as ffmpeg decodes it
     assert info.flags == ["interlaced"] and info.field_order == "bb" and 0.9 <= info.fields_from <= 1.5
     info = probe(parts[0])
     assert info.frames == 25 and info.flags == [] and info.field_order == "progressive"
     colorize_film(info, [tmp_path / "leader.mkv"], colorizer)
     assert int(video_stream(tmp_path / "leader.mkv")["nb_read_packets"]) == 25
+
+
+@pytest.mark.parametrize("name, codec", [("capture.ts", ["-c:v", "libx264", "-bf", "3"]),
+                                         ("tape.ts", ["-c:v", "mpeg2video", "-bf", "2", "-flags", "+ildct+ilme"]),
+                                         ("dvd.mpg", ["-c:v", "mpeg2video", "-bf", "2"]),
+                                         ("xvid.avi", ["-c:v", "mpeg4", "-bf", "2"]),
+                                         ("master.mp4", ["-c:v", "libx264", "-bf", "3"])])
+def test_a_unit_of_work_starts_at_its_own_frame_in_any_container(tmp_path, name, codec):
+    """A shot unit decodes from its first frame, seeking: every frame, the same as decoding the
+    film from its start. MPEG-TS and MPEG-PS have no index, so ffmpeg's seek may land past its
+    target (units began frames late, or failed: "truncated film"); AVI and MPEG-PS with B-frames
+    give most packets no presentation time (units were refused: "cannot address shots")."""
+    src = tmp_path / name
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=1.6", "-g", "10", *codec, str(src))
+    info = probe(src)
+    times = frame_times(info)
+    whole = list(decode_gray(info))
+    assert len(times) == len(whole) == info.frames == 40
+    wrong = []
+    for k in range(1, info.frames):
+        n = min(3, info.frames - k)
+        part = list(decode_gray(info, k, n, seek=seek_point(times, k, info.start_time, info.keys)))
+        if len(part) != n or not all(np.array_equal(a, b) for a, b in zip(part, whole[k:k + n])):
+            wrong.append(k)
+    assert wrong == []
 
 
 def test_bad_films_raise_clear_errors_and_leave_nothing(clips, colorizer, tmp_path):
