@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from colorize_core.archive import FilmEntry, JobSettings, plan, read_sidecar
 from colorize_core.colorizer import Colorizer
-from colorize_core.film import frame_times, probe, stream_info
+from colorize_core.film import FilmInfo, decode_gray, frame_times, probe, stream_info
 from colorize_core.film_archive import assemble_film, colorize_unit, plan_units, prepare_film
 from colorize_core.errors import JobStoppedError
 from colorize_core.provenance import Item, JobWatch, ProvenanceStore, Shot
@@ -134,6 +134,31 @@ def planned_film(tmp_path: Path, shot_frames: int) -> PlannedFilm:
     _, films, _ = plan(s, d, store, job, settings, colorizer.sha256)
     film_plan = prepare_film(films[0], s, d, store, job, settings, "default", colorizer.sha256)
     return PlannedFilm(store, settings, colorizer, s, d, job, film_plan)
+
+
+def test_the_units_of_an_mpeg_ts_capture_start_at_their_own_frames(tmp_path):
+    """A broadcast capture in MPEG-TS (no index: a seek may land past its target) planned in
+    units of 10 frames: each unit, decoded as its task does from the plan (its info and seek
+    point, through JSON), holds the same frames as the film decoded from its start (its first
+    units failed as truncated, others began frames late)."""
+    src = tmp_path / "src" / "capture.ts"
+    src.parent.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=2", "-f", "lavfi", "-i", "sine=duration=2",
+           "-c:v", "libx264", "-bf", "3", "-g", "12", "-c:a", "aac", str(src))
+    store = ProvenanceStore(f"sqlite:///{tmp_path}/p.db")
+    settings = JobSettings(shot_max_frames=10, shot_min_frames=10, warmup_frames=3)
+    s, d = open_location(str(tmp_path / "src")), open_location(str(tmp_path / "dest"))
+    job = store.start_job(s.uri, d.uri, settings.params("m", "film"), "k", "default", "m", {}, None)
+    _, films, _ = plan(s, d, store, job, settings, "m")
+    film_plan = json.loads(json.dumps(prepare_film(films[0], s, d, store, job, settings, "default", "m")))
+    info = FilmInfo.from_dict({**film_plan["info"], "path": str(src)})
+    whole = list(decode_gray(info))
+    assert len(whole) == 50 and len(film_plan["units"]) == 5
+    for unit in film_plan["units"]:
+        first = unit["start"] - unit["warmup"]
+        got = list(decode_gray(info, first, unit["end"] - first, seek=unit["seek"]))
+        assert len(got) == unit["end"] - first and all(
+            np.array_equal(a, b) for a, b in zip(got, whole[first:unit["end"]])), unit
 
 
 def test_a_crashed_film_job_redoes_only_the_unfinished_shots(prefect_api, tmp_path):
