@@ -303,13 +303,13 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     info.field_order, info.fields_from = field_order, fields_from
     info.start_time = float(meta.get("format", {}).get("start_time") or 0)
     _other_streams(info, meta, video["index"])
-    info.video_start = min(times) if times else info.start_time
     if len(times) != frames:  # decoding times only (AVI, MPEG-PS with B-frames): as ffmpeg's decoder times them
         times, keys = _packet_times(path, video["index"], genpts=True)
         info.genpts = len(times) == frames
     if len(times) == frames:
         info.times = sorted(times)
     info.keys = sorted(keys)
+    info.video_start = min(times) if times else info.start_time
     if info.interlaced:
         info.flags.append("interlaced")
     if info.vfr:

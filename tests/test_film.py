@@ -476,6 +476,9 @@ def test_an_avi_with_b_frames_whose_packets_have_no_presentation_times(colorizer
     assert info.flags == ["interlaced"] and info.field_order == "bb" and 0.9 <= info.fields_from <= 1.5
     info = probe(parts[0])
     assert info.frames == 25 and info.flags == [] and info.field_order == "progressive"
+    # The picture starts when ffmpeg's own transcode starts it (one frame in: the B-frames' delay)
+    ffmpeg("-i", str(parts[0]), "-c:v", "ffv1", str(tmp_path / "ffmpeg.mkv"))
+    assert info.picture_offset == pytest.approx(_first_pts(tmp_path / "ffmpeg.mkv", "v:0"), abs=0.001)
     colorize_film(info, [tmp_path / "leader.mkv"], colorizer)
     assert int(video_stream(tmp_path / "leader.mkv")["nb_read_packets"]) == 25
 
