@@ -49,6 +49,7 @@ VIDEO = {"access": "video/mp4", "master": "video/x-matroska", "master-prores": "
 FILES = {"iiif": "iiif.json", "premis": "premis.xml", "prov": "prov.json"}   # under DEST/manifests/<job>/
 EXPORT = "export"   # the type of the job's event recording an export written (kind, URI, its public URLs)
 PROV_PAGE = 1000   # items a page of PROV records: prov's objects take some 50 KB an item
+PREMIS_PAGE = 1000  # items a page of PREMIS records: an item's ORM objects with its events take some 35 KB
 CONTENT_TYPES_OF = {"iiif": 'application/ld+json;profile="http://iiif.io/api/presentation/3/context.json"',
                     "premis": "application/xml", "prov": "application/json"}
 
@@ -262,13 +263,13 @@ def write_premis(store: ProvenanceStore, job_id: str, path: Path) -> None:
     with open(path, "w", encoding="utf-8") as out:
         out.write(f"<?xml version='1.0' encoding='utf-8'?>\n"
                   f'<premis:premis xmlns:premis="{PREMIS_NS}" xmlns:xsi="{XSI_NS}" version="3.0">')
-        for items, _ in _item_pages(store, job_id):
+        for items, _ in _item_pages(store, job_id, size=PREMIS_PAGE):
             for it in items:
                 out.write("\n  " + _below_root(_premis_object(it.source_uri, it.sha256, it.size, it.format,
                                                               it.rel_path)))
                 for o in it.outputs:
                     out.write("\n  " + _below_root(_premis_object(o.uri, o.sha256, o.size, None, None)))
-        for items, events in _item_pages(store, job_id, events=True):
+        for items, events in _item_pages(store, job_id, events=True, size=PREMIS_PAGE):
             for it in items:
                 for e in events.get(it.id, []):
                     agents.setdefault(e.agent, "person" if e.agent.startswith("person:") else "software")
