@@ -116,6 +116,7 @@ class FilmInfo:
     times: list[float] | None = field(default=None, repr=False)   # frame times, when probe read them
     keys: list[float] | None = field(default=None, repr=False)    # key frames' times, when probe read them
     genpts: bool = False               # frames without presentation times: ffmpeg generates them (fflags +genpts)
+    restarts_at: int | None = None     # the packet (in file order) where the picture's timestamps go back, if they do
     subtitles: list[dict[str, Any]] = field(default_factory=list)  # index, codec, language
     chapters: int = 0
     timecode: str | None = None        # of the first frame (QuickTime tmcd track, MXF or Matroska tag)
@@ -274,9 +275,15 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     fps, avg = _ratio(video.get("r_frame_rate")), _ratio(video.get("avg_frame_rate"))
     ends: dict[int, float] = {}    # per stream: where its last packet ends
     frames, times, keys = 0, [], []
+    latest, restarts_at = -math.inf, None   # the picture's latest time so far; where its times go back
     for pkt in packets.get("packets", []):
         index = int(pkt.get("stream_index", -1))
         frames += index == video["index"]
+        if index == video["index"] and (t := _seconds(pkt.get("pts_time"), pkt.get("dts_time"))) is not None:
+            # B-frames come before the frames they follow, by a few frames: not by a second or more
+            if restarts_at is None and t < latest - max(1.0, 16 / float(fps or avg or 25)):
+                restarts_at = frames - 1
+            latest = max(latest, t)
         if index == video["index"] and str(pkt.get("flags", "")).startswith("K"):
             key = _seconds(pkt.get("pts_time"), pkt.get("dts_time"))  # AVI with B-frames: decoding times only
             if key is not None:
@@ -310,6 +317,9 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
         info.times = sorted(times)
     info.keys = sorted(keys)
     info.video_start = min(times) if times else info.start_time
+    if restarts_at is not None:   # files joined end to end: the times do not address frames
+        info.restarts_at = restarts_at
+        info.flags.append("timestamps-restart")
     if info.interlaced:
         info.flags.append("interlaced")
     if info.vfr:
@@ -464,6 +474,10 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], lis
     if info.interlaced and info.fields_from is not None:
         notes.append(f"interlaced from about {info.fields_from:.1f} s (the key frames read before it are progressive): "
                      f"every rendition is coded and tagged as fields, {FIELD_NAMES[info.field_order]} first, throughout")
+    if info.restarts_at is not None:
+        notes.append(f"the picture's timestamps go back at frame {info.restarts_at} of the file (recordings joined "
+                     "end to end?): its frames are colorized in file order, in one unit of work, and the renditions "
+                     "time them at the frame rate")
     deeper = (info.sequence or {}).get("deeper_frames")
     if deeper:
         shown = ", ".join(deeper["first"]) + (" ..." if deeper["count"] > len(deeper["first"]) else "")

@@ -227,7 +227,9 @@ def prepare_film(film: FilmEntry, source: Location, dest: Location, store: Prove
     except ColorizeError as exc:
         return _record_film_failure(store, job_id, uri, film, dest, settings, model_name, model_sha256, stage, exc,
                                     sha256, info, events)
-    units = plan_units(info.frames, cuts, settings)
+    # Timestamps that go back do not address frames: no unit can seek its first one
+    units = plan_units(info.frames, cuts, settings) if info.restarts_at is None else \
+        [{"start": 0, "end": info.frames, "warmup": 0, "cuts": []}]
     done = store.done_shots(dest.uri, sha256, key)
     for unit in units:
         first = unit["start"] - unit["warmup"]

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from colorize_core.archive import FilmEntry, JobSettings, plan, read_sidecar
 from colorize_core.colorizer import Colorizer
-from colorize_core.film import FilmInfo, decode_gray, frame_times, probe, stream_info
+from colorize_core.film import FilmInfo, carry_notes, decode_gray, frame_times, probe, stream_info
 from colorize_core.film_archive import assemble_film, colorize_unit, plan_units, prepare_film
 from colorize_core.errors import JobStoppedError
 from colorize_core.provenance import Item, JobWatch, ProvenanceStore, Shot
@@ -159,6 +159,37 @@ def test_the_units_of_an_mpeg_ts_capture_start_at_their_own_frames(tmp_path):
         got = list(decode_gray(info, first, unit["end"] - first, seek=unit["seek"]))
         assert len(got) == unit["end"] - first and all(
             np.array_equal(a, b) for a, b in zip(got, whole[first:unit["end"]])), unit
+
+
+def test_recordings_joined_end_to_end_are_one_unit_of_work_in_file_order(tmp_path):
+    """Two MPEG-TS recordings joined with cat: the second's timestamps start again, so times no
+    longer address frames (sorted, they interleave the two; a unit seeking its first frame got
+    the wrong ones). The film is flagged, the notes say why, and it is planned as one unit,
+    which decodes every frame in file order, the cut between them kept for the smoother."""
+    parts = []
+    for n, picture in enumerate(["testsrc2=size=128x96:rate=25", "mandelbrot=size=128x96:rate=25"]):
+        parts.append(tmp_path / f"part{n}.ts")
+        ffmpeg("-f", "lavfi", "-i", f"{picture},trim=duration=2", "-f", "lavfi", "-i", "sine=duration=2",
+               "-c:v", "libx264", "-bf", "2", "-g", "12", "-c:a", "aac", str(parts[-1]))
+    src = tmp_path / "src" / "evening news.ts"
+    src.parent.mkdir()
+    src.write_bytes(b"".join(part.read_bytes() for part in parts))
+    info = probe(src)
+    assert info.frames == 100 and info.restarts_at == 50 and info.flags == ["timestamps-restart"]
+    assert carry_notes(info, [".mkv"])[0] == [
+        ("the picture's timestamps go back at frame 50 of the file (recordings joined end to end?): its frames are "
+         "colorized in file order, in one unit of work, and the renditions time them at the frame rate")]
+    assert probe(parts[0]).restarts_at is None
+    store = ProvenanceStore(f"sqlite:///{tmp_path}/p.db")
+    settings = JobSettings(shot_max_frames=10, shot_min_frames=10)
+    s, d = open_location(str(src.parent)), open_location(str(tmp_path / "dest"))
+    job = store.start_job(s.uri, d.uri, settings.params("m", "film"), "k", "default", "m", {}, None)
+    _, films, _ = plan(s, d, store, job, settings, "m")
+    film_plan = json.loads(json.dumps(prepare_film(films[0], s, d, store, job, settings, "default", "m")))
+    assert [(u["start"], u["end"], u["cuts"]) for u in film_plan["units"]] == [(0, 100, [50])]
+    frames = list(decode_gray(FilmInfo.from_dict({**film_plan["info"], "path": str(src)})))
+    assert len(frames) == 100
+    assert all(np.array_equal(a, b) for a, b in zip(frames, [*decode_gray(probe(parts[0])), *decode_gray(probe(parts[1]))]))
 
 
 def test_a_crashed_film_job_redoes_only_the_unfinished_shots(prefect_api, tmp_path):
