@@ -22,6 +22,13 @@ pytestmark = pytest.mark.slow
 COLORIZE = [sys.executable, "-m", "colorize_cli.main"]
 
 
+def _interruptible() -> None:
+    """A run's preexec_fn: Ctrl-C interrupts it, as at a terminal, however the tests were started
+    (a shell without job control starts a background command with SIGINT ignored, and a child
+    inherits that: Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def colorize(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*COLORIZE, *args], capture_output=True, text=True, timeout=300, cwd=cwd,
                           env={**os.environ, **(env or {})})
@@ -152,7 +159,7 @@ def test_a_run_stopped_by_a_signal_gives_its_dest_back_and_is_recorded_cancelled
     dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
     run = subprocess.Popen([*COLORIZE, "run", str(SAMPLES), str(dest), "--db", db],
                            env={**os.environ, "PREFECT_API_URL": prefect_api}, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+                           stderr=subprocess.STDOUT, text=True, preexec_fn=_interruptible)
     def started() -> str | None:   # the job holds DEST and has its row: the signal comes at its very start
         lease = ProvenanceStore(db).dest_lease(str(dest)) if (tmp_path / "p.db").exists() else None
         return lease["job_id"] if lease and ProvenanceStore(db).job(lease["job_id"]) else None
@@ -207,7 +214,7 @@ def test_ctrl_c_during_a_shot_stops_it_within_seconds_and_nothing_is_written_aft
            "-c:v", "libx264", str(src / "reel.mp4"))   # 960 frames, one shot: some 30 s of work or more
     run = subprocess.Popen([*COLORIZE, "run", str(src), str(dest), "--db", db],
                            env={**os.environ, "PREFECT_API_URL": prefect_api, "TMPDIR": str(tmp)},
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_interruptible)
     deadline = time.monotonic() + 180
     while not list(tmp.glob("colorize-shot-*/.colorize-tmp-*")):   # the shot is being encoded
         assert run.poll() is None and time.monotonic() < deadline, "the shot never started"
