@@ -22,11 +22,11 @@ pytestmark = pytest.mark.slow
 COLORIZE = [sys.executable, "-m", "colorize_cli.main"]
 
 
-def _interruptible() -> None:
-    """A run's preexec_fn: Ctrl-C interrupts it, as at a terminal, however the tests were started
-    (a shell without job control starts a background command with SIGINT ignored, and a child
-    inherits that: Python then never raises KeyboardInterrupt)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# COLORIZE for a run a test interrupts with Ctrl-C: Ctrl-C reaches it as at a terminal, however the
+# tests were started (a shell without job control starts a background command with SIGINT ignored,
+# and a child inherits that: Python then never raises KeyboardInterrupt).
+INTERRUPTIBLE = [sys.executable, "-c", ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                                        "runpy.run_module('colorize_cli.main', run_name='__main__', alter_sys=True)")]
 
 
 def colorize(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -157,9 +157,9 @@ def test_a_run_stopped_by_a_signal_gives_its_dest_back_and_is_recorded_cancelled
     from colorize_core.provenance import ProvenanceStore
 
     dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/p.db"
-    run = subprocess.Popen([*COLORIZE, "run", str(SAMPLES), str(dest), "--db", db],
+    run = subprocess.Popen([*INTERRUPTIBLE, "run", str(SAMPLES), str(dest), "--db", db],
                            env={**os.environ, "PREFECT_API_URL": prefect_api}, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, preexec_fn=_interruptible)
+                           stderr=subprocess.STDOUT, text=True)
     def started() -> str | None:   # the job holds DEST and has its row: the signal comes at its very start
         lease = ProvenanceStore(db).dest_lease(str(dest)) if (tmp_path / "p.db").exists() else None
         return lease["job_id"] if lease and ProvenanceStore(db).job(lease["job_id"]) else None
@@ -212,9 +212,9 @@ def test_ctrl_c_during_a_shot_stops_it_within_seconds_and_nothing_is_written_aft
     src.mkdir(), tmp.mkdir()
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=24:duration=40", "-vf", "format=gray",
            "-c:v", "libx264", str(src / "reel.mp4"))   # 960 frames, one shot: some 30 s of work or more
-    run = subprocess.Popen([*COLORIZE, "run", str(src), str(dest), "--db", db],
+    run = subprocess.Popen([*INTERRUPTIBLE, "run", str(src), str(dest), "--db", db],
                            env={**os.environ, "PREFECT_API_URL": prefect_api, "TMPDIR": str(tmp)},
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_interruptible)
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
     while not list(tmp.glob("colorize-shot-*/.colorize-tmp-*")):   # the shot is being encoded
         assert run.poll() is None and time.monotonic() < deadline, "the shot never started"
