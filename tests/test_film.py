@@ -487,25 +487,61 @@ def test_an_avi_with_b_frames_whose_packets_have_no_presentation_times(colorizer
                                          ("tape.ts", ["-c:v", "mpeg2video", "-bf", "2", "-flags", "+ildct+ilme"]),
                                          ("dvd.mpg", ["-c:v", "mpeg2video", "-bf", "2"]),
                                          ("xvid.avi", ["-c:v", "mpeg4", "-bf", "2"]),
-                                         ("master.mp4", ["-c:v", "libx264", "-bf", "3"])])
+                                         ("master.mp4", ["-c:v", "libx264", "-bf", "3"]),
+                                         ("open-gop.mp4", ["-c:v", "libx264", "-bf", "3", "-x264-params",
+                                                           "keyint=10:min-keyint=10:open-gop=1:scenecut=0"]),
+                                         ("mpeg2.mov", ["-c:v", "mpeg2video", "-bf", "2"]),
+                                         ("master.mkv", ["-c:v", "libx264", "-bf", "3"])])
 def test_a_unit_of_work_starts_at_its_own_frame_in_any_container(tmp_path, name, codec):
     """A shot unit decodes from its first frame, seeking: every frame, the same as decoding the
     film from its start. MPEG-TS and MPEG-PS have no index, so ffmpeg's seek may land past its
     target (units began frames late, or failed: "truncated film"); AVI and MPEG-PS with B-frames
-    give most packets no presentation time (units were refused: "cannot address shots")."""
+    give most packets no presentation time (units were refused: "cannot address shots"). An
+    indexed container is sought from the key frame at or before the unit, not one more: its
+    open GOPs' leading frames (shown before their key frame, decoded after it) are among them."""
     src = tmp_path / name
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=1.6", "-g", "10", *codec, str(src))
     info = probe(src)
     times = frame_times(info)
     whole = list(decode_gray(info))
     assert len(times) == len(whole) == info.frames == 40
-    wrong = []
+    assert info.indexed == (src.suffix in (".mp4", ".mov", ".mkv"))
+    wrong, early = [], []
     for k in range(1, info.frames):
         n = min(3, info.frames - k)
-        part = list(decode_gray(info, k, n, seek=seek_point(times, k, info.start_time, info.keys)))
+        seek = seek_point(times, k, info.start_time, info.keys, info.indexed)
+        part = list(decode_gray(info, k, n, seek=seek))
         if len(part) != n or not all(np.array_equal(a, b) for a, b in zip(part, whole[k:k + n])):
             wrong.append(k)
-    assert wrong == []
+        # indexed: no key frame more than the unit needs (a GOP more to decode)
+        if info.indexed and seek.start < max(key for key in info.keys if key <= times[k]) - 1e-6:
+            early.append(k)
+    assert (wrong, early) == ([], [])
+
+
+def test_an_mp4_trimmed_without_re_encoding_is_the_frames_it_shows(colorizer, tmp_path):
+    """A clip cut with ``ffmpeg -ss ... -c copy`` keeps the packets from the key frame before its
+    cut, and an edit list hides them: they are decoded, never shown. They are no frames of the
+    film (it was refused as "truncated film: decoded 67 of 75 frames"), yet its units seek from
+    them, and its access copy keeps the sound its edit list hides, as the source does."""
+    reel, clip = tmp_path / "reel.mp4", tmp_path / "clip.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=4", "-f", "lavfi", "-i", "sine=duration=4",
+           "-c:v", "libx264", "-bf", "3", "-g", "25", "-c:a", "aac", "-shortest", str(reel))
+    ffmpeg("-ss", "1.3", "-i", str(reel), "-c", "copy", str(clip))
+    packets = int(video_stream(clip)["nb_read_packets"])
+    info = probe(clip)
+    whole = list(decode_gray(info))
+    assert info.frames == len(whole) == len(frame_times(info)) < packets
+    assert min(info.keys) < 0 == info.video_start       # the hidden key frame, decoded from
+    times = frame_times(info)
+    for k in (1, 5, 20, info.frames - 3):
+        part = list(decode_gray(info, k, 3, seek=seek_point(times, k, info.start_time, info.keys, info.indexed)))
+        assert all(np.array_equal(a, b) for a, b in zip(part, whole[k:k + 3], strict=True)), k
+    out = tmp_path / "colour.mp4"
+    colorize_film(info, [out], colorizer)
+    assert int(video_stream(out)["nb_read_packets"]) == info.frames
+    assert _first_pts(out, "v:0") == pytest.approx(0, abs=0.001)
+    assert audio_digest(out) == audio_digest(clip)
 
 
 def test_bad_films_raise_clear_errors_and_leave_nothing(clips, colorizer, tmp_path):
