@@ -541,14 +541,17 @@ def _check_complete(video: dict[str, Any], fmt: dict[str, Any], ends: dict[int, 
                     rate: Fraction) -> None:
     """Raise CorruptMediaError when the packets stop well before the declared duration: the
     video's own, or else the file's (then every stream must stop short: sound that runs on
-    after the picture is not a truncation)."""
+    after the picture is not a truncation). Matroska's durations (its segment's, and the
+    DURATION tags ffmpeg writes) are where its timeline ends, counted from 0: one remuxed with
+    -copyts keeps a capture's broadcast times, and starts at 1001 s of a declared 1003 s."""
     start = float(fmt.get("start_time") or 0)
+    zero = start if fmt.get("format_name") == "matroska,webm" else 0.0
     interval = 1 / float(rate) if rate else 0.04
     own = _video_duration(video)
     if own:
-        declared, reached = own, ends.get(video["index"], start) - start
+        declared, reached = own - zero, ends.get(video["index"], start) - start
     else:
-        declared = float(fmt.get("duration") or 0)
+        declared = float(fmt.get("duration") or 0) - zero
         reached = max(ends.values(), default=start) - start
     if declared and reached < declared - max(0.02 * declared, 3 * interval):
         raise CorruptMediaError(f"truncated film: {frames} frames present, ending at {reached:.2f} s of the "

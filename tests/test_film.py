@@ -544,6 +544,29 @@ def test_an_mp4_trimmed_without_re_encoding_is_the_frames_it_shows(colorizer, tm
     assert audio_digest(out) == audio_digest(clip)
 
 
+def test_a_matroska_remuxed_with_its_broadcast_times_is_whole_and_a_cut_one_is_not(colorizer, tmp_path):
+    """Matroska declares where its timeline ends, counted from 0. A capture remuxed with
+    ``-copyts`` keeps its broadcast times: it starts at 1001.4 s of a declared 1003.4 s, and was
+    refused as "truncated film: 50 frames present, ending at 2.01 s of the 1003.40 s declared"."""
+    capture, remux = tmp_path / "capture.ts", tmp_path / "capture.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=2", "-f", "lavfi", "-i", "sine=duration=2",
+           "-c:v", "libx264", "-bf", "3", "-g", "10", "-c:a", "mp2", "-shortest", "-output_ts_offset", "1000", str(capture))
+    ffmpeg("-copyts", "-i", str(capture), "-c", "copy", str(remux))
+    info = probe(remux)
+    assert info.frames == 50 and info.start_time > 1000
+    times = frame_times(info)
+    whole = list(decode_gray(info))
+    part = list(decode_gray(info, 23, 5, seek=seek_point(times, 23, info.start_time, info.keys, info.indexed)))
+    assert all(np.array_equal(a, b) for a, b in zip(part, whole[23:28], strict=True))
+    out = tmp_path / "colour.mkv"
+    colorize_film(info, [out], colorizer)
+    assert int(video_stream(out)["nb_read_packets"]) == 50 and audio_digest(out) == audio_digest(remux)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(remux.read_bytes()[: remux.stat().st_size // 3])
+    with pytest.raises(CorruptMediaError, match="truncated film"):
+        probe(cut)
+
+
 def test_bad_films_raise_clear_errors_and_leave_nothing(clips, colorizer, tmp_path):
     data = clips["pan.mp4"].read_bytes()
     cases = {
