@@ -120,6 +120,7 @@ class FilmInfo:
     genpts: bool = False               # frames without presentation times: ffmpeg generates them (fflags +genpts)
     indexed: bool = field(default=False, repr=False)  # MP4/MOV or Matroska: sought by its index (seek_point)
     restarts_at: int | None = None     # the packet (in file order) where the picture's timestamps go back, if they do
+    unseekable_at: int | None = None   # a frame that decoding from a seek does not reach (seek_trial), if one was found
     subtitles: list[dict[str, Any]] = field(default_factory=list)  # index, codec, language
     chapters: int = 0
     timecode: str | None = None        # of the first frame (QuickTime tmcd track, MXF or Matroska tag)
@@ -485,6 +486,10 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], lis
         notes.append(f"the picture's timestamps go back at frame {info.restarts_at} of the file (recordings joined "
                      "end to end?): its frames are colorized in file order, in one unit of work, and the renditions "
                      "time them at the frame rate")
+    if info.unseekable_at is not None:
+        notes.append(f"decoding from a seek to frame {info.unseekable_at} gave other frames than decoding from the "
+                     "start (the container's times do not address its frames): its frames are colorized in file "
+                     "order, in one unit of work")
     deeper = (info.sequence or {}).get("deeper_frames")
     if deeper:
         shown = ", ".join(deeper["first"]) + (" ..." if deeper["count"] > len(deeper["first"]) else "")
@@ -641,6 +646,36 @@ def seek_point(times: list[float], start: int, start_time: float = 0.0, keys: li
     elif before:
         begin = before[-2] - (times[start] - times[start - 1]) / 2 if len(before) >= 2 else start_time
     return Seek(max(0.0, begin - start_time), keep_from)
+
+
+def seek_trial(info: FilmInfo, times: list[float]) -> int | None:
+    """The first of a few frames a unit of work starting there would not decode right, or None.
+    A unit seeks (:func:`seek_point`) and must give the frames decoding from the start gives.
+    Tried where seeking first matters, around the film's second key frame: just before it (a
+    frame shown before a key frame, decoded after it) and just after. Some files' times do not
+    address their frames: H.264 in an MXF written by ffmpeg gives its packets no presentation
+    order, so frames kept by time were a frame or more off, silently. Frames are compared at
+    96 pixels wide: cheap, and enough to tell frames apart."""
+    later = [k for k in info.keys or [] if k > times[0]]
+    if info.sequence or not later:   # one key frame: every unit decodes from the film's start
+        return None
+    second = next((i for i, t in enumerate(times) if t >= later[0]), len(times))
+    tries = sorted({k for k in (second - 1, second + 2) if 0 < k < info.frames})
+    if not tries:
+        return None
+    width = min(96, info.width) // 2 * 2
+    size = (width, max(2, round(width * info.height / info.width / 2) * 2))
+    reference = list(decode_gray(info, 0, min(max(tries) + 3, info.frames), size=size))
+    for k in tries:
+        count = min(3, info.frames - k)
+        try:
+            got = list(decode_gray(info, k, count, seek=seek_point(times, k, info.start_time, info.keys, info.indexed),
+                                   size=size))
+        except CorruptMediaError:
+            return k
+        if not all(np.array_equal(a, b) for a, b in zip(got, reference[k:k + count], strict=True)):
+            return k
+    return None
 
 
 def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: Seek | float | None = None,

@@ -36,7 +36,7 @@ from colorize_core.archive import FilmEntry, ItemResult, JobSettings, film_uri, 
 from colorize_core.colorizer import Colorizer
 from colorize_core.errors import ColorizeError, CorruptMediaError, JobStoppedError, MediaError, UnsupportedMediaError
 from colorize_core.film import (FilmInfo, attach_sound, carry_notes, declared_rate, frame_times, image2_path,
-                                 join_segments, probe, probe_sequence, seek_point, stream_info)
+                                 join_segments, probe, probe_sequence, seek_point, seek_trial, stream_info)
 from colorize_core.film_pipeline import colorize_film, find_cuts
 from colorize_core.images import NOTE
 from colorize_core.provenance import Event, Item, JobWatch, Output, ProvenanceStore, Shot, utcnow
@@ -224,11 +224,14 @@ def prepare_film(film: FilmEntry, source: Location, dest: Location, store: Prove
             info = _info(path, film, settings)
             times = frame_times(info)
             cuts = find_cuts(info)
+            if info.restarts_at is None and (at := seek_trial(info, times)) is not None:
+                info.unseekable_at = at
+                info.flags.append("frames-not-seekable")
     except ColorizeError as exc:
         return _record_film_failure(store, job_id, uri, film, dest, settings, model_name, model_sha256, stage, exc,
                                     sha256, info, events)
-    # Timestamps that go back do not address frames: no unit can seek its first one
-    units = plan_units(info.frames, cuts, settings) if info.restarts_at is None else \
+    # Timestamps that go back, or that a trial seek found off, do not address frames: no unit can seek its first one
+    units = plan_units(info.frames, cuts, settings) if info.restarts_at is None and info.unseekable_at is None else \
         [{"start": 0, "end": info.frames, "warmup": 0, "cuts": []}]
     done = store.done_shots(dest.uri, sha256, key)
     for unit in units:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from colorize_core.archive import FilmEntry, JobSettings, plan, read_sidecar
 from colorize_core.colorizer import Colorizer
-from colorize_core.film import FilmInfo, carry_notes, decode_gray, frame_times, probe, stream_info
+from colorize_core.film import FilmInfo, carry_notes, decode_gray, frame_times, probe, seek_trial, stream_info
 from colorize_core.film_archive import assemble_film, colorize_unit, plan_units, prepare_film
 from colorize_core.errors import JobStoppedError
 from colorize_core.provenance import Item, JobWatch, ProvenanceStore, Shot
@@ -190,6 +190,38 @@ def test_recordings_joined_end_to_end_are_one_unit_of_work_in_file_order(tmp_pat
     frames = list(decode_gray(FilmInfo.from_dict({**film_plan["info"], "path": str(src)})))
     assert len(frames) == 100
     assert all(np.array_equal(a, b) for a, b in zip(frames, [*decode_gray(probe(parts[0])), *decode_gray(probe(parts[1]))]))
+
+
+def test_a_film_whose_frames_a_seek_does_not_reach_is_one_unit_of_work(tmp_path):
+    """H.264 in an MXF written by ffmpeg gives its packets no presentation order: frames kept by
+    their times, after a seek, were a frame or more off (units from frame 2 on gave the wrong
+    frames, silently). A trial seek around the second key frame finds it before any unit runs:
+    the film is flagged, the notes say why, and it is one unit, decoded in file order. The same
+    picture in MXF as MPEG-2, or in MOV, passes the trial."""
+    src = tmp_path / "src" / "camera card.mxf"
+    src.parent.mkdir()
+    picture = ["-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=3", "-f", "lavfi", "-i", "sine=duration=3",
+               "-shortest", "-g", "12", "-bf", "2", "-c:a", "pcm_s16le", "-ar", "48000"]
+    ffmpeg(*picture, "-c:v", "libx264", str(src))
+    info = probe(src)
+    times = frame_times(info)
+    assert seek_trial(info, times) == 11
+    for name, codec in (("xdcam.mxf", "mpeg2video"), ("camera.mov", "libx264")):
+        ffmpeg(*picture, "-c:v", codec, str(tmp_path / name))
+        other = probe(tmp_path / name)
+        assert seek_trial(other, frame_times(other)) is None, name
+    store = ProvenanceStore(f"sqlite:///{tmp_path}/p.db")
+    settings = JobSettings(shot_max_frames=10, shot_min_frames=10)
+    s, d = open_location(str(src.parent)), open_location(str(tmp_path / "dest"))
+    job = store.start_job(s.uri, d.uri, settings.params("m", "film"), "k", "default", "m", {}, None)
+    _, films, _ = plan(s, d, store, job, settings, "m")
+    film_plan = json.loads(json.dumps(prepare_film(films[0], s, d, store, job, settings, "default", "m")))
+    assert [(u["start"], u["end"]) for u in film_plan["units"]] == [(0, 75)]
+    planned = FilmInfo.from_dict({**film_plan["info"], "path": str(src)})
+    assert planned.flags == ["frames-not-seekable"] and planned.unseekable_at == 11
+    assert carry_notes(planned, [".mkv"])[0] == [
+        ("decoding from a seek to frame 11 gave other frames than decoding from the start (the container's times do "
+         "not address its frames): its frames are colorized in file order, in one unit of work")]
 
 
 def test_a_crashed_film_job_redoes_only_the_unfinished_shots(prefect_api, tmp_path):
