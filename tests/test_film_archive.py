@@ -136,6 +136,16 @@ def planned_film(tmp_path: Path, shot_frames: int) -> PlannedFilm:
     return PlannedFilm(store, settings, colorizer, s, d, job, film_plan)
 
 
+def unit_plan(tmp_path: Path, settings: JobSettings) -> dict:
+    """The plan a job makes of the one film in ``tmp_path / "src"`` (model "m"), through JSON as a
+    task receives it."""
+    store = ProvenanceStore(f"sqlite:///{tmp_path}/p.db")
+    s, d = open_location(str(tmp_path / "src")), open_location(str(tmp_path / "dest"))
+    job = store.start_job(s.uri, d.uri, settings.params("m", "film"), "k", "default", "m", {}, None)
+    _, films, _ = plan(s, d, store, job, settings, "m")
+    return json.loads(json.dumps(prepare_film(films[0], s, d, store, job, settings, "default", "m")))
+
+
 def test_the_units_of_an_mpeg_ts_capture_start_at_their_own_frames(tmp_path):
     """A broadcast capture in MPEG-TS (no index: a seek may land past its target) planned in
     units of 10 frames: each unit, decoded as its task does from the plan (its info and seek
@@ -145,12 +155,7 @@ def test_the_units_of_an_mpeg_ts_capture_start_at_their_own_frames(tmp_path):
     src.parent.mkdir()
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25:duration=2", "-f", "lavfi", "-i", "sine=duration=2",
            "-c:v", "libx264", "-bf", "3", "-g", "12", "-c:a", "aac", str(src))
-    store = ProvenanceStore(f"sqlite:///{tmp_path}/p.db")
-    settings = JobSettings(shot_max_frames=10, shot_min_frames=10, warmup_frames=3)
-    s, d = open_location(str(tmp_path / "src")), open_location(str(tmp_path / "dest"))
-    job = store.start_job(s.uri, d.uri, settings.params("m", "film"), "k", "default", "m", {}, None)
-    _, films, _ = plan(s, d, store, job, settings, "m")
-    film_plan = json.loads(json.dumps(prepare_film(films[0], s, d, store, job, settings, "default", "m")))
+    film_plan = unit_plan(tmp_path, JobSettings(shot_max_frames=10, shot_min_frames=10, warmup_frames=3))
     info = FilmInfo.from_dict({**film_plan["info"], "path": str(src)})
     whole = list(decode_gray(info))
     assert len(whole) == 50 and len(film_plan["units"]) == 5
@@ -180,12 +185,7 @@ def test_recordings_joined_end_to_end_are_one_unit_of_work_in_file_order(tmp_pat
         ("the picture's timestamps go back at frame 50 of the file (recordings joined end to end?): its frames are "
          "colorized in file order, in one unit of work, and the renditions time them at the frame rate")]
     assert probe(parts[0]).restarts_at is None
-    store = ProvenanceStore(f"sqlite:///{tmp_path}/p.db")
-    settings = JobSettings(shot_max_frames=10, shot_min_frames=10)
-    s, d = open_location(str(src.parent)), open_location(str(tmp_path / "dest"))
-    job = store.start_job(s.uri, d.uri, settings.params("m", "film"), "k", "default", "m", {}, None)
-    _, films, _ = plan(s, d, store, job, settings, "m")
-    film_plan = json.loads(json.dumps(prepare_film(films[0], s, d, store, job, settings, "default", "m")))
+    film_plan = unit_plan(tmp_path, JobSettings(shot_max_frames=10, shot_min_frames=10))
     assert [(u["start"], u["end"], u["cuts"]) for u in film_plan["units"]] == [(0, 100, [50])]
     frames = list(decode_gray(FilmInfo.from_dict({**film_plan["info"], "path": str(src)})))
     assert len(frames) == 100
@@ -210,12 +210,7 @@ def test_a_film_whose_frames_a_seek_does_not_reach_is_one_unit_of_work(tmp_path)
         ffmpeg(*picture, "-c:v", codec, str(tmp_path / name))
         other = probe(tmp_path / name)
         assert seek_trial(other, frame_times(other)) is None, name
-    store = ProvenanceStore(f"sqlite:///{tmp_path}/p.db")
-    settings = JobSettings(shot_max_frames=10, shot_min_frames=10)
-    s, d = open_location(str(src.parent)), open_location(str(tmp_path / "dest"))
-    job = store.start_job(s.uri, d.uri, settings.params("m", "film"), "k", "default", "m", {}, None)
-    _, films, _ = plan(s, d, store, job, settings, "m")
-    film_plan = json.loads(json.dumps(prepare_film(films[0], s, d, store, job, settings, "default", "m")))
+    film_plan = unit_plan(tmp_path, JobSettings(shot_max_frames=10, shot_min_frames=10))
     assert [(u["start"], u["end"]) for u in film_plan["units"]] == [(0, 75)]
     planned = FilmInfo.from_dict({**film_plan["info"], "path": str(src)})
     assert planned.flags == ["frames-not-seekable"] and planned.unseekable_at == 11
