@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import os
 import xml.etree.ElementTree as ET  # noqa: N817 - expat here refuses entity expansion attacks
 import struct
@@ -201,12 +202,21 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
                 raise UnsupportedMediaError(f"multi-page TIFF with {len(pages)} pages: not a single photograph")
             page = tif.pages[0]
             _check_size(page.imagewidth, page.imagelength, max_pixels)
-            if page.dtype not in (np.uint8, np.uint16) or (page.bitspersample not in (8, 16)):
+            photometric = page.photometric.name
+            palette = photometric == "PALETTE" and page.bitspersample in (1, 2, 4, 8, 16)
+            if page.bitspersample == 1 and photometric in ("MINISWHITE", "MINISBLACK"):
+                raise UnsupportedMediaError("1-bit (bilevel) TIFF: a black-and-white line or halftone scan has no "
+                                            "grey tones to colorize (8 or 16 bits)")
+            if not palette and (page.dtype not in (np.uint8, np.uint16) or page.bitspersample not in (8, 16)):
                 raise UnsupportedMediaError(f"TIFF with {page.bitspersample}-bit {page.dtype} samples "
                                             "is not supported (8 or 16 bits)")
-            photometric = page.photometric.name
+            if photometric == "YCBCR" and page.compression.name != "JPEG":
+                raise UnsupportedMediaError(f"YCbCr TIFF with {page.compression.name.lower()} compression is not "
+                                            "supported (YCbCr only inside JPEG-compressed TIFF)")
             arr = page.asarray()
+            colormap = page.colormap if palette else None
             tags = {name: page.tags[code].value for name, code in _TIFF_CARRY.items() if code in page.tags}
+            layout = _layout_description(tags.get("ImageDescription"))
             icc_tag = page.tags.get(34675)
             xmp_tag = page.tags.get(700)
             iptc_tag = page.tags.get(33723)
@@ -223,6 +233,22 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
         raise CorruptMediaError(f"truncated or corrupt TIFF data: {exc}") from None
     notes: list[str] = []
     alpha = None
+    if layout and tags.pop("ImageDescription", None) is not None and layout != "tifffile shape":
+        # it would misdescribe the colour output; tifffile's {"shape": [...]} says nothing the pixels do not
+        notes.append(f"the source's ImageDescription is {layout} metadata describing its own pixel layout: "
+                     "not carried over")
+    if compression == "jpeg":
+        notes.append("JPEG-compressed TIFF: the colour rendition is written with lossless Deflate compression, "
+                     "not recompressed as JPEG")
+    if photometric == "YCBCR":
+        photometric = "RGB"   # the JPEG decoder has converted its YCbCr to RGB
+    elif photometric == "PALETTE":
+        arr, photometric = _unpalette(arr, colormap), "RGB"
+        if arr.ndim == 2:
+            photometric = "MINISBLACK"
+            notes.append("palette TIFF whose palette is all greys: read as a greyscale photograph")
+        else:
+            notes.append("palette TIFF: its colours read through the palette as an RGB photograph")
     if photometric == "MINISWHITE":
         arr = np.iinfo(arr.dtype).max - arr
     elif photometric == "SEPARATED":
@@ -243,6 +269,44 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
                  tiff_compression=compression if compression in ("none", "lzw", "adobe_deflate", "deflate",
                                                                  "packbits", "zstd") else "adobe_deflate",
                  resolution=res, notes=notes)
+
+
+def _layout_description(text: Any) -> str | None:
+    """The kind of machine metadata an ImageDescription holds (the pixel layout of the file it came in,
+    written by tifffile, ImageJ or OME), or None for a description a person wrote."""
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    if text.startswith("ImageJ="):
+        return "ImageJ"
+    if text.startswith("<?xml") and text.endswith("OME>"):
+        return "OME-XML"
+    if text.startswith("shape=("):
+        return "tifffile shape"
+    if text.startswith("{") and '"shape"' in text:
+        try:
+            return "tifffile shape" if "shape" in json.loads(text) else None
+        except (ValueError, TypeError):
+            return None
+    return None
+
+
+def _unpalette(index: np.ndarray, colormap: np.ndarray | None) -> np.ndarray:
+    """A palette TIFF's pixels through its ColorMap (16-bit entries): gray when every entry the pixels use
+    is a grey, 8-bit when every one is an 8-bit value times 257 (as writers store them)."""
+    if colormap is None or colormap.ndim != 2 or colormap.shape[0] != 3:
+        raise CorruptMediaError("palette TIFF without a readable ColorMap")
+    if index.ndim != 2:
+        raise UnsupportedMediaError(f"palette TIFF with sample layout {index.shape} is not supported")
+    if int(index.max(initial=0)) >= colormap.shape[1]:
+        raise CorruptMediaError(f"palette TIFF: index {int(index.max())} beyond its "
+                                f"{colormap.shape[1]}-entry ColorMap")
+    cmap = colormap.astype(np.uint16)
+    used = cmap[:, np.bincount(index.ravel(), minlength=cmap.shape[1]) > 0]   # unused entries do not count
+    if not (used % 257).any():
+        cmap = (cmap // 257).astype(np.uint8)
+    gray = bool((used[0] == used[1]).all() and (used[1] == used[2]).all())
+    return cmap[0][index] if gray else np.ascontiguousarray(cmap.T[index])
 
 
 def _boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[bytes, int, int]]:

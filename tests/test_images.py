@@ -12,8 +12,8 @@ import tifffile
 from PIL import Image, ImageCms, PngImagePlugin
 
 from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
-from colorize_core.images import (DIGITAL_SOURCE_TYPE, JP2_XMP_UUID, NOTE, Photo, adapt_to_format, decode_photo,
-                                  encode_photo, xmp_packet)
+from colorize_core.images import (DIGITAL_SOURCE_TYPE, JP2_XMP_UUID, NOTE, Photo, _unpalette, adapt_to_format,
+                                  decode_photo, encode_photo, xmp_packet)
 from tests.conftest import bad_inputs, encode, gray_photo, huge_png_header, tricky_good_inputs
 
 XMP = xmp_packet("a" * 64, "default", "b" * 64)
@@ -133,6 +133,47 @@ def test_multi_page_tiff_is_refused():
         tw.write(gray_photo(size=32))
     with pytest.raises(UnsupportedMediaError, match="multi-page"):
         decode_photo(buf.getvalue())
+
+
+def tiff(arr: np.ndarray, **kw) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, **kw)
+    return buf.getvalue()
+
+
+def test_scanner_tiffs_jpeg_compressed_and_palette_are_read_with_a_note():
+    g = gray_photo(size=64)
+    rgb = np.dstack([g, g, g])
+    # JPEG inside TIFF, stored as YCbCr (what tifffile and many scanners write): read as RGB, written losslessly
+    p = decode_photo(tiff(rgb, photometric="rgb", compression="jpeg"))
+    assert p.channels == "rgb" and np.abs(p.pixels.astype(int) - rgb).max() < 12
+    assert p.tiff_compression == "adobe_deflate" and any("Deflate" in n for n in p.notes)
+    # tifffile's own {"shape": ...} description is its layout, not a caption: carried, it broke imread
+    assert "ImageDescription" not in p.tiff_tags and not any("ImageDescription" in n for n in p.notes)
+    out = tifffile.imread(io.BytesIO(encode_photo(colourise(p), p, XMP)))
+    np.testing.assert_array_equal(out, colourise(p))
+    for kind, kw in (("ImageJ", {"imagej": True}), ("OME-XML", {"ome": True})):   # lab and microscopy writers
+        p = decode_photo(tiff(g, **kw))
+        assert "ImageDescription" not in p.tiff_tags and any(f"is {kind} metadata" in n for n in p.notes)
+        assert NOTE in tifffile.TiffFile(io.BytesIO(encode_photo(colourise(p), p, XMP))).pages[0].description
+    # a grey palette is a greyscale photograph; a colour palette an RGB one; unused entries do not count
+    ramp = np.arange(256, dtype=np.uint16) * 257
+    greys = np.stack([ramp, ramp, ramp])
+    greys[0, 255] = 0  # an entry no pixel uses
+    p = decode_photo(tiff(np.minimum(g, 254), photometric="palette", colormap=greys))
+    assert p.channels == "gray" and p.pixels.dtype == np.uint8 and any("all greys" in n for n in p.notes)
+    np.testing.assert_array_equal(p.pixels, np.minimum(g, 254))
+    sepia = np.stack([ramp, ramp * 9 // 10, ramp * 7 // 10])
+    p = decode_photo(tiff(g, photometric="palette", colormap=sepia))
+    assert p.channels == "rgb" and p.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(p.pixels[..., 2], sepia[2][g])
+    # what stays refused says why
+    with pytest.raises(UnsupportedMediaError, match="bilevel"):
+        decode_photo(tiff(g > 128, photometric="miniswhite"))
+    with pytest.raises(UnsupportedMediaError, match="YCbCr TIFF with none compression"):
+        decode_photo(tiff(rgb, photometric="ycbcr"))
+    with pytest.raises(CorruptMediaError, match="beyond its 16-entry ColorMap"):  # tifffile writes no such file
+        _unpalette(g, greys[:, :16])
 
 
 def test_adapt_to_format_downconverts_16bit_for_jpeg():
