@@ -34,7 +34,7 @@ from colorize_core.images import FORMATS, Photo, decode_photo, encode_photo, thu
 from colorize_core.metrics import colourfulness
 from colorize_core.provenance import Event, Item, JobWatch, Output, ProvenanceStore, utcnow
 from colorize_core.refine import REFINERS, refine
-from colorize_core.storage import Entry, Location, check_rel
+from colorize_core.storage import Entry, Location, Unlisted, check_rel
 
 MANIFESTS = "manifests"          # reserved folder under DEST: per-job manifests and thumbnails
 THUMBS = f"{MANIFESTS}/thumbs"
@@ -326,7 +326,8 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
         skipped.append(ItemResult(entry.rel, "skipped", "already done"))
         return True
 
-    for entry in source.list(exclude=dest):
+    unlisted: list[Unlisted] = []
+    for entry in source.list(exclude=dest, unlisted=unlisted):
         ext = posixpath.splitext(entry.rel)[1].lower()
         if _sequence_part(entry, held, sidecars, sounds):
             pass   # held until the listing ends
@@ -358,6 +359,22 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
                              model_name=settings.model, model_sha256=model_sha256, finished_at=utcnow()),
                         [Event(type="validate", outcome="failure", agent=agent, detail={"error": error})]))
         skipped.append(ItemResult(entry.rel, "failed", error))
+    for problem in unlisted:   # a link not followed is skipped; what cannot be read at all has failed
+        uri = item_uri(source, problem.rel) + ("/" if problem.kind in ("folder-link", "unreadable-folder") else "")
+        if only is not None:
+            if uri not in only:
+                continue
+            found.add(uri)
+        skip = problem.kind == "folder-link"
+        pending.append((Item(job_id=job_id, source_uri=uri, rel_path=problem.rel, dest=dest.uri,
+                             status="skipped" if skip else "failed", reason=problem.message if skip else None,
+                             error_type=None if skip else _UNLISTED_ERRORS[problem.kind],
+                             error=None if skip else problem.message, flags=[], notes=[],
+                             params=settings.params(model_sha256, "photo"), params_key=keys["photo"],
+                             model_name=settings.model, model_sha256=model_sha256, finished_at=utcnow()),
+                        [Event(type="skip" if skip else "ingest", outcome="success" if skip else "failure",
+                               agent=agent, detail={"reason" if skip else "error": problem.message})]))
+        skipped.append(ItemResult(problem.rel, "skipped" if skip else "failed", problem.message))
     for uri in sorted((only or set()) - found):
         rel = (source.rel_of(uri) or uri).rstrip("/")
         error = f"{uri} is no longer in the source: it was asked to be done again and cannot be"
@@ -369,6 +386,10 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
         skipped.append(ItemResult(rel, "failed", error))
     store.add_items(pending)
     return todo, films, skipped
+
+
+_UNLISTED_ERRORS = {"broken-link": "NotFoundError", "unreadable-folder": "StorageError",
+                    "not-a-file": "UnsupportedMediaError"}
 
 
 def film_uri(source: Location, film: FilmEntry) -> str:

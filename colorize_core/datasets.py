@@ -29,7 +29,7 @@ import numpy as np
 
 from colorize_core.errors import DatasetError, MediaError
 from colorize_core.images import Photo, decode_photo
-from colorize_core.storage import open_location
+from colorize_core.storage import Unlisted, open_location
 
 DEBIAN_PACKAGES = ["mate-backgrounds", "ukui-wallpapers", "plasma-workspace-wallpapers",
                    "sway-backgrounds", "tuxpaint-stamps-default"]
@@ -394,7 +394,8 @@ def index_collection(source: str, out: Path, licence: str, s3_endpoint: str | No
     _new_dataset_folder(out)
     writer = _Writer(out, short_side)
     origin = f"collection:{source}"
-    for entry in sorted(location.list(), key=lambda e: e.rel):
+    unlisted: list[Unlisted] = []
+    for entry in sorted(location.list(unlisted=unlisted), key=lambda e: e.rel):
         if PurePosixPath(entry.rel).suffix.lower() not in COLLECTION_SUFFIXES:
             writer.skip(entry.rel, origin, "not an image file (by its name)")
             continue
@@ -407,6 +408,8 @@ def index_collection(source: str, out: Path, licence: str, s3_endpoint: str | No
         sha = _sha256(data)
         writer.add(rgb, f"collection/{sha[:12]}-{PurePosixPath(entry.rel).stem}.png", group=entry.rel,
                    origin=origin, origin_sha256=sha, path=entry.rel, original_sha256=sha, licence=licence)
+    for problem in unlisted:   # links not followed, broken links, unreadable folders: said, not dropped
+        writer.skip(problem.rel, origin, f"not listed: {problem.message}")
     writer.finish()
     return Assembly(writer.records, writer.skipped)
 

@@ -20,6 +20,7 @@ import posixpath
 import re
 import shutil
 import socket
+import stat
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
@@ -95,6 +96,17 @@ class Entry:
     version: str   # S3 ETag or local mtime in ns: a quick check for "unchanged since"
 
 
+class Unlisted(NamedTuple):
+    """Something under a local root that a listing did not give as a file, and why, so that it can
+    be recorded rather than dropped: a symbolic link to a folder (not followed: it may lead
+    anywhere, or back up the tree), a broken link, a folder that cannot be read, or something
+    that is no regular file (reading a FIFO would wait for ever)."""
+
+    rel: str
+    kind: str      # folder-link | broken-link | unreadable-folder | not-a-file
+    message: str
+
+
 class Digest(NamedTuple):
     """What :meth:`Location.digest` read: the bytes' sha256 and size, and the version (as a
     listing's :class:`Entry` gives it) they were read at; None when the file changed while it
@@ -118,11 +130,14 @@ class Location:
 
     uri: str
 
-    def list(self, exclude: Location | None = None, interrupted: list[Entry] | None = None) -> Iterator[Entry]:
-        """Every visible file under the root, recursively, sorted. Hidden names are skipped; the
-        hidden temporaries (``.colorize-tmp-*``) of writes that never finished (a process killed
-        mid-write leaves its partial copy beside the target) are appended to ``interrupted`` when
-        given, in the same pass. S3 has none: an object is put whole or not at all."""
+    def list(self, exclude: Location | None = None, interrupted: list[Entry] | None = None,
+             unlisted: list[Unlisted] | None = None) -> Iterator[Entry]:
+        """Every visible file under the root, recursively, sorted. Hidden names (files and folders)
+        are skipped; the hidden temporaries (``.colorize-tmp-*``) of writes that never finished (a
+        process killed mid-write leaves its partial copy beside the target) are appended to
+        ``interrupted`` when given, in the same pass, and what is not listed although visible
+        (links to folders, broken links, unreadable folders, FIFOs) to ``unlisted``. S3 has
+        neither: an object is put whole or not at all, and is always a file."""
         raise NotImplementedError
 
     def read(self, rel: str, limit: int | None = None) -> bytes:
@@ -192,12 +207,30 @@ class LocalLocation(Location):
     def _path(self, rel: str) -> Path:
         return self.root.joinpath(*check_rel(rel).split("/"))
 
-    def list(self, exclude: Location | None = None, interrupted: list[Entry] | None = None) -> Iterator[Entry]:
+    def list(self, exclude: Location | None = None, interrupted: list[Entry] | None = None,
+             unlisted: list[Unlisted] | None = None) -> Iterator[Entry]:
         if not self.root.is_dir():
             raise NotFoundError(f"source folder {self.root} does not exist or is not a folder")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise StorageError(f"cannot list folder {self.root}: permission denied")
         skip = exclude.root if isinstance(exclude, LocalLocation) and exclude.root != self.root else None
-        for folder, dirs, files in os.walk(self.root, onerror=None):
+        note = unlisted.append if unlisted is not None else lambda problem: None
+
+        def rel(path: Path) -> str:
+            return path.relative_to(self.root).as_posix()
+
+        def unreadable(exc: OSError) -> None:
+            note(Unlisted(rel(Path(exc.filename)), "unreadable-folder",
+                          f"folder not read: {exc.strerror or exc}; nothing in it was listed"))
+
+        for folder, dirs, files in os.walk(self.root, onerror=unreadable):
             here = Path(folder)
+            for d in sorted(dirs):
+                if not d.startswith(".") and (here / d).is_symlink():   # os.walk does not go in: say so
+                    note(Unlisted(rel(here / d), "folder-link",
+                                  f"a symbolic link to the folder {os.readlink(here / d)}: not followed (it "
+                                  "may lead anywhere, or back up the tree); give that folder as a SOURCE of "
+                                  "its own"))
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or here / d != skip))
             for name in sorted(files):
                 temporary = name.startswith(TMP_PREFIX)
@@ -206,9 +239,16 @@ class LocalLocation(Location):
                 path = here / name
                 try:
                     st = path.lstat() if temporary else path.stat()
-                except OSError:
-                    continue  # vanished between listing and stat (a temporary: its write finished)
-                entry = Entry(path.relative_to(self.root).as_posix(), st.st_size, str(st.st_mtime_ns))
+                except OSError as exc:
+                    if not temporary and path.is_symlink():
+                        note(Unlisted(rel(path), "broken-link", f"a broken symbolic link to {os.readlink(path)}: "
+                                                                f"{exc.strerror or exc}"))
+                    continue  # else it vanished between listing and stat (a temporary: its write finished)
+                if not stat.S_ISREG(st.st_mode):
+                    note(Unlisted(rel(path), "not-a-file", "not a regular file (a FIFO, socket or device): "
+                                                           "not read"))
+                    continue
+                entry = Entry(rel(path), st.st_size, str(st.st_mtime_ns))
                 if temporary:
                     interrupted.append(entry)
                 else:
@@ -354,7 +394,8 @@ class S3Location(Location):
                 raise NotFoundError(f"bucket {self.bucket!r} does not exist ({self.uri})") from exc
             raise self._error("reach", exc) from exc
 
-    def list(self, exclude: Location | None = None, interrupted: list[Entry] | None = None) -> Iterator[Entry]:
+    def list(self, exclude: Location | None = None, interrupted: list[Entry] | None = None,
+             unlisted: list[Unlisted] | None = None) -> Iterator[Entry]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         skip = exclude.prefix if isinstance(exclude, S3Location) and exclude.bucket == self.bucket \
@@ -367,8 +408,8 @@ class S3Location(Location):
                     if key.endswith("/") or (skip and key.startswith(skip)):
                         continue  # folder markers; our own destination inside the source
                     rel = key[len(self.prefix):]
-                    if rel.rsplit("/", 1)[-1].startswith("."):
-                        continue
+                    if any(part.startswith(".") and part not in (".", "..") for part in rel.split("/")):
+                        continue   # hidden, as a folder's hidden files and subfolders are
                     yield Entry(rel, int(obj["Size"]), obj.get("ETag", "").strip('"'))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":

@@ -41,8 +41,8 @@ def plan_items(source: str, dest: str, db_url: str, job_id: str, settings: dict[
     counts: dict[str, int] = {}
     for r in recorded:
         counts[r.status] = counts.get(r.status, 0) + 1
-        if r.status == "failed":
-            get_run_logger().warning("%s failed: %s", r.rel, r.detail)
+        if r.status == "failed" or r.status == "skipped" and r.detail != "already done":   # a link not followed
+            get_run_logger().warning("%s %s: %s", r.rel, r.status, r.detail)
     get_run_logger().info("%d photos and %d films to process; recorded while planning: %s", len(todo), len(films),
                           counts or "nothing")
     return [asdict(e) for e in todo], [asdict(f) for f in films], counts

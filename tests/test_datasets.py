@@ -124,6 +124,7 @@ def test_a_folder_that_is_not_a_dataset_is_a_usage_error_before_anything_is_writ
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "a.jpg").write_bytes(encode(skimage.data.astronaut(), "JPEG"))
+    (folder / "b.jpg").symlink_to(tmp_path / "moved.jpg")   # a broken link is left out, with why
     runner = CliRunner()
     r = runner.invoke(cli, ["train", str(folder), str(tmp_path / "run"), "--steps", "2"])
     assert r.exit_code == 2 and "has no sources.json" in r.output and "--from FOLDER --licence" in r.output
@@ -133,7 +134,8 @@ def test_a_folder_that_is_not_a_dataset_is_a_usage_error_before_anything_is_writ
     # A collection with fewer than two usable photographs says so, and lists what it left out.
     r = runner.invoke(cli, ["dataset", str(tmp_path / "ds"), "--from", str(folder), "--licence", "CC0"])
     assert r.exit_code == 2 and "1 usable image(s), a dataset needs at least 2" in r.output
-    assert json.loads((tmp_path / "ds" / "skipped.json").read_text()) == []
+    [left] = json.loads((tmp_path / "ds" / "skipped.json").read_text())
+    assert left["path"] == "b.jpg" and left["reason"].startswith("not listed: a broken symbolic link to ")
     assert not (tmp_path / "ds" / "sources.json").exists()
 
 

@@ -72,13 +72,47 @@ def test_local_listing_is_recursive_sorted_skips_hidden_and_the_destination(tmp_
         list(LocalLocation(tmp_path / "missing").list())
 
 
+def test_what_a_local_listing_cannot_give_as_a_file_is_said_not_dropped(tmp_path, monkeypatch):
+    root = tmp_path / "src"
+    for rel in ("a.jpg", "box/b.jpg", "locked/c.jpg", ".trash/d.jpg"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    (root / "box" / "up").symlink_to("..")                        # a loop, were it followed
+    (root / "elsewhere").symlink_to(tmp_path)                     # a volume linked in
+    (root / "gone.jpg").symlink_to(tmp_path / "moved.jpg")        # its file moved away
+    (root / "linked.jpg").symlink_to(root / "a.jpg")              # a link to a file is read through
+    os.mkfifo(root / "pipe.jpg")                                  # reading it would wait for ever
+    (root / ".hidden-link").symlink_to("..")                      # hidden: ignored, as hidden files are
+    scandir = os.scandir
+
+    def locked(path):  # tests run as root, for whom chmod 000 locks nothing
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", locked)
+    unlisted = []
+    listed = [e.rel for e in LocalLocation(root).list(unlisted=unlisted)]
+    assert sorted(listed) == ["a.jpg", "box/b.jpg", "linked.jpg"]
+    said = {u.rel: (u.kind, u.message) for u in unlisted}
+    assert set(said) == {"box/up", "elsewhere", "gone.jpg", "locked", "pipe.jpg"}
+    assert said["box/up"] == ("folder-link", said["box/up"][1]) and "link to the folder ..: not followed" in \
+        said["box/up"][1]
+    assert said["elsewhere"][0] == "folder-link" and str(tmp_path) in said["elsewhere"][1]
+    assert said["gone.jpg"][0] == "broken-link" and "moved.jpg" in said["gone.jpg"][1]
+    assert said["locked"] == ("unreadable-folder", "folder not read: Permission denied; nothing in it was listed")
+    assert said["pipe.jpg"][0] == "not-a-file"
+    assert sorted(e.rel for e in LocalLocation(root).list()) == sorted(listed)   # not asked: the same files
+
+
 def test_s3_listing_is_paginated_and_keeps_nested_layout(s3_endpoint, bucket):
     client = boto3.client("s3", endpoint_url=s3_endpoint)
-    keys = [f"scans/box{i // 400}/img {i:04d}.jpg" for i in range(1005)] + ["scans/ünï/cödé.png", "other/x.jpg"]
+    keys = [f"scans/box{i // 400}/img {i:04d}.jpg" for i in range(1005)] + ["scans/ünï/cödé.png", "other/x.jpg",
+                                                                           "scans/.trash/y.jpg", "scans/a/.z.jpg"]
     for k in keys:
         client.put_object(Bucket=bucket, Key=k, Body=b"x")
     entries = list(open_location(f"s3://{bucket}/scans").list())
-    assert len(entries) == 1006  # more than one page of 1000
+    assert len(entries) == 1006  # more than one page of 1000; hidden files and folders left out, as locally
     rels = {e.rel for e in entries}
     assert "box2/img 1004.jpg" in rels and "ünï/cödé.png" in rels
     assert all(e.version for e in entries)
