@@ -26,7 +26,7 @@ import numpy as np
 from colorize_core import __version__
 from colorize_core.color import chroma_spread, lab_to_rgb, luminance
 from colorize_core.colorizer import Colorizer, Prediction
-from colorize_core.errors import ColorizeError, UnsafePathError, UnsupportedMediaError
+from colorize_core.errors import ColorizeError, UnrecognisedMediaError, UnsafePathError, UnsupportedMediaError
 from colorize_core.film import (FRAME_NAME, FILM_SUFFIXES, RENDITIONS, SEQUENCE_SUFFIXES, SOUND_SUFFIXES,
                                  frame_rate, printing_density_override)
 from colorize_core.temporal import TemporalParams
@@ -42,6 +42,14 @@ CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff",
                  "JPEG2000": "image/jp2"}
 SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".tif": "TIFF",
                   ".tiff": "TIFF", ".webp": "WEBP", ".jp2": "JPEG2000"}
+
+# Files an archive keeps beside its scans (BagIt manifests, XMP sidecars, finding aids, sound):
+# when their content is no image either, they are skipped with the reason, not failed.
+COMPANIONS = {**dict.fromkeys((".txt", ".md", ".csv", ".json", ".xml", ".xmp", ".pdf", ".htm", ".html", ".yaml",
+                               ".yml", ".log", ".ini", ".db", ".md5", ".sha1", ".sha256", ".sha512"),
+                              "a document or metadata file"),
+              **dict.fromkeys((".wav", ".bwf", ".mp3", ".flac", ".aac", ".m4a", ".ogg", ".opus", ".aif", ".aiff"),
+                              "a sound file")}
 
 
 @dataclass(frozen=True)
@@ -537,6 +545,13 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
                            f"{settings.colour_threshold}); pass --include-colour to colorize it from its L")
                     continue
             ready.append(w)
+        except UnrecognisedMediaError as exc:
+            ext = posixpath.splitext(entry.rel)[1].lower()
+            if ext in COMPANIONS:
+                record(w, "skipped", reason=f"not a photograph or film: {COMPANIONS[ext]} ({ext}), and its content "
+                                            "is no image either")
+            else:
+                record(w, "failed", error=exc)
         except Exception as exc:  # noqa: BLE001 - typed or not, one bad item must not sink the batch
             record(w, "failed", error=exc)
         if len(ready) >= model_batch:

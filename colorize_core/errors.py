@@ -13,6 +13,10 @@ class CorruptMediaError(MediaError):
     """The bytes are not a decodable file of the format they claim (empty, truncated, garbage)."""
 
 
+class UnrecognisedMediaError(CorruptMediaError):
+    """The bytes match no photo format's signature at all (a text file, a sound file, garbage)."""
+
+
 class UnsupportedMediaError(MediaError):
     """A valid file of a kind this system does not process (animated GIF, multi-page TIFF...)."""
 

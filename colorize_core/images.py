@@ -28,7 +28,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
+from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnrecognisedMediaError, UnsupportedMediaError
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 NOTE = ("Algorithmically colorized from a black-and-white original: the colours are a machine's "
@@ -102,7 +102,7 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     try:
         im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise CorruptMediaError("not a recognised image: the content matches no JPEG, PNG, TIFF, WebP or "
+        raise UnrecognisedMediaError("not a recognised image: the content matches no JPEG, PNG, TIFF, WebP or "
                                 "JPEG 2000 signature") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise CorruptMediaError(f"unreadable image header: {exc}") from None

@@ -39,6 +39,8 @@ def archive(tmp_path: Path) -> Path:
     (src / "film").mkdir(exist_ok=True)
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
                     str(src / "film" / "reel 1.mp4")], check=True)
+    (src / "bag-info.txt").write_text("Source-Organization: Harbour Museum\n")   # beside the scans: skipped
+    (src / "portraits" / "astronaut.xmp").write_text('<x:xmpmeta xmlns:x="adobe:ns:meta/"/>')
     (src / "links").mkdir()   # what a listing cannot give as a file: recorded, never dropped
     (src / "links" / "volume 2").symlink_to(tmp_path)               # skipped: not followed
     (src / "links" / "moved.tif").symlink_to(tmp_path / "nowhere.tif")   # failed: broken
@@ -56,13 +58,15 @@ def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, arc
     dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/prov.db"
     summary = run_flow(source=str(archive), dest=str(dest), db_url=db)
     good = 6 + 4 + 1 + 1  # samples (5 photos, a film), tricky-but-valid inputs, the hostile file name, a film
-    assert summary["counts"] == {"done": good, "skipped": 1 + 1, "failed": len(bad_inputs()) + 2}
+    assert summary["counts"] == {"done": good, "skipped": 1 + 1 + 2, "failed": len(bad_inputs()) + 2}
     assert summary["status"] == "completed_with_failures"
 
     manifest = json.loads((dest / "manifest.json").read_text())
     assert manifest["schema"] == "colorize-manifest/1" and manifest["job"]["id"] == summary["job_id"]
     items = {it["rel_path"]: it for it in manifest["items"]}
-    assert len(items) == good + 1 + 1 + len(bad_inputs()) + 2
+    assert len(items) == good + 1 + 1 + 2 + len(bad_inputs()) + 2
+    for rel in ("bag-info.txt", "portraits/astronaut.xmp"):   # a .jpg holding text (odd/notes.jpg) still fails
+        assert items[rel]["status"] == "skipped" and "a document or metadata file" in items[rel]["reason"]
     assert items["links/volume 2"]["status"] == "skipped" and items["links/volume 2"]["source_uri"].endswith("2/")
     assert "not followed" in items["links/volume 2"]["reason"]
     assert items["links/moved.tif"]["error_type"] == "NotFoundError"
