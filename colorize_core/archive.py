@@ -30,7 +30,8 @@ from colorize_core.errors import ColorizeError, UnrecognisedMediaError, UnsafePa
 from colorize_core.film import (FRAME_NAME, FILM_SUFFIXES, RENDITIONS, SEQUENCE_SUFFIXES, SOUND_SUFFIXES,
                                  frame_rate, printing_density_override)
 from colorize_core.temporal import TemporalParams
-from colorize_core.images import FORMATS, Photo, decode_photo, encode_photo, thumbnail_jpeg, xmp_packet
+from colorize_core.images import (FORMATS, Photo, decode_photo, encode_photo, thumbnail_jpeg, with_sidecar_xmp,
+                                   xmp_packet)
 from colorize_core.metrics import colourfulness
 from colorize_core.provenance import Event, Item, JobWatch, Output, ProvenanceStore, utcnow
 from colorize_core.refine import REFINERS, refine
@@ -129,6 +130,7 @@ class ItemResult:
     status: str          # done | failed | skipped
     detail: str = ""
     output_uri: str | None = None
+    expected: bool = False   # a skip that needs no one's attention: already done, a sidecar carried
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,69 @@ class FilmEntry:
     def from_dict(cls, d: dict[str, Any]) -> FilmEntry:
         """Back from ``dataclasses.asdict`` (a task parameter, a plan)."""
         return cls(**{**d, "frames": tuple(d["frames"]), "flags": tuple(d["flags"])})
+
+
+@dataclass(frozen=True)
+class PhotoEntry(Entry):
+    """A photo to do, with its XMP sidecar file when it has one (``xmp``, a path under SOURCE),
+    whose version is then part of the photo's: a catalogue's edit makes the photo one to do again."""
+
+    xmp: str | None = None
+
+
+XMP_SIDECAR = ".xmp"
+
+
+def pair_xmp_sidecars(photos: list[Entry], xmps: list[Entry], films: Iterable[str] = ()
+                      ) -> tuple[list[Entry], list[tuple[Entry, str, bool]], list[Entry]]:
+    """Pair photos with the XMP sidecar files beside them: ``name.ext.xmp`` (darktable, digiKam),
+    else ``name.xmp`` (Adobe's, the XMP specification's) when no other photo or film (``films``:
+    their paths) there shares that name. Returns (the photos, those with a sidecar as
+    :class:`PhotoEntry`; (sidecar, why it is skipped, whether that is as expected) for each
+    sidecar carried, or that fits more than one file and so is carried into none; the sidecars
+    of no photo, which are done as any other file)."""
+    by_name: dict[str, Entry] = {}
+    skipped: list[tuple[Entry, str, bool]] = []
+    for side in sorted(xmps, key=lambda e: e.rel):
+        other = by_name.setdefault(side.rel[:-len(XMP_SIDECAR)], side)
+        if other is not side:   # a.xmp and a.XMP
+            why = f"an XMP sidecar whose name differs from {posixpath.basename(other.rel)}'s only in case: this one " \
+                  "is carried into no photo"
+            skipped.append((side, why, False))
+    stems: dict[str, list[str]] = {}
+    for rel in itertools.chain((e.rel for e in photos), films):
+        stems.setdefault(posixpath.splitext(rel)[0], []).append(rel)
+    full = {e.rel: by_name[e.rel] for e in photos if e.rel in by_name}
+    used = {side.rel for side in full.values()}
+    paired = []
+    for e in photos:
+        stem = posixpath.splitext(e.rel)[0]
+        side = full.get(e.rel)
+        if side is None and len(stems[stem]) == 1 and stem in by_name and by_name[stem].rel not in used:
+            side = by_name[stem]
+        if side is None:
+            paired.append(e)
+            continue
+        used.add(side.rel)
+        paired.append(PhotoEntry(e.rel, e.size, f"{e.version}+xmp:{side.version}", side.rel))
+        skipped.append((side, f"the XMP sidecar of {e.rel}: its metadata is carried into that photo's colour rendition",
+                        True))
+    lone = []
+    for key, side in by_name.items():
+        if side.rel in used:
+            continue
+        names = sorted(stems.get(key, ()))
+        if len(names) > 1:   # a.xmp beside a.tif and a.jpg (or a.mov)
+            why = f"an XMP sidecar that may be of {' or '.join(names)}: carried into none; name it after its photo " \
+                  f"({posixpath.basename(names[0])}.xmp)"
+            skipped.append((side, why, False))
+        elif names and names[0] in full:   # a.xmp beside a.tif, which has its own a.tif.xmp
+            why = f"an XMP sidecar of {names[0]}, which has {posixpath.basename(full[names[0]].rel)} as well: that " \
+                  "one is carried"
+            skipped.append((side, why, False))
+        else:
+            lone.append(side)
+    return paired, skipped, lone
 
 
 SEQUENCE_SIDECAR = "sequence.json"
@@ -331,58 +396,68 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
         pending.append((_skipped_item(job_id, uri, entry, dest, settings, media, model_sha256, prev,
                                       f"already done in job {prev.job_id} (unchanged: same size and version)"),
                         [Event(type="skip", outcome="success", agent=agent, detail={"previous_item": prev.id})]))
-        skipped.append(ItemResult(entry.rel, "skipped", "already done"))
+        skipped.append(ItemResult(entry.rel, "skipped", "already done", expected=True))
         return True
 
+    def settle(rel: str, uri: str, message: str, error_type: str | None = None, entry: Entry | None = None,
+               media: str = "photo", stage: str = "ingest", media_type: str | None = None,
+               expected: bool = False) -> None:
+        """Record what planning settles itself: skipped for ``message``, or failed (``error_type``)."""
+        if only is not None:
+            if uri not in only:
+                return
+            found.add(uri)
+        skip = error_type is None
+        pending.append((Item(job_id=job_id, source_uri=uri, rel_path=rel, dest=dest.uri,
+                             size=entry.size if entry else None, version_tag=entry.version if entry else None,
+                             media_type=media_type, status="skipped" if skip else "failed",
+                             reason=message if skip else None, error_type=error_type,
+                             error=None if skip else message, flags=[], notes=[],
+                             params=settings.params(model_sha256, media), params_key=keys[media],
+                             model_name=settings.model, model_sha256=model_sha256, finished_at=utcnow()),
+                        [Event(type="skip" if skip else stage, outcome="success" if skip else "failure",
+                               agent=agent, detail={"reason" if skip else "error": message})]))
+        skipped.append(ItemResult(rel, "skipped" if skip else "failed", message, expected=expected))
+
     unlisted: list[Unlisted] = []
+    photos: list[Entry] = []   # held until the listing ends, for their XMP sidecars
+    xmps: list[Entry] = []
+    film_files: list[str] = []
     for entry in source.list(exclude=dest, unlisted=unlisted):
         ext = posixpath.splitext(entry.rel)[1].lower()
         if _sequence_part(entry, held, sidecars, sounds):
             pass   # held until the listing ends
         elif ext in FILM_SUFFIXES:
             film = FilmEntry(entry.rel, entry.size, entry.version)
+            film_files.append(entry.rel)
             if not quick_skip(item_uri(source, entry.rel), film, "film"):
                 films.append(film)
-        elif not quick_skip(item_uri(source, entry.rel), entry, "photo"):
+        elif ext == XMP_SIDECAR:
+            xmps.append(entry)
+        else:
+            photos.append(entry)
+        if len(pending) >= 1000:
+            store.add_items(pending)
+            pending = []
+    sequences, frames_as_photos, errors = _sequences(held, sidecars, sounds, source)
+    photos, carried, lone = pair_xmp_sidecars(photos + frames_as_photos, xmps, film_files)
+    for entry in photos + lone:
+        if not quick_skip(item_uri(source, entry.rel), entry, "photo"):
             todo.append(entry)
         if len(pending) >= 1000:
             store.add_items(pending)
             pending = []
-    sequences, photos, errors = _sequences(held, sidecars, sounds, source)
-    for entry in photos:
-        if not quick_skip(item_uri(source, entry.rel), entry, "photo"):
-            todo.append(entry)
     for film in sequences:
         if not quick_skip(film_uri(source, film), film, "film"):
             films.append(film)
     for entry, error in errors:
-        if only is not None:
-            if item_uri(source, entry.rel) not in only:
-                continue
-            found.add(item_uri(source, entry.rel))
-        pending.append((Item(job_id=job_id, source_uri=item_uri(source, entry.rel), rel_path=entry.rel, dest=dest.uri,
-                             size=entry.size, version_tag=entry.version, media_type="film", status="failed",
-                             error_type="UnsupportedMediaError", error=error, flags=[], notes=[],
-                             params=settings.params(model_sha256, "film"), params_key=keys["film"],
-                             model_name=settings.model, model_sha256=model_sha256, finished_at=utcnow()),
-                        [Event(type="validate", outcome="failure", agent=agent, detail={"error": error})]))
-        skipped.append(ItemResult(entry.rel, "failed", error))
+        settle(entry.rel, item_uri(source, entry.rel), error, "UnsupportedMediaError", entry, "film", "validate", "film")
+    for entry, reason, expected in carried:
+        settle(entry.rel, item_uri(source, entry.rel), reason, entry=entry, expected=expected)
     for problem in unlisted:   # a link not followed is skipped; what cannot be read at all has failed
         uri = item_uri(source, problem.rel) + ("/" if problem.kind in ("folder-link", "unreadable-folder") else "")
-        if only is not None:
-            if uri not in only:
-                continue
-            found.add(uri)
-        skip = problem.kind == "folder-link"
-        pending.append((Item(job_id=job_id, source_uri=uri, rel_path=problem.rel, dest=dest.uri,
-                             status="skipped" if skip else "failed", reason=problem.message if skip else None,
-                             error_type=None if skip else _UNLISTED_ERRORS[problem.kind],
-                             error=None if skip else problem.message, flags=[], notes=[],
-                             params=settings.params(model_sha256, "photo"), params_key=keys["photo"],
-                             model_name=settings.model, model_sha256=model_sha256, finished_at=utcnow()),
-                        [Event(type="skip" if skip else "ingest", outcome="success" if skip else "failure",
-                               agent=agent, detail={"reason" if skip else "error": problem.message})]))
-        skipped.append(ItemResult(problem.rel, "skipped" if skip else "failed", problem.message))
+        settle(problem.rel, uri, problem.message,
+               None if problem.kind == "folder-link" else _UNLISTED_ERRORS[problem.kind])
     for uri in sorted((only or set()) - found):
         rel = (source.rel_of(uri) or uri).rstrip("/")
         error = f"{uri} is no longer in the source: it was asked to be done again and cannot be"
@@ -455,6 +530,7 @@ class _Work:
     data: bytes = b""
     sha256: str | None = None
     photo: Photo | None = None
+    media: dict[str, Any] | None = None   # its XMP sidecar read: {"xmp_sidecar": {"rel", "sha256", "size"}}
     spread: float | None = None
     flags: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
@@ -486,8 +562,8 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
                     reason=reason, error_type=type(error).__name__ if error else None,
                     error=str(error) if error else None, flags=w.flags, notes=list(p.notes) if p else [],
                     params=params, params_key=key, model_name=colorizer.name, model_sha256=colorizer.sha256,
-                    colourfulness=colour, chroma_spread=w.spread, previous_item_id=prev.id if prev else None,
-                    finished_at=utcnow())
+                    colourfulness=colour, chroma_spread=w.spread, media=w.media,
+                    previous_item_id=prev.id if prev else None, finished_at=utcnow())
         if error is not None:
             w.events.append(Event(type=w.stage, outcome="failure", agent=agent,
                                   detail={"error_type": type(error).__name__, "error": str(error)}))
@@ -529,14 +605,18 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
             w.sha256 = hashlib.sha256(w.data).hexdigest()
             w.events.append(Event(type="ingest", outcome="success", agent=agent,
                                   detail={"bytes": len(w.data), "sha256": w.sha256}))
+            sidecar = _read_xmp_sidecar(w, source, agent)
             if not force:
                 prev = store.find_done(w.uri, dest.uri, key, w.sha256)
-                if prev is not None:
+                if prev is not None and _xmp_sha256(prev.media) == _xmp_sha256(w.media):
                     record(w, "skipped", reason=f"already done in job {prev.job_id} (same content)", prev=prev)
                     continue
             w.stage = "validate"
             w.photo = decode_photo(w.data, settings.max_pixels)
             w.data = b""  # decoded: the bytes are no longer needed
+            if sidecar is not None:
+                name = posixpath.basename(w.media["xmp_sidecar"]["rel"])
+                w.photo.xmp = with_sidecar_xmp(w.photo.xmp, sidecar, name, w.photo.notes)
             w.spread = chroma_spread(w.photo.pixels)
             if w.spread > settings.colour_threshold:
                 w.flags.append("already-colour")
@@ -559,6 +639,23 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
 
     flush()
     return results
+
+
+def _read_xmp_sidecar(w: _Work, source: Location, agent: str) -> bytes | None:
+    """Read the XMP sidecar of ``w``'s photo, if it has one; note what was read in ``w``."""
+    rel = w.entry.xmp if isinstance(w.entry, PhotoEntry) else None
+    if rel is None:
+        return None
+    data = source.read(rel)
+    read = {"rel": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    w.media = {"xmp_sidecar": read}
+    w.events.append(Event(type="ingest", outcome="success", agent=agent, detail={"xmp_sidecar": read}))
+    return data
+
+
+def _xmp_sha256(media: dict[str, Any] | None) -> str | None:
+    """The sha256 of the XMP sidecar an item was done with (None: it had none)."""
+    return ((media or {}).get("xmp_sidecar") or {}).get("sha256")
 
 
 def render_photo(photo: Photo, lum: np.ndarray, ab: np.ndarray, settings: JobSettings, colorizer: Colorizer,

@@ -514,6 +514,12 @@ XMP_NOT_CARRIED = frozenset(f"{{{XMP_NS[prefix]}}}{name}" for prefix, names in (
     ("xmpMM", ("InstanceID", "DocumentID"))) for name in names)
 
 
+def _rdf_of(packet: bytes) -> ET.Element | None:
+    """The rdf:RDF element of an XMP packet or file (ET.ParseError if it is no XML)."""
+    root = ET.fromstring(packet)
+    return root if root.tag == f"{{{RDF}}}RDF" else root.find(f".//{{{RDF}}}RDF")
+
+
 def merge_xmp(source: bytes, ours: bytes, notes: list[str]) -> bytes:
     """The source's XMP with ours laid over it: its descriptive metadata (title, creator,
     rights, caption, accession numbers...) kept, the properties ours sets replaced, those that
@@ -521,13 +527,11 @@ def merge_xmp(source: bytes, ours: bytes, notes: list[str]) -> bytes:
     and its caption (``dc:description``) kept after our note. An unreadable source packet is
     noted and left out."""
     try:
-        src_root = ET.fromstring(source)
-        our_root = ET.fromstring(ours)
+        src_rdf = _rdf_of(source)
     except ET.ParseError as exc:
         notes.append(f"the source's XMP metadata is not well-formed XML ({exc}): not carried over")
         return ours
-    src_rdf = src_root if src_root.tag == f"{{{RDF}}}RDF" else src_root.find(f".//{{{RDF}}}RDF")
-    our_desc = our_root.find(f".//{{{RDF}}}Description")
+    our_desc = ET.fromstring(ours).find(f".//{{{RDF}}}Description")
     if src_rdf is None or our_desc is None:
         notes.append("the source's XMP metadata holds no RDF: not carried over")
         return ours
@@ -550,6 +554,55 @@ def merge_xmp(source: bytes, ours: bytes, notes: list[str]) -> bytes:
     meta.append(src_rdf)
     body = ET.tostring(meta, encoding="unicode")
     return ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n' + body + '\n<?xpacket end="w"?>').encode()
+
+
+def _document_id(rdf: ET.Element) -> str | None:
+    tag = f"{{{XMP_NS['xmpMM']}}}DocumentID"
+    for desc in rdf.findall(f"{{{RDF}}}Description"):
+        found = desc.get(tag) or (desc.findtext(tag) or "").strip()
+        if found:
+            return found
+    return None
+
+
+def with_sidecar_xmp(embedded: bytes | None, sidecar: bytes, name: str, notes: list[str]) -> bytes | None:
+    """The XMP to carry over for a photo with an XMP sidecar file ``name`` beside it: the
+    sidecar's properties laid over the file's own (the sidecar is where a catalogue keeps what
+    it says of the file). A sidecar that is no XMP, or whose ``xmpMM:DocumentID`` names another
+    document than the file's own, is noted and not carried; ``embedded`` is then returned."""
+    try:
+        top = _rdf_of(sidecar)
+    except ET.ParseError as exc:
+        notes.append(f"the XMP sidecar {name} is not well-formed XML ({exc}): not carried over")
+        return embedded
+    if top is None:
+        notes.append(f"the XMP sidecar {name} holds no RDF: not carried over")
+        return embedded
+    try:
+        base = _rdf_of(embedded) if embedded else None
+    except ET.ParseError:
+        base = None   # merge_xmp would leave it out anyway: the sidecar's alone is carried
+    if base is None:
+        notes.append(f"the XMP sidecar {name} carried over")
+        return sidecar
+    theirs, mine = _document_id(top), _document_id(base)
+    if theirs and mine and theirs != mine:
+        notes.append(f"the XMP sidecar {name} describes another document (xmpMM:DocumentID {theirs}, the file's is "
+                     f"{mine}): not carried over")
+        return embedded
+    laid = set()
+    for desc in top.findall(f"{{{RDF}}}Description"):
+        laid |= {a for a in desc.attrib if not a.startswith(f"{{{RDF}}}")} | {child.tag for child in desc}
+    for desc in base.findall(f"{{{RDF}}}Description"):
+        for attr in [a for a in desc.attrib if a in laid]:
+            del desc.attrib[attr]
+        for child in [c for c in desc if c.tag in laid]:
+            desc.remove(child)
+    base.extend(top.findall(f"{{{RDF}}}Description"))
+    meta = ET.Element("{adobe:ns:meta/}xmpmeta")
+    meta.append(base)
+    notes.append(f"the XMP sidecar {name} carried over, laid over the file's own XMP")
+    return ET.tostring(meta, encoding="utf-8")
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:

@@ -98,6 +98,7 @@ def _item_views(store: ProvenanceStore, job_id: str, rows: list[dict[str, Any]])
         item["colour"] = next((r for kind in ("colour", "access", "master", "master-prores") for r in renditions
                                if r["kind"] == kind), None)
         item["renditions"] = renditions
+        item["xmp_sidecar"] = (row["media"] or {}).get("xmp_sidecar")   # a photo's, read with it: rel, sha256, size
         if row["media_type"] == "film":
             item["film"] = {"media": row["media"], "units": row["shots"],
                             "shots": [s for unit in row["shots"] for s in unit["shots"]],

@@ -11,13 +11,13 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from colorize_core import Colorizer
-from colorize_core.archive import JobSettings, plan, process_batch
+from colorize_core.archive import JobSettings, PhotoEntry, plan, process_batch
 from colorize_core.errors import JobStoppedError, NotFoundError
 from colorize_core.exports import write_exports
 from colorize_core.manifest import spooled_manifest, write_manifest
 from colorize_core.provenance import ProvenanceStore
 from colorize_core.settings import get_settings
-from colorize_core.storage import Entry, open_location
+from colorize_core.storage import open_location
 from tasks import retry_unless, sweep_work_dirs_once
 
 
@@ -41,7 +41,7 @@ def plan_items(source: str, dest: str, db_url: str, job_id: str, settings: dict[
     counts: dict[str, int] = {}
     for r in recorded:
         counts[r.status] = counts.get(r.status, 0) + 1
-        if r.status == "failed" or r.status == "skipped" and r.detail != "already done":   # a link not followed
+        if not r.expected and r.status in ("failed", "skipped"):   # a link not followed, an XMP sidecar of two photos
             get_run_logger().warning("%s %s: %s", r.rel, r.status, r.detail)
     get_run_logger().info("%d photos and %d films to process; recorded while planning: %s", len(todo), len(films),
                           counts or "nothing")
@@ -58,7 +58,7 @@ def colorize_photo_batch(entries: list[dict[str, Any]], source: str, dest: str, 
     sweep_work_dirs_once(get_run_logger())
     job = JobSettings(**settings)
     colorizer = cached_colorizer(job.model, job.device, job.work_size)
-    results = process_batch([Entry(**e) for e in entries], open_location(source, s3_endpoint),
+    results = process_batch([PhotoEntry(**e) for e in entries], open_location(source, s3_endpoint),
                             open_location(dest, s3_endpoint), ProvenanceStore(db_url), job_id, job, colorizer, force,
                             model_batch)
     logger = get_run_logger()

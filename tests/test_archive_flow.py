@@ -17,12 +17,20 @@ from sqlalchemy import func, select
 from colorize_core.archive import JobSettings, plan, process_batch
 from colorize_core.colorizer import Colorizer
 from colorize_core.errors import JobStoppedError
+from colorize_core.manifest import build_manifest
 from colorize_core.provenance import Event, Item, JobWatch, Output, ProvenanceStore
 from colorize_core.storage import LocalLocation, open_location
 from tests.conftest import SAMPLES, bad_inputs, colour_photo_bytes, tricky_good_inputs
 
 pytestmark = pytest.mark.slow
 HOSTILE_NAME = "<img src=x onerror=alert(1)> & co.png"  # HTML in a file name (no "/" possible)
+
+
+def sidecar_xmp(title: str) -> str:
+    return ('<?xml version="1.0" encoding="UTF-8"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+            '"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc='
+            f'"http://purl.org/dc/elements/1.1/"><dc:title><rdf:Alt><rdf:li xml:lang="x-default">{title}</rdf:li>'
+            '</rdf:Alt></dc:title></rdf:Description></rdf:RDF></x:xmpmeta>')
 
 
 @pytest.fixture
@@ -40,7 +48,7 @@ def archive(tmp_path: Path) -> Path:
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
                     str(src / "film" / "reel 1.mp4")], check=True)
     (src / "bag-info.txt").write_text("Source-Organization: Harbour Museum\n")   # beside the scans: skipped
-    (src / "portraits" / "astronaut.xmp").write_text('<x:xmpmeta xmlns:x="adobe:ns:meta/"/>')
+    (src / "portraits" / "astronaut.xmp").write_text(sidecar_xmp("Eileen Collins, 1999"))   # its XMP sidecar
     (src / "links").mkdir()   # what a listing cannot give as a file: recorded, never dropped
     (src / "links" / "volume 2").symlink_to(tmp_path)               # skipped: not followed
     (src / "links" / "moved.tif").symlink_to(tmp_path / "nowhere.tif")   # failed: broken
@@ -65,8 +73,10 @@ def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, arc
     assert manifest["schema"] == "colorize-manifest/1" and manifest["job"]["id"] == summary["job_id"]
     items = {it["rel_path"]: it for it in manifest["items"]}
     assert len(items) == good + 1 + 1 + 2 + len(bad_inputs()) + 2
-    for rel in ("bag-info.txt", "portraits/astronaut.xmp"):   # a .jpg holding text (odd/notes.jpg) still fails
-        assert items[rel]["status"] == "skipped" and "a document or metadata file" in items[rel]["reason"]
+    # A .jpg holding text (odd/notes.jpg) still fails; a photo's XMP sidecar goes into its rendition.
+    assert items["bag-info.txt"]["status"] == "skipped" and "a document or metadata file" in items["bag-info.txt"]["reason"]
+    assert items["portraits/astronaut.xmp"]["reason"].startswith("the XMP sidecar of portraits/astronaut.jpg")
+    assert b"Eileen Collins, 1999" in Image.open(dest / "portraits" / "astronaut.jpg").info["xmp"]
     assert items["links/volume 2"]["status"] == "skipped" and items["links/volume 2"]["source_uri"].endswith("2/")
     assert "not followed" in items["links/volume 2"]["reason"]
     assert items["links/moved.tif"]["error_type"] == "NotFoundError"
@@ -228,6 +238,66 @@ def test_retried_batch_does_not_record_items_twice(tmp_path):
     assert len(first) == 5 and retry == []
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(Item).where(Item.job_id == job_id)) == 5
+
+
+def test_xmp_sidecars_go_into_their_photos_renditions_and_an_edited_one_makes_its_photo_one_to_do_again(tmp_path):
+    """``photo.xmp`` (Adobe's name) or ``photo.jpg.xmp`` (darktable's) beside a photo: its
+    metadata goes into the colour rendition, and its version and content are part of the photo's.
+    A sidecar that fits two photos goes into neither, with the reason; one that fits none is done
+    as any other file (skipped: no image)."""
+    src, dest = tmp_path / "source", tmp_path / "dest"
+    (src / "box 1").mkdir(parents=True)
+    shutil.copy(SAMPLES / "portraits" / "astronaut.jpg", src / "box 1" / "astronaut.jpg")
+    (src / "box 1" / "astronaut.xmp").write_text(sidecar_xmp("Eileen Collins, 1999"))
+    shutil.copy(SAMPLES / "animals" / "chelsea cat.png", src / "box 1" / "cat.png")
+    shutil.copy(SAMPLES / "animals" / "chelsea-sepia.jpg", src / "box 1" / "cat.jpg")
+    (src / "box 1" / "cat.png.xmp").write_text(sidecar_xmp("Chelsea"))
+    (src / "box 1" / "cat.xmp").write_text(sidecar_xmp("Which cat?"))   # cat.png's or cat.jpg's: neither
+    (src / "box 1" / "finding aid.xmp").write_text(sidecar_xmp("Box 1"))  # of no photo
+    store, settings, colorizer = ProvenanceStore(f"sqlite:///{tmp_path}/prov.db"), JobSettings(), Colorizer.load()
+    s, d = open_location(str(src)), open_location(str(dest))
+
+    def run() -> tuple[str, list, dict]:
+        job_id = store.start_job("s", "d", {}, "k", "default", colorizer.sha256, {}, None)
+        todo, _, _ = plan(s, d, store, job_id, settings, colorizer.sha256)
+        process_batch(todo, s, d, store, job_id, settings, colorizer)
+        return job_id, todo, {it["rel_path"]: it for it in build_manifest(store, job_id)["items"]}
+
+    _, todo, items = run()
+    assert {e.rel: getattr(e, "xmp", None) for e in todo} == {
+        "box 1/astronaut.jpg": "box 1/astronaut.xmp", "box 1/cat.png": "box 1/cat.png.xmp", "box 1/cat.jpg": None,
+        "box 1/finding aid.xmp": None}
+    carried = "the XMP sidecar of box 1/{}: its metadata is carried into that photo's colour rendition"
+    assert {rel: it["reason"] for rel, it in items.items() if rel.endswith(".xmp") and it["status"] == "skipped"} == {
+        "box 1/astronaut.xmp": carried.format("astronaut.jpg"), "box 1/cat.png.xmp": carried.format("cat.png"),
+        "box 1/cat.xmp": ("an XMP sidecar that may be of box 1/cat.jpg or box 1/cat.png: carried into none; "
+                          "name it after its photo (cat.jpg.xmp)"),
+        "box 1/finding aid.xmp": ("not a photograph or film: a document or metadata file (.xmp), and its content "
+                                  "is no image either")}
+    assert [items[rel]["status"] for rel in ("box 1/astronaut.jpg", "box 1/cat.png", "box 1/cat.jpg")] == ["done"] * 3
+    assert b"Eileen Collins, 1999" in Image.open(dest / "box 1" / "astronaut.jpg").info["xmp"]
+    assert b"Chelsea" in Image.open(dest / "box 1" / "cat.png").info["xmp"]
+    assert b"cat?" not in Image.open(dest / "box 1" / "cat.jpg").info["xmp"]
+    side = (src / "box 1" / "astronaut.xmp").read_bytes()
+    assert items["box 1/astronaut.jpg"]["xmp_sidecar"] == {"rel": "box 1/astronaut.xmp", "size": len(side),
+                                                          "sha256": hashlib.sha256(side).hexdigest()}
+    assert items["box 1/astronaut.jpg"]["notes"] == ["the XMP sidecar astronaut.xmp carried over"]
+    assert items["box 1/cat.jpg"]["xmp_sidecar"] is None
+    first = (dest / "box 1" / "astronaut.jpg").read_bytes()
+
+    _, todo, _ = run()   # unchanged: planning skips the photos as it always has
+    assert [e.rel for e in todo] == ["box 1/finding aid.xmp"]
+    os.utime(src / "box 1" / "astronaut.xmp", ns=(0, 10**18))   # touched, not changed: read, and skipped
+    _, todo, items = run()
+    assert [e.rel for e in todo] == ["box 1/astronaut.jpg", "box 1/finding aid.xmp"]
+    assert "(same content)" in items["box 1/astronaut.jpg"]["reason"]
+    (src / "box 1" / "astronaut.xmp").write_text(sidecar_xmp("Eileen Collins at Kennedy, 1999"))   # catalogued again
+    _, todo, items = run()
+    assert items["box 1/astronaut.jpg"]["status"] == "done"
+    out = Path(items["box 1/astronaut.jpg"]["colour"]["uri"])
+    assert out.name.startswith("astronaut.") and out.name != "astronaut.jpg"   # beside the first, never over it
+    assert b"Eileen Collins at Kennedy, 1999" in Image.open(out).info["xmp"]
+    assert (dest / "box 1" / "astronaut.jpg").read_bytes() == first
 
 
 def test_a_batch_of_a_stopped_job_stops_before_its_next_photo(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 
 from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
 from colorize_core.images import (DIGITAL_SOURCE_TYPE, JP2_XMP_UUID, NOTE, Photo, _unpalette, adapt_to_format,
-                                  decode_photo, encode_photo, xmp_packet)
+                                  decode_photo, encode_photo, with_sidecar_xmp, xmp_packet)
 from tests.conftest import bad_inputs, encode, gray_photo, huge_png_header, tricky_good_inputs
 
 XMP = xmp_packet("a" * 64, "default", "b" * 64)
@@ -294,6 +294,53 @@ def test_unreadable_source_xmp_is_noted_and_our_label_still_written():
     out = Image.open(io.BytesIO(encode_photo(colourise(p), p, XMP)))
     assert DIGITAL_SOURCE_TYPE.encode() in out.info["xmp"] and b"unclosed" not in out.info["xmp"]
     assert any("not well-formed" in n for n in p.notes)
+
+
+def _sidecar(body: str, document_id: str | None = None) -> bytes:
+    """An XMP sidecar file as a catalogue writes one: an XML declaration and a byte order mark."""
+    doc = f' xmpMM:DocumentID="{document_id}"' if document_id else ""
+    return ('\ufeff<?xml version="1.0" encoding="UTF-8"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+            'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" '
+            f'xmlns:xmpRights="http://ns.adobe.com/xap/1.0/rights/"{doc}>{body}</rdf:Description></rdf:RDF>'
+            '</x:xmpmeta>').encode()
+
+
+def test_an_xmp_sidecar_is_laid_over_the_files_own_xmp_unless_it_is_of_another_document():
+    """A catalogue's sidecar beside a scan: what it says wins over what the file says of itself,
+    what it does not say of the file is kept, and our label goes over both; a sidecar that is no
+    XMP, or that names another document, is noted and not carried."""
+    import xml.etree.ElementTree as ET
+
+    g = gray_photo(size=64)
+    embedded = SOURCE_XMP.replace(b'rdf:about="" ', b'rdf:about="" xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" '
+                                  b'xmpMM:DocumentID="xmp.did:scan-42" ')
+    side = _sidecar('<dc:title><rdf:Alt><rdf:li xml:lang="x-default">Harbour at dawn, 1931</rdf:li></rdf:Alt>'
+                    '</dc:title><xmpRights:UsageTerms><rdf:Alt><rdf:li xml:lang="x-default">CC BY 4.0</rdf:li>'
+                    '</rdf:Alt></xmpRights:UsageTerms>', "xmp.did:scan-42")
+    for own in (embedded, None):
+        p = Photo(g, "TIFF", xmp=own)
+        p.xmp = with_sidecar_xmp(p.xmp, side, "harbour.xmp", p.notes)
+        back = decode_photo(encode_photo(colourise(p), p, XMP))
+        root = ET.fromstring(back.xmp)
+        rdf = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+        texts = {el.tag.split("}")[1]: [li.text for li in el.iter(f"{rdf}li")]
+                 for el in root.iter() if el.tag.startswith("{http")}
+        assert texts["title"] == ["Harbour at dawn, 1931"] and texts["UsageTerms"] == ["CC BY 4.0"]
+        assert DIGITAL_SOURCE_TYPE.encode() in back.xmp and b"DocumentID" not in back.xmp
+        if own:   # the file's own accession number and caption, which the sidecar does not set, are kept
+            assert back.xmp.count(b"ACC-1931-0042") == 1 and texts["description"][0].endswith("Fishing boats at the quay")
+            assert p.notes == ["the XMP sidecar harbour.xmp carried over, laid over the file's own XMP"]
+        else:
+            assert p.notes == ["the XMP sidecar harbour.xmp carried over"]
+    for bad, why in ((b"Harbour, 1931: a typed note", "not well-formed XML"),
+                     (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>', "holds no RDF"),
+                     (_sidecar("<dc:title>Another photo</dc:title>", "xmp.did:scan-43"),
+                      "describes another document (xmpMM:DocumentID xmp.did:scan-43, the file's is xmp.did:scan-42)")):
+        notes: list[str] = []
+        assert with_sidecar_xmp(embedded, bad, "harbour.xmp", notes) == embedded
+        assert len(notes) == 1 and notes[0].startswith("the XMP sidecar harbour.xmp ") and why in notes[0]
+        assert notes[0].endswith(": not carried over")
 
 
 def _iim(dataset: int, value: bytes) -> bytes:
