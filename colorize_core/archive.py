@@ -497,7 +497,7 @@ def _skipped_item(job_id: str, uri: str, entry: Entry | FilmEntry, dest: Locatio
     return Item(job_id=job_id, source_uri=uri, rel_path=entry.rel, dest=dest.uri, size=entry.size,
                 version_tag=entry.version, sha256=prev.sha256, media_type=prev.media_type, format=prev.format,
                 width=prev.width, height=prev.height, channels=prev.channels, bit_depth=prev.bit_depth,
-                status="skipped", reason=reason, flags=list(prev.flags or []), notes=[],
+                status="skipped", reason=reason, flags=list(prev.flags or []), notes=[], media=prev.media,
                 params=settings.params(model_sha256, media), params_key=key, model_name=prev.model_name,
                 model_sha256=model_sha256, previous_item_id=prev.id, finished_at=utcnow())
 

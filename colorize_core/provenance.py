@@ -402,7 +402,8 @@ class ProvenanceStore:
         """The newest done item per source URI for this destination and parameter set, in one
         query of the columns a skip record needs (rows, not ORM objects: an archive has millions)."""
         cols = [Item.source_uri, Item.id, Item.job_id, Item.size, Item.version_tag, Item.sha256, Item.media_type,
-                Item.format, Item.width, Item.height, Item.channels, Item.bit_depth, Item.flags, Item.model_name]
+                Item.format, Item.width, Item.height, Item.channels, Item.bit_depth, Item.flags, Item.model_name,
+                Item.media]   # a photo's XMP sidecar read with it (NULL for most), a film's probe
         q = (select(*cols).where(Item.dest == dest, Item.params_key == params_key, Item.status == "done")
              .order_by(Item.id))
         with self.session() as s:

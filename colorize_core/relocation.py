@@ -262,25 +262,36 @@ def compare_originals(store: ProvenanceStore, old: Location, new: Location, scop
     Returns the counts by status and every original not intact, as :func:`compare_copy` does,
     and ``versions``: [item id, version at ``new``] of each original read intact (for
     :func:`relocate_source`)."""
-    q = (select(Item.id, Item.job_id, Item.source_uri, Item.rel_path, Item.sha256, Item.size)
+    q = (select(Item.id, Item.job_id, Item.source_uri, Item.rel_path, Item.sha256, Item.size, Item.media)
          .where(scope.condition(), Item.id.between(first, last)).order_by(Item.id))
     with store.session() as s:
         rows = s.execute(q).all()
     counts = {status: 0 for status in STATUSES}
     problems, versions = [], []
-    for item_id, job_id, uri, rel_path, sha256, size in rows:
+    for item_id, job_id, uri, rel_path, sha256, size, media in rows:
         rel = old.rel_of(uri) or ""
         result = _check_original(new, rel, rel_path, sha256, size)
-        counts[result["status"]] += 1
-        if result["status"] == "intact":
-            if result["version"] is not None:
-                versions.append([item_id, result["version"]])
-        else:
-            problems.append({"item_id": item_id, "job_id": job_id, "source": rel_path, "kind": "original",
-                             "uri": new.uri_of(rel.rstrip("/")) + ("/" if rel.endswith("/") else ""),
-                             "recorded_uri": uri, "recorded_sha256": sha256, "recorded_size": size, **result})
-    return {"items": len(rows), "items_not_intact": len(problems), "counts": counts, "problems": problems,
-            "versions": versions}
+        read = [("original", rel, uri, sha256, size, result)]
+        side = (media or {}).get("xmp_sidecar") if not rel.endswith("/") else None
+        if side:   # a photo's XMP sidecar, part of it: read back too, its version part of the photo's
+            side_rel = rel[:len(rel) - len(rel_path)] + side["rel"]
+            side_uri = uri[:len(uri) - len(rel_path)] + side["rel"]
+            found = check_output(new, new.uri_of(side_rel), side["sha256"], side["size"])
+            read.append(("xmp-sidecar", side_rel, side_uri, side["sha256"], side["size"], found))
+            if result["status"] == "intact" and result["version"] is not None:
+                result["version"] = f"{result['version']}+xmp:{found['version']}" \
+                    if found["status"] == "intact" and found["version"] is not None else None
+        for kind, at, recorded_uri, recorded_sha, recorded_size, found in read:
+            counts[found["status"]] += 1
+            if found["status"] != "intact":
+                problems.append({"item_id": item_id, "job_id": job_id, "source": rel_path, "kind": kind,
+                                 "uri": new.uri_of(at.rstrip("/")) + ("/" if at.endswith("/") else ""),
+                                 "recorded_uri": recorded_uri, "recorded_sha256": recorded_sha,
+                                 "recorded_size": recorded_size, **found})
+        if result["status"] == "intact" and result["version"] is not None:
+            versions.append([item_id, result["version"]])
+    return {"items": len(rows), "items_not_intact": len({p["item_id"] for p in problems}), "counts": counts,
+            "problems": problems, "versions": versions}
 
 
 def relocate_source(store: ProvenanceStore, old: Location, new: Location, scope: SourceScope,

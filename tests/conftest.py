@@ -28,6 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples" / "archive"
 
 
+def sidecar_xmp(title: str) -> str:
+    """An XMP sidecar file giving a photo its title, as a catalogue writes one."""
+    return ('<?xml version="1.0" encoding="UTF-8"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+            '"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc='
+            f'"http://purl.org/dc/elements/1.1/"><dc:title><rdf:Alt><rdf:li xml:lang="x-default">{title}</rdf:li>'
+            '</rdf:Alt></dc:title></rdf:Description></rdf:RDF></x:xmpmeta>')
+
+
 def small_archive(src: Path, *folders: str) -> Path:
     """A SOURCE of these sample folders and a half-second film, ``film/reel.mp4``."""
     import shutil

@@ -20,17 +20,10 @@ from colorize_core.errors import JobStoppedError
 from colorize_core.manifest import build_manifest
 from colorize_core.provenance import Event, Item, JobWatch, Output, ProvenanceStore
 from colorize_core.storage import LocalLocation, open_location
-from tests.conftest import SAMPLES, bad_inputs, colour_photo_bytes, tricky_good_inputs
+from tests.conftest import SAMPLES, bad_inputs, colour_photo_bytes, sidecar_xmp, tricky_good_inputs
 
 pytestmark = pytest.mark.slow
 HOSTILE_NAME = "<img src=x onerror=alert(1)> & co.png"  # HTML in a file name (no "/" possible)
-
-
-def sidecar_xmp(title: str) -> str:
-    return ('<?xml version="1.0" encoding="UTF-8"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
-            '"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc='
-            f'"http://purl.org/dc/elements/1.1/"><dc:title><rdf:Alt><rdf:li xml:lang="x-default">{title}</rdf:li>'
-            '</rdf:Alt></dc:title></rdf:Description></rdf:RDF></x:xmpmeta>')
 
 
 @pytest.fixture
@@ -285,8 +278,11 @@ def test_xmp_sidecars_go_into_their_photos_renditions_and_an_edited_one_makes_it
     assert items["box 1/cat.jpg"]["xmp_sidecar"] is None
     first = (dest / "box 1" / "astronaut.jpg").read_bytes()
 
-    _, todo, _ = run()   # unchanged: planning skips the photos as it always has
+    again, todo, _ = run()   # unchanged: planning skips the photos as it always has
     assert [e.rel for e in todo] == ["box 1/finding aid.xmp"]
+    with store.session() as session:   # the skip record names the sidecar too (a relocation reads it back)
+        assert session.scalar(select(Item.media).where(Item.job_id == again, Item.rel_path == "box 1/astronaut.jpg")) \
+            == {"xmp_sidecar": items["box 1/astronaut.jpg"]["xmp_sidecar"]}
     os.utime(src / "box 1" / "astronaut.xmp", ns=(0, 10**18))   # touched, not changed: read, and skipped
     _, todo, items = run()
     assert [e.rel for e in todo] == ["box 1/astronaut.jpg", "box 1/finding aid.xmp"]

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from colorize_core.provenance import Event, Item, Job, Output, ProvenanceStore, Shot
-from tests.conftest import SAMPLES, small_archive
+from tests.conftest import SAMPLES, sidecar_xmp, small_archive
 from tests.test_archive_flow import run_flow
 from tests.test_cli import colorize
 from tests.test_fixity import run_check
@@ -220,6 +220,7 @@ def test_relocate_source_follows_copied_originals_photos_films_and_frame_sequenc
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.4",
                     str(src / "film" / "reel-2" / "f%04d.png")], check=True)
     (src / "film" / "reel-2" / "sequence.json").write_text('{"frame_rate": "10"}')
+    (src / "animals" / "chelsea-sepia.xmp").write_text(sidecar_xmp("Chelsea"))   # part of the photo: read back too
     env = {"PREFECT_API_URL": prefect_api}
     r = colorize("run", str(src), str(dest), "--db", db, "--json", env=env)
     assert r.returncode == 0 and _json(r.stdout)["counts"]["done"] == 4, r.stdout[-2000:] + r.stderr[-2000:]
@@ -249,10 +250,13 @@ def test_relocate_source_follows_copied_originals_photos_films_and_frame_sequenc
     shutil.copytree(src, new)
     (new / "film" / "reel-2" / "f0002.png").write_bytes((new / "film" / "reel-2" / "f0001.png").read_bytes())
     (new / "animals" / "chelsea cat.png").unlink()
+    (new / "animals" / "chelsea-sepia.xmp").write_text(sidecar_xmp("Which cat?"))
     r = colorize("relocate", "--source", str(src), str(new), "--db", db, env=env)
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"CHANGED    {new}/film/reel-2/: recorded sha256" in r.stdout and "original of film/reel-2" in r.stdout
-    assert f"MISSING    {new}/animals/chelsea cat.png" in r.stdout and "4 original(s) read back" in r.stdout
+    assert f"MISSING    {new}/animals/chelsea cat.png" in r.stdout and "5 original(s) read back" in r.stdout
+    assert f"CHANGED    {new}/animals/chelsea-sepia.xmp" in r.stdout
+    assert "xmp-sidecar of animals/chelsea-sepia.jpg" in r.stdout
     assert sources() == before
 
     # Copied again, by a tool that gives the copies new modification times: relocated. Every record
@@ -265,7 +269,7 @@ def test_relocate_source_follows_copied_originals_photos_films_and_frame_sequenc
     r = colorize("relocate", "--source", str(src), str(new), "--db", db, "--json", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     summary = _json(r.stdout)
-    assert summary["counts"]["intact"] == 4 and summary["moved"]["transferred"] == 4
+    assert summary["counts"]["intact"] == 5 and summary["moved"]["transferred"] == 4   # 4 originals, a sidecar
     assert summary["moved"]["versions_taken"] == 4
     assert sources() == {k: sorted(u.replace(str(src), str(new), 1) for u in v) for k, v in before.items()}
     with store.session() as s:
@@ -275,17 +279,17 @@ def test_relocate_source_follows_copied_originals_photos_films_and_frame_sequenc
     r = colorize("run", str(src), str(dest), "--db", db, env=env)
     assert r.returncode == 2 and f"{src} was relocated to {new} at " in r.stderr and "read from there" in r.stderr
     r = colorize("run", str(new), str(dest), "--db", db, "--json", env=env)
-    assert r.returncode == 0 and _json(r.stdout)["counts"] == {"done": 0, "skipped": 4, "failed": 0}, r.stderr
+    assert r.returncode == 0 and _json(r.stdout)["counts"] == {"done": 0, "skipped": 5, "failed": 0}, r.stderr
     with store.session() as s:
         job = s.scalar(select(Job.id).where(Job.source == str(new)).order_by(Job.started_at.desc()).limit(1))
-        reasons = list(s.scalars(select(Item.reason).where(Item.job_id == job)))
+        reasons = list(s.scalars(select(Item.reason).where(Item.job_id == job, Item.rel_path.not_like("%.xmp"))))
         read = s.scalar(select(func.count()).select_from(Event).where(Event.job_id == job, Event.type == "ingest"))
     assert len(reasons) == 4 and all("unchanged: same size and version" in why for why in reasons), reasons
     assert read == 0
     # A file changed at the new place since is read again, and done again: its version is not the one taken.
     (new / "animals" / "chelsea cat.png").write_bytes((src / "animals" / "chelsea cat.png").read_bytes())
     r = colorize("run", str(new), str(dest), "--db", db, "--json", env=env)
-    assert r.returncode == 0 and _json(r.stdout)["counts"] == {"done": 0, "skipped": 4, "failed": 0}, r.stderr
+    assert r.returncode == 0 and _json(r.stdout)["counts"] == {"done": 0, "skipped": 5, "failed": 0}, r.stderr
     with store.session() as s:
         job = s.scalar(select(Job.id).where(Job.source == str(new)).order_by(Job.started_at.desc()).limit(1))
         reasons = sorted(s.scalars(select(Item.reason).where(Item.job_id == job)))
