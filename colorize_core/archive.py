@@ -653,6 +653,15 @@ def _read_xmp_sidecar(w: _Work, source: Location, agent: str) -> bytes | None:
     return data
 
 
+def xmp_sidecar_of(source_uri: str, rel_path: str, media: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The XMP sidecar an item's photo was read with (its ``media``), with its URI beside the
+    photo's: ``{"rel", "uri", "sha256", "size"}``; None when it had none."""
+    side = (media or {}).get("xmp_sidecar")
+    if not side or not source_uri.endswith(rel_path):
+        return None
+    return {**side, "uri": source_uri[:len(source_uri) - len(rel_path)] + side["rel"]}
+
+
 def _xmp_sha256(media: dict[str, Any] | None) -> str | None:
     """The sha256 of the XMP sidecar an item was done with (None: it had none)."""
     return ((media or {}).get("xmp_sidecar") or {}).get("sha256")

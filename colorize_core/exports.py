@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from colorize_core import __version__
-from colorize_core.archive import CONTENT_TYPES, MANIFESTS
+from colorize_core.archive import CONTENT_TYPES, MANIFESTS, xmp_sidecar_of
 from colorize_core.images import NOTE
 from colorize_core.manifest import SpooledManifest, spooled_manifest, write_json_list
 from colorize_core.provenance import IN_CHUNK, Event, Item, ProvenanceStore, in_chunks
@@ -224,7 +224,9 @@ def _premis_event(job_id: str, it: Item, e: Event) -> ET.Element:
     ET.SubElement(link, _q("linkingAgentIdentifierType")).text = "local"
     ET.SubElement(link, _q("linkingAgentIdentifierValue")).text = e.agent
     outcomes = e.type in ("write", "encode", "fixity check", "transfer")   # events about the outputs
-    for uri, role in [(it.source_uri, "source")] + [(o.uri, "outcome") for o in it.outputs if outcomes]:
+    side = xmp_sidecar_of(it.source_uri, it.rel_path, it.media)   # an object of its own, its own item's
+    sources = [it.source_uri] + ([side["uri"]] if side else [])
+    for uri, role in [(u, "source") for u in sources] + [(o.uri, "outcome") for o in it.outputs if outcomes]:
         lo = ET.SubElement(el, _q("linkingObjectIdentifier"))
         ET.SubElement(lo, _q("linkingObjectIdentifierType")).text = "URI"
         ET.SubElement(lo, _q("linkingObjectIdentifierValue")).text = _as_uri(uri)
@@ -357,11 +359,18 @@ def _prov_item(doc: Any, it: Item, events: list[Event], run: Any, model: str) ->
                        {"colorize:status": it.status, "colorize:params_key": it.params_key})
     doc.wasInformedBy(act, run)
     doc.used(act, src)
+    side = xmp_sidecar_of(it.source_uri, it.rel_path, it.media)
+    if side:   # its metadata is in the colour rendition
+        side = doc.entity(f"colorize:sha256-{side['sha256']}", {"prov:location": _as_uri(side["uri"]),
+                                                                "colorize:kind": "xmp-sidecar"})
+        doc.used(act, side)
     doc.wasAssociatedWith(act, model)
     for o in it.outputs:
         out = doc.entity(f"colorize:sha256-{o.sha256}", {"prov:location": _as_uri(o.uri), "colorize:kind": o.kind})
         doc.wasGeneratedBy(out, act)
         doc.wasDerivedFrom(out, src)
+        if side and o.kind == "colour":
+            doc.wasDerivedFrom(out, side)
     for e in events:
         if e.type == "review":
             person = doc.agent(f"colorize:person-{urllib.parse.quote(e.agent.removeprefix('person:'))}",

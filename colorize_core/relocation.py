@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from colorize_core import __version__
-from colorize_core.archive import sequence_at
+from colorize_core.archive import sequence_at, xmp_sidecar_of
 from colorize_core.errors import ColorizeError, FixityError, NotFoundError, RelocationError
 from colorize_core.film_archive import fingerprint
 from colorize_core.fixity import EVENT as FIXITY
@@ -272,12 +272,11 @@ def compare_originals(store: ProvenanceStore, old: Location, new: Location, scop
         rel = old.rel_of(uri) or ""
         result = _check_original(new, rel, rel_path, sha256, size)
         read = [("original", rel, uri, sha256, size, result)]
-        side = (media or {}).get("xmp_sidecar") if not rel.endswith("/") else None
+        side = xmp_sidecar_of(uri, rel_path, media)
         if side:   # a photo's XMP sidecar, part of it: read back too, its version part of the photo's
-            side_rel = rel[:len(rel) - len(rel_path)] + side["rel"]
-            side_uri = uri[:len(uri) - len(rel_path)] + side["rel"]
+            side_rel = old.rel_of(side["uri"]) or ""
             found = check_output(new, new.uri_of(side_rel), side["sha256"], side["size"])
-            read.append(("xmp-sidecar", side_rel, side_uri, side["sha256"], side["size"], found))
+            read.append(("xmp-sidecar", side_rel, side["uri"], side["sha256"], side["size"], found))
             if result["status"] == "intact" and result["version"] is not None:
                 result["version"] = f"{result['version']}+xmp:{found['version']}" \
                     if found["status"] == "intact" and found["version"] is not None else None

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import boto3
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from colorize_core.archive import JobSettings, plan, process_batch
 from colorize_core.colorizer import Colorizer
 from colorize_core.errors import JobStoppedError
+from colorize_core.exports import PREMIS_NS, write_exports
 from colorize_core.manifest import build_manifest
 from colorize_core.provenance import Event, Item, JobWatch, Output, ProvenanceStore
 from colorize_core.storage import LocalLocation, open_location
@@ -256,7 +258,7 @@ def test_xmp_sidecars_go_into_their_photos_renditions_and_an_edited_one_makes_it
         process_batch(todo, s, d, store, job_id, settings, colorizer)
         return job_id, todo, {it["rel_path"]: it for it in build_manifest(store, job_id)["items"]}
 
-    _, todo, items = run()
+    job, todo, items = run()
     assert {e.rel: getattr(e, "xmp", None) for e in todo} == {
         "box 1/astronaut.jpg": "box 1/astronaut.xmp", "box 1/cat.png": "box 1/cat.png.xmp", "box 1/cat.jpg": None,
         "box 1/finding aid.xmp": None}
@@ -277,6 +279,21 @@ def test_xmp_sidecars_go_into_their_photos_renditions_and_an_edited_one_makes_it
     assert items["box 1/astronaut.jpg"]["notes"] == ["the XMP sidecar astronaut.xmp carried over"]
     assert items["box 1/cat.jpg"]["xmp_sidecar"] is None
     first = (dest / "box 1" / "astronaut.jpg").read_bytes()
+    # PREMIS: the photo's events name its sidecar as a source too; PROV: the rendition derives from it.
+    exports = write_exports(store, job, d, ("premis", "prov"))
+    side_uri = s.uri_of("box 1/astronaut.xmp")
+    premis = ET.parse(exports["premis"]).getroot()
+    q = f"{{{PREMIS_NS}}}"
+    sources = [{lo.findtext(f"{q}linkingObjectIdentifierValue") for lo in ev.iter(f"{q}linkingObjectIdentifier")
+                if lo.findtext(f"{q}linkingObjectRole") == "source"} for ev in premis.iter(f"{q}event")]
+    photo_uri = Path(s.uri_of("box 1/astronaut.jpg")).as_uri()
+    assert [links for links in sources if photo_uri in links] == [{photo_uri, Path(side_uri).as_uri()}] * 5
+    prov = json.loads(Path(exports["prov"]).read_text())
+    side_id = "colorize:sha256-" + hashlib.sha256(side).hexdigest()
+    out_id = "colorize:sha256-" + items["box 1/astronaut.jpg"]["colour"]["sha256"]
+    assert prov["entity"][side_id]["colorize:kind"] == "xmp-sidecar"
+    assert any(r["prov:generatedEntity"] == out_id and r["prov:usedEntity"] == side_id
+               for r in prov["wasDerivedFrom"].values())
 
     again, todo, _ = run()   # unchanged: planning skips the photos as it always has
     assert [e.rel for e in todo] == ["box 1/finding aid.xmp"]
