@@ -512,6 +512,9 @@ XMP_NOT_CARRIED = frozenset(f"{{{XMP_NS[prefix]}}}{name}" for prefix, names in (
     ("exif", ("PixelXDimension", "PixelYDimension", "ColorSpace")),
     ("photoshop", ("ColorMode", "ICCProfile")),
     ("xmpMM", ("InstanceID", "DocumentID"))) for name in names)
+# Whole namespaces of that kind: Camera Raw's develop settings say how to render the source's
+# pixels (Photoshop and Lightroom would apply them to the colour rendition on opening it).
+XMP_NS_NOT_CARRIED = ("{http://ns.adobe.com/camera-raw-settings/1.0/}",)
 
 
 def _rdf_of(packet: bytes) -> ET.Element | None:
@@ -523,7 +526,8 @@ def _rdf_of(packet: bytes) -> ET.Element | None:
 def merge_xmp(source: bytes, ours: bytes, notes: list[str]) -> bytes:
     """The source's XMP with ours laid over it: its descriptive metadata (title, creator,
     rights, caption, accession numbers...) kept, the properties ours sets replaced, those that
-    describe the source file's pixels or identify that file (:data:`XMP_NOT_CARRIED`) left out,
+    describe the source file's pixels or identify that file (:data:`XMP_NOT_CARRIED`,
+    :data:`XMP_NS_NOT_CARRIED`) left out,
     and its caption (``dc:description``) kept after our note. An unreadable source packet is
     noted and left out."""
     try:
@@ -538,10 +542,13 @@ def merge_xmp(source: bytes, ours: bytes, notes: list[str]) -> bytes:
     ours_set = {a for a in our_desc.attrib if not a.startswith(f"{{{RDF}}}")} | {child.tag for child in our_desc}
     ours_set |= XMP_NOT_CARRIED
     caption = None
+    def dropped(tag: str) -> bool:
+        return tag in ours_set or tag.startswith(XMP_NS_NOT_CARRIED)
+
     for desc in src_rdf.findall(f"{{{RDF}}}Description"):
-        for name in [a for a in desc.attrib if a in ours_set]:
+        for name in [a for a in desc.attrib if dropped(a)]:
             del desc.attrib[name]
-        for child in [c for c in desc if c.tag in ours_set]:
+        for child in [c for c in desc if dropped(c.tag)]:
             if child.tag == "{http://purl.org/dc/elements/1.1/}description":
                 caption = next((li.text for li in child.iter(f"{{{RDF}}}li")
                                 if li.get(XML_LANG) == "x-default" and li.text), caption)

@@ -302,6 +302,7 @@ def _sidecar(body: str, document_id: str | None = None) -> bytes:
     return ('\ufeff<?xml version="1.0" encoding="UTF-8"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
             'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
             'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" '
+            'xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" crs:Exposure2012="+0.35" '
             f'xmlns:xmpRights="http://ns.adobe.com/xap/1.0/rights/"{doc}>{body}</rdf:Description></rdf:RDF>'
             '</x:xmpmeta>').encode()
 
@@ -328,6 +329,7 @@ def test_an_xmp_sidecar_is_laid_over_the_files_own_xmp_unless_it_is_of_another_d
                  for el in root.iter() if el.tag.startswith("{http")}
         assert texts["title"] == ["Harbour at dawn, 1931"] and texts["UsageTerms"] == ["CC BY 4.0"]
         assert DIGITAL_SOURCE_TYPE.encode() in back.xmp and b"DocumentID" not in back.xmp
+        assert b"Exposure2012" not in back.xmp   # Camera Raw's develop settings: not for the colour rendition
         if own:   # the file's own accession number and caption, which the sidecar does not set, are kept
             assert back.xmp.count(b"ACC-1931-0042") == 1 and texts["description"][0].endswith("Fishing boats at the quay")
             assert p.notes == ["the XMP sidecar harbour.xmp carried over, laid over the file's own XMP"]
