@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import tifffile
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -350,11 +352,12 @@ def test_s3_to_s3_with_postgresql_keeps_layout_and_refuses_dotdot_keys(prefect_a
     keys = {"scans/box 1/ünïcode portrait.jpg": (SAMPLES / "portraits/astronaut.jpg").read_bytes(),
             "scans/box 2/deep/coffee.tif": (SAMPLES / "still-life/coffee-16bit.tif").read_bytes(),
             "scans/../../escape.jpg": (SAMPLES / "portraits/astronaut.jpg").read_bytes(),
-            "scans/bad/empty.jpg": b""}
+            "scans/bad/empty.jpg": b"",
+            "scans/box 2/deep/coffee.tif.xmp": sidecar_xmp("Coffee, 1952").encode()}   # its XMP sidecar
     for k, v in keys.items():
         client.put_object(Bucket=bucket, Key=k, Body=v)
     summary = run_flow(source=f"s3://{bucket}/scans", dest=f"s3://{bucket}/colour/run1", db_url=pg_url)
-    assert summary["counts"] == {"done": 2, "skipped": 0, "failed": 2}
+    assert summary["counts"] == {"done": 2, "skipped": 1, "failed": 2}
     written = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
     outside = [k for k in written if not k.startswith(("scans/", "colour/run1/"))]
     assert outside == []
@@ -365,12 +368,14 @@ def test_s3_to_s3_with_postgresql_keeps_layout_and_refuses_dotdot_keys(prefect_a
     errors = {it["rel_path"]: it for it in manifest["items"] if it["status"] == "failed"}
     assert errors["../../escape.jpg"]["error_type"] == "UnsafePathError"
     assert errors["bad/empty.jpg"]["error_type"] == "CorruptMediaError"
+    tif = client.get_object(Bucket=bucket, Key="colour/run1/box 2/deep/coffee.tif")["Body"].read()
+    assert b"Coffee, 1952" in tifffile.TiffFile(io.BytesIO(tif)).pages[0].tags[700].value
     with ProvenanceStore(pg_url).session() as s:
-        assert s.scalar(select(func.count()).select_from(Item)) == 4
+        assert s.scalar(select(func.count()).select_from(Item)) == 5
         assert s.scalar(select(func.count()).select_from(Output).where(Output.kind == "colour")) == 2
         assert s.scalar(select(func.count()).select_from(Event)) > 8
     again = run_flow(source=f"s3://{bucket}/scans", dest=f"s3://{bucket}/colour/run1", db_url=pg_url)
-    assert again["counts"] == {"done": 0, "skipped": 2, "failed": 2}
+    assert again["counts"] == {"done": 0, "skipped": 3, "failed": 2}   # by size and ETags
 
 
 def test_include_colour_colorizes_colour_inputs_from_their_l(prefect_api, tmp_path):
