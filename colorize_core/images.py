@@ -510,7 +510,8 @@ XMP_NOT_CARRIED = frozenset(f"{{{XMP_NS[prefix]}}}{name}" for prefix, names in (
     ("tiff", ("Orientation", "ImageWidth", "ImageLength", "BitsPerSample", "SamplesPerPixel",
               "PhotometricInterpretation", "Compression")),
     ("exif", ("PixelXDimension", "PixelYDimension", "ColorSpace")),
-    ("photoshop", ("ColorMode", "ICCProfile")),
+    ("photoshop", ("ColorMode", "ICCProfile", "DocumentAncestors")),   # the documents placed in the source
+                                                                       # (megabytes of ids in some files)
     ("xmpMM", ("InstanceID", "DocumentID"))) for name in names)
 # Whole namespaces of that kind: Camera Raw's develop settings say how to render the source's
 # pixels (Photoshop and Lightroom would apply them to the colour rendition on opening it).

@@ -335,6 +335,18 @@ def test_an_xmp_sidecar_is_laid_over_the_files_own_xmp_unless_it_is_of_another_d
             assert p.notes == ["the XMP sidecar harbour.xmp carried over, laid over the file's own XMP"]
         else:
             assert p.notes == ["the XMP sidecar harbour.xmp carried over"]
+    # Photoshop's list of the documents placed in the source (which grows to megabytes in some
+    # files) is not carried: the rest fits in a JPEG's one XMP segment.
+    ancestors = "".join(f"<rdf:li>xmp.did:{n:032x}</rdf:li>" for n in range(3000))
+    big = _sidecar('<dc:title><rdf:Alt><rdf:li xml:lang="x-default">Harbour at dawn, 1931</rdf:li></rdf:Alt>'
+                   '</dc:title><photoshop:DocumentAncestors xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/">'
+                   f'<rdf:Bag>{ancestors}</rdf:Bag></photoshop:DocumentAncestors>')
+    assert len(big) > 65000
+    p = decode_photo(encode(Image.fromarray(g), "JPEG"))
+    p.xmp = with_sidecar_xmp(p.xmp, big, "harbour.xmp", p.notes)
+    out = Image.open(io.BytesIO(encode_photo(colourise(p), p, XMP))).info["xmp"]
+    assert b"Harbour at dawn, 1931" in out and b"DocumentAncestors" not in out
+    assert p.notes == ["the XMP sidecar harbour.xmp carried over"]
     for bad, why in ((b"Harbour, 1931: a typed note", "not well-formed XML"),
                      (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>', "holds no RDF"),
                      (_sidecar("<dc:title>Another photo</dc:title>", "xmp.did:scan-43"),
