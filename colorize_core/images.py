@@ -213,7 +213,14 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
             if photometric == "YCBCR" and page.compression.name != "JPEG":
                 raise UnsupportedMediaError(f"YCbCr TIFF with {page.compression.name.lower()} compression is not "
                                             "supported (YCbCr only inside JPEG-compressed TIFF)")
-            arr = page.asarray()
+            try:
+                arr = page.asarray()
+            except Exception as exc:
+                if page.compression == tifffile.COMPRESSION.OJPEG:
+                    raise UnsupportedMediaError(
+                        f"old-style JPEG-in-TIFF (compression 6, withdrawn in 1995) that cannot be decoded ({exc}): "
+                        "rewrite it with libtiff, which reads it (tiffcp -c lzw IN OUT)") from None
+                raise
             colormap = page.colormap if palette else None
             tags = {name: page.tags[code].value for name, code in _TIFF_CARRY.items() if code in page.tags}
             layout = _layout_description(tags.get("ImageDescription"))

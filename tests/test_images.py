@@ -174,6 +174,11 @@ def test_scanner_tiffs_jpeg_compressed_and_palette_are_read_with_a_note():
         decode_photo(tiff(rgb, photometric="ycbcr"))
     with pytest.raises(CorruptMediaError, match="beyond its 16-entry ColorMap"):  # tifffile writes no such file
         _unpalette(g, greys[:, :16])
+    # Nor an old-style JPEG TIFF (libtiff reads, none writes it): one that says so, the tag changed
+    old = bytearray(tiff(g))
+    struct.pack_into("<H", old, tifffile.TiffFile(io.BytesIO(bytes(old))).pages[0].tags["Compression"].valueoffset, 6)
+    with pytest.raises(UnsupportedMediaError, match=r"old-style JPEG-in-TIFF .* \(tiffcp -c lzw IN OUT\)"):
+        decode_photo(bytes(old))
 
 
 def test_adapt_to_format_downconverts_16bit_for_jpeg():
