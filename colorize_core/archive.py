@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from colorize_core import __version__
+from colorize_core.bagit import Bag, bag_part, declared_for, in_payload, read_bags, verify
 from colorize_core.color import chroma_spread, lab_to_rgb, luminance
 from colorize_core.colorizer import Colorizer, Prediction
 from colorize_core.errors import ColorizeError, UnrecognisedMediaError, UnsafePathError, UnsupportedMediaError
@@ -147,6 +148,7 @@ class FilmEntry:
     sidecar: str | None = None      # a frame sequence's sequence.json (a name inside ``rel``)
     printing_density: bool | dict[str, float] | None = None   # its log scan override (printing_density_override)
     sidecar_sha256: str | None = None   # the sequence.json's sha256 when read: rate, sound and log came from it
+    declared: dict[str, Any] | None = None   # what its BagIt bag declares of its files (bagit.declared_for)
 
     @property
     def is_sequence(self) -> bool:
@@ -170,6 +172,7 @@ class PhotoEntry(Entry):
     whose version is then part of the photo's: a catalogue's edit makes the photo one to do again."""
 
     xmp: str | None = None
+    declared: dict[str, Any] | None = None   # what its BagIt bag declares of it and its sidecar (bagit.declared_for)
 
 
 XMP_SIDECAR = ".xmp"
@@ -227,6 +230,15 @@ def pair_xmp_sidecars(photos: list[Entry], xmps: list[Entry], films: Iterable[st
         else:
             lone.append(side)
     return paired, skipped, lone
+
+
+def _with_declared(entry: Entry, bags: dict[str, Bag]) -> Entry:
+    """``entry`` with what its BagIt bag declares of it and of its XMP sidecar, if it is in one."""
+    xmp = entry.xmp if isinstance(entry, PhotoEntry) else None
+    declared = declared_for([entry.rel, *([xmp] if xmp else [])], bags)
+    if declared is None:
+        return entry
+    return PhotoEntry(entry.rel, entry.size, entry.version, xmp, declared)
 
 
 SEQUENCE_SIDECAR = "sequence.json"
@@ -425,9 +437,15 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
     photos: list[Entry] = []   # held until the listing ends, for their XMP sidecars
     xmps: list[Entry] = []
     film_files: list[str] = []
+    bags: dict[str, Bag] = {}
+    payload: set[str] = set()   # what the listing gave under a data/ folder: a bag's payload, maybe
     for entry in source.list(exclude=dest, unlisted=unlisted):
         ext = posixpath.splitext(entry.rel)[1].lower()
-        if _sequence_part(entry, held, sidecars, sounds):
+        if in_payload(entry.rel):
+            payload.add(entry.rel)
+        if bag_part(entry, bags):
+            pass   # read once the listing ends
+        elif _sequence_part(entry, held, sidecars, sounds):
             pass   # held until the listing ends
         elif ext in FILM_SUFFIXES:
             film = FilmEntry(entry.rel, entry.size, entry.version)
@@ -441,21 +459,30 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
         if len(pending) >= 1000:
             store.add_items(pending)
             pending = []
+    not_bags, bag_files = read_bags(bags, source)
     sequences, frames_as_photos, errors = _sequences(held, sidecars, sounds, source)
-    photos, carried, lone = pair_xmp_sidecars(photos + frames_as_photos, xmps, film_files)
+    photos, carried, lone = pair_xmp_sidecars(photos + frames_as_photos + not_bags, xmps, film_files)
     for entry in photos + lone:
         if not quick_skip(item_uri(source, entry.rel), entry, "photo"):
-            todo.append(entry)
+            todo.append(_with_declared(entry, bags))
         if len(pending) >= 1000:
             store.add_items(pending)
             pending = []
     for film in sequences:
         if not quick_skip(film_uri(source, film), film, "film"):
             films.append(film)
+    films = [replace(f, declared=declared_for([f"{f.rel}/{name}" if f.rel else name for name in f.files]
+                                              if f.is_sequence else [f.rel], bags)) for f in films]
     for entry, error in errors:
         settle(entry.rel, item_uri(source, entry.rel), error, "UnsupportedMediaError", entry, "film", "validate", "film")
     for entry, reason, expected in carried:
         settle(entry.rel, item_uri(source, entry.rel), reason, entry=entry, expected=expected)
+    for entry, message, error_type in bag_files:
+        settle(entry.rel, item_uri(source, entry.rel), message, error_type, entry, expected=error_type is None)
+    payload.update(problem.rel for problem in unlisted)
+    for bag in bags.values():   # what a bag lists and does not hold
+        for rel in sorted(set(bag.declared) - payload):
+            settle(rel, item_uri(source, rel), f"listed in {bag.manifest} but not in the bag: missing", "NotFoundError")
     for problem in unlisted:   # a link not followed is skipped; what cannot be read at all has failed
         uri = item_uri(source, problem.rel) + ("/" if problem.kind in ("folder-link", "unreadable-folder") else "")
         settle(problem.rel, uri, problem.message,
@@ -605,8 +632,10 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
             check_rel(entry.rel)
             w.data = source.read(entry.rel)
             w.sha256 = hashlib.sha256(w.data).hexdigest()
+            declared = w.entry.declared if isinstance(w.entry, PhotoEntry) else None
+            checked = verify(declared, entry.rel, w.data, w.sha256)
             w.events.append(Event(type="ingest", outcome="success", agent=agent,
-                                  detail={"bytes": len(w.data), "sha256": w.sha256}))
+                                  detail={"bytes": len(w.data), "sha256": w.sha256, **_checked(declared, checked, w)}))
             sidecar = _read_xmp_sidecar(w, source, agent)
             if not force:
                 prev = store.find_done(w.uri, dest.uri, key, w.sha256)
@@ -651,8 +680,23 @@ def _read_xmp_sidecar(w: _Work, source: Location, agent: str) -> bytes | None:
     data = source.read(rel)
     read = {"rel": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     w.media = {"xmp_sidecar": read}
-    w.events.append(Event(type="ingest", outcome="success", agent=agent, detail={"xmp_sidecar": read}))
+    checked = verify(w.entry.declared, rel, data, read["sha256"])
+    w.events.append(Event(type="ingest", outcome="success", agent=agent,
+                          detail={"xmp_sidecar": read, **_checked(w.entry.declared, checked, w)}))
     return data
+
+
+NOT_IN_BAG_MANIFEST = "not-in-bag-manifest"
+
+
+def _checked(declared: dict[str, Any] | None, checked: bool | None, w: _Work) -> dict[str, Any]:
+    """What an ingest event says of a file's check against its BagIt bag (:func:`bagit.verify`);
+    a file the bag's manifest does not list flags the item for a reviewer."""
+    if checked is None:
+        return {}
+    if not checked and NOT_IN_BAG_MANIFEST not in w.flags:
+        w.flags.append(NOT_IN_BAG_MANIFEST)
+    return {"bag_manifest": declared["manifest"], "algorithm": declared["algorithm"], "verified": checked}
 
 
 def xmp_sidecar_of(source_uri: str, rel_path: str, media: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -17,6 +17,11 @@ class UnrecognisedMediaError(CorruptMediaError):
     """The bytes match no photo format's signature at all (a text file, a sound file, garbage)."""
 
 
+class ChecksumMismatchError(CorruptMediaError):
+    """The bytes read do not have the checksum the archive declares for them (a BagIt manifest's):
+    the original changed or was damaged since it was bagged."""
+
+
 class UnsupportedMediaError(MediaError):
     """A valid file of a kind this system does not process (animated GIF, multi-page TIFF...)."""
 

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from colorize_core import __version__
-from colorize_core.archive import FilmEntry, ItemResult, JobSettings, film_uri, free_name, write_thumbnail
+from colorize_core.archive import (NOT_IN_BAG_MANIFEST, FilmEntry, ItemResult, JobSettings, film_uri, free_name,
+                                   write_thumbnail)
+from colorize_core.bagit import verify
 from colorize_core.colorizer import Colorizer
 from colorize_core.errors import ColorizeError, CorruptMediaError, JobStoppedError, MediaError, UnsupportedMediaError
 from colorize_core.film import (FilmInfo, attach_sound, carry_notes, declared_rate, frame_times, image2_path,
@@ -113,6 +115,18 @@ def _fingerprint(path: Path, film: FilmEntry) -> str:
         raise MediaError(f"{film.sidecar} changed while the job was running (after it was read for the frame rate, "
                          "sound and log settings): the film is left for the next run, which reads the new one")
     return hashlib.sha256("".join(f"{sha}  {name}\n" for name, sha in sums.items()).encode()).hexdigest()
+
+
+def _verify_bagged(path: Path, film: FilmEntry, sha256: str) -> bool | None:
+    """Check the film's files against what its BagIt bag declares (:func:`bagit.verify`): None
+    when it is in no bag, False when the bag's manifest leaves one of them out."""
+    if film.declared is None:
+        return None
+    if not film.is_sequence:
+        return verify(film.declared, film.rel, path, sha256)
+    prefix = f"{film.rel}/" if film.rel else ""
+    checked = [verify(film.declared, prefix + name, path / name) for name in film.files]   # each: a mismatch raises
+    return all(checked)
 
 
 def fingerprint(source: Location, film: FilmEntry) -> str:
@@ -204,8 +218,11 @@ def prepare_film(film: FilmEntry, source: Location, dest: Location, store: Prove
     try:
         with _films.get(source, film, None) as path:
             sha256 = _fingerprint(path, film)
+            checked = _verify_bagged(path, film, sha256)
+            bagged = {} if checked is None else {"bag_manifest": film.declared["manifest"],
+                                                  "algorithm": film.declared["algorithm"], "verified": checked}
             events.append(Event(type="ingest", outcome="success", agent=agent,
-                                detail={"bytes": film.size, "sha256": sha256,
+                                detail={"bytes": film.size, "sha256": sha256, **bagged,
                                         **({"frames": len(film.frames)} if film.is_sequence else {})}))
             if not force:
                 prev = store.find_done(uri, dest.uri, key, sha256)
@@ -222,6 +239,8 @@ def prepare_film(film: FilmEntry, source: Location, dest: Location, store: Prove
                     return ItemResult(film.rel, "skipped", "already done")
             stage = "validate"
             info = _info(path, film, settings)
+            if checked is False:
+                info.flags.append(NOT_IN_BAG_MANIFEST)
             times = frame_times(info)
             cuts = find_cuts(info)
             if info.restarts_at is None and (at := seek_trial(info, times)) is not None:

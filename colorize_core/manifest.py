@@ -114,8 +114,9 @@ def _item_views(store: ProvenanceStore, job_id: str, rows: list[dict[str, Any]])
 LOW_COLOURFULNESS = 10.0   # Hasler & Suesstrunk: below ~15 reads as "slightly colourful" at most
 HIGH_FLICKER = 0.005       # warping error after smoothing, at the model's working size
 # Flags a reviewer should see first: an input already in colour, a prediction the model was
-# unsure of, a stream the renditions could not hold, a film scan in log code values.
-ATTENTION_FLAGS = ("already-colour", "low-confidence", "streams-not-carried", "log-encoded")
+# unsure of, a stream the renditions could not hold, a film scan in log code values, a file in a
+# BagIt bag that its manifest does not list (so not verified).
+ATTENTION_FLAGS = ("already-colour", "low-confidence", "streams-not-carried", "log-encoded", "not-in-bag-manifest")
 
 
 def attention(item: dict[str, Any]) -> list[str]:

@@ -315,6 +315,69 @@ def test_xmp_sidecars_go_into_their_photos_renditions_and_an_edited_one_makes_it
     assert (dest / "box 1" / "astronaut.jpg").read_bytes() == first
 
 
+def test_a_bagit_bags_payload_is_verified_against_its_manifest_as_it_is_read(prefect_api, tmp_path):
+    """A bag (RFC 8493) in SOURCE: each photo and film in its payload is checked against the
+    strongest manifest as the job reads it. A file damaged since bagging fails; one the manifest
+    leaves out is done, flagged for a reviewer; one listed and not there is recorded missing; a
+    bag with no manifest fails. A manifest-*.txt that is no bag's is a file like any other."""
+    src, dest = tmp_path / "source", tmp_path / "dest"
+    bag = src / "accession 12"
+    (bag / "data" / "reels").mkdir(parents=True)
+    shutil.copy(SAMPLES / "portraits" / "astronaut.jpg", bag / "data" / "astronaut.jpg")
+    shutil.copy(SAMPLES / "animals" / "chelsea cat.png", bag / "data" / "cat.png")
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5",
+                    str(bag / "data" / "reels" / "reel 1.mp4")], check=True)
+    (bag / "data" / "reels" / "reel 2").mkdir()   # a frame sequence: each of its files is checked
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.3",
+                    str(bag / "data" / "reels" / "reel 2" / "f%04d.png")], check=True)
+    (bag / "data" / "reels" / "reel 2" / "sequence.json").write_text('{"frame_rate": "10"}')
+    (bag / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+    listed = ["astronaut.jpg", "cat.png", "reels/reel 1.mp4",
+              *(f"reels/reel 2/{p.name}" for p in sorted((bag / "data" / "reels" / "reel 2").iterdir()))]
+    for algorithm in ("sha512", "md5"):
+        lines = [f"{hashlib.new(algorithm, (bag / 'data' / name).read_bytes()).hexdigest()}  data/{name}"
+                 for name in listed]
+        (bag / f"manifest-{algorithm}.txt").write_text("\n".join([*lines, f"{'0' * 128}  data/lost.tif"
+                                                                  if algorithm == "sha512" else ""]) + "\n")
+    with open(bag / "data" / "cat.png", "ab") as damaged:   # after bagging
+        damaged.write(b"\0")
+    shutil.copy(SAMPLES / "animals" / "chelsea-sepia.jpg", bag / "data" / "added later.jpg")
+    (src / "unbagged" / "data").mkdir(parents=True)
+    (src / "unbagged" / "bagit.txt").write_text("BagIt-Version: 1.0\n")   # and no manifest
+    shutil.copy(SAMPLES / "portraits" / "astronaut.jpg", src / "unbagged" / "data" / "astronaut.jpg")
+    (src / "manifest-md5.txt").write_text("not a bag's\n")
+    summary = run_flow(source=str(src), dest=str(dest), db_url=f"sqlite:///{tmp_path}/prov.db")
+    items = {it["rel_path"]: it for it in json.loads((dest / "manifest.json").read_text())["items"]}
+    outcome = {rel: (it["status"], it["error"] or it["reason"]) for rel, it in items.items()}
+    here = "accession 12/"
+    assert outcome[here + "data/cat.png"][0] == "failed" and items[here + "data/cat.png"]["error_type"] == \
+        "ChecksumMismatchError"
+    assert outcome[here + "data/cat.png"][1].startswith(
+        f"{here}data/cat.png does not match its bag's {here}manifest-sha512.txt: sha512 ")
+    assert outcome[here + "data/lost.tif"] == ("failed", f"listed in {here}manifest-sha512.txt but not in the bag: missing")
+    assert outcome[here + "manifest-sha512.txt"] == ("skipped", ("the payload manifest of the BagIt bag accession 12: "
+                                                     "the 8 files it lists are verified against it as they are read"))
+    assert outcome[here + "manifest-md5.txt"] == ("skipped", ("a payload manifest of the BagIt bag accession 12: "
+                                                  "manifest-sha512.txt, the strongest, is the one verified"))
+    assert outcome[here + "bagit.txt"][0] == "skipped"
+    assert outcome["unbagged/bagit.txt"] == ("failed", ("the BagIt bag unbagged has no payload manifest that can be "
+                                                        "used (manifest-sha256.txt, ...): its payload is not verified"))
+    assert outcome["manifest-md5.txt"][0] == "skipped" and "a document or metadata file" in outcome["manifest-md5.txt"][1]
+    for rel in ("data/astronaut.jpg", "data/reels/reel 1.mp4", "data/reels/reel 2", "data/added later.jpg"):
+        assert items[here + rel]["status"] == "done", items[here + rel]
+    assert items[here + "data/added later.jpg"]["attention"] == ["not-in-bag-manifest"]
+    assert items["unbagged/data/astronaut.jpg"]["status"] == "done" and not items["unbagged/data/astronaut.jpg"]["flags"]
+    assert summary["counts"] == {"done": 5, "skipped": 4, "failed": 3}
+    with ProvenanceStore(f"sqlite:///{tmp_path}/prov.db").session() as session:
+        checks = {rel: detail.get("verified") for rel, detail in session.execute(
+            select(Item.rel_path, Event.detail).join(Event, Event.item_id == Item.id)
+            .where(Event.type == "ingest", Event.outcome == "success"))}
+    assert checks == {here + "data/astronaut.jpg": True, here + "data/reels/reel 1.mp4": True,
+                      here + "data/reels/reel 2": True,
+                      here + "data/added later.jpg": False, "unbagged/data/astronaut.jpg": None,
+                      "manifest-md5.txt": None}
+
+
 def test_a_batch_of_a_stopped_job_stops_before_its_next_photo(tmp_path, monkeypatch):
     """Ctrl-C, a cancellation, or another job taking DEST over: the job's row says it is no
     longer running, and its batches stop there, whatever process they run in."""
