@@ -481,7 +481,7 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
         settle(entry.rel, item_uri(source, entry.rel), message, error_type, entry, expected=error_type is None)
     payload.update(problem.rel for problem in unlisted)
     for bag in bags.values():   # what a bag lists and does not hold
-        for rel in sorted(set(bag.declared) - payload):
+        for rel in bag.not_held(payload):
             settle(rel, item_uri(source, rel), f"listed in {bag.manifest} but not in the bag: missing", "NotFoundError")
     for problem in unlisted:   # a link not followed is skipped; what cannot be read at all has failed
         uri = item_uri(source, problem.rel) + ("/" if problem.kind in ("folder-link", "unreadable-folder") else "")

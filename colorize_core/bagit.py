@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,17 @@ class Bag:
     def declare(self, algorithm: str, manifest: str, listed: dict[str, str]) -> None:
         """Take ``listed`` (:func:`parse_manifest`) as what this bag declares."""
         self.algorithm, self.manifest = algorithm, manifest
-        self.declared = {posixpath.join(self.folder, path): checksum for path, checksum in listed.items()}
+        self.declared = {_nfc(posixpath.join(self.folder, path)): checksum for path, checksum in listed.items()}
+
+    def not_held(self, listed: set[str]) -> list[str]:
+        """The paths its manifest lists that are not in ``listed`` (what a listing gave)."""
+        return sorted(set(self.declared) - {_nfc(rel) for rel in listed})
+
+
+def _nfc(path: str) -> str:
+    """A bag made on macOS names ``é`` as e and a combining accent, and a listing elsewhere may
+    give it composed (or the other way round): paths are compared in one form, NFC."""
+    return unicodedata.normalize("NFC", path)
 
 
 def bag_part(entry: Entry, bags: dict[str, Bag]) -> bool:
@@ -164,7 +175,7 @@ def declared_for(rels: list[str], bags: dict[str, Bag]) -> dict[str, Any] | None
     if bag is None:
         return None
     return {"manifest": bag.manifest, "algorithm": bag.algorithm,
-            "checksums": {rel: bag.declared.get(rel) for rel in rels}}
+            "checksums": {rel: bag.declared.get(_nfc(rel)) for rel in rels}}
 
 
 def verify(declared: dict[str, Any] | None, rel: str, content: bytes | Path, sha256: str | None = None) -> bool | None:

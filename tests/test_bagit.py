@@ -40,5 +40,13 @@ def test_a_file_is_verified_against_the_innermost_bag_that_holds_it():
     assert verify(declared, "archive/data/accession 7/data/b.jpg", b"b") is True
     assert verify(declared, "archive/data/accession 7/data/b.xmp", b"<x/>") is False   # not listed
     assert verify(None, "elsewhere.jpg", b"b") is None
+    # A bag made on macOS lists "é" decomposed; a listing here gives it composed: the same file.
+    accents = Bag("")
+    accents.declare("sha512", "manifest-sha512.txt", {"data/Cafe\u0301.jpg": hashlib.sha512(b"c").hexdigest()})
+    assert verify(declared_for(["data/Caf\u00e9.jpg"], {"": accents}), "data/Caf\u00e9.jpg", b"c") is True
+    assert accents.not_held({"data/Caf\u00e9.jpg"}) == [] and accents.not_held(set()) == ["data/Caf\u00e9.jpg"]
+    accents.declare("sha512", "manifest-sha512.txt", {"data/Caf\u00e9.jpg": hashlib.sha512(b"c").hexdigest()})
+    assert verify(declared_for(["data/Cafe\u0301.jpg"], {"": accents}), "data/Cafe\u0301.jpg", b"c") is True
+    assert accents.not_held({"data/Cafe\u0301.jpg"}) == []
     with pytest.raises(ChecksumMismatchError, match="does not match its bag's archive/data/accession 7/manifest-sha512"):
         verify(declared, "archive/data/accession 7/data/b.jpg", b"B")
