@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from colorize_core import __version__
-from colorize_core.bagit import Bag, bag_part, declared_for, in_payload, read_bags, verify
+from colorize_core.bagit import Bag, bag_part, checked_detail, declared_for, in_payload, read_bags, verify
 from colorize_core.color import chroma_spread, lab_to_rgb, luminance
 from colorize_core.colorizer import Colorizer, Prediction
 from colorize_core.errors import ColorizeError, UnrecognisedMediaError, UnsafePathError, UnsupportedMediaError
@@ -159,6 +159,10 @@ class FilmEntry:
         """A frame sequence's files: its frames, then its sound file and its sequence.json (what
         it says is part of the film: a corrected frame rate makes it a film to do again)."""
         return (*self.frames, *(name for name in (self.sound, self.sidecar) if name))
+
+    def path_of(self, name: str) -> str:
+        """The path under SOURCE of ``name``, one of a frame sequence's :attr:`files`."""
+        return f"{self.rel}/{name}" if self.rel else name
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FilmEntry:
@@ -464,15 +468,16 @@ def plan(source: Location, dest: Location, store: ProvenanceStore, job_id: str, 
     photos, carried, lone = pair_xmp_sidecars(photos + frames_as_photos + not_bags, xmps, film_files)
     for entry in photos + lone:
         if not quick_skip(item_uri(source, entry.rel), entry, "photo"):
-            todo.append(_with_declared(entry, bags))
+            todo.append(_with_declared(entry, bags) if bags else entry)
         if len(pending) >= 1000:
             store.add_items(pending)
             pending = []
     for film in sequences:
         if not quick_skip(film_uri(source, film), film, "film"):
             films.append(film)
-    films = [replace(f, declared=declared_for([f"{f.rel}/{name}" if f.rel else name for name in f.files]
-                                              if f.is_sequence else [f.rel], bags)) for f in films]
+    if bags:
+        films = [replace(f, declared=declared_for([f.path_of(name) for name in f.files] if f.is_sequence else [f.rel],
+                                                  bags)) for f in films]
     for entry, error in errors:
         settle(entry.rel, item_uri(source, entry.rel), error, "UnsupportedMediaError", entry, "film", "validate", "film")
     for entry, reason, expected in carried:
@@ -632,10 +637,9 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
             check_rel(entry.rel)
             w.data = source.read(entry.rel)
             w.sha256 = hashlib.sha256(w.data).hexdigest()
-            declared = w.entry.declared if isinstance(w.entry, PhotoEntry) else None
-            checked = verify(declared, entry.rel, w.data, w.sha256)
+            checked = _check_against_bag(w, entry.rel, w.data, w.sha256)
             w.events.append(Event(type="ingest", outcome="success", agent=agent,
-                                  detail={"bytes": len(w.data), "sha256": w.sha256, **_checked(declared, checked, w)}))
+                                  detail={"bytes": len(w.data), "sha256": w.sha256, **checked}))
             sidecar = _read_xmp_sidecar(w, source, agent)
             if not force:
                 prev = store.find_done(w.uri, dest.uri, key, w.sha256)
@@ -680,23 +684,23 @@ def _read_xmp_sidecar(w: _Work, source: Location, agent: str) -> bytes | None:
     data = source.read(rel)
     read = {"rel": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     w.media = {"xmp_sidecar": read}
-    checked = verify(w.entry.declared, rel, data, read["sha256"])
-    w.events.append(Event(type="ingest", outcome="success", agent=agent,
-                          detail={"xmp_sidecar": read, **_checked(w.entry.declared, checked, w)}))
+    checked = _check_against_bag(w, rel, data, read["sha256"])
+    w.events.append(Event(type="ingest", outcome="success", agent=agent, detail={"xmp_sidecar": read, **checked}))
     return data
 
 
 NOT_IN_BAG_MANIFEST = "not-in-bag-manifest"
 
 
-def _checked(declared: dict[str, Any] | None, checked: bool | None, w: _Work) -> dict[str, Any]:
-    """What an ingest event says of a file's check against its BagIt bag (:func:`bagit.verify`);
-    a file the bag's manifest does not list flags the item for a reviewer."""
-    if checked is None:
-        return {}
-    if not checked and NOT_IN_BAG_MANIFEST not in w.flags:
+def _check_against_bag(w: _Work, rel: str, data: bytes, sha256: str) -> dict[str, Any]:
+    """Check ``rel``'s bytes (the photo's, its sidecar's) against what its BagIt bag declares
+    (:func:`bagit.verify`; ChecksumMismatchError); returns what the ingest event says of it. A
+    file the bag's manifest does not list flags the item for a reviewer."""
+    declared = w.entry.declared if isinstance(w.entry, PhotoEntry) else None
+    checked = verify(declared, rel, data, sha256)
+    if checked is False and NOT_IN_BAG_MANIFEST not in w.flags:
         w.flags.append(NOT_IN_BAG_MANIFEST)
-    return {"bag_manifest": declared["manifest"], "algorithm": declared["algorithm"], "verified": checked}
+    return checked_detail(declared, checked)
 
 
 def xmp_sidecar_of(source_uri: str, rel_path: str, media: dict[str, Any] | None) -> dict[str, Any] | None:

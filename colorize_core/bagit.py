@@ -40,11 +40,6 @@ class Bag:
     manifest: str | None = None                                  # its path
     declared: dict[str, str] = field(default_factory=dict)       # path under SOURCE -> checksum
 
-    @property
-    def payload(self) -> str:
-        """The prefix of its payload files' paths under SOURCE."""
-        return posixpath.join(self.folder, "data/")
-
     def by_strength(self) -> list[tuple[str, Entry]]:
         """Its manifests a job can verify, strongest first; those of an algorithm this Python
         cannot compute are left out."""
@@ -200,3 +195,10 @@ def verify(declared: dict[str, Any] | None, rel: str, content: bytes | Path, sha
         raise ChecksumMismatchError(f"{rel} does not match its bag's {declared['manifest']}: {algorithm} {expected} "
                                     f"declared, {found} read (changed or damaged since it was bagged)")
     return True
+
+
+def checked_detail(declared: dict[str, Any] | None, checked: bool | None) -> dict[str, Any]:
+    """What an ingest event says of a :func:`verify`: nothing for a file in no bag."""
+    if checked is None:
+        return {}
+    return {"bag_manifest": declared["manifest"], "algorithm": declared["algorithm"], "verified": checked}

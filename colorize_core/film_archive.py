@@ -34,7 +34,7 @@ from typing import Any
 from colorize_core import __version__
 from colorize_core.archive import (NOT_IN_BAG_MANIFEST, FilmEntry, ItemResult, JobSettings, film_uri, free_name,
                                    write_thumbnail)
-from colorize_core.bagit import verify
+from colorize_core.bagit import checked_detail, verify
 from colorize_core.colorizer import Colorizer
 from colorize_core.errors import ColorizeError, CorruptMediaError, JobStoppedError, MediaError, UnsupportedMediaError
 from colorize_core.film import (FilmInfo, attach_sound, carry_notes, declared_rate, frame_times, image2_path,
@@ -124,8 +124,7 @@ def _verify_bagged(path: Path, film: FilmEntry, sha256: str) -> bool | None:
         return None
     if not film.is_sequence:
         return verify(film.declared, film.rel, path, sha256)
-    prefix = f"{film.rel}/" if film.rel else ""
-    checked = [verify(film.declared, prefix + name, path / name) for name in film.files]   # each: a mismatch raises
+    checked = [verify(film.declared, film.path_of(name), path / name) for name in film.files]   # a mismatch raises
     return all(checked)
 
 
@@ -219,10 +218,8 @@ def prepare_film(film: FilmEntry, source: Location, dest: Location, store: Prove
         with _films.get(source, film, None) as path:
             sha256 = _fingerprint(path, film)
             checked = _verify_bagged(path, film, sha256)
-            bagged = {} if checked is None else {"bag_manifest": film.declared["manifest"],
-                                                  "algorithm": film.declared["algorithm"], "verified": checked}
             events.append(Event(type="ingest", outcome="success", agent=agent,
-                                detail={"bytes": film.size, "sha256": sha256, **bagged,
+                                detail={"bytes": film.size, "sha256": sha256, **checked_detail(film.declared, checked),
                                         **({"frames": len(film.frames)} if film.is_sequence else {})}))
             if not force:
                 prev = store.find_done(uri, dest.uri, key, sha256)

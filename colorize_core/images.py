@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import html
 import io
+import itertools
 import json
 import os
 import xml.etree.ElementTree as ET  # noqa: N817 - expat here refuses entity expansion attacks
 import struct
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -531,6 +533,26 @@ def _rdf_of(packet: bytes) -> ET.Element | None:
     return root if root.tag == f"{{{RDF}}}RDF" else root.find(f".//{{{RDF}}}RDF")
 
 
+def _properties(descriptions: Iterable[ET.Element]) -> set[str]:
+    """The properties these rdf:Description elements set (as attributes or as children)."""
+    return {name for desc in descriptions
+            for name in itertools.chain((a for a in desc.attrib if not a.startswith(f"{{{RDF}}}")),
+                                        (child.tag for child in desc))}
+
+
+def _drop(rdf: ET.Element, dropped: Callable[[str], bool]) -> list[ET.Element]:
+    """Take the properties ``dropped`` names out of ``rdf``'s descriptions; returns those that
+    were children (their values, which a caller may want)."""
+    removed = []
+    for desc in rdf.findall(f"{{{RDF}}}Description"):
+        for name in [a for a in desc.attrib if dropped(a)]:
+            del desc.attrib[name]
+        for child in [c for c in desc if dropped(c.tag)]:
+            desc.remove(child)
+            removed.append(child)
+    return removed
+
+
 def merge_xmp(source: bytes, ours: bytes, notes: list[str]) -> bytes:
     """The source's XMP with ours laid over it: its descriptive metadata (title, creator,
     rights, caption, accession numbers...) kept, the properties ours sets replaced, those that
@@ -547,20 +569,12 @@ def merge_xmp(source: bytes, ours: bytes, notes: list[str]) -> bytes:
     if src_rdf is None or our_desc is None:
         notes.append("the source's XMP metadata holds no RDF: not carried over")
         return ours
-    ours_set = {a for a in our_desc.attrib if not a.startswith(f"{{{RDF}}}")} | {child.tag for child in our_desc}
-    ours_set |= XMP_NOT_CARRIED
+    ours_set = _properties([our_desc]) | XMP_NOT_CARRIED
     caption = None
-    def dropped(tag: str) -> bool:
-        return tag in ours_set or tag.startswith(XMP_NS_NOT_CARRIED)
-
-    for desc in src_rdf.findall(f"{{{RDF}}}Description"):
-        for name in [a for a in desc.attrib if dropped(a)]:
-            del desc.attrib[name]
-        for child in [c for c in desc if dropped(c.tag)]:
-            if child.tag == "{http://purl.org/dc/elements/1.1/}description":
-                caption = next((li.text for li in child.iter(f"{{{RDF}}}li")
-                                if li.get(XML_LANG) == "x-default" and li.text), caption)
-            desc.remove(child)
+    for child in _drop(src_rdf, lambda tag: tag in ours_set or tag.startswith(XMP_NS_NOT_CARRIED)):
+        if child.tag == "{http://purl.org/dc/elements/1.1/}description":
+            caption = next((li.text for li in child.iter(f"{{{RDF}}}li")
+                            if li.get(XML_LANG) == "x-default" and li.text), caption)
     if caption:
         for li in our_desc.iter(f"{{{RDF}}}li"):
             li.text = f"{li.text}\n\n{caption}"
@@ -605,14 +619,8 @@ def with_sidecar_xmp(embedded: bytes | None, sidecar: bytes, name: str, notes: l
         notes.append(f"the XMP sidecar {name} describes another document (xmpMM:DocumentID {theirs}, the file's is "
                      f"{mine}): not carried over")
         return embedded
-    laid = set()
-    for desc in top.findall(f"{{{RDF}}}Description"):
-        laid |= {a for a in desc.attrib if not a.startswith(f"{{{RDF}}}")} | {child.tag for child in desc}
-    for desc in base.findall(f"{{{RDF}}}Description"):
-        for attr in [a for a in desc.attrib if a in laid]:
-            del desc.attrib[attr]
-        for child in [c for c in desc if c.tag in laid]:
-            desc.remove(child)
+    laid = _properties(top.findall(f"{{{RDF}}}Description"))
+    _drop(base, laid.__contains__)
     base.extend(top.findall(f"{{{RDF}}}Description"))
     meta = ET.Element("{adobe:ns:meta/}xmpmeta")
     meta.append(base)
