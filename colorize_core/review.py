@@ -11,6 +11,7 @@ parameters, and links old and new outputs with ``redo`` / ``superseded`` events.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Iterable, Iterator
@@ -210,16 +211,32 @@ def write_sheet(items: Iterable[dict[str, Any]]) -> Iterator[str]:
                     last.get("by", ""), "", "", ""])
 
 
+def _sheet_text(data: bytes) -> str:
+    """A saved sheet's text: UTF-8, with or without the byte-order mark a spreadsheet's "CSV UTF-8"
+    starts with, or UTF-16 with its mark (Excel's "Unicode Text")."""
+    try:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return data.decode("utf-16")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ReviewError("the sheet is not UTF-8 text: save it from the spreadsheet as CSV UTF-8") from None
+
+
+def _sheet_delimiter(text: str) -> str:
+    """The delimiter a sheet was saved with: a comma, or the semicolon a spreadsheet writes where the
+    comma is the decimal mark (Excel in German, French, Dutch...), or a tab: the one that splits its
+    header into the most of the sheet's column names."""
+    header = text.split("\n", 1)[0]
+    return max(",;\t", key=lambda d: len(set(next(csv.reader([header], delimiter=d), [])) & set(SHEET_COLUMNS)))
+
+
 def read_sheet(data: bytes) -> list[tuple[int, str, str, dict[str, Any]]]:
     """The decisions a filled-in review sheet asks for: (item id, decision, note, redo) of every
     row whose ``new_decision`` is filled in. ReviewError naming every row that is wrong (an
     unknown decision, a rejection without a note, a bad redo, an item twice), so that a sheet
     is recorded whole or not at all."""
-    try:
-        text = data.decode("utf-8-sig")   # a spreadsheet's UTF-8 export may start with a byte-order mark
-    except UnicodeDecodeError:
-        raise ReviewError("the sheet is not UTF-8 text: save it from the spreadsheet as CSV UTF-8") from None
-    rows = csv.DictReader(io.StringIO(text))
+    text = _sheet_text(data)
+    rows = csv.DictReader(io.StringIO(text), delimiter=_sheet_delimiter(text))
     missing = [c for c in ("item", "new_decision") if c not in (rows.fieldnames or [])]
     if missing:
         raise ReviewError(f"not a review sheet: no {' or '.join(missing)} column (`colorize review list JOB --csv` "

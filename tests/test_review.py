@@ -46,6 +46,14 @@ def test_a_review_sheet_is_read_whole_or_refused_naming_its_wrong_rows():
             read_sheet(text.encode())
     with pytest.raises(ReviewError, match="not UTF-8"):
         read_sheet((head + "7,caf\xe9.tif,approve,,\n").encode("latin-1"))
+    # Saved where the comma is the decimal mark (semicolons), or as Excel's "Unicode Text" (UTF-16, tabs).
+    want = [(7, "rejected", "too red, see the sky", {"refine": "none", "work_size": 320}), (8, "approved", "", {})]
+    for delimiter, encoding in ((";", "utf-8-sig"), ("\t", "utf-16")):
+        out = io.StringIO()
+        csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerows(
+            [["item", "path", "new_decision", "note", "redo"],
+             [7, "a;b.tif", "reject", "too red, see the sky", "refine=none;work_size=320"], [8, "c,d.tif", "approve"]])
+        assert read_sheet(out.getvalue().encode(encoding)) == want, delimiter
 
 
 def test_review_decisions_and_redo_of_rejected_items(prefect_api, tmp_path):
