@@ -78,3 +78,21 @@ class FixityError(ColorizeError):
 class RelocationError(ColorizeError):
     """A destination that cannot be relocated as asked: nothing recorded there, the new place
     missing, or already holding another destination's recorded outputs."""
+
+
+def _ours() -> dict[str, type[ColorizeError]]:
+    found, todo = {}, [ColorizeError]
+    while todo:
+        cls = todo.pop()
+        found[cls.__name__] = cls
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def common_error(names: list[str | None]) -> type[ColorizeError]:
+    """The most specific of these errors that every one of ``names`` (recorded error types) is:
+    the type itself when they are all one, StorageError for a StorageError and a NotFoundError,
+    ColorizeError when they share nothing more or one of them is not this library's."""
+    ours = _ours()
+    classes = [ours.get(name or "", ColorizeError) for name in names] or [ColorizeError]
+    return next(base for base in classes[0].__mro__ if all(issubclass(c, base) for c in classes))

@@ -36,7 +36,8 @@ from colorize_core.archive import (NOT_IN_BAG_MANIFEST, FilmEntry, ItemResult, J
                                    write_thumbnail)
 from colorize_core.bagit import checked_detail, verify
 from colorize_core.colorizer import Colorizer
-from colorize_core.errors import ColorizeError, CorruptMediaError, JobStoppedError, MediaError, UnsupportedMediaError
+from colorize_core.errors import (ColorizeError, CorruptMediaError, JobStoppedError, MediaError, UnsupportedMediaError,
+                                   common_error)
 from colorize_core.film import (FilmInfo, attach_sound, carry_notes, declared_rate, frame_times, image2_path,
                                  join_segments, probe, probe_sequence, seek_point, seek_trial, stream_info)
 from colorize_core.film_pipeline import colorize_film, find_cuts
@@ -346,8 +347,10 @@ def assemble_film(plan: dict[str, Any], source: Location, dest: Location, store:
     if missing:
         failures = store.failed_shots(job_id, sha256)
         detail = "; ".join(f"frames {s.start_frame}-{s.end_frame}: {s.error}" for s in failures[:5])
-        err = CorruptMediaError(f"{len(missing)} of {len(plan['units'])} shot units not colorized"
-                                + (f" ({detail})" if detail else " (their tasks failed; see the flow run's logs)"))
+        # the film fails as its units did: a full disk is no corrupt film
+        err = common_error([s.error_type for s in failures] if failures else [None])(
+            f"{len(missing)} of {len(plan['units'])} shot units not colorized"
+            + (f" ({detail})" if detail else " (their tasks failed; see the flow run's logs)"))
         return _record_film_failure(store, job_id, uri, film, dest, settings, model_name, model_sha256, "colorize",
                                     err, sha256, info, events)
     shots = [done[(u["start"], u["end"])] for u in plan["units"]]

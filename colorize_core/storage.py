@@ -79,6 +79,13 @@ def _read_umask() -> int:
 UMASK = _read_umask()
 
 
+def _cannot_write(target: Path, exc: OSError, folder: bool = False) -> StorageError:
+    """The StorageError of a failed local write to ``target``: what the system said, and for a
+    ``folder`` that could not be made, which one (a file may be where it must be)."""
+    where = f" ({exc.filename})" if folder and exc.filename else ""
+    return StorageError(f"cannot write {target}: {exc.strerror or exc}{where}")
+
+
 def new_file_beside(folder: Path, suffix: str = "") -> tuple[int, Path]:
     """A new, empty, hidden file of this process's own in ``folder`` (open: its descriptor and
     path), to be moved into place when written, with the permissions a plain ``open()`` gives
@@ -278,13 +285,30 @@ class LocalLocation(Location):
         same = (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns, after.st_size)
         return Digest(sha, after.st_size, str(before.st_mtime_ns) if same else None)
 
+    def _new_tmp(self, target: Path) -> tuple[int, Path]:
+        """A new temporary file beside ``target``, its folders made; StorageError when they cannot be."""
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _cannot_write(target, exc, folder=True) from exc
+        try:
+            return new_file_beside(target.parent)
+        except OSError as exc:
+            raise _cannot_write(target, exc) from exc
+
     def _write_tmp(self, target: Path, data: bytes) -> Path:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = new_file_beside(target.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        """``data`` in a new temporary file beside ``target``, on disk. A write that fails (the disk
+        full, an I/O error) removes its partial file, which would otherwise keep the space, and
+        raises StorageError."""
+        fd, tmp = self._new_tmp(target)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _cannot_write(target, exc) from exc
         return tmp
 
     def write_new(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
@@ -295,7 +319,7 @@ class LocalLocation(Location):
         except FileExistsError:
             raise  # the caller picks another name: not a storage failure
         except OSError as exc:
-            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise _cannot_write(target, exc) from exc
         finally:
             os.unlink(tmp)
 
@@ -307,8 +331,7 @@ class LocalLocation(Location):
 
     def put_file_new(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
         target = self._path(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = new_file_beside(target.parent)
+        fd, tmp = self._new_tmp(target)
         os.close(fd)
         try:
             shutil.copyfile(path, tmp)
@@ -316,9 +339,9 @@ class LocalLocation(Location):
         except FileExistsError:
             raise
         except OSError as exc:
-            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise _cannot_write(target, exc) from exc
         finally:
-            os.unlink(tmp)
+            tmp.unlink(missing_ok=True)
 
     def delete(self, rel: str) -> None:
         path = self._path(rel)
@@ -329,12 +352,16 @@ class LocalLocation(Location):
 
     def replace(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         target = self._path(rel)
-        os.replace(self._write_tmp(target, data), target)
+        tmp = self._write_tmp(target, data)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _cannot_write(target, exc) from exc
 
     def replace_file(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
         target = self._path(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = new_file_beside(target.parent)
+        fd, tmp = self._new_tmp(target)
         try:
             with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
@@ -343,7 +370,7 @@ class LocalLocation(Location):
             os.replace(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise _cannot_write(target, exc) from exc
 
     def uri_of(self, rel: str) -> str:
         return str(self._path(rel))

@@ -218,3 +218,15 @@ def test_unknown_model_and_tampered_weights_are_refused(tmp_path, monkeypatch):
 def test_colorizer_describes_itself_for_provenance(colorizer):
     d = colorizer.describe()
     assert d["name"] == "default" and len(d["weights_sha256"]) == 64 and d["arch"] == "unet-pretrained"
+
+
+def test_the_error_several_failures_have_in_common():
+    """How a film whose units failed is recorded: as its units failed, or what their errors share."""
+    from colorize_core.errors import ColorizeError, MediaError, StorageError, UnsupportedMediaError, common_error
+
+    assert common_error(["StorageError", "StorageError"]) is StorageError
+    assert common_error(["NotFoundError", "StorageError"]) is StorageError
+    assert common_error(["UnsupportedMediaError"]) is UnsupportedMediaError
+    assert common_error(["CorruptMediaError", "UnsupportedMediaError"]) is MediaError
+    assert common_error(["CorruptMediaError", "StorageError"]) is ColorizeError
+    assert common_error(["OSError"]) is common_error([None]) is common_error([]) is ColorizeError

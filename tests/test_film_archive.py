@@ -246,8 +246,26 @@ def test_a_film_with_a_missing_unit_is_recorded_failed_with_the_reason(tmp_path)
     result = assemble_film(p.plan, p.source, p.dest, p.store, p.job, p.settings, "default", p.colorizer.sha256)
     assert result.status == "failed" and "not colorized" in result.detail
     assert not (dest / "reel.mkv").exists() and not (dest / "reel.mp4").exists()
+    item = p.store.job_items(p.job)[0]   # units whose tasks never finished: no cause to give but that
+    assert item["status"] == "failed" and item["media_type"] == "film" and item["error_type"] == "ColorizeError"
+
+
+def test_a_film_whose_units_could_not_be_written_fails_as_storage_not_as_corrupt(tmp_path):
+    """A unit's segment that DEST cannot take (here a file where the segments' folder must be made;
+    a full disk alike) fails the unit and the film as StorageError: the film is not corrupt, and no
+    partial file is left."""
+    p = planned_film(tmp_path, 24)
+    (tmp_path / "dest" / "manifests").mkdir(parents=True)
+    (tmp_path / "dest" / "manifests" / "segments").write_bytes(b"in the way")
+    for unit in p.plan["units"]:
+        result = colorize_unit(p.plan, unit, p.source, p.dest, p.store, p.job, p.settings, p.colorizer)
+        assert result["status"] == "failed" and result["error"].startswith("cannot write ")
+        assert "Not a directory (" in result["error"]   # names the folder it could not make
+    result = assemble_film(p.plan, p.source, p.dest, p.store, p.job, p.settings, "default", p.colorizer.sha256)
     item = p.store.job_items(p.job)[0]
-    assert item["status"] == "failed" and item["media_type"] == "film" and item["error_type"] == "CorruptMediaError"
+    assert item["status"] == "failed" and item["error_type"] == "StorageError", item
+    assert f"{len(p.plan['units'])} of {len(p.plan['units'])} shot units not colorized (frames 0-" in item["error"]
+    assert sorted(q.name for q in (tmp_path / "dest").rglob("*")) == ["manifests", "segments"]
 
 
 def test_a_shot_of_a_stopped_job_stops_between_frames_and_leaves_nothing(tmp_path, monkeypatch):

@@ -62,6 +62,36 @@ def test_local_outputs_get_the_permissions_a_plain_file_would(tmp_path, umask):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
+def test_a_local_write_the_disk_refuses_leaves_no_partial_file_and_is_a_storage_error(tmp_path):
+    """A write refused part-way (a full disk, or as here the file-size limit, which the kernel
+    enforces the same way) fails as StorageError naming the output, and removes its partial
+    temporary file, which would otherwise go on taking the space. A file where a folder must be
+    made is named."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(64 * 1024))
+    code = ("import resource, signal, sys, pathlib; from colorize_core.storage import LocalLocation; "
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (16384, resource.RLIM_INFINITY)); "
+            "loc, big = LocalLocation(pathlib.Path(sys.argv[1]) / 'dest'), pathlib.Path(sys.argv[2]); "
+            "calls = [lambda: loc.write_new('a/new.tif', big.read_bytes()), lambda: loc.replace('b/index.json', "
+            "big.read_bytes()), lambda: loc.put_file_new('a/f.mkv', big), lambda: loc.replace_file('b/m.json', big), "
+            "lambda: loc.write_new('blocked/x.jpg', b'small')]\n"
+            "for call in calls:\n"
+            "    try: call(); print('written')\n"
+            "    except Exception as exc: print(type(exc).__name__, exc)")
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / "blocked").write_bytes(b"a file, not a folder")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(big)], check=True, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}).stdout.splitlines()
+    dest = tmp_path / "dest"
+    assert out == [f"StorageError cannot write {dest}/a/new.tif: File too large",
+                   f"StorageError cannot write {dest}/b/index.json: File too large",
+                   f"StorageError cannot write {dest}/a/f.mkv: File too large",
+                   f"StorageError cannot write {dest}/b/m.json: File too large",
+                   f"StorageError cannot write {dest}/blocked/x.jpg: File exists ({dest}/blocked)"]
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == ["a", "b", "blocked"]
+
+
 def test_local_listing_is_recursive_sorted_skips_hidden_and_the_destination(tmp_path):
     for rel in ("b.jpg", "a/x y.png", "a/ü.tif", ".hidden.jpg", "out/done.jpg"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
