@@ -29,7 +29,8 @@ import numpy as np
 import PIL.Image
 
 from colorize_core.color import KODAK, PrintingDensity
-from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
+from colorize_core.errors import (ColorizeError, CorruptMediaError, MediaTooLargeError, StorageError,
+                                   UnsupportedMediaError)
 from colorize_core.images import JP2_SIGNATURE
 from colorize_core.storage import new_file_beside
 
@@ -1101,7 +1102,7 @@ class Encoder:
         except BrokenPipeError:
             self.proc.wait()
             self.drain.join()
-            raise CorruptMediaError(f"encoder stopped: {self.drain.text.strip()}") from None
+            raise write_failed(f"encoder stopped: {self.drain.text.strip()}", self.tmp) from None
         self.frames += 1
 
     def close(self) -> Path:
@@ -1109,9 +1110,9 @@ class Encoder:
         self.proc.stdin.close()
         code = self.proc.wait()
         self.drain.join()
-        if code != 0:
+        if code != 0 or unfinished(self.drain.text):
             self.tmp.unlink(missing_ok=True)
-            raise CorruptMediaError(f"encoding {self.out.name} failed: {self.drain.text.strip()}")
+            raise write_failed(f"encoding {self.out.name} failed: {self.drain.text.strip()}", self.tmp)
         try:
             if self.times is not None:
                 with tempfile.TemporaryDirectory(prefix=".colorize-retime-", dir=self.out.parent) as work:
@@ -1131,6 +1132,25 @@ class Encoder:
         self.tmp.unlink(missing_ok=True)
 
 
+# What ffmpeg and mkvmerge say when the disk they write to refuses (strerror of ENOSPC, EDQUOT, EFBIG).
+_WRITE_REFUSED = ("No space left on device", "Disk quota exceeded", "File too large")
+
+
+def unfinished(said: str) -> bool:
+    """Whether ffmpeg says it could not finish its output file: ffmpeg 5.1 exits 0 when the last
+    write (the trailer, the close) fails, as on a disk that fills up then, leaving a truncated file."""
+    return "Error writing trailer" in said or "Error closing file" in said
+
+
+def write_failed(message: str, written: Path) -> ColorizeError:
+    """The error of an encoder or muxer that failed writing ``written``: StorageError when its disk
+    refused the file (full, over quota), which says nothing of the film; else CorruptMediaError."""
+    if any(refused in message for refused in _WRITE_REFUSED):
+        return StorageError(f"{message} (the disk holding {written.parent} refused it: free space there, or set "
+                            "TMPDIR to a larger disk for the work folders)")
+    return CorruptMediaError(message)
+
+
 def _retime(video: Path, times: list[float], info: FilmInfo, out: Path, note: str, audio: bool) -> None:
     """Give the frames of ``video`` (Matroska, video only, no reordering) the presentation
     ``times`` (seconds, in frame order) with mkvmerge, then write ``out`` in its rendition's
@@ -1142,7 +1162,7 @@ def _retime(video: Path, times: list[float], info: FilmInfo, out: Path, note: st
     done = subprocess.run(["mkvmerge", "-q", "-o", str(retimed), "--timestamps", f"0:{stamps}", str(video)],
                           capture_output=True, text=True)
     if done.returncode >= 2:
-        raise CorruptMediaError(f"retiming {out.name} failed: {(done.stdout + done.stderr).strip()[-1500:]}")
+        raise write_failed(f"retiming {out.name} failed: {(done.stdout + done.stderr).strip()[-1500:]}", retimed)
     video = picture_input(info, audio, str(retimed))["v"]
     _copy_streams(video, info, out, RENDITIONS[suffix]["f"], audio=audio, note=note,
                   action=f"writing {out.name}")
@@ -1162,8 +1182,9 @@ def _copy_streams(video: Any, info: FilmInfo, out: Path, fmt: str, *, audio: boo
     node = (ffmpeg.output(video, *carry.streams, str(out), **{**opts, **carry.options})
             .global_args("-nostdin", "-loglevel", "error", "-y"))
     done = subprocess.run(carry.command(node, out), capture_output=True)
-    if done.returncode != 0:
-        raise CorruptMediaError(f"{action} failed: {done.stderr.decode('utf-8', 'replace').strip()[-1500:]}")
+    said = done.stderr.decode("utf-8", "replace")
+    if done.returncode != 0 or unfinished(said):
+        raise write_failed(f"{action} failed: {said.strip()[-1500:]}", out)
 
 
 def join_segments(info: FilmInfo, segments: list[Path], out: Path, note: str = "",

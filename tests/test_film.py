@@ -17,10 +17,10 @@ import pytest
 
 from colorize_core import Colorizer
 from colorize_core.color import KODAK, PrintingDensity, luminance, printing_density_luminance
-from colorize_core.errors import CorruptMediaError, UnsupportedMediaError
-from colorize_core.film import (Encoder, carry_notes, decode_gray, dpx_header, frame_rate, frame_times,
+from colorize_core.errors import CorruptMediaError, StorageError, UnsupportedMediaError
+from colorize_core.film import (Encoder, _copy_streams, carry_notes, decode_gray, dpx_header, frame_rate, frame_times,
                                  join_segments, printing_density_of, printing_density_override, probe, probe_sequence,
-                                 seek_point, stream_info)
+                                 picture_input, seek_point, stream_info, write_failed)
 from colorize_core import film_pipeline
 from colorize_core.film_pipeline import colorize_film
 from colorize_core.images import NOTE
@@ -114,6 +114,17 @@ def _pcm(path: Path) -> bytes:
     """The decoded sound of ``path`` (every audio stream), as 32-bit samples."""
     return subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-f", "s32le", "-"],
                           capture_output=True, check=True).stdout
+
+
+def test_a_rendition_the_disk_refuses_is_a_storage_error_even_when_ffmpeg_says_it_succeeded(clips):
+    """ffmpeg 5.1 exits 0 when its last write fails (a disk that fills up at the file's trailer):
+    the file it leaves is truncated. Its words are read, and a full disk is StorageError, not a
+    corrupt film. /dev/full is a disk with no room, for real."""
+    info = probe(clips["cut.mkv"])
+    video = picture_input(info, True, str(clips["cut.mkv"]))["v"]
+    with pytest.raises(StorageError, match=r"(?s)copying failed: .*No space left on device.* refused it"):
+        _copy_streams(video, info, Path("/dev/full"), "matroska", audio=True, note="", action="copying")
+    assert isinstance(write_failed("encoder stopped: Invalid data found", Path("x")), CorruptMediaError)
 
 
 def test_sound_a_rendition_cannot_hold_is_encoded_and_noted(colorizer, tmp_path):
