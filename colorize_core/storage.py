@@ -508,6 +508,9 @@ class S3Location(Location):
                 self.client.download_file(self.bucket, self._key(rel), str(path))
             except (BotoCoreError, ClientError) as exc:
                 raise StorageError(f"cannot read {self.uri_of(rel)}: {exc}") from exc
+            except OSError as exc:   # the work folder's disk: full, over quota
+                raise StorageError(f"cannot copy {self.uri_of(rel)} into the work folder {tmp}: "
+                                   f"{exc.strerror or exc} (set TMPDIR to a larger disk)") from exc
             yield path
 
     def local_copy(self, rel: str) -> contextlib.AbstractContextManager[Path]:

@@ -200,6 +200,22 @@ def test_s3_errors_are_storage_errors(s3_endpoint):
         list(open_location("s3://no-such-bucket-here/x").list())
 
 
+def test_an_s3_object_the_work_folders_disk_refuses_is_a_storage_error(s3_endpoint, bucket, tmp_path):
+    """A film fetched from S3 into a work folder whose disk is full (here the file-size limit,
+    which the kernel enforces the same way) is a StorageError naming the object and the folder."""
+    loc = open_location(f"s3://{bucket}/work")
+    loc.write_new("reel.mov", os.urandom(64 * 1024))
+    code = ("import resource, sys; from colorize_core.storage import open_location; "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (16384, resource.RLIM_INFINITY))\n"
+            "try:\n    open_location(sys.argv[1]).local_copy('reel.mov').__enter__()\n"
+            "except Exception as exc: print(type(exc).__name__, exc)")
+    out = subprocess.run([sys.executable, "-c", code, f"s3://{bucket}/work"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(tmp_path)}).stdout
+    assert out.startswith(f"StorageError cannot copy s3://{bucket}/work/reel.mov into the work folder {tmp_path}/"), out
+    assert "File too large (set TMPDIR to a larger disk)" in out
+    assert not list(tmp_path.iterdir())   # its work folder removed
+
+
 def test_s3_endpoint_can_be_given_explicitly(s3_endpoint, bucket, monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     loc = open_location(f"s3://{bucket}/explicit", s3_endpoint=s3_endpoint)
