@@ -1083,6 +1083,11 @@ class Encoder:
             opts["field_order"] = info.field_order
             if suffix != ".mkv":
                 opts["flags"] = "+ildct+ilme"
+            if opts["vcodec"] == "libx264" and info.field_order == "bb":
+                # x264 starts top-field-first and follows the frames' order only in their field
+                # times: its pictures' timing SEI would go on saying top first (pic_struct 3),
+                # which players that read it (and ffprobe) take for the order.
+                opts["x264-params"] = "bff=1"
         if colour["colorspace"] != "gbr":  # RGB to Y'CbCr by the matrix the file is tagged with
             video = video.filter("scale", out_color_matrix=colour["colorspace"], out_range=colour["range"],
                                  interl=int(info.interlaced))
