@@ -192,6 +192,14 @@ SHEET_COLUMNS = ("item", "path", "status", "attention", "decision", "decided_by"
 _SHEET_DECISIONS = {"approve": "approved", "approved": "approved", "reject": "rejected", "rejected": "rejected"}
 
 
+def _cell(text: str) -> str:
+    """``text`` as a spreadsheet shows it, not as a formula it runs: a file name from a donor's disk
+    starting with ``=``, ``+``, ``-`` or ``@`` (``=HYPERLINK(...)``) gets a leading apostrophe, as
+    OWASP advises against CSV injection. Only the path and reviewer columns, which `review apply`
+    does not read, come from outside."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def write_sheet(items: Iterable[dict[str, Any]]) -> Iterator[str]:
     """The review sheet (CSV) of a manifest's items, in the order given: its lines, header first."""
     out = io.StringIO()
@@ -207,8 +215,8 @@ def write_sheet(items: Iterable[dict[str, Any]]) -> Iterator[str]:
     yield line(SHEET_COLUMNS)
     for it in items:
         last = it["review"][-1] if it["review"] else {}
-        yield line([it["id"], it["rel_path"], it["status"], " ".join(it["attention"]), it["decision"] or "",
-                    last.get("by", ""), "", "", ""])
+        yield line([it["id"], _cell(it["rel_path"]), it["status"], " ".join(it["attention"]), it["decision"] or "",
+                    _cell(last.get("by", "")), "", "", ""])
 
 
 def _sheet_text(data: bytes) -> str:

