@@ -30,7 +30,8 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnrecognisedMediaError, UnsupportedMediaError
+from colorize_core.errors import (CorruptMediaError, MediaError, MediaTooLargeError, UnrecognisedMediaError,
+                                   UnsupportedMediaError)
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 NOTE = ("Algorithmically colorized from a black-and-white original: the colours are a machine's "
@@ -94,6 +95,41 @@ def _rgb_icc(icc: bytes | None, notes: list[str]) -> bytes | None:
     return None
 
 
+# A JPEG frame's coding process, by its start-of-frame marker (ITU T.81, table B.1).
+_JPEG_PROCESSES = {0xC0: "baseline", 0xC1: "extended sequential", 0xC2: "progressive", 0xC3: "lossless",
+                   0xC5: "hierarchical sequential", 0xC6: "hierarchical progressive", 0xC7: "hierarchical lossless",
+                   0xC9: "arithmetic-coded sequential", 0xCA: "arithmetic-coded progressive",
+                   0xCB: "arithmetic-coded lossless", 0xCD: "hierarchical arithmetic-coded sequential",
+                   0xCE: "hierarchical arithmetic-coded progressive", 0xCF: "hierarchical arithmetic-coded lossless"}
+
+
+def _jpeg_not_read(data: bytes) -> MediaError:
+    """Why a file that starts as a JPEG is none Pillow opens: its frame header read (marker by
+    marker up to the first start-of-frame). A 12- or 16-bit JPEG (medical, scientific and some
+    scanning systems write them, lossless as a rule) is a valid file of a kind not read here:
+    UnsupportedMediaError, saying which. Else CorruptMediaError."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            break
+        marker = data[at + 1]
+        if marker == 0xFF:   # fill byte
+            at += 1
+            continue
+        length = int.from_bytes(data[at + 2:at + 4], "big")
+        if marker in _JPEG_PROCESSES and at + 9 <= len(data):
+            bits = data[at + 4]
+            if bits != 8:
+                return UnsupportedMediaError(
+                    f"{bits}-bit {_JPEG_PROCESSES[marker]} JPEG (SOF{marker - 0xC0}): only 8-bit JPEG is read; "
+                    f"convert it without loss to a 16-bit TIFF or PNG to colorize it")
+            break
+        if marker in (0xD9, 0xDA) or length < 2:   # end of image, or the scan before any frame header
+            break
+        at += 2 + length
+    return CorruptMediaError("corrupt JPEG data: it starts as a JPEG, but no frame header that can be read follows")
+
+
 def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     """Decode a still photograph. Raises CorruptMediaError, UnsupportedMediaError, MediaTooLargeError."""
     if not data:
@@ -104,6 +140,8 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     try:
         im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        if data.startswith(b"\xff\xd8\xff"):
+            raise _jpeg_not_read(data) from None
         raise UnrecognisedMediaError("not a recognised image: the content matches no JPEG, PNG, TIFF, WebP or "
                                 "JPEG 2000 signature") from None
     except (OSError, SyntaxError, ValueError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 
 import imagecodecs
@@ -113,6 +114,22 @@ def test_gray_icc_profile_is_not_put_on_a_colour_output():
 def test_bad_inputs_raise_typed_errors_with_clear_messages(name, error, text):
     with pytest.raises(error, match=text):
         decode_photo(bad_inputs()[name])
+
+
+def test_deep_jpegs_are_refused_as_what_they_are_not_as_no_image():
+    """A 12-bit or 16-bit lossless JPEG (as medical and scientific systems write them) starts as a
+    JPEG, but Pillow does not open it: refused as unsupported, naming its depth and process, not
+    reported as content matching no image signature. An 8-bit lossless one is read."""
+    y, x = np.mgrid[0:48, 0:64]
+    deep = (x * 1000 + y * 300).astype(np.uint16)
+    for data, text in ((imagecodecs.jpeg8_encode(deep, lossless=True, bitspersample=16), "16-bit lossless JPEG (SOF3)"),
+                       (imagecodecs.jpeg8_encode(deep >> 4, level=95, bitspersample=12),
+                        "12-bit extended sequential JPEG (SOF1)")):
+        with pytest.raises(UnsupportedMediaError, match=re.escape(text) + ": only 8-bit JPEG is read"):
+            decode_photo(data)
+    assert decode_photo(imagecodecs.jpeg8_encode((deep >> 8).astype(np.uint8), lossless=True)).pixels.shape == (48, 64)
+    with pytest.raises(CorruptMediaError, match="no frame header"):
+        decode_photo(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 40)
 
 
 def test_huge_header_is_refused_without_allocating_pixels():
