@@ -77,13 +77,14 @@ def bag_part(entry: Entry, bags: dict[str, Bag]) -> bool:
     return True
 
 
-def bag_of(rel: str, bags: dict[str, Bag]) -> Bag | None:
-    """The bag (of those read: with a manifest) whose payload holds ``rel``, the innermost."""
+def bag_of(rel: str, bags: dict[str, Bag], read: bool = True) -> Bag | None:
+    """The bag (of those read: with a manifest; with ``read`` False, of those declared by their
+    ``bagit.txt``, read or not) whose payload holds ``rel``, the innermost."""
     parts = rel.split("/")
     for i in range(len(parts) - 2, -1, -1):
         if parts[i] == "data":
             bag = bags.get("/".join(parts[:i]))
-            if bag is not None and bag.manifest is not None:
+            if bag is not None and (bag.manifest is not None if read else bag.declaration is not None):
                 return bag
     return None
 
@@ -165,10 +166,12 @@ def read_bags(bags: dict[str, Bag], source: Location) -> tuple[list[Entry], list
 def declared_for(rels: list[str], bags: dict[str, Bag]) -> dict[str, Any] | None:
     """What the bag holding ``rels[0]`` declares of ``rels`` (a photo and its XMP sidecar, a film's
     files): ``{"manifest", "algorithm", "checksums": {rel: checksum, or None when not listed}}``;
-    None when it is in no bag read."""
+    in a bag with no manifest that could be read, no manifest and no checksum (so nothing is
+    checked, and the item is flagged so); None when it is in no bag."""
     bag = bag_of(rels[0], bags) if rels else None
     if bag is None:
-        return None
+        unread = bag_of(rels[0], bags, read=False) if rels else None
+        return None if unread is None else {"manifest": None, "algorithm": None, "checksums": dict.fromkeys(rels)}
     return {"manifest": bag.manifest, "algorithm": bag.algorithm,
             "checksums": {rel: bag.declared.get(_nfc(rel)) for rel in rels}}
 

@@ -319,7 +319,7 @@ def test_a_bagit_bags_payload_is_verified_against_its_manifest_as_it_is_read(pre
     """A bag (RFC 8493) in SOURCE: each photo and film in its payload is checked against the
     strongest manifest as the job reads it. A file damaged since bagging fails; one the manifest
     leaves out is done, flagged for a reviewer; one listed and not there is recorded missing; a
-    bag with no manifest fails. A manifest-*.txt that is no bag's is a file like any other."""
+    bag with no manifest fails, and its payload is done unchecked, flagged so. A manifest-*.txt that is no bag's is a file like any other."""
     src, dest = tmp_path / "source", tmp_path / "dest"
     bag = src / "accession 12"
     (bag / "data" / "reels").mkdir(parents=True)
@@ -366,7 +366,9 @@ def test_a_bagit_bags_payload_is_verified_against_its_manifest_as_it_is_read(pre
     for rel in ("data/astronaut.jpg", "data/reels/reel 1.mp4", "data/reels/reel 2", "data/added later.jpg"):
         assert items[here + rel]["status"] == "done", items[here + rel]
     assert items[here + "data/added later.jpg"]["attention"] == ["not-in-bag-manifest"]
-    assert items["unbagged/data/astronaut.jpg"]["status"] == "done" and not items["unbagged/data/astronaut.jpg"]["flags"]
+    # done unchecked, and flagged so for a reviewer
+    assert items["unbagged/data/astronaut.jpg"]["status"] == "done"
+    assert items["unbagged/data/astronaut.jpg"]["attention"] == ["not-in-bag-manifest"]
     assert summary["counts"] == {"done": 5, "skipped": 4, "failed": 3}
     with ProvenanceStore(f"sqlite:///{tmp_path}/prov.db").session() as session:
         checks = {rel: detail.get("verified") for rel, detail in session.execute(
@@ -374,7 +376,7 @@ def test_a_bagit_bags_payload_is_verified_against_its_manifest_as_it_is_read(pre
             .where(Event.type == "ingest", Event.outcome == "success"))}
     assert checks == {here + "data/astronaut.jpg": True, here + "data/reels/reel 1.mp4": True,
                       here + "data/reels/reel 2": True,
-                      here + "data/added later.jpg": False, "unbagged/data/astronaut.jpg": None,
+                      here + "data/added later.jpg": False, "unbagged/data/astronaut.jpg": False,
                       "manifest-md5.txt": None}
 
 

@@ -35,6 +35,11 @@ def test_a_file_is_verified_against_the_innermost_bag_that_holds_it():
     bags = {outer.folder: outer, inner.folder: inner, "other": Bag("other")}
     assert bag_of("archive/data/accession 7/data/b.jpg", bags) is inner
     assert bag_of("archive/data/a.jpg", bags) is outer and bag_of("other/data/c.jpg", bags) is None
+    # A bag whose manifest could not be read: nothing is checked, and verify says so (False), to flag it.
+    bags["unread"] = Bag("unread", declaration=Entry("unread/bagit.txt", 10, "v"))
+    unread = declared_for(["unread/data/c.jpg"], bags)
+    assert unread == {"manifest": None, "algorithm": None, "checksums": {"unread/data/c.jpg": None}}
+    assert verify(unread, "unread/data/c.jpg", b"c") is False and declared_for(["other/data/c.jpg"], bags) is None
     declared = declared_for(["archive/data/accession 7/data/b.jpg", "archive/data/accession 7/data/b.xmp"], bags)
     assert declared["manifest"] == "archive/data/accession 7/manifest-sha512.txt"
     assert verify(declared, "archive/data/accession 7/data/b.jpg", b"b") is True
