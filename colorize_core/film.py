@@ -60,6 +60,23 @@ SUBTITLES_KEPT = {"matroska": (frozenset({"subrip", "ass", "ssa", "webvtt", "hdm
                                           "dvb_subtitle"}), "srt"),
                   "mp4": (frozenset({"mov_text"}), "mov_text"),
                   "mov": (frozenset({"mov_text"}), "mov_text")}
+# The largest picture the common H.264 decoders take (level 5.2's 4096x2304: Windows' decoder, so
+# Edge and Firefox there, and most hardware). The access copy of a larger scan (a 35 mm frame at
+# 4K full aperture, 4096x3112) is scaled to fit, turned to the picture's orientation; the master
+# and ProRes keep every pixel.
+ACCESS_MAX = (4096, 2304)
+
+
+def access_size(width: int, height: int) -> tuple[int, int] | None:
+    """The MP4 access copy's frame size when a ``width`` x ``height`` picture must be scaled to fit
+    :data:`ACCESS_MAX` (even numbers, for 4:2:0); None when it fits as it is."""
+    box = ACCESS_MAX if width >= height else ACCESS_MAX[::-1]
+    if width <= box[0] and height <= box[1]:
+        return None
+    scale = min(box[0] / width, box[1] / height)
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+
+
 # Audio codecs each rendition's container takes as they are (Matroska: all). A stream another
 # container cannot hold is encoded: to AAC in the MP4 access copy (a lossy copy anyway), to PCM in
 # QuickTime (lossless from the decoded sound); the Matroska master always copies it bit-exact.
@@ -498,6 +515,10 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], lis
                      "and the first does not: all are decoded at 16 bits, as the FFV1 master keeps them")
     flags = list(info.flags)
     for suffix in suffixes:
+        if suffix.lower() == ".mp4" and (size := access_size(info.width, info.height)) is not None:
+            notes.append(f"{suffix}: the access copy is scaled to {size[0]}x{size[1]} from {info.width}x{info.height}, "
+                         f"its aspect kept: the largest pictures common H.264 players decode are "
+                         f"{ACCESS_MAX[0]}x{ACCESS_MAX[1]}; the master keeps every pixel")
         carry = carried(info, RENDITIONS[suffix.lower()]["f"])
         notes += [f"{suffix}: {n}" for n in carry.notes]
         if carry.left_out and "streams-not-carried" not in flags:
@@ -1068,10 +1089,16 @@ class Encoder:
         raw = {"format": "rawvideo", "pix_fmt": "rgb48le" if info.deep else "rgb24", "s": f"{info.width}x{info.height}",
                "framerate": str(rate)}
         video = delayed_frames(info, audio, rate, ffmpeg.input("pipe:", **raw).video, opts)
-        if suffix == ".mp4" and (info.width % 2 or info.height % 2):
+        sar = info.sar.replace(":", "/") if info.sar not in ("0:1", "1:1", "N/A") else None
+        scaled = access_size(info.width, info.height) if suffix == ".mp4" else None
+        if scaled is not None:   # a scan larger than players decode; its display aspect kept exactly
+            video = video.filter("scale", *scaled, flags="lanczos", interl=int(info.interlaced))
+            sar = str((Fraction(sar or 1) * Fraction(info.width * scaled[1], info.height * scaled[0]))
+                      .limit_denominator(65535))
+        elif suffix == ".mp4" and (info.width % 2 or info.height % 2):
             video = video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")  # 4:2:0 needs even sizes
-        if info.sar not in ("0:1", "1:1", "N/A"):
-            video = video.filter("setsar", info.sar.replace(":", "/"))
+        if sar is not None and sar != "1":
+            video = video.filter("setsar", sar, max=65535)   # setsar's default rounds to terms under 100
         colour = COLOUR[suffix]
         if info.log_encoded:  # the scan's log code values, kept: not BT.709 or sRGB light
             colour = {**colour, "color_primaries": "unknown", "color_trc": "unknown"}

@@ -21,7 +21,7 @@ from colorize_core.errors import CorruptMediaError, StorageError, UnsupportedMed
 from colorize_core.film import (Encoder, _copy_streams, carry_notes, decode_gray, dpx_header, frame_rate, frame_times,
                                  join_segments, printing_density_of, printing_density_override, probe, probe_sequence,
                                  picture_input, seek_point, stream_info, write_failed)
-from colorize_core import film_pipeline
+from colorize_core import film, film_pipeline
 from colorize_core.film_pipeline import colorize_film
 from colorize_core.images import NOTE
 from colorize_core.manifest import attention
@@ -350,6 +350,32 @@ def test_odd_and_vfr_sources_keep_every_frame(clips, colorizer, tmp_path):
         drift = max(abs((a - times[0]) - (b - source_times[0])) for a, b in zip(times, source_times))
         assert len(times) == 50 and drift <= 0.0011, (out, drift)
         assert audio_digest(out) == audio_digest(clips["vfr.mp4"])
+
+
+def test_a_scan_larger_than_players_decode_gets_an_access_copy_scaled_to_fit(clips, colorizer, tmp_path,
+                                                                             monkeypatch):
+    """The access copy of a picture beyond ACCESS_MAX (4K full aperture, 4096x3112, beyond H.264
+    level 5.2's 4096x2304), here a box made small: scaled to fit, turned to the picture's
+    orientation, in even sizes, its display aspect kept exactly, and said in a note; the master
+    keeps every pixel. A DV frame (720x576, 16:15 pixels) keeps its pixel aspect through it."""
+    monkeypatch.setattr(film, "ACCESS_MAX", (128, 72))
+    dv = tmp_path / "dv.avi"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=720x576:rate=25:duration=0.2,format=gray", "-target", "pal-dv",
+           "-aspect", "4:3", str(dv))
+    for name, src, size in (("odd", clips["odd.mp4"], (94, 72)), ("upright", clips["rotated.mp4"], (72, 96)),
+                            ("dv", dv, (90, 72))):
+        info = probe(src)
+        outs = [tmp_path / f"{name}.mkv", tmp_path / f"{name}.mp4"]
+        colorize_film(info, outs, colorizer)
+        master, access = video_stream(outs[0]), video_stream(outs[1])
+        assert (master["width"], master["height"]) == (info.width, info.height), name
+        assert (access["width"], access["height"]) == size, name
+        sar = Fraction(*map(int, info.sar.split(":"))) if info.sar not in ("0:1", "1:1", "N/A") else Fraction(1)
+        shown = Fraction(access["width"]) * Fraction(access.get("sample_aspect_ratio", "1:1").replace(":", "/")) \
+            / access["height"]
+        assert shown == sar * info.width / info.height, name
+        note = f".mp4: the access copy is scaled to {size[0]}x{size[1]} from {info.width}x{info.height}, its aspect kept"
+        assert any(n.startswith(note) for n in carry_notes(info, [".mkv", ".mp4"])[0]), name
 
 
 def test_rotated_source_is_written_upright_and_displays_as_the_source(clips, colorizer, tmp_path):
