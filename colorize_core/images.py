@@ -234,13 +234,32 @@ def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
             "transverse": lambda a: np.rot90(a, 2).swapaxes(0, 1), "rot90": lambda a: np.rot90(a, 1)}[op](arr)
 
 
+_DNG_VERSION = 50706   # the tag a DNG (Adobe's raw format, TIFF-based) opens with
+
+
+def _subfile_type(page: Any) -> int:
+    """A TIFF page's NewSubfileType: bit 0 a reduced-resolution version (a preview), bit 2 a
+    transparency mask; 0 for the image itself."""
+    tag = page.tags.get("NewSubfileType")
+    return int(tag.value) if tag is not None else 0
+
+
 def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            pages = [p for p in tif.pages if not (p.tags.get("NewSubfileType") and p.tags["NewSubfileType"].value & 1)]
+            if _DNG_VERSION in tif.pages[0].tags or data[8:10] == b"CR":
+                raise UnsupportedMediaError("a camera raw file (DNG, CR2): the sensor's data, to be developed, not a "
+                                            "photograph; develop it to a TIFF in a raw developer and add that")
+            kinds = [_subfile_type(p) for p in tif.pages]
+            pages = [p for p, kind in zip(tif.pages, kinds) if not kind & 0b101]   # not a preview, not a mask
+            if not pages:
+                raise UnsupportedMediaError("TIFF with reduced-resolution (preview) pages only, its image kept in a "
+                                            "form not read here (a camera raw file: NEF, ARW...?): develop it to a "
+                                            "TIFF and add that")
             if len(pages) > 1:
                 raise UnsupportedMediaError(f"multi-page TIFF with {len(pages)} pages: not a single photograph")
-            page = tif.pages[0]
+            page = pages[0]   # the image itself, whatever previews come before it
+            left = sum(1 for kind in kinds if kind & 0b101)
             _check_size(page.imagewidth, page.imagelength, max_pixels)
             photometric = page.photometric.name
             palette = photometric == "PALETTE" and page.bitspersample in (1, 2, 4, 8, 16)
@@ -279,6 +298,9 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
     except Exception as exc:  # tifffile raises many types for bad data
         raise CorruptMediaError(f"truncated or corrupt TIFF data: {exc}") from None
     notes: list[str] = []
+    if left:
+        notes.append(f"the TIFF's {left} reduced-resolution or transparency-mask page(s) beside its image are not "
+                     "carried over")
     alpha = None
     if layout and tags.pop("ImageDescription", None) is not None and layout != "tifffile shape":
         # it would misdescribe the colour output; tifffile's {"shape": [...]} says nothing the pixels do not

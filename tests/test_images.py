@@ -116,6 +116,32 @@ def test_bad_inputs_raise_typed_errors_with_clear_messages(name, error, text):
         decode_photo(bad_inputs()[name])
 
 
+def test_a_tiffs_own_image_is_read_not_a_preview_before_it_and_raw_files_are_refused():
+    """A TIFF whose first page is a reduced-resolution preview (NewSubfileType 1), its image after
+    it and a transparency mask: the image is read (it was the 64x48 preview that was colorized),
+    noted. A DNG (its DNGVersion tag) and a raw file whose top pages are previews only (NEF, ARW:
+    the sensor data in a SubIFD) are refused, not colorized from their preview."""
+    preview = np.full((48, 64), 120, np.uint8)
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as t:
+        t.write(preview, photometric="minisblack", subfiletype=1)
+        t.write(gray_photo(size=96), photometric="minisblack")
+        t.write(np.ones((96, 96), bool), photometric="mask", subfiletype=4)
+    p = decode_photo(buf.getvalue())
+    assert p.pixels.shape == (96, 96) and np.array_equal(p.pixels, gray_photo(size=96))
+    assert p.notes == ["the TIFF's 2 reduced-resolution or transparency-mask page(s) beside its image are not "
+                       "carried over"]
+    for dng in (True, False):
+        buf = io.BytesIO()
+        with tifffile.TiffWriter(buf) as t:
+            t.write(np.stack([preview] * 3, -1), photometric="rgb", subfiletype=1, subifds=1,
+                    extratags=[(50706, "B", 4, (1, 4, 0, 0), True)] if dng else [])
+            t.write(np.zeros((96, 128), np.uint16), photometric=32803)   # the sensor's colour filter array
+        with pytest.raises(UnsupportedMediaError, match=re.escape("a camera raw file (DNG, CR2)" if dng else
+                                                                  "reduced-resolution (preview) pages only")):
+            decode_photo(buf.getvalue())
+
+
 def test_deep_jpegs_are_refused_as_what_they_are_not_as_no_image():
     """A 12-bit or 16-bit lossless JPEG (as medical and scientific systems write them) starts as a
     JPEG, but Pillow does not open it: refused as unsupported, naming its depth and process, not
