@@ -130,6 +130,21 @@ def _jpeg_not_read(data: bytes) -> MediaError:
     return CorruptMediaError("corrupt JPEG data: it starts as a JPEG, but no frame header that can be read follows")
 
 
+def _mpo_primary(im: Image.Image, frames: int, notes: list[str]) -> int:
+    """A JPEG with more images in its Multi-Picture Format data (CIPA DC-007): the camera's large
+    previews, or a gain map (Ultra HDR), beside the photograph, which is the first: 1, with a
+    note. A stereo pair, panorama or multi-angle set is several views: refused."""
+    entries = getattr(im, "mpinfo", {}).get(0xB002) or []
+    others = [str(e.get("Attribute", {}).get("MPType", "Undefined")) for e in entries[1:]]
+    views = sorted({t for t in others if t.startswith("Multi-Frame")})
+    if views or len(others) != frames - 1:
+        raise UnsupportedMediaError(f"a multi-picture JPEG (MPO) of {frames} images"
+                                    + (f" ({', '.join(views)})" if views else "") + ": not a single photograph")
+    notes.append(f"the JPEG's {frames - 1} other image(s) in its Multi-Picture Format data "
+                 f"({', '.join(sorted(set(others)))}: previews or a gain map) are not carried over")
+    return 1
+
+
 def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     """Decode a still photograph. Raises CorruptMediaError, UnsupportedMediaError, MediaTooLargeError."""
     if not data:
@@ -159,10 +174,12 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
         raise UnsupportedMediaError(f"{kind}: not a supported photo format (JPEG, PNG, TIFF, WebP, JPEG 2000)")
     if fmt not in FORMATS:
         raise UnsupportedMediaError(f"{fmt} images are not supported (JPEG, PNG, TIFF, WebP, JPEG 2000)")
+    notes: list[str] = []
+    if fmt == "JPEG" and frames > 1:
+        frames = _mpo_primary(im, frames, notes)
     if frames > 1:
         raise UnsupportedMediaError(f"animated {fmt} with {frames} frames: not a still photograph")
     _check_size(*im.size, max_pixels)
-    notes: list[str] = []
     try:
         im.load()
         iptc = next((_iim_from_irb(data) for marker, data in getattr(im, "applist", []) if marker == "APP13"

@@ -142,6 +142,28 @@ def test_a_tiffs_own_image_is_read_not_a_preview_before_it_and_raw_files_are_ref
             decode_photo(buf.getvalue())
 
 
+def test_a_camera_jpeg_with_previews_in_its_multi_picture_data_is_read_a_stereo_pair_is_not():
+    """Many cameras' JPEGs carry large previews (or, Ultra HDR, a gain map) as more images in their
+    Multi-Picture Format data: the photograph, the first image, is read (it was refused as an
+    "animated JPEG"), noted. A stereo pair (MP type Disparity) is several views: refused."""
+    photo = Image.fromarray(gray_photo(size=96))
+    buf = io.BytesIO()
+    photo.save(buf, "MPO", save_all=True, append_images=[photo.resize((48, 48))], quality=95)
+    p = decode_photo(buf.getvalue())
+    assert p.format == "JPEG" and p.pixels.shape == (96, 96)
+    assert np.abs(p.pixels.astype(int) - gray_photo(size=96)).mean() < 3
+    assert p.notes == ["the JPEG's 1 other image(s) in its Multi-Picture Format data (Undefined: previews or a gain "
+                       "map) are not carried over"]
+    buf = io.BytesIO()
+    photo.save(buf, "MPO", save_all=True, append_images=[photo])
+    data = bytearray(buf.getvalue())
+    second = Image.open(io.BytesIO(bytes(data))).mpinfo[0xB002][1]   # its MP entry: made a stereo pair's
+    at = data.find(struct.pack("<IIIHH", 0, second["Size"], second["DataOffset"], 0, 0))
+    data[at:at + 4] = struct.pack("<I", 0x020002)
+    with pytest.raises(UnsupportedMediaError, match=re.escape("(MPO) of 2 images (Multi-Frame Image: (Disparity))")):
+        decode_photo(bytes(data))
+
+
 def test_deep_jpegs_are_refused_as_what_they_are_not_as_no_image():
     """A 12-bit or 16-bit lossless JPEG (as medical and scientific systems write them) starts as a
     JPEG, but Pillow does not open it: refused as unsupported, naming its depth and process, not
