@@ -310,6 +310,7 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
                 xr, yr = page.tags["XResolution"].value, page.tags["YResolution"].value
                 res = (xr[0] / xr[1], yr[0] / yr[1])
             compression = page.compression.name.lower()
+            extrasamples = tuple(page.extrasamples)
     except (UnsupportedMediaError, MediaTooLargeError):
         raise
     except Exception as exc:  # tifffile raises many types for bad data
@@ -342,7 +343,13 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
     elif photometric not in ("MINISBLACK", "RGB"):
         raise UnsupportedMediaError(f"TIFF photometric {photometric} is not supported")
     if arr.ndim == 3 and arr.shape[2] in (2, 4):
-        alpha, arr = arr[..., -1], arr[..., :-1]
+        if extrasamples[-1:] == (0,):   # ExtraSamples 0: unspecified data, no alpha
+            notes.append("the TIFF's extra channel (ExtraSamples: unspecified; the infrared a film scanner records for "
+                         "dust removal, as in SilverFast HDRi and VueScan raw scans) is not carried over: it is no "
+                         "transparency")
+            arr = arr[..., :-1]
+        else:
+            alpha, arr = arr[..., -1], arr[..., :-1]
         if arr.shape[2] == 1:
             arr = arr[..., 0]
     if arr.ndim == 3 and arr.shape[2] != 3 or arr.ndim not in (2, 3):

@@ -142,6 +142,22 @@ def test_a_tiffs_own_image_is_read_not_a_preview_before_it_and_raw_files_are_ref
             decode_photo(buf.getvalue())
 
 
+def test_a_film_scanners_infrared_channel_is_no_transparency():
+    """A film scanner's RGBI or gray+I TIFF (SilverFast HDRi, VueScan raw: ExtraSamples 0,
+    unspecified) holds infrared for dust removal: left out, noted, never made the output's alpha
+    (it was: transparent wherever the infrared was dark). A real alpha channel stays one."""
+    scan = gray_photo(size=64).astype(np.uint16) * 257
+    infrared = np.tile(np.linspace(0, 65535, 64, dtype=np.uint16), (scan.shape[0], 1))
+    for samples, photometric in (([scan] * 3, "rgb"), ([scan], "minisblack")):
+        for extra, alpha in ((0, None), (2, infrared)):
+            buf = io.BytesIO()
+            tifffile.imwrite(buf, np.stack([*samples, infrared], -1), photometric=photometric, extrasamples=(extra,))
+            p = decode_photo(buf.getvalue())
+            assert np.array_equal(p.pixels[..., 0] if p.pixels.ndim == 3 else p.pixels, scan), (photometric, extra)
+            assert (p.alpha is None) if alpha is None else np.array_equal(p.alpha, alpha), (photometric, extra)
+            assert any("infrared" in n for n in p.notes) == (extra == 0), (photometric, extra)
+
+
 def test_a_camera_jpeg_with_previews_in_its_multi_picture_data_is_read_a_stereo_pair_is_not():
     """Many cameras' JPEGs carry large previews (or, Ultra HDR, a gain map) as more images in their
     Multi-Picture Format data: the photograph, the first image, is read (it was refused as an
