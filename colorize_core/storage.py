@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import posixpath
 import re
@@ -26,7 +27,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from colorize_core.errors import NotFoundError, StorageError, UnsafePathError
 
@@ -484,15 +485,37 @@ class S3Location(Location):
             raise StorageError(f"cannot read {self.uri_of(rel)}: {exc}") from exc
         return Digest(sha.hexdigest(), size, got.get("ETag", "").strip('"') or None)   # the ETag of the bytes read
 
+    # Endpoints that answered a conditional PUT (If-None-Match: *) with 501 NotImplemented: an
+    # S3-compatible store (a gateway, an older on-premises release) without conditional writes.
+    _unconditional: ClassVar[set[str]] = set()
+
     def write_new(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """Put ``data`` at ``rel`` only if nothing is there (FileExistsError otherwise), atomically
+        with ``If-None-Match: *``. A store that does not implement it is asked whether the key is
+        there first (a HEAD), and told once, in the log: two writers of one key at the very same
+        moment could then both write, which DEST's lease (one job at a time) rules out."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        endpoint = self.client.meta.endpoint_url
+        conditional = endpoint not in S3Location._unconditional
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data,
-                                   ContentType=content_type, IfNoneMatch="*")
+            if not conditional and self.exists(rel):
+                raise FileExistsError(self.uri_of(rel))
+            self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data, ContentType=content_type,
+                                   **({"IfNoneMatch": "*"} if conditional else {}))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise FileExistsError(self.uri_of(rel)) from exc
+            if conditional and (code in ("NotImplemented", "501")
+                                or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 501):
+                S3Location._unconditional.add(endpoint)
+                logging.getLogger(__name__).warning(
+                    "%s does not implement conditional writes (If-None-Match: *): outputs are written after a check "
+                    "that nothing is there, not atomically", endpoint)
+                if hasattr(data, "seek"):
+                    data.seek(0)   # a file being streamed: from its start again
+                return self.write_new(rel, data, content_type)
             raise StorageError(f"cannot write {self.uri_of(rel)}: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"cannot write {self.uri_of(rel)}: {exc}") from exc

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
 import subprocess
 import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -214,6 +219,67 @@ def test_an_s3_object_the_work_folders_disk_refuses_is_a_storage_error(s3_endpoi
     assert out.startswith(f"StorageError cannot copy s3://{bucket}/work/reel.mov into the work folder {tmp_path}/"), out
     assert "File too large (set TMPDIR to a larger disk)" in out
     assert not list(tmp_path.iterdir())   # its work folder removed
+
+
+class _NoConditionalWrites(http.server.BaseHTTPRequestHandler):
+    """An S3-compatible store without conditional writes, for real over HTTP: every request goes
+    on to moto, except a PUT with If-None-Match, answered 501 NotImplemented as such stores do."""
+    upstream = ""
+    refused = 0
+
+    def _relay(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.command == "PUT" and "If-None-Match" in self.headers:
+            type(self).refused += 1
+            self.send_response(501)
+            error = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code><Message>A header you "
+                     b"provided implies functionality that is not implemented</Message></Error>")
+            self.send_header("Content-Length", str(len(error)))
+            self.end_headers()
+            self.wfile.write(error)
+            return
+        request = urllib.request.Request(self.upstream + self.path, data=body if self.command == "PUT" else None,
+                                         method=self.command, headers={k: v for k, v in self.headers.items()})
+        try:
+            with urllib.request.urlopen(request) as reply:
+                status, headers, data = reply.status, reply.headers, reply.read()
+        except urllib.error.HTTPError as exc:
+            status, headers, data = exc.code, exc.headers, exc.read()
+        self.send_response(status)
+        for k, v in headers.items():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _relay
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_s3_store_without_conditional_writes_gets_a_checked_write_never_an_overwrite(s3_endpoint, bucket):
+    """A store that answers If-None-Match: * with 501 NotImplemented (a gateway, an older
+    on-premises release): outputs are still written, after a check that nothing is there, so an
+    existing one is never replaced; the store is asked the conditional way once only."""
+    _NoConditionalWrites.upstream = s3_endpoint
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoConditionalWrites)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        loc = open_location(f"s3://{bucket}/old-store", s3_endpoint=f"http://127.0.0.1:{proxy.server_port}")
+        loc.write_new("a.jpg", b"one")
+        with pytest.raises(FileExistsError):
+            loc.write_new("a.jpg", b"two")
+        src = Path(tempfile.mkdtemp()) / "reel.mkv"
+        src.write_bytes(b"film" * 1000)
+        loc.put_file_new("reel.mkv", src)   # streamed from a file
+        assert loc.read("a.jpg") == b"one" and loc.read("reel.mkv") == b"film" * 1000
+        assert _NoConditionalWrites.refused == 1
+    finally:
+        proxy.shutdown()
+        S3Location._unconditional.clear()
 
 
 def test_s3_endpoint_can_be_given_explicitly(s3_endpoint, bucket, monkeypatch):
