@@ -29,8 +29,13 @@ import numpy as np
 import PIL.Image
 
 from colorize_core.color import KODAK, PrintingDensity
-from colorize_core.errors import (ColorizeError, CorruptMediaError, MediaTooLargeError, StorageError,
-                                   UnsupportedMediaError)
+from colorize_core.errors import (
+    ColorizeError,
+    CorruptMediaError,
+    MediaTooLargeError,
+    StorageError,
+    UnsupportedMediaError,
+)
 from colorize_core.images import JP2_SIGNATURE
 from colorize_core.storage import new_file_beside
 

@@ -129,8 +129,8 @@ def test_a_tiffs_own_image_is_read_not_a_preview_before_it_and_raw_files_are_ref
         t.write(np.ones((96, 96), bool), photometric="mask", subfiletype=4)
     p = decode_photo(buf.getvalue())
     assert p.pixels.shape == (96, 96) and np.array_equal(p.pixels, gray_photo(size=96))
-    assert p.notes == ["the TIFF's 2 reduced-resolution or transparency-mask page(s) beside its image are not "
-                       "carried over"]
+    assert p.notes == [("the TIFF's 2 reduced-resolution or transparency-mask page(s) beside its image are not "
+                        "carried over")]
     for dng in (True, False):
         buf = io.BytesIO()
         with tifffile.TiffWriter(buf) as t:
@@ -168,8 +168,8 @@ def test_a_camera_jpeg_with_previews_in_its_multi_picture_data_is_read_a_stereo_
     p = decode_photo(buf.getvalue())
     assert p.format == "JPEG" and p.pixels.shape == (96, 96)
     assert np.abs(p.pixels.astype(int) - gray_photo(size=96)).mean() < 3
-    assert p.notes == ["the JPEG's 1 other image(s) in its Multi-Picture Format data (Undefined: previews or a gain "
-                       "map) are not carried over"]
+    assert p.notes == [("the JPEG's 1 other image(s) in its Multi-Picture Format data (Undefined: previews or a "
+                        "gain map) are not carried over")]
     buf = io.BytesIO()
     photo.save(buf, "MPO", save_all=True, append_images=[photo])
     data = bytearray(buf.getvalue())

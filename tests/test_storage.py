@@ -215,7 +215,8 @@ def test_an_s3_object_the_work_folders_disk_refuses_is_a_storage_error(s3_endpoi
             "try:\n    open_location(sys.argv[1]).local_copy('reel.mov').__enter__()\n"
             "except Exception as exc: print(type(exc).__name__, exc)")
     out = subprocess.run([sys.executable, "-c", code, f"s3://{bucket}/work"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(tmp_path)}).stdout
+                         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(tmp_path)},
+                         check=True).stdout
     assert out.startswith(f"StorageError cannot copy s3://{bucket}/work/reel.mov into the work folder {tmp_path}/"), out
     assert "File too large (set TMPDIR to a larger disk)" in out
     assert not list(tmp_path.iterdir())   # its work folder removed
