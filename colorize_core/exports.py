@@ -34,6 +34,7 @@ from typing import Any
 
 from colorize_core import __version__
 from colorize_core.archive import CONTENT_TYPES, MANIFESTS, xmp_sidecar_of
+from colorize_core.film import access_size
 from colorize_core.images import NOTE
 from colorize_core.manifest import SpooledManifest, spooled_manifest, write_json_list
 from colorize_core.provenance import IN_CHUNK, Event, Item, ProvenanceStore, in_chunks
@@ -86,8 +87,10 @@ def iiif_canvas(it: dict[str, Any], n: int, job: dict[str, Any], dest: Location,
     if it["media_type"] == "film":
         media = (it.get("film") or {}).get("media") or {}
         size = {"width": it["width"], "height": it["height"], "duration": float(media.get("duration") or 0)}
+        scaled = access_size(it["width"], it["height"]) if colour["kind"] == "access" else None   # a 4K scan's
+        shown = {**size, "width": scaled[0], "height": scaled[1]} if scaled else size
         body = [{"id": _public(colour["uri"], root, base_url), "type": "Video",
-                 "format": VIDEO.get(colour["kind"], "video/mp4"), **size,
+                 "format": VIDEO.get(colour["kind"], "video/mp4"), **shown,
                  "label": {"en": ["Colorized (algorithmic)"]}}]
         if original:
             body.append({"id": original, "type": "Video" if source_base_url else "Image",

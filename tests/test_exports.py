@@ -10,7 +10,7 @@ from pathlib import Path
 
 from colorize_core.archive import JobSettings, plan, process_batch
 from colorize_core.colorizer import Colorizer
-from colorize_core.exports import PREMIS_NS, write_exports
+from colorize_core.exports import PREMIS_NS, iiif_canvas, write_exports
 from colorize_core.images import NOTE
 from colorize_core.provenance import ProvenanceStore
 from colorize_core.review import decide, decisions_of
@@ -66,6 +66,23 @@ def _language_maps_ok(node) -> bool:  # noqa: ANN001
     if isinstance(node, list):
         return all(_language_maps_ok(v) for v in node)
     return True
+
+
+def test_a_4k_scans_canvas_names_the_access_copys_own_size(tmp_path):
+    """A film scanned at 4K full aperture: its canvas has the scan's size, the access copy (scaled
+    to fit what players decode) its own, and a master its full size."""
+    dest = open_location(str(tmp_path / "dest"))
+    job = {"id": "j", "source": str(tmp_path / "src")}
+    it = {"media_type": "film", "status": "done", "width": 4096, "height": 3112, "rel_path": "reel.mov",
+          "sha256": "0" * 64, "model_name": "default", "model_sha256": "1" * 64, "decision": None,
+          "thumbnails": {}, "film": {"media": {"duration": 2.0}}, "source_uri": str(tmp_path / "src/reel.mov"),
+          "colour": {"uri": str(tmp_path / "dest/reel.mp4"), "kind": "access"}}
+    canvas = iiif_canvas(it, 1, job, dest, BASE)
+    body = canvas["items"][0]["items"][0]["body"]
+    assert (canvas["width"], canvas["height"]) == (4096, 3112) and (body["width"], body["height"]) == (3032, 2304)
+    it["colour"] = {"uri": str(tmp_path / "dest/reel.mkv"), "kind": "master"}
+    body = iiif_canvas(it, 1, job, dest, BASE)["items"][0]["items"][0]["body"]
+    assert (body["width"], body["height"], body["duration"]) == (4096, 3112, 2.0)
 
 
 def test_iiif_manifest_structure(tmp_path):
