@@ -252,6 +252,7 @@ def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
 
 
 _DNG_VERSION = 50706   # the tag a DNG (Adobe's raw format, TIFF-based) opens with
+_SUB_IFDS = 330        # images under a page: a raw file's sensor data, a pyramid's levels
 
 
 def _subfile_type(page: Any) -> int:
@@ -269,6 +270,8 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
                                             "photograph; develop it to a TIFF in a raw developer and add that")
             kinds = [_subfile_type(p) for p in tif.pages]
             pages = [p for p, kind in zip(tif.pages, kinds) if not kind & 0b101]   # not a preview, not a mask
+            if not pages and len(kinds) == 1 and _SUB_IFDS not in tif.pages[0].tags:
+                pages, kinds = [tif.pages[0]], [0]   # one image, flagged a preview by mistake: nothing else to read
             if not pages:
                 raise UnsupportedMediaError("TIFF with reduced-resolution (preview) pages only, its image kept in a "
                                             "form not read here (a camera raw file: NEF, ARW...?): develop it to a "

@@ -131,6 +131,9 @@ def test_a_tiffs_own_image_is_read_not_a_preview_before_it_and_raw_files_are_ref
     assert p.pixels.shape == (96, 96) and np.array_equal(p.pixels, gray_photo(size=96))
     assert p.notes == [("the TIFF's 2 reduced-resolution or transparency-mask page(s) beside its image are not "
                         "carried over")]
+    buf = io.BytesIO()   # a lone image flagged a preview by mistake: nothing else to read, so read
+    tifffile.imwrite(buf, gray_photo(size=96), photometric="minisblack", subfiletype=1)
+    assert decode_photo(buf.getvalue()).pixels.shape == (96, 96)
     for dng in (True, False):
         buf = io.BytesIO()
         with tifffile.TiffWriter(buf) as t:
