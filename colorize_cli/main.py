@@ -852,22 +852,25 @@ def _summary_of(state: Any, received: Any, what: str) -> dict[str, Any]:
 @cli.command("export")
 @click.argument("job_id", metavar="JOB")
 @click.option("--what", default="iiif,premis,prov", show_default=True,
-              help="Comma-separated: iiif (Presentation 3 manifest), premis (PREMIS 3 XML), prov (W3C PROV-JSON).")
+              help="Comma-separated: iiif (Presentation 3 manifest), premis (PREMIS 3 XML), prov (W3C PROV-JSON); "
+                   "manifest (the review pages and manifest.json, written again: after the job's own write failed).")
 @_db_option
 @click.option("--base-url", default=_settings.public_base_url,
               help="Public HTTP(S) URL of DEST, for IIIF ids (COLORIZE_PUBLIC_BASE_URL).")
 @click.option("--source-base-url", default=_settings.source_base_url,
               help="Public URL of SOURCE, to show the originals themselves in IIIF viewers (else their thumbnails).")
 def export(job_id: str, what: str, db_url: str, base_url: str | None, source_base_url: str | None) -> None:
-    """Write JOB's exports for archive systems under DEST/manifests/JOB/."""
+    """Write JOB's exports for archive systems under DEST/manifests/JOB/ (and its manifest again)."""
     from colorize_core import ColorizeError
     from colorize_core.exports import write_exports
+    from colorize_core.manifest import index_job, refresh_manifest
     from colorize_core.storage import open_location
 
     kinds = tuple(k.strip() for k in what.split(",") if k.strip())
-    bad = [k for k in kinds if k not in ("iiif", "premis", "prov")]
+    bad = [k for k in kinds if k not in ("iiif", "premis", "prov", "manifest")]
     if bad or not kinds:
-        raise click.UsageError(f"--what: unknown export(s) {', '.join(bad) or '(none)'}; choose from iiif, premis, prov")
+        raise click.UsageError(f"--what: unknown export(s) {', '.join(bad) or '(none)'}; choose from iiif, premis, "
+                               "prov, manifest")
     for url in (base_url, source_base_url):
         if url and not url.startswith(("http://", "https://")):
             raise click.UsageError(f"{url}: IIIF viewers need an http:// or https:// URL")
@@ -875,9 +878,19 @@ def export(job_id: str, what: str, db_url: str, base_url: str | None, source_bas
     job = store.job(job_id)
     if job is None:
         raise click.UsageError(f"no job {job_id} in {store.url}")
+    if "manifest" in kinds and job.status == "running":
+        raise click.UsageError(f"job {job_id} is still running (or stopped without finishing: `colorize jobs` tells "
+                               "which): it writes its manifest when it ends")
+    dest = open_location(job.dest, _settings.s3_endpoint)
     try:
-        uris = write_exports(store, job_id, open_location(job.dest, _settings.s3_endpoint), kinds, base_url,
-                             source_base_url)
+        uris = {}
+        if "manifest" in kinds:   # DEST's index too when this is DEST's newest job (or shows it already)
+            index = store.jobs(limit=1, dest=job.dest)[0]["id"] == job_id or index_job(dest) in (None, job_id)
+            pages = refresh_manifest(store, job_id, dest, index=index)
+            uris.update({"manifest": pages["job_html"], "manifest json": pages["job_json"],
+                         **({"index": pages["html"]} if index else {})})
+        if exports := tuple(k for k in kinds if k != "manifest"):
+            uris.update(write_exports(store, job_id, dest, exports, base_url, source_base_url))
     except ColorizeError as exc:
         raise ItemFailed(str(exc)) from exc
     for kind, uri in uris.items():

@@ -236,3 +236,25 @@ def test_cli_export_writes_all_three(tmp_path):
     r = subprocess.run([sys.executable, "-m", "colorize_cli.main", "export", job, "--db", store.url, "--what", "pdf"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown export" in r.stderr
+
+
+def test_a_jobs_manifest_whose_own_write_failed_is_written_again_by_export(tmp_path):
+    """A job that ended without its manifest (DEST full, S3 unreachable at its end: its items are
+    recorded): `colorize export JOB --what manifest` writes its pages, and DEST's index as it is
+    DEST's newest job; a job still running is refused (it writes its own)."""
+    store, job, dest = _job(tmp_path)   # its items recorded, no manifest written
+    pages = tmp_path / "dest" / "manifests" / job
+    assert not (pages / "manifest.html").exists() and not (tmp_path / "dest" / "manifest.json").exists()
+    r = subprocess.run([sys.executable, "-m", "colorize_cli.main", "export", job, "--db", store.url, "--what",
+                        "manifest"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"manifest: {pages / 'manifest.html'}", f"manifest json: {pages / 'manifest.json'}",
+                                     f"index: {tmp_path / 'dest' / 'manifest.html'}"]
+    listed = json.loads((pages / "manifest.json").read_text())
+    assert listed["job"]["id"] == job and len(listed["items"]) == 3
+    assert json.loads((tmp_path / "dest" / "manifest.json").read_text())["job"]["id"] == job   # the index
+    assert "Bea Curator" in (pages / "manifest.html").read_text()   # the decision taken meanwhile
+    running = store.start_job(str(tmp_path / "src"), dest.uri, {}, "k", "default", "m" * 64, {}, None)
+    r = subprocess.run([sys.executable, "-m", "colorize_cli.main", "export", running, "--db", store.url, "--what",
+                        "manifest"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "still running" in r.stderr and not (tmp_path / "dest" / "manifests" / running).exists()
