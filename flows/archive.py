@@ -18,6 +18,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from colorize_core.archive import JobSettings, check_locations, job_status, software_versions
+from colorize_core.errors import ColorizeError, StorageError
 from colorize_core.fixity import REPAIR, REPLACED, repair_groups
 from colorize_core.provenance import DestinationLease, ProvenanceStore
 from colorize_core.review import link_redone, redo_groups
@@ -201,7 +202,12 @@ def colorize_archive(source: str, dest: str, db_url: str = _defaults.db_url, mod
             if stop is not None and stop is not exc:
                 raise stop from None   # the stop it was, not the error raised in its place
             raise
-        manifest = write_job_manifest(store.url, job_id, dest, s3_endpoint)
+        try:
+            manifest = write_job_manifest(store.url, job_id, dest, s3_endpoint)
+        except ColorizeError as exc:   # DEST full or unreachable at the very end: the items are recorded
+            raise StorageError(f"job {job_id} ended {status}, its items recorded, but its manifest could not be "
+                               f"written ({exc}); once DEST takes it, `colorize export {job_id} --what manifest` "
+                               "writes it") from exc
         if redo_damaged:   # the replaced items' own jobs' pages say where they went
             refresh_manifests(sorted({item.job_id for _, only in groups for item in only}), dest, store.url,
                               s3_endpoint)

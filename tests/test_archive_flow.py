@@ -6,8 +6,10 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from sqlalchemy import func, select
 
 from colorize_core.archive import JobSettings, plan, process_batch
 from colorize_core.colorizer import Colorizer
-from colorize_core.errors import JobStoppedError
+from colorize_core.errors import JobStoppedError, StorageError
 from colorize_core.exports import PREMIS_NS, write_exports
 from colorize_core.manifest import build_manifest
 from colorize_core.provenance import Event, Item, JobWatch, Output, ProvenanceStore
@@ -313,6 +315,29 @@ def test_xmp_sidecars_go_into_their_photos_renditions_and_an_edited_one_makes_it
     assert out.name.startswith("astronaut.") and out.name != "astronaut.jpg"   # beside the first, never over it
     assert b"Eileen Collins at Kennedy, 1999" in Image.open(out).info["xmp"]
     assert (dest / "box 1" / "astronaut.jpg").read_bytes() == first
+
+
+def test_a_job_whose_manifest_cannot_be_written_says_so_and_how_to_write_it_later(prefect_api, tmp_path):
+    """DEST refuses the manifest at the job's very end (here a file where its folder must be; a
+    full disk alike): the items stay recorded, the flow fails naming the job and the command that
+    writes the manifest later, and that command does once DEST takes it."""
+    src, dest, db = tmp_path / "src", tmp_path / "dest", f"sqlite:///{tmp_path}/prov.db"
+    src.mkdir()
+    shutil.copy(SAMPLES / "portraits" / "astronaut.jpg", src / "astronaut.jpg")
+    dest.mkdir()
+    (dest / "manifests").write_bytes(b"in the way")
+    with pytest.raises(StorageError, match=r"ended completed_with_failures, its items recorded, but its manifest "
+                                           r"could not be written \(cannot write .*`colorize export (\S+) --what "
+                                           r"manifest` writes it") as raised:
+        run_flow(source=str(src), dest=str(dest), db_url=db)
+    job = re.search(r"colorize export (\S+) --what", str(raised.value))[1]
+    store = ProvenanceStore(db)
+    assert [i["status"] for i in store.job_items(job)] == ["failed"]   # its thumbnails could not be written either
+    (dest / "manifests").unlink()
+    r = subprocess.run([sys.executable, "-m", "colorize_cli.main", "export", job, "--what", "manifest", "--db", db],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((dest / "manifests" / job / "manifest.json").read_text())["job"]["id"] == job
 
 
 def test_a_bagit_bags_payload_is_verified_against_its_manifest_as_it_is_read(prefect_api, tmp_path):
