@@ -7,8 +7,11 @@ what every output is built on: predicted ab is upsampled and merged with it.
 from __future__ import annotations
 
 import functools
+import io
 import math
+import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -143,3 +146,66 @@ def chroma_spread(image: np.ndarray, max_side: int = 256) -> float:
     small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     ab = rgb_to_lab(to_float_rgb(small))[..., 1:].reshape(-1, 2)
     return float(np.sqrt(((ab - ab.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
+def gray_profile(trc: float | np.ndarray, name: str) -> bytes:
+    """An ICC (v2) monitor profile of a gray space: its tone curve ``trc`` (a gamma, or the
+    curve's values on 0-1 at evenly spaced inputs: an ICC ``curv``), D50 white. What LittleCMS
+    converts to and from; a profile is data describing a space, not a conversion."""
+    def s15(x: float) -> bytes:
+        return struct.pack(">i", round(x * 65536))
+
+    def padded(b: bytes) -> bytes:
+        return b + b"\0" * (-len(b) % 4)
+
+    if isinstance(trc, float):
+        curve = struct.pack(">IH", 1, round(trc * 256))
+    else:
+        values = np.clip(np.round(np.asarray(trc, dtype=np.float64) * 65535), 0, 65535).astype(">u2")
+        curve = struct.pack(">I", len(values)) + values.tobytes()
+    text = name.encode("ascii", "replace") + b"\0"
+    white = s15(0.9642) + s15(1.0) + s15(0.8249)
+    tags = {b"desc": padded(b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 3 + 67)),
+            b"wtpt": b"XYZ " + bytes(4) + white,
+            b"kTRC": padded(b"curv" + bytes(4) + curve),
+            b"cprt": padded(b"text" + bytes(4) + b"No copyright, use freely\0")}
+    start = 128 + 4 + 12 * len(tags)
+    table, data = struct.pack(">I", len(tags)), b""
+    for sig, body in tags.items():
+        table += sig + struct.pack(">II", start + len(data), len(body))
+        data += body
+    header = (struct.pack(">I", start + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrGRAYXYZ "
+              + bytes(12) + b"acsp" + bytes(24) + bytes(4) + white + bytes(4) + bytes(44))
+    return header + table + data
+
+
+@functools.cache
+def _srgb_gray() -> Any:
+    """A gray space with sRGB's tone curve: the gray of an sRGB image."""
+    from PIL import ImageCms
+
+    v = np.linspace(0.0, 1.0, 4096)
+    eotf = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    return ImageCms.ImageCmsProfile(io.BytesIO(gray_profile(eotf, "sRGB gray")))
+
+
+def gray_to_srgb(gray: np.ndarray, icc: bytes) -> tuple[np.ndarray, str]:
+    """A gray image's values (uint8 or uint16, HxW) in the gray space its ICC profile ``icc``
+    describes (Photoshop's "Dot Gain 20%", "Gray Gamma 1.8"...), converted by LittleCMS to the
+    same tones in sRGB's gray (relative colorimetric, black point compensated, as Photoshop
+    converts), at the image's own depth; and the profile's name. ValueError for a profile that
+    cannot be used."""
+    from PIL import Image, ImageCms
+
+    mode = {np.dtype(np.uint8): "L", np.dtype(np.uint16): "I;16"}[gray.dtype]
+    levels = np.arange(np.iinfo(gray.dtype).max + 1, dtype=gray.dtype)[None, :]   # every value, once
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        name = ImageCms.getProfileDescription(source).strip() or "unnamed"
+        # Unoptimised: LittleCMS's precalculated curves are 1.4/255 off near black at 16 bits
+        transform = ImageCms.buildTransform(source, _srgb_gray(), mode, mode, ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                            flags=ImageCms.Flags.BLACKPOINTCOMPENSATION | ImageCms.Flags.NOOPTIMIZE)
+        table = np.asarray(ImageCms.applyTransform(Image.fromarray(levels), transform))[0].astype(gray.dtype)
+    except (ImageCms.PyCMSError, OSError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
+    return table[gray], name

@@ -30,6 +30,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from colorize_core.color import gray_to_srgb
 from colorize_core.errors import (CorruptMediaError, MediaError, MediaTooLargeError, UnrecognisedMediaError,
                                    UnsupportedMediaError)
 
@@ -90,9 +91,31 @@ def _rgb_icc(icc: bytes | None, notes: list[str]) -> bytes | None:
         return None
     if len(icc) >= 20 and icc[16:20] == b"RGB ":
         return icc
+    if len(icc) >= 20 and icc[16:20] == b"GRAY":
+        return None   # a gray photo's: its values are converted from it (_gray_in_srgb)
     notes.append(f"input ICC profile (colour space {icc[16:20].decode('latin-1', 'replace').strip()!r}) "
                  "does not apply to a colour rendition: output is sRGB")
     return None
+
+
+def _gray_in_srgb(pixels: np.ndarray, icc: bytes | None, notes: list[str]) -> np.ndarray:
+    """A gray photo's values in sRGB's gray, when its ICC profile describes another gray space
+    (Photoshop's "Dot Gain 20%" is its default for grayscale): the colour rendition (sRGB) then
+    shows the tones a colour-managed viewer shows of the original, not those of its raw values
+    (midtones several L* apart). Noted; a profile that cannot be used is noted and ignored."""
+    if not icc or len(icc) < 20 or icc[16:20] != b"GRAY":
+        return pixels
+    if pixels.ndim != 2:
+        notes.append("input ICC profile of a gray space on a colour image does not apply: its values are read as sRGB")
+        return pixels
+    try:
+        converted, name = gray_to_srgb(pixels, icc)
+    except ValueError as exc:
+        notes.append(f"gray ICC profile that cannot be used ({exc}): the values are read as sRGB's gray")
+        return pixels
+    notes.append(f"gray ICC profile {name!r}: the values converted to sRGB's gray, so that the colour rendition "
+                 "shows the original's tones as a colour-managed viewer shows them")
+    return converted
 
 
 # A JPEG frame's coding process, by its start-of-frame marker (ITU T.81, table B.1).
@@ -218,6 +241,7 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
             raise UnsupportedMediaError(f"{fmt} pixel mode {im.mode!r} is not supported")
     if alpha is not None and alpha.min() == alpha.max() == np.iinfo(alpha.dtype).max:
         alpha = None  # fully opaque: no alpha to keep
+    pixels = _gray_in_srgb(pixels, im.info.get("icc_profile"), notes)
     dpi = im.info.get("dpi")
     xmp = im.info.get("xmp")
     return Photo(np.ascontiguousarray(pixels), fmt, alpha, icc, exif_bytes,
@@ -360,6 +384,7 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
     arr = _orient(arr, orientation)
     alpha = None if alpha is None else _orient(alpha, orientation)
     icc = _rgb_icc(bytes(icc_tag.value) if icc_tag else None, notes)
+    arr = _gray_in_srgb(arr, bytes(icc_tag.value) if icc_tag else None, notes)
     xmp = bytes(xmp_tag.value) if xmp_tag is not None and isinstance(xmp_tag.value, (bytes, bytearray)) else None
     return Photo(np.ascontiguousarray(arr), "TIFF", alpha, icc, None, tiff_tags=tags, xmp=xmp or None, iptc=iptc,
                  tiff_compression=compression if compression in ("none", "lzw", "adobe_deflate", "deflate",
@@ -473,6 +498,7 @@ def _decode_jp2(data: bytes) -> Photo:
         arr = arr[..., 0] if arr.shape[2] == 1 else arr
     if alpha is not None and alpha.min() == alpha.max() == np.iinfo(alpha.dtype).max:
         alpha = None
+    arr = _gray_in_srgb(arr, colr[3:] if colr[:1] in (b"\x02", b"\x03") else None, notes)
     res = None
     if b"res " in header:
         res_box = header[b"res "]

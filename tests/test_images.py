@@ -145,6 +145,43 @@ def test_a_tiffs_own_image_is_read_not_a_preview_before_it_and_raw_files_are_ref
             decode_photo(buf.getvalue())
 
 
+def test_a_gray_profile_s_tones_are_kept_in_srgb_at_the_photo_s_depth():
+    """A grayscale scan tagged with a gray ICC profile (Photoshop's default for grayscale is
+    "Dot Gain 20%"; here gamma 1.8): its values are converted by LittleCMS to sRGB's gray, so that
+    the sRGB colour rendition keeps the tones a colour-managed viewer shows of the original (value
+    128 is sRGB's 146 there), at 8 and 16 bits (near black too), in JPEG, PNG and TIFF; noted. A
+    profile of sRGB's own curve changes next to nothing."""
+    from colorize_core.color import gray_profile
+
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (4, 1))
+    light = (ramp / 255.0) ** 1.8
+    want = np.where(light <= 0.0031308, 12.92 * light, 1.055 * light ** (1 / 2.4) - 0.055) * 255
+    gamma18 = gray_profile(1.8, "Gray Gamma 1.8")
+    made = []
+    for fmt in ("JPEG", "PNG"):
+        buf = io.BytesIO()
+        Image.fromarray(ramp).save(buf, fmt, icc_profile=gamma18, **({"quality": 100} if fmt == "JPEG" else {}))
+        made.append((buf.getvalue(), 1))
+    buf = io.BytesIO()
+    Image.fromarray(ramp.astype(np.uint16) * 257).save(buf, "PNG", icc_profile=gamma18)
+    made.append((buf.getvalue(), 257))
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, ramp.astype(np.uint16) * 257, photometric="minisblack", iccprofile=gamma18)
+    made.append((buf.getvalue(), 257))
+    for data, scale in made:
+        p = decode_photo(data)
+        assert p.pixels.dtype == (np.uint8 if scale == 1 else np.uint16) and p.icc is None
+        assert np.abs(p.pixels / scale - want).max() < (1.5 if scale == 1 else 0.1), data[:8]
+        assert p.notes == ["gray ICC profile 'Gray Gamma 1.8': the values converted to sRGB's gray, so that the "
+                           "colour rendition shows the original's tones as a colour-managed viewer shows them"]
+    v = np.linspace(0, 1, 4096)
+    srgb = gray_profile(np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4), "sGray")
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, ramp.astype(np.uint16) * 257, photometric="minisblack", iccprofile=srgb)
+    same = decode_photo(buf.getvalue()).pixels.astype(int) - ramp.astype(int) * 257
+    assert np.abs(same).max() <= 16   # of 65535 (0.06 of 255): rounding through the two curves near black
+
+
 def test_a_film_scanners_infrared_channel_is_no_transparency():
     """A film scanner's RGBI or gray+I TIFF (SilverFast HDRi, VueScan raw: ExtraSamples 0,
     unspecified) holds infrared for dust removal: left out, noted, never made the output's alpha
