@@ -172,8 +172,8 @@ def test_a_gray_profile_s_tones_are_kept_in_srgb_at_the_photo_s_depth():
         p = decode_photo(data)
         assert p.pixels.dtype == (np.uint8 if scale == 1 else np.uint16) and p.icc is None
         assert np.abs(p.pixels / scale - want).max() < (1.5 if scale == 1 else 0.1), data[:8]
-        assert p.notes == ["gray ICC profile 'Gray Gamma 1.8': the values converted to sRGB's gray, so that the "
-                           "colour rendition shows the original's tones as a colour-managed viewer shows them"]
+        assert p.notes == [("gray ICC profile 'Gray Gamma 1.8': the values converted to sRGB's gray, so that the "
+                            "colour rendition shows the original's tones as a colour-managed viewer shows them")]
     v = np.linspace(0, 1, 4096)
     srgb = gray_profile(np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4), "sGray")
     buf = io.BytesIO()
