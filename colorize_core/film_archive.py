@@ -36,7 +36,7 @@ from colorize_core.archive import (NOT_IN_BAG_MANIFEST, FilmEntry, ItemResult, J
                                    write_thumbnail)
 from colorize_core.bagit import checked_detail, verify
 from colorize_core.colorizer import Colorizer
-from colorize_core.errors import (ColorizeError, CorruptMediaError, JobStoppedError, MediaError, StorageError,
+from colorize_core.errors import (ColorizeError, CorruptMediaError, JobStoppedError, MediaError,
                                    UnsupportedMediaError, common_error)
 from colorize_core.film import (FilmInfo, attach_sound, carry_notes, declared_rate, frame_times, image2_path,
                                  join_segments, probe, probe_sequence, seek_point, seek_trial, stream_info)
@@ -70,13 +70,7 @@ class _LocalFilms:
             with work_dir("frames") as tmp:
                 names = film.files if frames is None else film.frames[frames.start:frames.stop]
                 for name in names:
-                    with source.local_copy(f"{film.rel}/{name}" if film.rel else name) as path:
-                        try:
-                            Path(tmp, name).write_bytes(path.read_bytes())
-                        except OSError as exc:   # the work folder's disk: full, over quota
-                            raise StorageError(f"cannot copy {name} of {source.uri_of(film.rel or '.')} into the "
-                                               f"work folder {tmp}: {exc.strerror or exc} (set TMPDIR to a larger "
-                                               "disk)") from exc
+                    source.fetch(film.path_of(name), Path(tmp, name))   # straight there, written once
                 yield Path(tmp)
             return
         key = (source.uri_of(film.rel), film.version)

@@ -86,36 +86,29 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
                                  f"limit of {max_pixels / 1e6:.0f} MP; refused before decoding")
 
 
-def _rgb_icc(icc: bytes | None, notes: list[str]) -> bytes | None:
-    if not icc:
-        return None
-    if len(icc) >= 20 and icc[16:20] == b"RGB ":
-        return icc
-    if len(icc) >= 20 and icc[16:20] == b"GRAY":
-        return None   # a gray photo's: its values are converted from it (_gray_in_srgb)
-    notes.append(f"input ICC profile (colour space {icc[16:20].decode('latin-1', 'replace').strip()!r}) "
-                 "does not apply to a colour rendition: output is sRGB")
-    return None
-
-
-def _gray_in_srgb(pixels: np.ndarray, icc: bytes | None, notes: list[str]) -> np.ndarray:
-    """A gray photo's values in sRGB's gray, when its ICC profile describes another gray space
-    (Photoshop's "Dot Gain 20%" is its default for grayscale): the colour rendition (sRGB) then
+def _with_profile(pixels: np.ndarray, icc: bytes | None, notes: list[str]) -> tuple[np.ndarray, bytes | None]:
+    """A photo's pixels and the ICC profile its rendition carries, from the profile it came
+    with: an RGB profile is carried. A gray space's (Photoshop's "Dot Gain 20%" is its default for
+    grayscale) has the gray values converted to sRGB's gray, so that the colour rendition (sRGB)
     shows the tones a colour-managed viewer shows of the original, not those of its raw values
-    (midtones several L* apart). Noted; a profile that cannot be used is noted and ignored."""
-    if not icc or len(icc) < 20 or icc[16:20] != b"GRAY":
-        return pixels
-    if pixels.ndim != 2:
-        notes.append("input ICC profile of a gray space on a colour image does not apply: its values are read as sRGB")
-        return pixels
-    try:
-        converted, name = gray_to_srgb(pixels, icc)
-    except ValueError as exc:
-        notes.append(f"gray ICC profile that cannot be used ({exc}): the values are read as sRGB's gray")
-        return pixels
-    notes.append(f"gray ICC profile {name!r}: the values converted to sRGB's gray, so that the colour rendition "
-                 "shows the original's tones as a colour-managed viewer shows them")
-    return converted
+    (midtones several L* apart), noted. Any other, or one that cannot be used, is noted."""
+    space = icc[16:20] if icc and len(icc) >= 20 else None
+    if space is None:
+        return pixels, None
+    if space == b"RGB ":
+        return pixels, icc
+    if space == b"GRAY" and pixels.ndim == 2:
+        try:
+            converted, name = gray_to_srgb(pixels, icc)
+        except ValueError as exc:
+            notes.append(f"gray ICC profile that cannot be used ({exc}): the values are read as sRGB's gray")
+            return pixels, None
+        notes.append(f"gray ICC profile {name!r}: the values converted to sRGB's gray, so that the colour rendition "
+                     "shows the original's tones as a colour-managed viewer shows them")
+        return converted, None
+    notes.append(f"input ICC profile (colour space {space.decode('latin-1', 'replace').strip()!r}) "
+                 "does not apply to a colour rendition: output is sRGB")
+    return pixels, None
 
 
 # A JPEG frame's coding process, by its start-of-frame marker (ITU T.81, table B.1).
@@ -207,11 +200,11 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
         im.load()
         iptc = next((_iim_from_irb(data) for marker, data in getattr(im, "applist", []) if marker == "APP13"
                      and data.startswith(PHOTOSHOP)), None)
-        icc = _rgb_icc(im.info.get("icc_profile"), notes)
+        icc = im.info.get("icc_profile")   # as it came: applied once the pixels are read (_with_profile)
         exif = im.getexif()
         if im.mode == "CMYK":
             notes.append("CMYK input converted to RGB; its CMYK profile is not carried over")
-            im, icc = im.convert("RGB"), None
+            im = im.convert("RGB")
         im = ImageOps.exif_transpose(im) or im
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise CorruptMediaError(f"truncated or corrupt {fmt} data: {exc}") from None
@@ -241,7 +234,7 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
             raise UnsupportedMediaError(f"{fmt} pixel mode {im.mode!r} is not supported")
     if alpha is not None and alpha.min() == alpha.max() == np.iinfo(alpha.dtype).max:
         alpha = None  # fully opaque: no alpha to keep
-    pixels = _gray_in_srgb(pixels, im.info.get("icc_profile"), notes)
+    pixels, icc = _with_profile(pixels, icc, notes)
     dpi = im.info.get("dpi")
     xmp = im.info.get("xmp")
     return Photo(np.ascontiguousarray(pixels), fmt, alpha, icc, exif_bytes,
@@ -383,8 +376,7 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
         raise UnsupportedMediaError(f"TIFF with sample layout {arr.shape} is not supported")
     arr = _orient(arr, orientation)
     alpha = None if alpha is None else _orient(alpha, orientation)
-    icc = _rgb_icc(bytes(icc_tag.value) if icc_tag else None, notes)
-    arr = _gray_in_srgb(arr, bytes(icc_tag.value) if icc_tag else None, notes)
+    arr, icc = _with_profile(arr, bytes(icc_tag.value) if icc_tag else None, notes)
     xmp = bytes(xmp_tag.value) if xmp_tag is not None and isinstance(xmp_tag.value, (bytes, bytearray)) else None
     return Photo(np.ascontiguousarray(arr), "TIFF", alpha, icc, None, tiff_tags=tags, xmp=xmp or None, iptc=iptc,
                  tiff_compression=compression if compression in ("none", "lzw", "adobe_deflate", "deflate",
@@ -482,7 +474,7 @@ def _decode_jp2(data: bytes) -> Photo:
             raise UnsupportedMediaError(f"JPEG 2000 in colour space {space} (enumerated) is not supported "
                                         "(sRGB or greyscale)")
     elif colr[:1] in (b"\x02", b"\x03"):
-        icc = _rgb_icc(colr[3:], notes)
+        icc = colr[3:]   # applied once the pixels are read (_with_profile)
     try:
         arr = imagecodecs.jpeg2k_decode(data, numthreads=JP2_THREADS)
     except Exception as exc:  # noqa: BLE001 - imagecodecs raises its own error types
@@ -498,7 +490,7 @@ def _decode_jp2(data: bytes) -> Photo:
         arr = arr[..., 0] if arr.shape[2] == 1 else arr
     if alpha is not None and alpha.min() == alpha.max() == np.iinfo(alpha.dtype).max:
         alpha = None
-    arr = _gray_in_srgb(arr, colr[3:] if colr[:1] in (b"\x02", b"\x03") else None, notes)
+    arr, icc = _with_profile(arr, icc, notes)
     res = None
     if b"res " in header:
         res_box = header[b"res "]

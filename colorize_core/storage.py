@@ -87,6 +87,12 @@ def _cannot_write(target: Path, exc: OSError, folder: bool = False) -> StorageEr
     return StorageError(f"cannot write {target}: {exc.strerror or exc}{where}")
 
 
+def _work_disk_refused(uri: str, path: Path, exc: OSError) -> StorageError:
+    """The StorageError of a copy of ``uri`` that the work folder holding ``path`` refused."""
+    return StorageError(f"cannot copy {uri} into the work folder {path.parent}: {exc.strerror or exc} (set TMPDIR to "
+                        "a larger disk)")
+
+
 def new_file_beside(folder: Path, suffix: str = "") -> tuple[int, Path]:
     """A new, empty, hidden file of this process's own in ``folder`` (open: its descriptor and
     path), to be moved into place when written, with the permissions a plain ``open()`` gives
@@ -167,6 +173,12 @@ class Location:
     def local_copy(self, rel: str) -> contextlib.AbstractContextManager[Path]:
         """A local file holding ``rel`` for the duration of the ``with`` block (for tools such
         as ffmpeg that read files): the file itself for a folder, a temporary download for S3."""
+        raise NotImplementedError
+
+    def fetch(self, rel: str, path: Path) -> None:
+        """Copy ``rel`` of a remote store into the local file ``path`` (in a work folder; a
+        folder's own files are read where they are): StorageError when it cannot be read, or when
+        the work folder's disk refuses it (full, over quota)."""
         raise NotImplementedError
 
     def put_file_new(self, rel: str, path: Path, content_type: str = "application/octet-stream") -> None:
@@ -522,19 +534,21 @@ class S3Location(Location):
 
     @contextlib.contextmanager
     def _download(self, rel: str) -> Iterator[Path]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         suffix = posixpath.splitext(rel)[1]
         with work_dir("s3") as tmp:
             path = Path(tmp) / f"object{suffix}"
-            try:
-                self.client.download_file(self.bucket, self._key(rel), str(path))
-            except (BotoCoreError, ClientError) as exc:
-                raise StorageError(f"cannot read {self.uri_of(rel)}: {exc}") from exc
-            except OSError as exc:   # the work folder's disk: full, over quota
-                raise StorageError(f"cannot copy {self.uri_of(rel)} into the work folder {tmp}: "
-                                   f"{exc.strerror or exc} (set TMPDIR to a larger disk)") from exc
+            self.fetch(rel, path)
             yield path
+
+    def fetch(self, rel: str, path: Path) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.download_file(self.bucket, self._key(rel), str(path))
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot read {self.uri_of(rel)}: {exc}") from exc
+        except OSError as exc:   # the work folder's disk: full, over quota
+            raise _work_disk_refused(self.uri_of(rel), path, exc) from exc
 
     def local_copy(self, rel: str) -> contextlib.AbstractContextManager[Path]:
         return self._download(rel)
