@@ -10,6 +10,10 @@ container holds it, with the source's subtitles, chapters, descriptive metadata 
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
+import io
 import json
 import math
 import os
@@ -28,7 +32,7 @@ import ffmpeg
 import numpy as np
 import PIL.Image
 
-from colorize_core.color import KODAK, PrintingDensity
+from colorize_core.color import KODAK, PrintingDensity, gray_to_srgb
 from colorize_core.errors import (
     ColorizeError,
     CorruptMediaError,
@@ -518,6 +522,13 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], lis
         shown = ", ".join(deeper["first"]) + (" ..." if deeper["count"] > len(deeper["first"]) else "")
         notes.append(f"{deeper['count']} of the {info.frames} frames ({shown}) hold more than 8 bits per sample "
                      "and the first does not: all are decoded at 16 bits, as the FFV1 master keeps them")
+    profile = (info.sequence or {}).get("gray_profile")
+    if profile and "unusable" in profile:
+        notes.append(f"the frames' gray ICC profile cannot be used ({profile['unusable']}): their values are read "
+                     "as sRGB's gray")
+    elif profile:
+        notes.append(f"the frames carry the gray ICC profile {profile['name']!r}: their values converted to sRGB's "
+                     "gray, so that the colour renditions show the scan's tones as a colour-managed viewer shows them")
     flags = list(info.flags)
     for suffix in suffixes:
         if suffix.lower() == ".mp4" and (size := access_size(info.width, info.height)) is not None:
@@ -741,6 +752,8 @@ def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: 
     drain.start()
     dtype = np.dtype("<u2") if deep else np.dtype(np.uint8)
     frame_bytes = width * height * dtype.itemsize
+    icc = ((info.sequence or {}).get("gray_profile") or {}).get("icc")
+    table = _gray_table(icc, "uint16" if deep else "uint8") if icc else None   # frames in a gray ICC space
     got = 0
     try:
         while got < count:
@@ -748,7 +761,8 @@ def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: 
             if len(buf) < frame_bytes:
                 break
             got += 1
-            yield np.frombuffer(buf, dtype).reshape(height, width).astype(dtype.newbyteorder("="), copy=False)
+            frame = np.frombuffer(buf, dtype).reshape(height, width).astype(dtype.newbyteorder("="), copy=False)
+            yield frame if table is None else table[frame]
     finally:
         proc.stdout.close()
         code = proc.wait()
@@ -964,8 +978,8 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
         raise CorruptMediaError(f"frame sequence {prefix}{'#' * width}{ext} has {len(missing)} missing frame(s) "
                                 f"between {first} and {last}: {shown}{' ...' if len(missing) > 10 else ''}")
     rate = frame_rate(fps)
-    deep_frames = _check_frame_headers(folder, [frames[n] for n in range(first, last + 1)],
-                                       f"{prefix}{'#' * width}{ext}")
+    deep_frames, gray_icc = _check_frame_headers(folder, [frames[n] for n in range(first, last + 1)],
+                                                 f"{prefix}{'#' * width}{ext}")
     pattern = image2_path(folder, f"{prefix.replace('%', '%%')}%0{width}d{ext}")
     try:   # the first frame by its own name, not as a pattern (a '%' in it is a '%')
         meta = ffmpeg.probe(str(folder / frames[first]), **{"protocol_whitelist": "file", "pattern_type": "none"})
@@ -988,6 +1002,8 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
                     sequence={"pattern": pattern, "start_number": first})
     if deep_frames and not deep_first:   # decoded at 16 bits, not at the first frame's 8
         info.sequence["deeper_frames"] = {"count": len(deep_frames), "first": deep_frames[:5]}
+    if gray_icc is not None:
+        info.sequence["gray_profile"] = _gray_profile(gray_icc)
     if w % 2 or h % 2:
         info.flags.append("odd-dimensions")
     header = dpx_header(folder / frames[first]) if ext.lower() == ".dpx" else {}
@@ -998,6 +1014,26 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
     return info
 
 
+def _gray_profile(icc: bytes) -> dict[str, Any]:
+    """What a sequence's plan keeps of the gray ICC profile its frames carry: the profile
+    itself (a unit of work converts its frames with it), its name and sha256, or why it cannot
+    be used (the values are then read as sRGB's gray, as a photo's are)."""
+    kept: dict[str, Any] = {"sha256": hashlib.sha256(icc).hexdigest()}
+    try:
+        _, kept["name"] = gray_to_srgb(np.zeros((1, 1), np.uint8), icc)
+    except ValueError as exc:
+        return {**kept, "unusable": str(exc)}
+    return {**kept, "icc": base64.b64encode(icc).decode("ascii")}
+
+
+@functools.lru_cache(maxsize=4)
+def _gray_table(icc_b64: str, dtype: str) -> np.ndarray:
+    """Every value of ``dtype`` (uint8, uint16) converted from the gray space of a sequence's
+    profile to sRGB's gray: a lookup table its decoded frames are read through."""
+    levels = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)[None, :]
+    return gray_to_srgb(levels, base64.b64decode(icc_b64))[0][0]
+
+
 def image2_path(folder: str | Path, name: str) -> str:
     """The path by which ffmpeg's image2 demuxer reads the frames ``name`` (a pattern such as
     ``f%04d.dpx``, its literal '%' written '%%') in ``folder``, a '%' in the folder's own path
@@ -1005,25 +1041,39 @@ def image2_path(folder: str | Path, name: str) -> str:
     return os.path.join(str(folder).replace("%", "%%"), name)
 
 
-def frame_header(path: Path) -> tuple[tuple[int, int] | None, int | None]:
-    """A frame's stored (width, height) and bits per sample from its header alone (DPX, PNG and
-    JPEG 2000 read here, TIFF by Pillow); None for what the header does not say (the decoder then
-    says what is wrong with the frame)."""
+class FrameHeader(NamedTuple):
+    size: tuple[int, int] | None   # stored (width, height)
+    bits: int | None               # per sample
+    icc: bytes | None = None       # the ICC profile the frame carries (TIFF, PNG)
+
+
+def frame_header(path: Path) -> FrameHeader:
+    """A frame's stored size, bits per sample and ICC profile from its header alone (DPX, PNG and
+    JPEG 2000 read here, TIFF and a PNG's profile by Pillow); None for what the header does not
+    say (the decoder then says what is wrong with the frame)."""
     if path.suffix.lower() == ".dpx":
         header = dpx_header(path)
-        return header.get("size"), header.get("bits")
+        return FrameHeader(header.get("size"), header.get("bits"))
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) > 24:
-        return struct.unpack(">II", head[16:24]), head[24]
+        icc = None
+        if b"iCCP" in head.split(b"IDAT", 1)[0]:   # before the pixels, where PNG puts it
+            try:
+                with PIL.Image.open(path) as image:
+                    icc = image.info.get("icc_profile")
+            except Exception:  # noqa: BLE001 - for the decoder to report
+                icc = None
+        return FrameHeader(struct.unpack(">II", head[16:24]), head[24], icc)
     if head.startswith(JP2_SIGNATURE) or head.startswith(J2K_SIZ):
-        return _jpeg2000_header(head)
+        return FrameHeader(*_jpeg2000_header(head))
     try:
         with PIL.Image.open(path) as image:   # TIFF: reads the header only
             size, bits = image.size, image.tag_v2.get(258, 1) if image.format == "TIFF" else None
+            icc = image.info.get("icc_profile")
     except Exception:  # noqa: BLE001 - unreadable, or declared huge: for the decoder to report
-        return None, None
-    return size, max(bits) if isinstance(bits, tuple) and bits else bits
+        return FrameHeader(None, None)
+    return FrameHeader(size, max(bits) if isinstance(bits, tuple) and bits else bits, icc or None)
 
 
 J2K_SIZ = b"\xff\x4f\xff\x51"   # a JPEG 2000 codestream's start and its image and tile size marker
@@ -1046,18 +1096,50 @@ def _jpeg2000_header(head: bytes) -> tuple[tuple[int, int] | None, int | None]:
     return (width - x0, height - y0), max((d & 0x7F) + 1 for d in depths) if depths else None
 
 
-def _check_frame_headers(folder: Path, names: list[str], sequence: str) -> list[str]:
+def _check_frame_headers(folder: Path, names: list[str], sequence: str) -> tuple[list[str], bytes | None]:
     """Refuse a sequence whose frames are not all the size of its first: ffmpeg would scale
-    the odd ones to fit without a word (a frame from another scan, dropped in the folder).
-    Returns the names of its frames of more than 8 bits per sample."""
-    headers = [(name, *frame_header(folder / name)) for name in names]
-    expected = headers[0][1]
-    odd = [(name, size) for name, size, _ in headers if size is not None and expected is not None and size != expected]
+    the odd ones to fit without a word (a frame from another scan, dropped in the folder); and
+    one whose frames carry a gray ICC profile and differ in their profiles, whose values then
+    stand for different tones. Returns the names of its frames of more than 8 bits per sample,
+    and the gray ICC profile every frame carries, if they do."""
+    expected, odd, deep = None, [], []
+    profiles: dict[str | None, list[str]] = {}   # by sha256: the frames carrying it
+    icc_of: dict[str, bytes] = {}
+    for n, name in enumerate(names):
+        size, bits, icc = frame_header(folder / name)
+        if n == 0:
+            expected = size
+        elif size is not None and expected is not None and size != expected:
+            odd.append((name, size))
+        if bits is not None and bits > 8:
+            deep.append(name)
+        digest = hashlib.sha256(icc).hexdigest() if icc else None
+        if digest and digest not in icc_of:
+            icc_of[digest] = icc
+        profiles.setdefault(digest, []).append(name)
     if odd:
         shown = ", ".join(f"{name} ({w}x{h})" for name, (w, h) in odd[:10])
         raise CorruptMediaError(f"frame sequence {sequence}: {len(odd)} frame(s) not the size of the first "
                                 f"({expected[0]}x{expected[1]}): {shown}{' ...' if len(odd) > 10 else ''}")
-    return [name for name, _, bits in headers if bits is not None and bits > 8]
+    gray = {d for d, icc in icc_of.items() if icc[16:20] == b"GRAY"}
+    if gray and len(profiles) > 1:
+        shown = "; ".join(f"{len(frames)} {_profile_name(icc_of.get(d))} ({frames[0]}{' ...' if len(frames) > 1 else ''})"
+                          for d, frames in profiles.items())
+        raise UnsupportedMediaError(f"frame sequence {sequence}: its frames carry different ICC profiles, so the same "
+                                    f"gray values stand for different tones ({shown}): convert them to one profile")
+    return deep, icc_of[next(iter(gray))] if gray else None
+
+
+def _profile_name(icc: bytes | None) -> str:
+    """How a frame's ICC profile is named in a message: its description, or what it is."""
+    if not icc:
+        return "with no ICC profile"
+    try:
+        from PIL import ImageCms
+
+        return f"with the ICC profile {ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()!r}"
+    except Exception:  # noqa: BLE001 - a profile that cannot be read is still a profile
+        return f"with an unreadable ICC profile of {len(icc)} bytes"
 
 
 class Encoder:

@@ -789,6 +789,51 @@ def test_a_sequence_with_frames_deeper_than_its_first_is_decoded_at_their_depth(
     assert info.bit_depth == 8 and "deeper_frames" not in info.sequence and not carry_notes(info, [".mkv"])[0]
 
 
+@pytest.mark.parametrize("ext", [".tif", ".png"])
+def test_a_sequence_in_a_gray_icc_space_is_read_as_its_tones_in_srgb_gray(colorizer, tmp_path, ext):
+    """A film scanned to TIFF or PNG frames tagged with a gray ICC profile (Photoshop's "Dot Gain
+    20%"; here gamma 1.8) has its values converted to sRGB's gray, as a photo's are; a frame with
+    another profile in it is refused, not converted with the wrong tones."""
+    from PIL import Image
+
+    from colorize_core.color import gray_profile, gray_to_srgb
+
+    gamma18 = gray_profile(1.8, "Gray Gamma 1.8")
+    ramp16 = (np.arange(48 * 64).reshape(48, 64) * 21 % 65536).astype(np.uint16)
+    for depth, ramp in ((8, (ramp16 >> 8).astype(np.uint8)), (16, ramp16)):
+        folder = tmp_path / f"reel{depth}"
+        folder.mkdir()
+        for n in range(1, 4):
+            Image.fromarray(ramp).save(folder / f"f{n:03d}{ext}", icc_profile=gamma18)
+        info = probe_sequence(folder, 24)
+        assert info.bit_depth == depth and info.sequence["gray_profile"]["name"] == "Gray Gamma 1.8"
+        want, _ = gray_to_srgb(ramp, gamma18)
+        frames = list(decode_gray(info))
+        assert len(frames) == 3 and all(np.array_equal(f, want) for f in frames)
+        mid = ramp.astype(np.float64) / np.iinfo(ramp.dtype).max
+        assert np.abs(want.astype(np.float64) - np.iinfo(ramp.dtype).max * mid).max() > 0.05 * np.iinfo(ramp.dtype).max
+        assert np.array_equal(next(decode_gray(info, start=2)), want)   # a unit's start
+        assert any("gray ICC profile 'Gray Gamma 1.8': their values converted to sRGB's gray" in n
+                   for n in carry_notes(info, [".mkv"])[0])
+    colorize_film(info, [tmp_path / "reel.mkv"], colorizer)
+    assert int(video_stream(tmp_path / "reel.mkv")["nb_read_packets"]) == 3
+    (folder / f"f002{ext}").unlink()
+    Image.fromarray(ramp16).save(folder / f"f002{ext}")
+    with pytest.raises(UnsupportedMediaError, match=r"different ICC profiles.*2 with the ICC profile 'Gray Gamma 1\.8' "
+                                                    rf"\(f001\{ext} \.\.\.\); 1 with no ICC profile \(f002\{ext}\)"):
+        probe_sequence(folder, 24)
+    (folder / f"f002{ext}").unlink()
+    broken = gamma18.replace(b"kTRC", b"xTRC", 1)   # a gray space without its tone curve
+    Image.fromarray(ramp16).save(folder / f"f002{ext}", icc_profile=broken)
+    with pytest.raises(UnsupportedMediaError, match="different ICC profiles"):
+        probe_sequence(folder, 24)
+    for n in (1, 3):
+        Image.fromarray(ramp16).save(folder / f"f{n:03d}{ext}", icc_profile=broken)
+    info = probe_sequence(folder, 24)
+    assert "unusable" in info.sequence["gray_profile"] and np.array_equal(next(decode_gray(info)), ramp16)
+    assert any("gray ICC profile cannot be used" in n for n in carry_notes(info, [".mkv"])[0])
+
+
 def test_a_log_scan_is_viewed_through_the_calibration_declared_for_it():
     """Kodak's points unless the DPX headers of a log scan declare others; what a sequence.json
     (or --printing-density) says wins; the note says where each value came from."""
