@@ -218,7 +218,7 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
         if im.mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         elif im.mode == "1":
-            im = im.convert("L")
+            raise _bilevel(fmt)
         elif im.mode == "PA":
             im = im.convert("RGBA")
         if im.mode in ("RGBA", "LA"):
@@ -240,6 +240,11 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     return Photo(np.ascontiguousarray(pixels), fmt, alpha, icc, exif_bytes,
                  resolution=(float(dpi[0]), float(dpi[1])) if dpi else None, notes=notes,
                  xmp=xmp if isinstance(xmp, bytes) and xmp else None, iptc=iptc)
+
+
+def _bilevel(fmt: str) -> UnsupportedMediaError:
+    return UnsupportedMediaError(f"1-bit (bilevel) {fmt}: a black-and-white line or halftone scan has no grey tones "
+                                 "to colorize (8 or 16 bits)")
 
 
 def _png_bit_depth(data: bytes) -> int:
@@ -301,8 +306,7 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
             photometric = page.photometric.name
             palette = photometric == "PALETTE" and page.bitspersample in (1, 2, 4, 8, 16)
             if page.bitspersample == 1 and photometric in ("MINISWHITE", "MINISBLACK"):
-                raise UnsupportedMediaError("1-bit (bilevel) TIFF: a black-and-white line or halftone scan has no "
-                                            "grey tones to colorize (8 or 16 bits)")
+                raise _bilevel("TIFF")
             if not palette and (page.dtype not in (np.uint8, np.uint16) or page.bitspersample not in (8, 16)):
                 raise UnsupportedMediaError(f"TIFF with {page.bitspersample}-bit {page.dtype} samples "
                                             "is not supported (8 or 16 bits)")

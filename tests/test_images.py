@@ -291,6 +291,10 @@ def test_scanner_tiffs_jpeg_compressed_and_palette_are_read_with_a_note():
     # what stays refused says why
     with pytest.raises(UnsupportedMediaError, match="bilevel"):
         decode_photo(tiff(g > 128, photometric="miniswhite"))
+    buf = io.BytesIO()
+    Image.fromarray(g > 128).save(buf, "PNG")   # as a 1-bit PNG, refused alike (it was colorized)
+    with pytest.raises(UnsupportedMediaError, match=r"1-bit \(bilevel\) PNG: .* no grey tones"):
+        decode_photo(buf.getvalue())
     with pytest.raises(UnsupportedMediaError, match="YCbCr TIFF with none compression"):
         decode_photo(tiff(rgb, photometric="ycbcr"))
     with pytest.raises(CorruptMediaError, match="beyond its 16-entry ColorMap"):  # tifffile writes no such file
