@@ -307,9 +307,9 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
             palette = photometric == "PALETTE" and page.bitspersample in (1, 2, 4, 8, 16)
             if page.bitspersample == 1 and photometric in ("MINISWHITE", "MINISBLACK"):
                 raise _bilevel("TIFF")
-            if not palette and (page.dtype not in (np.uint8, np.uint16) or page.bitspersample not in (8, 16)):
+            if not palette and (page.dtype not in (np.uint8, np.uint16) or not 2 <= page.bitspersample <= 16):
                 raise UnsupportedMediaError(f"TIFF with {page.bitspersample}-bit {page.dtype} samples "
-                                            "is not supported (8 or 16 bits)")
+                                            "is not supported (2 to 16 bits)")
             if photometric == "YCBCR" and page.compression.name != "JPEG":
                 raise UnsupportedMediaError(f"YCbCr TIFF with {page.compression.name.lower()} compression is not "
                                             "supported (YCbCr only inside JPEG-compressed TIFF)")
@@ -335,6 +335,7 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
                 res = (xr[0] / xr[1], yr[0] / yr[1])
             compression = page.compression.name.lower()
             extrasamples = tuple(page.extrasamples)
+            bits = page.bitspersample
     except (UnsupportedMediaError, MediaTooLargeError):
         raise
     except Exception as exc:  # tifffile raises many types for bad data
@@ -360,6 +361,10 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
             notes.append("palette TIFF whose palette is all greys: read as a greyscale photograph")
         else:
             notes.append("palette TIFF: its colours read through the palette as an RGB photograph")
+    if not palette and bits not in (8, 16):
+        depth = 8 if bits < 8 else 16   # 4-bit grays of an old scanner; 10-, 12-, 14-bit camera and scanner data
+        arr = _rescale(arr, 2 ** bits - 1, 2 ** depth - 1, np.uint8 if depth == 8 else np.uint16)
+        notes.append(f"{bits}-bit samples read scaled to {depth} bits, the depth of the colour rendition")
     if photometric == "MINISWHITE":
         arr = np.iinfo(arr.dtype).max - arr
     elif photometric == "SEPARATED":

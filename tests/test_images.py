@@ -306,6 +306,34 @@ def test_scanner_tiffs_jpeg_compressed_and_palette_are_read_with_a_note():
         decode_photo(bytes(old))
 
 
+def test_tiffs_of_other_depths_than_8_and_16_bits_are_read_at_the_rendition_s_depth():
+    """A 4-bit gray scan (old scanners' "16 grays") and 10-, 12- and 14-bit gray or RGB data
+    (scientific cameras, film scanners) are read scaled to full 8 or 16 bits, noted, and written
+    so: the scaling is exact to invert (they were refused, 8 or 16 bits only)."""
+    g = gray_photo(size=64)
+    for bits, photometric, channels in ((4, "minisblack", 1), (2, "miniswhite", 1), (12, "minisblack", 1),
+                                        (10, "rgb", 3), (14, "minisblack", 2)):
+        raw = (g.astype(np.uint32) * (2 ** bits - 1) // 255).astype(np.uint8 if bits < 8 else np.uint16)
+        arr = raw if channels == 1 else np.dstack([raw] * channels)
+        p = decode_photo(tiff(arr, bitspersample=bits, photometric=photometric,
+                              **({"extrasamples": (2,)} if channels == 2 else {})))
+        depth = 8 if bits < 8 else 16
+        assert p.pixels.dtype == (np.uint8 if depth == 8 else np.uint16) and p.bit_depth == depth
+        gray = p.pixels if p.pixels.ndim == 2 else p.pixels[..., 0]
+        full = 2 ** depth - 1
+        scaled = np.round(raw.astype(np.float64) * full / (2 ** bits - 1)).astype(int)
+        want = full - scaled if photometric == "miniswhite" else scaled
+        np.testing.assert_array_equal(gray, want)
+        assert np.array_equal(np.round(gray.astype(np.float64) * (2 ** bits - 1) / full).astype(int),
+                              (2 ** bits - 1 - raw if photometric == "miniswhite" else raw).astype(int))
+        assert p.notes[0] == f"{bits}-bit samples read scaled to {depth} bits, the depth of the colour rendition"
+        assert (p.alpha is not None) == (channels == 2)
+        out = tifffile.imread(io.BytesIO(encode_photo(colourise(p), p, XMP)))
+        assert out.dtype == p.pixels.dtype
+    with pytest.raises(UnsupportedMediaError, match=r"TIFF with 32-bit float32 samples is not supported \(2 to 16"):
+        decode_photo(tiff(g.astype(np.float32)))
+
+
 def test_adapt_to_format_downconverts_16bit_for_jpeg():
     buf = io.BytesIO()
     tifffile.imwrite(buf, gray_photo(size=32).astype(np.uint16) * 257)
