@@ -321,6 +321,8 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
                         f"old-style JPEG-in-TIFF (compression 6, withdrawn in 1995) that cannot be decoded ({exc}): "
                         "rewrite it with libtiff, which reads it (tiffcp -c lzw IN OUT)") from None
                 raise
+            if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and arr.ndim == 3:
+                arr = np.moveaxis(arr, 0, -1)   # stored a plane per sample: samples last, as a contiguous TIFF's
             colormap = page.colormap if palette else None
             tags = {name: page.tags[code].value for name, code in _TIFF_CARRY.items() if code in page.tags}
             layout = _layout_description(tags.get("ImageDescription"))

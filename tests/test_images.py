@@ -288,6 +288,14 @@ def test_scanner_tiffs_jpeg_compressed_and_palette_are_read_with_a_note():
     p = decode_photo(tiff(g, photometric="palette", colormap=sepia))
     assert p.channels == "rgb" and p.pixels.dtype == np.uint16
     np.testing.assert_array_equal(p.pixels[..., 2], sepia[2][g])
+    # a plane per sample (PlanarConfiguration 2), as some scanners and Photoshop write: read as the
+    # contiguous form is (it was refused as an unsupported sample layout), 16-bit RGB with alpha too
+    planes = np.stack([g, 255 - g, g // 2, np.full_like(g, 200)]).astype(np.uint16) * 257
+    p = decode_photo(tiff(planes, photometric="rgb", planarconfig="separate", extrasamples=(2,)))
+    np.testing.assert_array_equal(p.pixels, np.moveaxis(planes[:3], 0, -1))
+    np.testing.assert_array_equal(p.alpha, planes[3])
+    p = decode_photo(tiff(np.stack([g, 255 - g]), photometric="minisblack", planarconfig="separate", extrasamples=(2,)))
+    assert p.channels == "gray" and np.array_equal(p.pixels, g) and np.array_equal(p.alpha, 255 - g)
     # what stays refused says why
     with pytest.raises(UnsupportedMediaError, match="bilevel"):
         decode_photo(tiff(g > 128, photometric="miniswhite"))
