@@ -212,8 +212,8 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     exif[0x0112] = 1  # the pixels are upright now
     exif_bytes = exif.tobytes() if had_exif else None
     alpha = None
-    if fmt == "PNG" and im.mode in ("RGB", "RGBA", "I;16", "I") and _png_bit_depth(data) == 16:
-        pixels, alpha = _decode_png16(data, im.info, exif)
+    if fmt == "PNG" and im.mode in ("RGB", "RGBA", "LA", "I;16", "I") and _png_bit_depth(data) == 16:
+        pixels, alpha = _decode_png16(data, exif)
     else:
         if im.mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -251,17 +251,21 @@ def _png_bit_depth(data: bytes) -> int:
     return data[24] if len(data) > 25 and data[12:16] == b"IHDR" else 8
 
 
-def _decode_png16(data: bytes, info: dict, exif: Image.Exif) -> tuple[np.ndarray, np.ndarray | None]:
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise CorruptMediaError("truncated or corrupt 16-bit PNG data")
+def _decode_png16(data: bytes, exif: Image.Exif) -> tuple[np.ndarray, np.ndarray | None]:
+    """A 16-bit PNG's samples as stored (Pillow reads some at 8 bits): gray or RGB, and its alpha,
+    from an alpha channel or a tRNS chunk's transparent value (libpng through imagecodecs)."""
+    try:
+        arr = imagecodecs.png_decode(data)
+    except Exception as exc:  # noqa: BLE001 - imagecodecs raises its own error types
+        raise CorruptMediaError(f"truncated or corrupt 16-bit PNG data: {exc}") from None
     alpha = None
     if arr.ndim == 3:
-        if arr.shape[2] == 4:
-            alpha, arr = arr[..., 3], arr[..., :3]
-        arr = arr[..., ::-1]  # OpenCV gives BGR
-    return _orient(np.ascontiguousarray(arr), exif.get(0x0112, 1)), (
-        None if alpha is None else _orient(alpha, exif.get(0x0112, 1)))
+        if arr.shape[2] in (2, 4):
+            alpha, arr = arr[..., -1], arr[..., :-1]
+        if arr.shape[2] == 1:
+            arr = arr[..., 0]
+    orientation = exif.get(0x0112, 1)
+    return _orient(np.ascontiguousarray(arr), orientation), None if alpha is None else _orient(alpha, orientation)
 
 
 def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+import zlib
 
 import imagecodecs
 import numpy as np
@@ -82,6 +83,33 @@ def test_16bit_png_and_gray_tiff_and_webp_round_trip():
     np.testing.assert_array_equal(q.pixels, rgb16)
     web = decode_photo(encode(gray_photo(size=64), "WEBP"))
     assert web.format == "WEBP" and decode_photo(encode_photo(colourise(web), web, XMP)).format == "WEBP"
+
+
+def test_16bit_pngs_keep_gray_as_gray_and_their_transparency():
+    """A 16-bit gray PNG with alpha stays a gray photograph (it was read as RGB), and one whose
+    tRNS chunk names a transparent gray or colour (as a scanner's masking writes) keeps that
+    transparency as alpha (it was dropped without a word)."""
+    g = (np.arange(40 * 30).reshape(30, 40) * 50 % 65536).astype(np.uint16)
+    alpha = np.where(g > 30000, 65535, 1000).astype(np.uint16)
+    p = decode_photo(imagecodecs.png_encode(np.dstack([g, alpha])))
+    assert p.channels == "gray" and p.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(p.pixels, g)
+    np.testing.assert_array_equal(p.alpha, alpha)
+    buf = io.BytesIO()
+    Image.fromarray(g).save(buf, "PNG", transparency=int(g[3, 7]))
+    p = decode_photo(buf.getvalue())
+    assert p.channels == "gray" and p.alpha is not None
+    np.testing.assert_array_equal(p.alpha == 0, g == g[3, 7])
+    out = decode_photo(encode_photo(colourise(p), p, XMP))
+    np.testing.assert_array_equal(out.alpha == 0, g == g[3, 7])
+    rgb = np.dstack([g, g // 2, 65535 - g])
+    trns = struct.pack(">HHH", *rgb[5, 9])   # RGB PNG with a transparent colour, written by hand
+    png = imagecodecs.png_encode(rgb)
+    at = png.index(b"IDAT") - 4
+    chunk = struct.pack(">I", 6) + b"tRNS" + trns + struct.pack(">I", zlib.crc32(b"tRNS" + trns))
+    p = decode_photo(png[:at] + chunk + png[at:])
+    np.testing.assert_array_equal(p.pixels, rgb)
+    np.testing.assert_array_equal(p.alpha == 0, (rgb == rgb[5, 9]).all(axis=2))
 
 
 def test_palette_png_with_alpha_keeps_its_alpha():
