@@ -217,6 +217,8 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     else:
         if im.mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif im.mode in ("L", "RGB") and "transparency" in im.info:   # a PNG's tRNS: a transparent gray or colour
+            im = im.convert("LA" if im.mode == "L" else "RGBA")
         elif im.mode == "1":
             raise _bilevel(fmt)
         elif im.mode == "PA":

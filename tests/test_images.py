@@ -85,10 +85,10 @@ def test_16bit_png_and_gray_tiff_and_webp_round_trip():
     assert web.format == "WEBP" and decode_photo(encode_photo(colourise(web), web, XMP)).format == "WEBP"
 
 
-def test_16bit_pngs_keep_gray_as_gray_and_their_transparency():
-    """A 16-bit gray PNG with alpha stays a gray photograph (it was read as RGB), and one whose
-    tRNS chunk names a transparent gray or colour (as a scanner's masking writes) keeps that
-    transparency as alpha (it was dropped without a word)."""
+def test_pngs_keep_gray_as_gray_and_their_transparency():
+    """A 16-bit gray PNG with alpha stays a gray photograph (it was read as RGB), and a PNG whose
+    tRNS chunk names a transparent gray or colour (8 or 16 bits) keeps that transparency as
+    alpha (it was dropped without a word)."""
     g = (np.arange(40 * 30).reshape(30, 40) * 50 % 65536).astype(np.uint16)
     alpha = np.where(g > 30000, 65535, 1000).astype(np.uint16)
     p = decode_photo(imagecodecs.png_encode(np.dstack([g, alpha])))
@@ -102,6 +102,15 @@ def test_16bit_pngs_keep_gray_as_gray_and_their_transparency():
     np.testing.assert_array_equal(p.alpha == 0, g == g[3, 7])
     out = decode_photo(encode_photo(colourise(p), p, XMP))
     np.testing.assert_array_equal(out.alpha == 0, g == g[3, 7])
+    g8 = (g >> 8).astype(np.uint8)
+    rgb8 = np.dstack([g8, g8 // 2, 255 - g8])
+    for arr, clear in ((g8, int(g8[3, 7])), (rgb8, tuple(int(v) for v in rgb8[3, 7]))):   # 8 bits, read by Pillow
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, "PNG", transparency=clear)
+        p = decode_photo(buf.getvalue())
+        assert p.pixels.dtype == np.uint8 and p.alpha is not None
+        np.testing.assert_array_equal(p.pixels, arr)
+        np.testing.assert_array_equal(p.alpha == 0, np.all(arr == arr[3, 7], axis=-1) if arr.ndim == 3 else arr == clear)
     rgb = np.dstack([g, g // 2, 65535 - g])
     trns = struct.pack(">HHH", *rgb[5, 9])   # RGB PNG with a transparent colour, written by hand
     png = imagecodecs.png_encode(rgb)
