@@ -573,9 +573,10 @@ class _Work:
 
 def process_batch(entries: list[Entry], source: Location, dest: Location, store: ProvenanceStore, job_id: str,
                   settings: JobSettings, colorizer: Colorizer, force: bool = False,
-                  model_batch: int = 8) -> list[ItemResult]:
+                  model_batch: int = 8, batch_pixels: int = 64_000_000) -> list[ItemResult]:
     """Process a chunk of source entries end to end, through the model ``model_batch`` photos
-    at a time (only decoded photos wait for the model); every item ends recorded."""
+    at a time, fewer when they hold ``batch_pixels`` (only decoded photos wait for the model:
+    a batch of large scans would hold gigabytes); every item ends recorded."""
     key = settings.key(colorizer.sha256, "photo")
     params = settings.params(colorizer.sha256, "photo")
     agent = f"colorize {__version__}"
@@ -606,6 +607,8 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
         results.append(ItemResult(w.entry.rel, status, str(error) if error else (reason or ""), out_uri))
 
     def flush() -> None:
+        if not ready:
+            return
         lums = [luminance(w.photo.pixels) for w in ready]
         try:
             predictions = colorizer.predict(lums)
@@ -669,7 +672,7 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
                 record(w, "failed", error=exc)
         except Exception as exc:  # noqa: BLE001 - typed or not, one bad item must not sink the batch
             record(w, "failed", error=exc)
-        if len(ready) >= model_batch:
+        if len(ready) >= model_batch or sum(w.photo.pixels.shape[0] * w.photo.pixels.shape[1] for w in ready) >= batch_pixels:
             flush()
 
     flush()
@@ -736,7 +739,7 @@ def _finish(w: _Work, lum: np.ndarray, prediction: Prediction, dest: Location, s
         if low is not None and prediction.confidence < low:
             w.flags.append("low-confidence")
     w.events.append(Event(type="colorize", outcome="success", agent=model_agent, detail=detail))
-    rgb, data = render_photo(photo, lum, prediction.ab, settings, colorizer, w.sha256)
+    rgb, data = render_photo(photo, lum, prediction.ab(*lum.shape), settings, colorizer, w.sha256)
     if settings.refine != "none":
         w.events.append(Event(type="refine", outcome="success", agent=agent,
                               detail={"method": settings.refine, "params": settings.refine_params}))

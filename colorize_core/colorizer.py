@@ -20,8 +20,14 @@ from colorize_core.weights import DEFAULT_MODEL, WeightsFile, load_weights, reso
 
 @dataclass(frozen=True)
 class Prediction:
-    ab: np.ndarray
+    """The model's ab for one L, at its working size (aspect kept), and its confidence in it."""
+    small_ab: np.ndarray
     confidence: float | None
+
+    def ab(self, height: int, width: int) -> np.ndarray:
+        """The ab at full size (HxWx2 float32): made when it is used, so that a batch of large
+        scans holds its ab at the working size only."""
+        return resize_ab(self.small_ab, height, width)
 
 
 def pick_device(device: str) -> torch.device:
@@ -154,11 +160,11 @@ class Colorizer:
         return [resize_ab(ab, *lum.shape) for lum, (_, ab) in zip(lums, self.predict_ab_small(lums))]
 
     def predict(self, lums: Sequence[np.ndarray]) -> list[Prediction]:
-        """Full-size ab for each L with the model's confidence in it: for a model that predicts
-        a colour distribution (zhang-classifier), the mean over pixels of its peak probability;
-        None for a model that predicts colours directly."""
+        """The ab for each L (:meth:`Prediction.ab` at full size) with the model's confidence in
+        it: for a model that predicts a colour distribution (zhang-classifier), the mean over
+        pixels of its peak probability; None for a model that predicts colours directly."""
         small, conf = self._run(lums, confidence=True)
-        return [Prediction(resize_ab(ab, *lum.shape), c) for lum, (_, ab), c in zip(lums, small, conf)]
+        return [Prediction(ab, c) for (_, ab), c in zip(small, conf)]
 
     @property
     def low_confidence(self) -> float | None:

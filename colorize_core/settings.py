@@ -13,6 +13,8 @@ class Settings(BaseSettings):
     model: str = "default"                        # COLORIZE_MODEL: registry name or .pt path
     device: str = "auto"                          # auto: CUDA, then CPU
     batch_size: int = 8                           # photos per model call
+    batch_pixels: PositiveInt = 64_000_000        # fewer when their pixels add up to this: a batch of large
+                                                  # scans is held decoded in the worker's memory
     chunk_size: int = 256                         # photos per colorize task (Prefect task run), at most
     work_size: int = 256                          # model working resolution (multiple of 32)
     refine: str = "flood"

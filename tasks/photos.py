@@ -60,7 +60,7 @@ def colorize_photo_batch(entries: list[dict[str, Any]], source: str, dest: str, 
     colorizer = cached_colorizer(job.model, job.device, job.work_size)
     results = process_batch([PhotoEntry(**e) for e in entries], open_location(source, s3_endpoint),
                             open_location(dest, s3_endpoint), ProvenanceStore(db_url), job_id, job, colorizer, force,
-                            model_batch)
+                            model_batch, get_settings().batch_pixels)   # the worker's own memory
     logger = get_run_logger()
     counts: dict[str, int] = {}
     for r in results:

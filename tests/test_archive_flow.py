@@ -405,6 +405,31 @@ def test_a_bagit_bags_payload_is_verified_against_its_manifest_as_it_is_read(pre
                       "manifest-md5.txt": None}
 
 
+def test_a_batch_of_large_scans_goes_through_the_model_a_few_at_a_time(tmp_path, monkeypatch):
+    """Decoded photos wait for the model together: a batch is cut short once they hold
+    batch_pixels between them, so that a chunk of large scans is not all held at once; every
+    photo is still done, and the model's ab is made full size only for the photo being finished."""
+    store, settings, colorizer = ProvenanceStore(f"sqlite:///{tmp_path}/prov.db"), JobSettings(), Colorizer.load()
+    calls: list[list[int]] = []
+    predict = colorizer.predict
+
+    def counted(lums: list) -> list:
+        calls.append([lum.size for lum in lums])
+        got = predict(lums)
+        assert all(max(p.small_ab.shape[:2]) <= colorizer.work_size for p in got)
+        return got
+
+    monkeypatch.setattr(colorizer, "predict", counted)
+    job_id = store.start_job("s", "d", {}, "k", "default", colorizer.sha256, {}, None)
+    src, dst = open_location(str(SAMPLES)), open_location(str(tmp_path / "dest"))
+    todo, _, _ = plan(src, dst, store, job_id, settings, colorizer.sha256)
+    budget = 300_000
+    process_batch(todo, src, dst, store, job_id, settings, colorizer, model_batch=8, batch_pixels=budget)
+    assert sum(len(c) for c in calls) == len(todo) >= 4 and len(calls) > 1
+    assert all(sum(c[:-1]) < budget for c in calls), calls   # the batch flushed as soon as it reached the budget
+    assert [i["status"] for i in store.job_items(job_id)] == ["done"] * len(todo)
+
+
 def test_a_batch_of_a_stopped_job_stops_before_its_next_photo(tmp_path, monkeypatch):
     """Ctrl-C, a cancellation, or another job taking DEST over: the job's row says it is no
     longer running, and its batches stop there, whatever process they run in."""
