@@ -148,26 +148,29 @@ def chroma_spread(image: np.ndarray, max_side: int = 256) -> float:
     return float(np.sqrt(((ab - ab.mean(axis=0)) ** 2).sum(axis=1).mean()))
 
 
-def gray_profile(trc: float | np.ndarray, name: str) -> bytes:
-    """An ICC (v2) monitor profile of a gray space: its tone curve ``trc`` (a gamma, or the
-    curve's values on 0-1 at evenly spaced inputs: an ICC ``curv``), D50 white. What LittleCMS
-    converts to and from; a profile is data describing a space, not a conversion."""
+def gray_profile(trc: float | np.ndarray | bytes, name: str) -> bytes:
+    """An ICC (v2) monitor profile of a gray space: its tone curve ``trc`` (a gamma, the
+    curve's values on 0-1 at evenly spaced inputs: an ICC ``curv``, or another profile's tone
+    curve tag as it is stored: ``curv`` or ``para``), D50 white. What LittleCMS converts to and
+    from; a profile is data describing a space, not a conversion."""
     def s15(x: float) -> bytes:
         return struct.pack(">i", round(x * 65536))
 
     def padded(b: bytes) -> bytes:
         return b + b"\0" * (-len(b) % 4)
 
-    if isinstance(trc, float):
-        curve = struct.pack(">IH", 1, round(trc * 256))
+    if isinstance(trc, bytes):
+        tone = trc
+    elif isinstance(trc, float):
+        tone = b"curv" + bytes(4) + struct.pack(">IH", 1, round(trc * 256))
     else:
         values = np.clip(np.round(np.asarray(trc, dtype=np.float64) * 65535), 0, 65535).astype(">u2")
-        curve = struct.pack(">I", len(values)) + values.tobytes()
+        tone = b"curv" + bytes(4) + struct.pack(">I", len(values)) + values.tobytes()
     text = name.encode("ascii", "replace") + b"\0"
     white = s15(0.9642) + s15(1.0) + s15(0.8249)
     tags = {b"desc": padded(b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 3 + 67)),
             b"wtpt": b"XYZ " + bytes(4) + white,
-            b"kTRC": padded(b"curv" + bytes(4) + curve),
+            b"kTRC": padded(tone),
             b"cprt": padded(b"text" + bytes(4) + b"No copyright, use freely\0")}
     start = 128 + 4 + 12 * len(tags)
     table, data = struct.pack(">I", len(tags)), b""
@@ -177,6 +180,69 @@ def gray_profile(trc: float | np.ndarray, name: str) -> bytes:
     header = (struct.pack(">I", start + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrGRAYXYZ "
               + bytes(12) + b"acsp" + bytes(24) + bytes(4) + white + bytes(4) + bytes(44))
     return header + table + data
+
+
+def icc_tags(icc: bytes) -> dict[bytes, bytes]:
+    """An ICC profile's tags (their data) by signature, from its tag table. ValueError for a
+    table that runs past the profile's end."""
+    if len(icc) < 132:
+        raise ValueError("shorter than an ICC profile's header")
+    count, = struct.unpack(">I", icc[128:132])
+    if 132 + 12 * count > len(icc):
+        raise ValueError(f"its tag table of {count} tags runs past its end")
+    tags = {}
+    for k in range(count):
+        sig, offset, size = struct.unpack(">4sII", icc[132 + 12 * k:144 + 12 * k])
+        if offset + size > len(icc):
+            raise ValueError(f"its {sig.decode('latin-1')!r} tag runs past its end")
+        tags[sig] = icc[offset:offset + size]
+    return tags
+
+
+# sRGB's primaries as an ICC profile states them (XYZ, adapted to its D50 connection space)
+SRGB_COLORANTS = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
+
+
+@functools.lru_cache(maxsize=16)
+def rgb_neutral(icc: bytes) -> bytes | None:
+    """What an RGB ICC profile means for a photograph whose colours the model replaces, that
+    is for its tones: None for sRGB's own space (its primaries, and its tone curve within a
+    level at 8 bits); else, for another matrix/TRC space (Adobe RGB, ProPhoto, eciRGB, Display
+    P3...), a gray profile of its neutral tone curve, through which :func:`gray_to_srgb` reads
+    its tones as sRGB's. ValueError for a profile whose tones this cannot say (a LUT-based
+    one, one whose three tone curves differ, one that cannot be read)."""
+    tags = icc_tags(icc)
+    missing = [t.decode() for t in (b"rXYZ", b"gXYZ", b"bXYZ", b"rTRC", b"gTRC", b"bTRC") if t not in tags]
+    if missing:
+        raise ValueError(f"not a matrix/TRC profile (no {', '.join(missing)} tag)")
+    if not tags[b"rTRC"] == tags[b"gTRC"] == tags[b"bTRC"]:
+        raise ValueError("its red, green and blue tone curves differ")
+    try:
+        colorants = np.array([struct.unpack(">3i", tags[t][8:20]) for t in (b"rXYZ", b"gXYZ", b"bXYZ")]) / 65536
+    except struct.error:
+        raise ValueError("a colorant tag too short for its XYZ") from None
+    neutral = gray_profile(tags[b"gTRC"], "neutral tones")
+    levels = np.arange(256, dtype=np.uint8)[None, :]
+    table, _ = gray_to_srgb(levels, neutral)
+    if np.allclose(colorants, SRGB_COLORANTS, atol=0.005) and np.abs(table.astype(int) - levels).max() <= 1:
+        return None
+    return neutral
+
+
+def rgb_to_srgb(rgb: np.ndarray, icc: bytes) -> np.ndarray:
+    """8-bit RGB (HxWx3) in the space its ICC profile ``icc`` describes, converted to sRGB by
+    LittleCMS (relative colorimetric, black point compensated, as Photoshop converts).
+    ValueError for a profile that cannot be used."""
+    from PIL import Image, ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        transform = ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), "RGB", "RGB",
+                                            ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                            flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)
+        return np.asarray(ImageCms.applyTransform(Image.fromarray(rgb), transform))
+    except (ImageCms.PyCMSError, OSError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
 
 
 @functools.cache

@@ -30,7 +30,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from colorize_core.color import gray_to_srgb
+from colorize_core.color import gray_to_srgb, rgb_neutral, rgb_to_srgb
 from colorize_core.errors import (CorruptMediaError, MediaError, MediaTooLargeError, UnrecognisedMediaError,
                                    UnsupportedMediaError)
 
@@ -96,7 +96,7 @@ def _with_profile(pixels: np.ndarray, icc: bytes | None, notes: list[str]) -> tu
     if space is None:
         return pixels, None
     if space == b"RGB ":
-        return pixels, icc
+        return _with_rgb_profile(pixels, icc, notes)
     if space == b"GRAY" and pixels.ndim == 2:
         try:
             converted, name = gray_to_srgb(pixels, icc)
@@ -109,6 +109,44 @@ def _with_profile(pixels: np.ndarray, icc: bytes | None, notes: list[str]) -> tu
     notes.append(f"input ICC profile (colour space {space.decode('latin-1', 'replace').strip()!r}) "
                  "does not apply to a colour rendition: output is sRGB")
     return pixels, None
+
+
+def _with_rgb_profile(pixels: np.ndarray, icc: bytes, notes: list[str]) -> tuple[np.ndarray, bytes | None]:
+    """:func:`_with_profile` of an RGB profile: sRGB's own is carried. A photograph in another
+    space (Adobe RGB, ProPhoto...) is converted to sRGB by LittleCMS (at 16 bits, its tones
+    through the profile's neutral tone curve: a gray scan's colours are all the model's) and
+    its rendition is sRGB: the model's colours, computed in sRGB, carried under another space's
+    profile would show more or less saturated than they are."""
+    name = _profile_name(icc)
+    try:
+        neutral, why = rgb_neutral(icc), None
+        if neutral is None:
+            return pixels, icc
+    except ValueError as exc:
+        neutral, why = None, str(exc)
+    try:
+        if pixels.ndim == 3 and pixels.dtype == np.uint8:
+            converted, how = rgb_to_srgb(pixels, icc), "the photograph converted to sRGB by LittleCMS"
+        elif neutral is not None:
+            converted, how = gray_to_srgb(pixels, neutral)[0], ("the photograph's tones converted to sRGB's through "
+                                                                "its neutral tone curve")
+        else:
+            raise ValueError(why)
+    except ValueError as exc:
+        notes.append(f"RGB ICC profile {name!r} whose tones cannot be read here ({exc}): the values are read as "
+                     "sRGB's, and the colour rendition is sRGB")
+        return pixels, None
+    notes.append(f"RGB ICC profile {name!r}, not sRGB: {how}; the colour rendition is sRGB, as the model's colours are")
+    return converted, None
+
+
+def _profile_name(icc: bytes) -> str:
+    from PIL import ImageCms
+
+    try:
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"
+    except (ImageCms.PyCMSError, OSError, TypeError):
+        return "unreadable"
 
 
 # A JPEG frame's coding process, by its start-of-frame marker (ITU T.81, table B.1).

@@ -129,6 +129,33 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
+# Adobe RGB (1998)'s primaries as its profile states them (XYZ, adapted to D50)
+ADOBE_RGB_COLORANTS = ((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446))
+
+
+def rgb_profile(gamma: float, colorants: tuple, name: str, trcs: bool = True) -> bytes:
+    """An ICC (v2) matrix/TRC RGB profile: ``colorants`` (XYZ of red, green, blue), one
+    ``gamma`` for all three channels (no tone curves at all without ``trcs``: not a usable
+    matrix/TRC profile). The form of Adobe RGB, ProPhoto and the other working spaces."""
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + bytes(4) + struct.pack(">3i", *(round(v * 65536) for v in (x, y, z)))
+
+    text = name.encode("ascii") + b"\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 3 + 67)
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+    tags = {b"desc": desc + b"\0" * (-len(desc) % 4), b"wtpt": xyz(0.9642, 1.0, 0.8249),
+            b"rXYZ": xyz(*colorants[0]), b"gXYZ": xyz(*colorants[1]), b"bXYZ": xyz(*colorants[2]),
+            **({b"rTRC": curve, b"gTRC": curve, b"bTRC": curve} if trcs else {})}
+    start = 128 + 4 + 12 * len(tags)
+    table, data = struct.pack(">I", len(tags)), b""
+    for sig, body in tags.items():
+        table += sig + struct.pack(">II", start + len(data), len(body))
+        data += body
+    header = (struct.pack(">I", start + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+              + bytes(12) + b"acsp" + bytes(24) + bytes(4) + xyz(0.9642, 1.0, 0.8249)[8:] + bytes(4) + bytes(44))
+    return header + table + data
+
+
 def huge_png_header(width: int = 60000, height: int = 60000) -> bytes:
     """A PNG whose header claims width x height pixels, with almost no data behind it."""
     return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))

@@ -219,6 +219,49 @@ def test_a_gray_profile_s_tones_are_kept_in_srgb_at_the_photo_s_depth():
     assert np.abs(same).max() <= 16   # of 65535 (0.06 of 255): rounding through the two curves near black
 
 
+def test_an_rgb_scan_in_another_space_than_srgb_gets_srgb_tones_and_an_srgb_rendition():
+    """A black-and-white print scanned in RGB and tagged Adobe RGB (or ProPhoto...): its tones are
+    converted to sRGB's through the profile's neutral tone curve, as LittleCMS converts them, and
+    the rendition is not tagged with that profile: its colours are the model's, computed in sRGB,
+    and under Adobe RGB's tag they were shown more saturated than they are. sRGB's own profile
+    is carried; one whose tones cannot be read is noted and not carried."""
+    from tests.conftest import ADOBE_RGB_COLORANTS, rgb_profile
+
+    adobe = rgb_profile(563 / 256, ADOBE_RGB_COLORANTS, "Adobe RGB test")
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (4, 1))
+    rgb = np.dstack([ramp] * 3)
+    srgb = ImageCms.createProfile("sRGB")
+    transform = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(adobe)), srgb, "RGB", "RGB",
+                                        flags=ImageCms.Flags.BLACKPOINTCOMPENSATION | ImageCms.Flags.NOOPTIMIZE)
+    want = np.asarray(ImageCms.applyTransform(Image.fromarray(rgb), transform)).astype(int)
+    assert np.abs(want - rgb).max() >= 5   # the two spaces' tones do differ (near black)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, rgb.astype(np.uint16) * 257, photometric="rgb", iccprofile=adobe)
+    for data, scale in ((encode(Image.fromarray(rgb), "PNG", icc_profile=adobe), 1), (buf.getvalue(), 257)):
+        p = decode_photo(data)
+        assert p.icc is None and p.pixels.dtype == (np.uint8 if scale == 1 else np.uint16)
+        assert np.abs(p.pixels / scale - want).max() <= 1.0
+        how = ("the photograph converted to sRGB by LittleCMS" if scale == 1 else
+               "the photograph's tones converted to sRGB's through its neutral tone curve")
+        assert p.notes == [(f"RGB ICC profile 'Adobe RGB test', not sRGB: {how}; the colour rendition is sRGB, as "
+                            "the model's colours are")]
+        assert b"Adobe RGB test" not in encode_photo(colourise(p), p, XMP)
+    own = ImageCms.ImageCmsProfile(srgb).tobytes()
+    p = decode_photo(encode(Image.fromarray(rgb), "PNG", icc_profile=own))
+    assert p.icc == own and np.array_equal(p.pixels, rgb) and not p.notes
+    colour = np.dstack([ramp, ramp[:, ::-1], np.full_like(ramp, 128)])   # an 8-bit photo: its colours converted too
+    p = decode_photo(encode(Image.fromarray(colour), "PNG", icc_profile=adobe))
+    assert np.abs(p.pixels - np.asarray(ImageCms.applyTransform(Image.fromarray(colour), transform)).astype(int)).max() <= 1
+    assert np.abs(p.pixels - colour.astype(int)).max() >= 20   # Adobe RGB's green is not sRGB's
+    no_trc = rgb_profile(2.2, ADOBE_RGB_COLORANTS, "No TRC", trcs=False)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, rgb.astype(np.uint16) * 257, photometric="rgb", iccprofile=no_trc)
+    p = decode_photo(buf.getvalue())
+    assert p.icc is None and np.array_equal(p.pixels, rgb.astype(np.uint16) * 257)
+    assert p.notes == [("RGB ICC profile 'No TRC' whose tones cannot be read here (not a matrix/TRC profile (no rTRC, "
+                        "gTRC, bTRC tag)): the values are read as sRGB's, and the colour rendition is sRGB")]
+
+
 def test_a_film_scanners_infrared_channel_is_no_transparency():
     """A film scanner's RGBI or gray+I TIFF (SilverFast HDRi, VueScan raw: ExtraSamples 0,
     unspecified) holds infrared for dust removal: left out, noted, never made the output's alpha
