@@ -149,6 +149,21 @@ def _profile_name(icc: bytes) -> str:
         return "unreadable"
 
 
+# ISO base media file brands of still images (ftyp's major brand): phones' and cameras' formats
+_HEIF_BRANDS = {b"heic": "HEIC (HEIF with HEVC)", b"heix": "HEIC (HEIF with HEVC)", b"heim": "HEIC (HEIF with HEVC)",
+                b"heis": "HEIC (HEIF with HEVC)", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+
+
+def _other_image_kind(data: bytes) -> str | None:
+    """What a photograph in a format not read here is, by its signature (HEIC, AVIF, JPEG XL),
+    so that it fails as an unsupported image, saying which, not as content that is no image."""
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return f"{_HEIF_BRANDS[data[8:12]]} image"
+    if data.startswith(b"\xff\x0a") or data.startswith(b"\x00\x00\x00\x0cJXL \x0d\x0a\x87\x0a"):
+        return "JPEG XL image"
+    return None
+
+
 # A JPEG frame's coding process, by its start-of-frame marker (ITU T.81, table B.1).
 _JPEG_PROCESSES = {0xC0: "baseline", 0xC1: "extended sequential", 0xC2: "progressive", 0xC3: "lossless",
                    0xC5: "hierarchical sequential", 0xC6: "hierarchical progressive", 0xC7: "hierarchical lossless",
@@ -211,6 +226,9 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     except UnidentifiedImageError:
         if data.startswith(b"\xff\xd8\xff"):
             raise _jpeg_not_read(data) from None
+        if (kind := _other_image_kind(data)) is not None:
+            raise UnsupportedMediaError(f"{kind}: not a supported photo format (JPEG, PNG, TIFF, WebP, JPEG 2000); "
+                                        "convert it without loss, to a 16-bit TIFF or PNG, to colorize it") from None
         raise UnrecognisedMediaError("not a recognised image: the content matches no JPEG, PNG, TIFF, WebP or "
                                 "JPEG 2000 signature") from None
     except (OSError, SyntaxError, ValueError) as exc:

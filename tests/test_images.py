@@ -13,7 +13,7 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms, PngImagePlugin
 
-from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnsupportedMediaError
+from colorize_core.errors import CorruptMediaError, MediaTooLargeError, UnrecognisedMediaError, UnsupportedMediaError
 from colorize_core.images import (DIGITAL_SOURCE_TYPE, JP2_XMP_UUID, NOTE, Photo, _unpalette, adapt_to_format,
                                   decode_photo, encode_photo, with_sidecar_xmp, xmp_packet)
 from tests.conftest import bad_inputs, encode, gray_photo, huge_png_header, tricky_good_inputs
@@ -314,6 +314,19 @@ def test_deep_jpegs_are_refused_as_what_they_are_not_as_no_image():
     assert decode_photo(imagecodecs.jpeg8_encode((deep >> 8).astype(np.uint8), lossless=True)).pixels.shape == (48, 64)
     with pytest.raises(CorruptMediaError, match="no frame header"):
         decode_photo(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 40)
+
+
+def test_photos_in_formats_not_read_here_are_unsupported_images_saying_which():
+    """A phone's HEIC, an AVIF or a JPEG XL is an image this does not read: unsupported, named,
+    with what to do; not 'content matching no image signature' (as a text file's)."""
+    rgb = np.dstack([gray_photo(size=32)] * 3)
+    heic = struct.pack(">I", 24) + b"ftypheic" + bytes(4) + b"mif1heic" + bytes(64)   # its first box, as phones write
+    for data, kind in ((heic, "HEIC (HEIF with HEVC) image"), (imagecodecs.jpegxl_encode(rgb), "JPEG XL image"),
+                       (imagecodecs.avif_encode(rgb), "AVIF")):
+        with pytest.raises(UnsupportedMediaError, match=re.escape(kind) + ".* not (a )?supported"):
+            decode_photo(data)
+    with pytest.raises(UnrecognisedMediaError):
+        decode_photo(b"Box 12, folder 3: letters\n" * 4)
 
 
 def test_huge_header_is_refused_without_allocating_pixels():
