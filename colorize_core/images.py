@@ -159,7 +159,7 @@ def _other_image_kind(data: bytes) -> str | None:
     so that it fails as an unsupported image, saying which, not as content that is no image."""
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         return f"{_HEIF_BRANDS[data[8:12]]} image"
-    if data.startswith(b"\xff\x0a") or data.startswith(b"\x00\x00\x00\x0cJXL \x0d\x0a\x87\x0a"):
+    if data.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \x0d\x0a\x87\x0a")):   # a codestream, a container
         return "JPEG XL image"
     return None
 
