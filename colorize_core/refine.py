@@ -13,10 +13,9 @@ model's per-pixel ab.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any
-
-import threading
 
 import cv2
 import numpy as np
@@ -45,15 +44,20 @@ def l_scale(lum: np.ndarray, step: int = 4) -> tuple[float, float]:
 
 
 _buffers = threading.local()
+KEPT_CELLS = 40_000_000   # a 4K film frame's lattice has 35 million: a large scan's scratch is not kept
 
 
-def _buffer(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+def _buffer(name: str, shape: tuple[int, ...], dtype: type, keep: bool) -> np.ndarray:
     """A per-thread scratch array, reused while the frame size stays the same: fresh tens of
-    megabytes per call would cost more in page faults than the work itself."""
+    megabytes per call would cost more in page faults than the work itself. A large scan's
+    (``keep`` false) is not kept: gigabytes held by the thread after its photo."""
     store = _buffers.__dict__
     buf = store.get(name)
     if buf is None or buf.shape != shape or buf.dtype != dtype:
-        buf = store[name] = np.empty(shape, dtype)
+        store.pop(name, None)
+        buf = np.empty(shape, dtype)
+        if keep:
+            store[name] = buf
         if name == "lattice":  # pixel cells 1, corner cells 0; only edge cells change per call
             buf[...] = 0
             buf[::2, ::2] = 1
@@ -65,15 +69,16 @@ def flood_regions(lum: np.ndarray, threshold: float = 3.0) -> tuple[np.ndarray, 
     units); returns (int32 labels HxW numbered from 1, count + 1): label 0 is unused."""
     h, w = lum.shape
     lum = np.ascontiguousarray(lum, dtype=np.float32)
-    lat = _buffer("lattice", (2 * h - 1, 2 * w - 1), np.uint8)
+    keep = (2 * h - 1) * (2 * w - 1) <= KEPT_CELLS
+    lat = _buffer("lattice", (2 * h - 1, 2 * w - 1), np.uint8, keep)
     if w > 1:
         np.less_equal(cv2.absdiff(lum[:, 1:], lum[:, :-1]), threshold, out=lat[::2, 1::2], casting="unsafe")
     if h > 1:
         np.less_equal(cv2.absdiff(lum[1:, :], lum[:-1, :]), threshold, out=lat[1::2, ::2], casting="unsafe")
-    full = _buffer("lattice_labels", lat.shape, np.int32)
+    full = _buffer("lattice_labels", lat.shape, np.int32, keep)
     count, _ = cv2.connectedComponents(lat, full, connectivity=4, ltype=cv2.CV_32S)
     # Label 0 is the lattice background (the corner cells); pixels are labelled 1..count-1.
-    labels = _buffer("labels", (h, w), np.int32)
+    labels = _buffer("labels", (h, w), np.int32, keep)
     np.copyto(labels, full[::2, ::2])
     return labels, count
 

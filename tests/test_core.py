@@ -120,6 +120,26 @@ def test_partial_strength_blends_toward_the_region_ab():
     np.testing.assert_allclose(half, (ab + full) / 2, atol=1e-4)
 
 
+def test_a_large_scans_scratch_is_not_kept_by_its_thread(monkeypatch):
+    """Film frames of one size reuse their per-thread scratch; a scan larger than KEPT_CELLS
+    lattice cells does not leave gigabytes held by the thread after it (same result either way)."""
+    from colorize_core import refine as refine_module
+
+    rng = np.random.default_rng(2)
+    lum = np.repeat(np.linspace(0, 100, 10, dtype=np.float32), 12)[None, :].repeat(90, 0)
+    ab = rng.normal(0, 2, (90, 120, 2)).astype(np.float32)
+    kept = refine_flood(lum, ab)
+    store = refine_module._buffers.__dict__
+    assert store["lattice_labels"].shape == (179, 239)
+    monkeypatch.setattr(refine_module, "KEPT_CELLS", 179 * 239 - 1)
+    np.testing.assert_array_equal(refine_flood(lum, ab), kept)   # reused while the size stays the same
+    store.clear()   # a thread that has not seen this size
+    np.testing.assert_array_equal(refine_flood(lum, ab), kept)
+    assert not {"lattice", "lattice_labels", "labels"} & set(store)
+    np.testing.assert_array_equal(refine_flood(lum[:50], ab[:50]), refine_flood(lum[:50].copy(), ab[:50].copy()))
+    assert store["lattice"].shape == (99, 239)   # a smaller frame's are kept again
+
+
 def test_refine_none_is_identity_and_unknown_method_is_refused():
     ab = np.ones((4, 4, 2), np.float32)
     assert refine(np.zeros((4, 4), np.float32), ab, "none") is ab
