@@ -44,7 +44,7 @@ def l_scale(lum: np.ndarray, step: int = 4) -> tuple[float, float]:
 
 
 _buffers = threading.local()
-KEPT_CELLS = 40_000_000   # a 4K film frame's lattice has 35 million: a large scan's scratch is not kept
+KEPT_CELLS = 64_000_000   # a 4K full-aperture frame's lattice (4096x3112) has 51 million; a larger scan's is not kept
 
 
 def _buffer(name: str, shape: tuple[int, ...], dtype: type, keep: bool) -> np.ndarray:
