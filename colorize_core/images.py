@@ -392,6 +392,7 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
             xmp_tag = page.tags.get(700)
             iptc_tag = page.tags.get(33723)
             iptc = _tag_bytes(iptc_tag.value) if iptc_tag is not None else None
+            exif_fields = [name for code, name in ((34665, "EXIF"), (34853, "GPS")) if code in page.tags]
             orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
             res = None
             if "XResolution" in page.tags and "YResolution" in page.tags:
@@ -408,6 +409,9 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
     if left:
         notes.append(f"the TIFF's {left} reduced-resolution or transparency-mask page(s) beside its image are not "
                      "carried over")
+    if exif_fields:
+        notes.append(f"the TIFF's {' and '.join(exif_fields)} data (capture date, camera settings, place) is not carried "
+                     "over: its XMP, IPTC and descriptive TIFF tags are")
     alpha = None
     if layout and tags.pop("ImageDescription", None) is not None and layout != "tifffile shape":
         # it would misdescribe the colour output; tifffile's {"shape": [...]} says nothing the pixels do not

@@ -435,6 +435,27 @@ def test_tiffs_of_other_depths_than_8_and_16_bits_are_read_at_the_rendition_s_de
         decode_photo(tiff(g.astype(np.float32)))
 
 
+def test_a_tiffs_exif_data_left_behind_is_noted():
+    """A camera-digitised TIFF's EXIF sub-IFD (capture date, exposure) is not written into the
+    TIFF rendition: said, not dropped without a word."""
+    w, h, pixels, when = 4, 3, bytes(range(12)), b"1931:05:04 10:00:00\0"
+    entries = [(256, 3, w), (257, 3, h), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 0), (277, 3, 1), (278, 3, h),
+               (279, 4, len(pixels)), (34665, 4, 0)]
+    exif_at = 8 + 2 + 12 * len(entries) + 4
+    when_at = exif_at + 2 + 12 + 4
+    offsets = {273: when_at + len(when), 34665: exif_at}
+    data = b"II*\0" + struct.pack("<IH", 8, len(entries))
+    for tag, kind, value in entries:
+        value = offsets.get(tag, value)
+        data += struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+    data += struct.pack("<IH", 0, 1) + struct.pack("<HHII", 36867, 2, len(when), when_at) + struct.pack("<I", 0)
+    p = decode_photo(data + when + pixels)   # DateTimeOriginal in its EXIF IFD
+    assert p.pixels.tolist() == [list(range(4)), list(range(4, 8)), list(range(8, 12))]
+    assert p.notes == [("the TIFF's EXIF data (capture date, camera settings, place) is not carried over: its XMP, "
+                        "IPTC and descriptive TIFF tags are")]
+    assert not decode_photo(tiff(gray_photo(size=16))).notes
+
+
 def test_adapt_to_format_downconverts_16bit_for_jpeg():
     buf = io.BytesIO()
     tifffile.imwrite(buf, gray_photo(size=32).astype(np.uint16) * 257)
