@@ -672,7 +672,7 @@ def process_batch(entries: list[Entry], source: Location, dest: Location, store:
                 record(w, "failed", error=exc)
         except Exception as exc:  # noqa: BLE001 - typed or not, one bad item must not sink the batch
             record(w, "failed", error=exc)
-        if len(ready) >= model_batch or sum(w.photo.pixels.shape[0] * w.photo.pixels.shape[1] for w in ready) >= batch_pixels:
+        if len(ready) >= model_batch or sum(w.photo.width * w.photo.height for w in ready) >= batch_pixels:
             flush()
 
     flush()

@@ -182,6 +182,16 @@ def gray_profile(trc: float | np.ndarray | bytes, name: str) -> bytes:
     return header + table + data
 
 
+def profile_name(icc: bytes) -> str:
+    """An ICC profile's description, as messages and notes name it."""
+    from PIL import ImageCms
+
+    try:
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"
+    except (ImageCms.PyCMSError, OSError, TypeError):
+        return "unreadable"
+
+
 def icc_tags(icc: bytes) -> dict[bytes, bytes]:
     """An ICC profile's tags (their data) by signature, from its tag table. ValueError for a
     table that runs past the profile's end."""
@@ -267,7 +277,7 @@ def gray_to_srgb(gray: np.ndarray, icc: bytes) -> tuple[np.ndarray, str]:
     levels = np.arange(np.iinfo(gray.dtype).max + 1, dtype=gray.dtype)[None, :]   # every value, once
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        name = ImageCms.getProfileDescription(source).strip() or "unnamed"
+        name = profile_name(icc)
         # Unoptimised: LittleCMS's precalculated curves are 1.4/255 off near black at 16 bits
         transform = ImageCms.buildTransform(source, _srgb_gray(), mode, mode, ImageCms.Intent.RELATIVE_COLORIMETRIC,
                                             flags=ImageCms.Flags.BLACKPOINTCOMPENSATION | ImageCms.Flags.NOOPTIMIZE)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import io
 import json
 import math
 import os
@@ -32,7 +31,7 @@ import ffmpeg
 import numpy as np
 import PIL.Image
 
-from colorize_core.color import KODAK, PrintingDensity, gray_to_srgb
+from colorize_core.color import KODAK, PrintingDensity, gray_to_srgb, profile_name
 from colorize_core.errors import (
     ColorizeError,
     CorruptMediaError,
@@ -1123,23 +1122,12 @@ def _check_frame_headers(folder: Path, names: list[str], sequence: str) -> tuple
                                 f"({expected[0]}x{expected[1]}): {shown}{' ...' if len(odd) > 10 else ''}")
     gray = {d for d, icc in icc_of.items() if icc[16:20] == b"GRAY"}
     if gray and len(profiles) > 1:
-        shown = "; ".join(f"{len(frames)} {_profile_name(icc_of.get(d))} ({frames[0]}{' ...' if len(frames) > 1 else ''})"
+        held = {d: f"with the ICC profile {profile_name(icc_of[d])!r}" if d else "with no ICC profile" for d in profiles}
+        shown = "; ".join(f"{len(frames)} {held[d]} ({frames[0]}{' ...' if len(frames) > 1 else ''})"
                           for d, frames in profiles.items())
         raise UnsupportedMediaError(f"frame sequence {sequence}: its frames carry different ICC profiles, so the same "
                                     f"gray values stand for different tones ({shown}): convert them to one profile")
     return deep, icc_of[next(iter(gray))] if gray else None
-
-
-def _profile_name(icc: bytes | None) -> str:
-    """How a frame's ICC profile is named in a message: its description, or what it is."""
-    if not icc:
-        return "with no ICC profile"
-    try:
-        from PIL import ImageCms
-
-        return f"with the ICC profile {ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()!r}"
-    except Exception:  # noqa: BLE001 - a profile that cannot be read is still a profile
-        return f"with an unreadable ICC profile of {len(icc)} bytes"
 
 
 class Encoder:

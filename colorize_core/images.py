@@ -30,7 +30,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from colorize_core.color import gray_to_srgb, rgb_neutral, rgb_to_srgb
+from colorize_core.color import gray_to_srgb, profile_name, rgb_neutral, rgb_to_srgb
 from colorize_core.errors import (CorruptMediaError, MediaError, MediaTooLargeError, UnrecognisedMediaError,
                                    UnsupportedMediaError)
 
@@ -117,13 +117,13 @@ def _with_rgb_profile(pixels: np.ndarray, icc: bytes, notes: list[str]) -> tuple
     through the profile's neutral tone curve: a gray scan's colours are all the model's) and
     its rendition is sRGB: the model's colours, computed in sRGB, carried under another space's
     profile would show more or less saturated than they are."""
-    name = _profile_name(icc)
     try:
         neutral, why = rgb_neutral(icc), None
         if neutral is None:
             return pixels, icc
     except ValueError as exc:
         neutral, why = None, str(exc)
+    name = profile_name(icc)
     try:
         if pixels.ndim == 3 and pixels.dtype == np.uint8:
             converted, how = rgb_to_srgb(pixels, icc), "the photograph converted to sRGB by LittleCMS"
@@ -138,15 +138,6 @@ def _with_rgb_profile(pixels: np.ndarray, icc: bytes, notes: list[str]) -> tuple
         return pixels, None
     notes.append(f"RGB ICC profile {name!r}, not sRGB: {how}; the colour rendition is sRGB, as the model's colours are")
     return converted, None
-
-
-def _profile_name(icc: bytes) -> str:
-    from PIL import ImageCms
-
-    try:
-        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"
-    except (ImageCms.PyCMSError, OSError, TypeError):
-        return "unreadable"
 
 
 # ISO base media file brands of still images (ftyp's major brand): phones' and cameras' formats
