@@ -383,7 +383,7 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
             xmp_tag = page.tags.get(700)
             iptc_tag = page.tags.get(33723)
             iptc = _tag_bytes(iptc_tag.value) if iptc_tag is not None else None
-            exif_fields = [name for code, name in ((34665, "EXIF"), (34853, "GPS")) if code in page.tags]
+            exif, exif_notes = _tiff_exif(data, tif, page)
             orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
             res = None
             if "XResolution" in page.tags and "YResolution" in page.tags:
@@ -400,9 +400,7 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
     if left:
         notes.append(f"the TIFF's {left} reduced-resolution or transparency-mask page(s) beside its image are not "
                      "carried over")
-    if exif_fields:
-        notes.append(f"the TIFF's {' and '.join(exif_fields)} data (capture date, camera settings, place) is not carried "
-                     "over: its XMP, IPTC and descriptive TIFF tags are")
+    notes += exif_notes
     alpha = None
     if layout and tags.pop("ImageDescription", None) is not None and layout != "tifffile shape":
         # it would misdescribe the colour output; tifffile's {"shape": [...]} says nothing the pixels do not
@@ -446,10 +444,140 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
     alpha = None if alpha is None else _orient(alpha, orientation)
     arr, icc = _with_profile(arr, bytes(icc_tag.value) if icc_tag else None, notes)
     xmp = bytes(xmp_tag.value) if xmp_tag is not None and isinstance(xmp_tag.value, (bytes, bytearray)) else None
-    return Photo(np.ascontiguousarray(arr), "TIFF", alpha, icc, None, tiff_tags=tags, xmp=xmp or None, iptc=iptc,
+    return Photo(np.ascontiguousarray(arr), "TIFF", alpha, icc, exif, tiff_tags=tags, xmp=xmp or None, iptc=iptc,
                  tiff_compression=compression if compression in ("none", "lzw", "adobe_deflate", "deflate",
                                                                  "packbits", "zstd") else "adobe_deflate",
                  resolution=res, notes=notes)
+
+
+# TIFF field types (TIFF 6, BigTIFF): bytes per value; and the unit a big-endian value is swapped by
+_TIFF_TYPES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+_CLASSIC_TYPES = set(range(1, 14))   # the rest are BigTIFF's 64-bit ones
+_TIFF_UNITS = {5: 4, 10: 4}   # rationals: two 4-byte numbers
+_EXIF_IFDS = {34665: "EXIF", 34853: "GPS"}   # pointers in a TIFF's first directory (or an EXIF blob's)
+_EXIF_OF_PIXELS = {40961, 40962, 40963}   # ColorSpace, PixelXDimension, PixelYDimension: the source file's, not ours
+_EXIF_NOT_CARRIED = {37500: "maker notes", 40965: "interoperability directory"}   # offsets into the source file
+
+IfdEntry = tuple[int, int, int, bytes]   # tag, type, count, value bytes (little-endian)
+
+
+def _ifd_entries(data: bytes, offset: int, order: str, big: bool = False) -> list[IfdEntry]:
+    """The entries of the TIFF directory at ``offset`` in ``data`` (a TIFF file, or the TIFF
+    structure of an EXIF blob), their values little-endian; an entry of an unknown type is left
+    out. ValueError for a directory that runs past the end."""
+    count_size, entry_size, field = (8, 20, 8) if big else (2, 12, 4)
+    number = "Q" if big else "I"
+    if offset + count_size > len(data):
+        raise ValueError(f"a directory at byte {offset}, past the end")
+    n, = struct.unpack(order + ("Q" if big else "H"), data[offset:offset + count_size])
+    if offset + count_size + entry_size * n > len(data):
+        raise ValueError(f"the directory at byte {offset} runs past the end")
+    entries = []
+    for k in range(n):
+        at = offset + count_size + entry_size * k
+        tag, kind = struct.unpack(order + "HH", data[at:at + 4])
+        count, = struct.unpack(order + number, data[at + 4:at + 4 + field])
+        size = _TIFF_TYPES.get(kind)
+        if size is None:
+            continue
+        length, value_at = size * count, at + 4 + field
+        if length > field:
+            value_at, = struct.unpack(order + number, data[value_at:value_at + field])
+        value = data[value_at:value_at + length]
+        if len(value) != length:
+            raise ValueError(f"tag {tag}'s value runs past the end")
+        if order == ">" and size > 1:
+            unit = _TIFF_UNITS.get(kind, size)
+            value = np.frombuffer(value, f">u{unit}").astype(f"<u{unit}").tobytes()
+        entries.append((tag, kind, count, value))
+    return entries
+
+
+def _ifd_bytes(entries: list[IfdEntry], at: int) -> bytes:
+    """``entries`` as a little-endian classic TIFF directory at file offset ``at``, the values
+    that do not fit in their entries after it."""
+    table_size = 2 + 12 * len(entries) + 4
+    table, values = struct.pack("<H", len(entries)), b""
+    for tag, kind, count, value in sorted(entries):
+        if len(value) <= 4:
+            field = value.ljust(4, b"\0")
+        else:
+            field = struct.pack("<I", at + table_size + len(values))
+            values += value + b"\0" * (len(value) % 2)   # word-aligned
+        table += struct.pack("<HHI", tag, kind, count) + field
+    return table + struct.pack("<I", 0) + values
+
+
+def _exif_blob(directories: dict[int, list[IfdEntry]]) -> bytes:
+    """An EXIF blob (as a JPEG's APP1 holds it) of the EXIF and GPS ``directories``: a TIFF
+    structure whose first directory points at them."""
+    first_size = 2 + 12 * len(directories) + 4
+    first, body = struct.pack("<H", len(directories)), b""
+    for tag, entries in sorted(directories.items()):
+        at = 8 + first_size + len(body)
+        first += struct.pack("<HHII", tag, 4, 1, at)
+        body += _ifd_bytes(entries, at)
+    return b"Exif\0\0II*\0" + struct.pack("<I", 8) + first + struct.pack("<I", 0) + body
+
+
+def _exif_directories(exif: bytes) -> dict[int, list[IfdEntry]]:
+    """The EXIF and GPS directories of an EXIF blob (a JPEG's, or one :func:`_tiff_exif` made),
+    without what describes the source file's own pixels. ValueError for one that cannot be read."""
+    tiff = exif[6:] if exif.startswith(b"Exif\0\0") else exif
+    if tiff[:4] not in (b"II*\0", b"MM\0*"):
+        raise ValueError("no TIFF header")
+    order = "<" if tiff[:2] == b"II" else ">"
+    first, = struct.unpack(order + "I", tiff[4:8])
+    found = {}
+    for tag, kind, count, value in _ifd_entries(tiff, first, order):
+        if tag in _EXIF_IFDS and kind in (4, 13) and count == 1:
+            found[tag] = [e for e in _ifd_entries(tiff, struct.unpack("<I", value)[0], order)
+                          if e[0] not in _EXIF_OF_PIXELS and e[0] not in _EXIF_NOT_CARRIED]
+    return found
+
+
+def _tiff_exif(data: bytes, tif: tifffile.TiffFile, page: Any) -> tuple[bytes | None, list[str]]:
+    """A TIFF's EXIF and GPS directories (capture date, camera settings, place) as an EXIF blob
+    for its renditions, and notes of what is left out of them."""
+    order, big = tif.byteorder, tif.is_bigtiff
+    directories, left = {}, set()
+    stored = [page.offset] + ([tif.pages[0].offset] if tif.pages[0].offset != page.offset else [])
+    try:   # the directories as stored (tifffile leaves out a pointer it cannot follow): the image's, then the first
+        for tag, kind, count, value in (e for at in stored for e in _ifd_entries(data, at, order, big)):
+            if tag in _EXIF_IFDS and tag not in directories and count == 1 and kind in (4, 13, 16, 18):
+                pointer, = struct.unpack("<Q" if len(value) == 8 else "<I", value)
+                entries = _ifd_entries(data, pointer, order, big)
+                left |= {name for code, name in _EXIF_NOT_CARRIED.items() if any(e[0] == code for e in entries)}
+                directories[tag] = [e for e in entries if e[0] not in _EXIF_NOT_CARRIED and e[1] in _CLASSIC_TYPES]
+    except (ValueError, struct.error) as exc:
+        return None, [f"the TIFF's EXIF data cannot be read ({exc}): not carried over"]
+    notes = [f"the TIFF's EXIF {' and '.join(sorted(left))} are not carried over (they point into the source file)"] \
+        if left else []
+    return (_exif_blob(directories) if directories else None), notes
+
+
+def _with_exif_directories(tiff: bytes, directories: dict[int, list[IfdEntry]], notes: list[str]) -> bytes:
+    """A classic little-endian TIFF as tifffile writes it (which writes no EXIF directories) with
+    ``directories`` appended, and its first directory written again after them with an entry
+    pointing at each (the header then points at that copy; every other entry is as it was). A
+    BigTIFF is left without them, noted."""
+    if not tiff.startswith(b"II*\0"):
+        notes.append("the EXIF data is not carried over into a BigTIFF rendition")
+        return tiff
+    first, = struct.unpack("<I", tiff[4:8])
+    n, = struct.unpack("<H", tiff[first:first + 2])
+    entries = {struct.unpack("<H", tiff[at:at + 2])[0]: tiff[at:at + 12]
+               for at in range(first + 2, first + 2 + 12 * n, 12)}
+    following = tiff[first + 2 + 12 * n:first + 2 + 12 * n + 4]   # the next directory's offset (none: 0)
+    out = bytearray(tiff)
+    for code, found in sorted(directories.items()):
+        out += b"\0" * (len(out) % 2)
+        entries[code] = struct.pack("<HHII", code, 4, 1, len(out))
+        out += _ifd_bytes(found, len(out))
+    out += b"\0" * (len(out) % 2)
+    struct.pack_into("<I", out, 4, len(out))
+    out += struct.pack("<H", len(entries)) + b"".join(entries[tag] for tag in sorted(entries)) + following
+    return bytes(out)
 
 
 def _layout_description(text: Any) -> str | None:
@@ -854,12 +982,18 @@ def encode_photo(rgb: np.ndarray, photo: Photo, xmp: bytes) -> bytes:
             value = photo.tiff_tags.get(name)
             if isinstance(value, str) and name != "ImageDescription":
                 extratags.append((code, 2, 0, value, True))
+        directories = {}
+        if photo.exif:
+            try:
+                directories = _exif_directories(photo.exif)
+            except (ValueError, struct.error) as exc:
+                photo.notes.append(f"the source's EXIF data cannot be read ({exc}): not carried over")
         description = photo.tiff_tags.get("ImageDescription")
         tifffile.imwrite(out, data, photometric="rgb", compression=None if photo.tiff_compression == "none"
                          else photo.tiff_compression, extrasamples=["unassalpha"] if photo.alpha is not None else None,
                          description=f"{description}\n{NOTE}" if isinstance(description, str) else NOTE,
                          resolution=photo.resolution, software="colorize", extratags=extratags, metadata=None)
-        return out.getvalue()
+        return _with_exif_directories(out.getvalue(), directories, photo.notes) if directories else out.getvalue()
     im = Image.fromarray(rgb)
     if photo.alpha is not None and photo.format == "WEBP":
         im.putalpha(Image.fromarray(photo.alpha))

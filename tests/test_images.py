@@ -435,24 +435,75 @@ def test_tiffs_of_other_depths_than_8_and_16_bits_are_read_at_the_rendition_s_de
         decode_photo(tiff(g.astype(np.float32)))
 
 
-def test_a_tiffs_exif_data_left_behind_is_noted():
-    """A camera-digitised TIFF's EXIF sub-IFD (capture date, exposure) is not written into the
-    TIFF rendition: said, not dropped without a word."""
-    w, h, pixels, when = 4, 3, bytes(range(12)), b"1931:05:04 10:00:00\0"
-    entries = [(256, 3, w), (257, 3, h), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 0), (277, 3, 1), (278, 3, h),
-               (279, 4, len(pixels)), (34665, 4, 0)]
-    exif_at = 8 + 2 + 12 * len(entries) + 4
-    when_at = exif_at + 2 + 12 + 4
-    offsets = {273: when_at + len(when), 34665: exif_at}
-    data = b"II*\0" + struct.pack("<IH", 8, len(entries))
-    for tag, kind, value in entries:
-        value = offsets.get(tag, value)
-        data += struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
-    data += struct.pack("<IH", 0, 1) + struct.pack("<HHII", 36867, 2, len(when), when_at) + struct.pack("<I", 0)
-    p = decode_photo(data + when + pixels)   # DateTimeOriginal in its EXIF IFD
-    assert p.pixels.tolist() == [list(range(4)), list(range(4, 8)), list(range(8, 12))]
-    assert p.notes == [("the TIFF's EXIF data (capture date, camera settings, place) is not carried over: its XMP, "
-                        "IPTC and descriptive TIFF tags are")]
+def tiff_with_exif(order: str, exif: list[tuple[int, int, int, bytes]], gps: bool = True) -> bytes:
+    """A 4x3 8-bit gray TIFF in byte ``order`` whose first directory points at an EXIF directory
+    of ``exif`` entries (tag, type, count, value bytes in ``order``) and at a GPS one: as a
+    camera-based digitisation system writes them. Written here: tifffile writes no EXIF.
+    Layout: header, pixels, the three directories, then the values too long for their entries."""
+    def short(v: int) -> bytes:
+        return struct.pack(order + "HH", v, 0)
+
+    def long(v: int) -> bytes:
+        return struct.pack(order + "I", v)
+
+    pixels = bytes(range(12))
+    gps_entries = [(0, 1, 4, bytes([2, 3, 0, 0])), (1, 2, 2, b"N\0")]   # GPSVersionID, GPSLatitudeRef
+    first_at = 8 + len(pixels)
+    first_size = 2 + 12 * (10 + gps) + 4
+    exif_at = first_at + first_size
+    gps_at = exif_at + 2 + 12 * len(exif) + 4
+    values_at = gps_at + (2 + 12 * len(gps_entries) + 4 if gps else 0)
+    first = [(256, 3, 1, short(4)), (257, 3, 1, short(3)), (258, 3, 1, short(8)), (259, 3, 1, short(1)),
+             (262, 3, 1, short(1)), (273, 4, 1, long(8)), (277, 3, 1, short(1)), (278, 3, 1, short(3)),
+             (279, 4, 1, long(len(pixels))), (34665, 4, 1, long(exif_at))] + ([(34853, 4, 1, long(gps_at))] if gps else [])
+    values = b""
+
+    def directory(entries: list) -> bytes:
+        nonlocal values
+        out = struct.pack(order + "H", len(entries))
+        for tag, kind, count, value in entries:
+            if len(value) > 4:
+                field = long(values_at + len(values))
+                values += value + b"\0" * (len(value) % 2)
+            else:
+                field = value.ljust(4, b"\0")
+            out += struct.pack(order + "HHI", tag, kind, count) + field
+        return out + long(0)
+
+    tables = directory(first) + directory(exif) + (directory(gps_entries) if gps else b"")
+    head = (b"II*\0" if order == "<" else b"MM\0*") + long(first_at)
+    return head + pixels + tables + values
+
+
+def test_a_tiffs_exif_and_gps_data_are_carried_into_its_renditions():
+    """A camera-digitised TIFF's EXIF directory (capture date, exposure, ISO, a comment) and GPS
+    directory are written into its TIFF rendition (tifffile writes none: appended and pointed at)
+    and into a JPEG one, from either byte order. Maker notes, which point into the source file,
+    are left out, noted; so are the source's own pixel dimensions and colour space."""
+    for order in ("<", ">"):
+        exif = [(36867, 2, 20, b"1931:05:04 10:00:00\0"), (33434, 5, 1, struct.pack(order + "II", 1, 125)),
+                (34855, 3, 1, struct.pack(order + "H", 400) + b"\0\0"), (37510, 7, 13, b"ASCII\0\0\0plate"),
+                (40962, 4, 1, struct.pack(order + "I", 4)), (37500, 7, 6, b"Canon\0")]
+        p = decode_photo(tiff_with_exif(order, exif))
+        assert p.pixels.tolist() == [list(range(4)), list(range(4, 8)), list(range(8, 12))]
+        assert p.notes == ["the TIFF's EXIF maker notes are not carried over (they point into the source file)"]
+        out = tifffile.TiffFile(io.BytesIO(encode_photo(colourise(p), p, XMP)))
+        tags = out.pages[0].tags
+        assert tags["ExifTag"].value == {"DateTimeOriginal": "1931:05:04 10:00:00", "ExposureTime": (1, 125),
+                                         "ISOSpeedRatings": 400, "UserComment": "plate"}
+        assert tags["GPSTag"].value["GPSLatitudeRef"] == "N" and tags["GPSTag"].value["GPSVersionID"] == bytes([2, 3, 0, 0])
+        np.testing.assert_array_equal(out.pages[0].asarray()[..., 1], p.pixels)   # the pixels where tifffile put them
+        adapt_to_format(p, "JPEG")
+        exif_ifd = Image.open(io.BytesIO(encode_photo(colourise(p), p, XMP))).getexif().get_ifd(0x8769)
+        assert exif_ifd[36867] == "1931:05:04 10:00:00" and exif_ifd[34855] == 400
+    p = decode_photo(tiff_with_exif("<", [(36867, 2, 20, b"1931:05:04 10:00:00\0")], gps=False))
+    assert not p.notes
+    assert list(tifffile.TiffFile(io.BytesIO(encode_photo(colourise(p), p, XMP))).pages[0].tags["ExifTag"].value) == [
+        "DateTimeOriginal"]
+    broken = bytearray(tiff_with_exif("<", [(36867, 2, 20, b"1931:05:04 10:00:00\0")]))
+    struct.pack_into("<I", broken, 20 + 2 + 12 * 9 + 8, len(broken) + 100)   # the EXIF pointer, past the end
+    p = decode_photo(bytes(broken))
+    assert p.exif is None and p.notes[0].startswith("the TIFF's EXIF data cannot be read")
     assert not decode_photo(tiff(gray_photo(size=16))).notes
 
 
