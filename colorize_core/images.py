@@ -52,7 +52,7 @@ class Photo:
     format: str                        # JPEG | PNG | TIFF | WEBP
     alpha: np.ndarray | None = None    # HxW, same dtype as pixels
     icc: bytes | None = None           # RGB profile only (a gray profile does not fit colour output)
-    exif: bytes | None = None          # with orientation reset to 1
+    exif: bytes | None = None          # as a JPEG holds it, orientation reset to 1 (a TIFF's: its EXIF and GPS directories)
     tiff_tags: dict[str, Any] = field(default_factory=dict)
     tiff_compression: str | None = None
     resolution: tuple[float, float] | None = None
