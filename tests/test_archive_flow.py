@@ -149,7 +149,7 @@ def test_flow_colorizes_good_items_records_bad_ones_and_goes_on(prefect_api, arc
     assert f"manifests/{summary['job_id']}/manifest.html" in str(kinds["colorize-archive-manifest"].data)
 
 
-def test_rerun_skips_items_already_done_and_force_never_overwrites(prefect_api, tmp_path):
+def test_rerun_skips_items_already_done_and_force_never_overwrites(prefect_api, tmp_path, monkeypatch):
     dest, db = tmp_path / "dest", f"sqlite:///{tmp_path}/prov.db"
     first = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db)
     assert first["counts"] == {"done": 6, "skipped": 0, "failed": 0}
@@ -158,8 +158,13 @@ def test_rerun_skips_items_already_done_and_force_never_overwrites(prefect_api, 
     assert again["counts"] == {"done": 0, "skipped": 6, "failed": 0}
     manifest = json.loads((dest / "manifest.json").read_text())
     assert all(it["colour"] and it["done_in_job"] == first["job_id"] for it in manifest["items"])
+    calls: list[int] = []   # the worker's COLORIZE_BATCH_PIXELS reaches its batches: one photo per model call
+    predict = Colorizer.predict
+    monkeypatch.setattr(Colorizer, "predict", lambda self, lums: calls.append(len(lums)) or predict(self, lums))
+    monkeypatch.setenv("COLORIZE_BATCH_PIXELS", "1")
     forced = run_flow(source=str(SAMPLES), dest=str(dest), db_url=db, force=True)
-    assert forced["counts"]["done"] == 6
+    assert forced["counts"]["done"] == 6 and calls == [1] * 5
+    monkeypatch.undo()
     for path, data in before.items():
         assert path.read_bytes() == data  # nothing overwritten
     keys = {it["media_type"]: it["params_key"][:8] for it in json.loads((dest / "manifest.json").read_text())["items"]}
