@@ -239,19 +239,21 @@ def rgb_neutral(icc: bytes) -> bytes | None:
     return neutral
 
 
-def rgb_to_srgb(rgb: np.ndarray, icc: bytes) -> np.ndarray:
-    """8-bit RGB (HxWx3) in the space its ICC profile ``icc`` describes, converted to sRGB by
-    LittleCMS (relative colorimetric, black point compensated, as Photoshop converts).
-    ValueError for a profile that cannot be used."""
+def to_srgb(pixels: np.ndarray, icc: bytes) -> np.ndarray:
+    """8-bit RGB or CMYK (HxWx3, HxWx4: 0 is no ink) in the space its ICC profile ``icc``
+    describes, converted to sRGB by LittleCMS (relative colorimetric, black point compensated,
+    as Photoshop converts); RGB out. ValueError for a profile that cannot be used."""
     from PIL import Image, ImageCms
 
+    mode = {3: "RGB", 4: "CMYK"}[pixels.shape[2]]
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        transform = ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), "RGB", "RGB",
+        transform = ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), mode, "RGB",
                                             ImageCms.Intent.RELATIVE_COLORIMETRIC,
                                             flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)
-        return np.asarray(ImageCms.applyTransform(Image.fromarray(rgb), transform))
-    except (ImageCms.PyCMSError, OSError, TypeError) as exc:
+        image = Image.frombytes(mode, (pixels.shape[1], pixels.shape[0]), np.ascontiguousarray(pixels).tobytes())
+        return np.asarray(ImageCms.applyTransform(image, transform))
+    except (ImageCms.PyCMSError, OSError, TypeError, ValueError) as exc:
         raise ValueError(str(exc)) from None
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from colorize_core.color import gray_to_srgb, profile_name, rgb_neutral, rgb_to_srgb
+from colorize_core.color import gray_to_srgb, profile_name, rgb_neutral, to_srgb
 from colorize_core.errors import (CorruptMediaError, MediaError, MediaTooLargeError, UnrecognisedMediaError,
                                    UnsupportedMediaError)
 
@@ -126,7 +126,7 @@ def _with_rgb_profile(pixels: np.ndarray, icc: bytes, notes: list[str]) -> tuple
     name = profile_name(icc)
     try:
         if pixels.ndim == 3 and pixels.dtype == np.uint8:
-            converted, how = rgb_to_srgb(pixels, icc), "the photograph converted to sRGB by LittleCMS"
+            converted, how = to_srgb(pixels, icc), "the photograph converted to sRGB by LittleCMS"
         elif neutral is not None:
             converted, how = gray_to_srgb(pixels, neutral)[0], ("the photograph's tones converted to sRGB's through "
                                                                 "its neutral tone curve")
@@ -250,8 +250,8 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
         icc = im.info.get("icc_profile")   # as it came: applied once the pixels are read (_with_profile)
         exif = im.getexif()
         if im.mode == "CMYK":
-            notes.append("CMYK input converted to RGB; its CMYK profile is not carried over")
-            im = im.convert("RGB")
+            im = Image.fromarray(_cmyk_to_rgb(np.asarray(im), icc, notes))
+            icc = None
         im = ImageOps.exif_transpose(im) or im
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise CorruptMediaError(f"truncated or corrupt {fmt} data: {exc}") from None
@@ -289,6 +289,23 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     return Photo(np.ascontiguousarray(pixels), fmt, alpha, icc, exif_bytes,
                  resolution=(float(dpi[0]), float(dpi[1])) if dpi else None, notes=notes,
                  xmp=xmp if isinstance(xmp, bytes) and xmp else None, iptc=iptc)
+
+
+def _cmyk_to_rgb(cmyk: np.ndarray, icc: bytes | None, notes: list[str]) -> np.ndarray:
+    """An 8-bit CMYK photograph (a press archive's, ready for print) as sRGB: through its CMYK
+    profile by LittleCMS, else (no profile, or one that cannot be used) by the plain formula
+    (Pillow's: 255 minus ink), noted either way."""
+    if icc and icc[16:20] == b"CMYK":
+        try:
+            rgb = to_srgb(cmyk, icc)
+            notes.append(f"CMYK photograph converted to sRGB by LittleCMS through its profile {profile_name(icc)!r}")
+            return rgb
+        except ValueError as exc:
+            reason = f"its CMYK profile cannot be used: {exc}"
+    else:
+        reason = "it carries no CMYK profile"
+    notes.append(f"CMYK photograph converted to RGB by the plain formula ({reason}): its tones are approximate")
+    return np.asarray(Image.frombytes("CMYK", (cmyk.shape[1], cmyk.shape[0]), cmyk.tobytes()).convert("RGB"))
 
 
 def _bilevel(fmt: str) -> UnsupportedMediaError:
@@ -425,7 +442,11 @@ def _decode_tiff(data: bytes, max_pixels: int) -> Photo:
     if photometric == "MINISWHITE":
         arr = np.iinfo(arr.dtype).max - arr
     elif photometric == "SEPARATED":
-        raise UnsupportedMediaError("CMYK TIFF is not supported")
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 4:
+            raise UnsupportedMediaError(f"CMYK TIFF of {arr.shape[2] if arr.ndim == 3 else 1} {arr.dtype} samples is "
+                                        "not supported (8-bit CMYK is)")
+        arr, photometric = _cmyk_to_rgb(np.ascontiguousarray(arr), bytes(icc_tag.value) if icc_tag else None, notes), "RGB"
+        icc_tag = None
     elif photometric not in ("MINISBLACK", "RGB"):
         raise UnsupportedMediaError(f"TIFF photometric {photometric} is not supported")
     if arr.ndim == 3 and arr.shape[2] in (2, 4):

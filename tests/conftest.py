@@ -156,6 +156,35 @@ def rgb_profile(gamma: float, colorants: tuple, name: str, trcs: bool = True) ->
     return header + table + data
 
 
+def cmyk_profile(name: str) -> bytes:
+    """An ICC (v2) output profile of a made-up CMYK press: an A2B0 lut16 from CMYK to Lab with
+    two grid points a channel, its corners the Lab of inks that darken by a third less than the
+    plain formula says (dot gain the other way), so that a conversion through it differs from
+    that formula. Enough for LittleCMS to convert CMYK to sRGB with, as with a real press profile."""
+    from skimage.color import rgb2lab
+
+    corners = np.array([[(1 - c * 2 / 3) * (1 - k * 2 / 3), (1 - m * 2 / 3) * (1 - k * 2 / 3), (1 - y * 2 / 3) * (1 - k * 2 / 3)]
+                        for c in (0, 1) for m in (0, 1) for y in (0, 1) for k in (0, 1)])   # the first channel slowest
+    lab = rgb2lab(corners[None])[0]
+    encoded = np.stack([lab[:, 0] * 65280 / 100, (lab[:, 1] + 128) * 256, (lab[:, 2] + 128) * 256], axis=1)
+    ramp = struct.pack(">HH", 0, 65535)
+    lut = (b"mft2" + bytes(4) + struct.pack(">BBBB", 4, 3, 2, 0)
+           + struct.pack(">9i", 65536, 0, 0, 0, 65536, 0, 0, 0, 65536) + struct.pack(">HH", 2, 2)
+           + ramp * 4 + np.clip(np.round(encoded), 0, 65535).astype(">u2").tobytes() + ramp * 3)
+    text = name.encode("ascii") + b"\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 3 + 67)
+    white = struct.pack(">3i", *(round(v * 65536) for v in (0.9642, 1.0, 0.8249)))
+    tags = {b"desc": desc + b"\0" * (-len(desc) % 4), b"wtpt": b"XYZ " + bytes(4) + white, b"A2B0": lut}
+    start = 128 + 4 + 12 * len(tags)
+    table, data = struct.pack(">I", len(tags)), b""
+    for sig, body in tags.items():
+        table += sig + struct.pack(">II", start + len(data), len(body))
+        data += body + b"\0" * (-len(body) % 4)
+    header = (struct.pack(">I", start + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + b"prtrCMYKLab "
+              + bytes(12) + b"acsp" + bytes(24) + bytes(4) + white + bytes(4) + bytes(44))
+    return header + table + data
+
+
 def huge_png_header(width: int = 60000, height: int = 60000) -> bytes:
     """A PNG whose header claims width x height pixels, with almost no data behind it."""
     return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))

@@ -134,6 +134,37 @@ def test_cmyk_jpeg_is_converted_with_a_note():
     assert p.channels == "rgb" and any("CMYK" in n for n in p.notes)
 
 
+def test_a_cmyk_photograph_is_converted_through_its_press_profile():
+    """A press archive's CMYK photograph (JPEG, or an 8-bit TIFF) is converted to sRGB by
+    LittleCMS through the CMYK profile it carries, as a colour-managed viewer shows it; the plain
+    formula (255 minus ink), much darker here, is only for one without a profile; noted either way."""
+    from tests.conftest import cmyk_profile
+
+    press = cmyk_profile("Test press")
+    ink = np.zeros((8, 64, 4), np.uint8)
+    ink[..., 3] = np.linspace(0, 255, 64, dtype=np.uint8)   # a gray photograph printed in black ink
+    ink[..., 0] = ink[..., 3] // 3                          # with some cyan under the shadows
+    want = np.asarray(ImageCms.applyTransform(
+        Image.frombytes("CMYK", (64, 8), ink.tobytes()),
+        ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(press)), ImageCms.createProfile("sRGB"), "CMYK",
+                                "RGB", ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                flags=ImageCms.Flags.BLACKPOINTCOMPENSATION))).astype(int)
+    plain = np.asarray(Image.frombytes("CMYK", (64, 8), ink.tobytes()).convert("RGB")).astype(int)
+    assert (want - plain).mean() > 30
+    for data, tolerance in ((encode(Image.frombytes("CMYK", (64, 8), ink.tobytes()), "JPEG", quality=100,
+                                    icc_profile=press), 2),
+                            (tiff(ink, photometric="separated", iccprofile=press), 0)):
+        p = decode_photo(data)
+        assert p.channels == "rgb" and p.icc is None and np.abs(p.pixels.astype(int) - want).max() <= tolerance
+        assert p.notes == ["CMYK photograph converted to sRGB by LittleCMS through its profile 'Test press'"]
+    p = decode_photo(tiff(ink, photometric="separated"))
+    np.testing.assert_array_equal(p.pixels, plain)
+    assert p.notes == [("CMYK photograph converted to RGB by the plain formula (it carries no CMYK profile): its tones "
+                        "are approximate")]
+    with pytest.raises(UnsupportedMediaError, match=r"CMYK TIFF of 4 uint16 samples is not supported \(8-bit CMYK is\)"):
+        decode_photo(tiff(ink.astype(np.uint16) * 257, photometric="separated"))
+
+
 def test_gray_icc_profile_is_not_put_on_a_colour_output():
     gray_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # not an RGB space
     p = decode_photo(encode(gray_photo(size=40), "PNG", icc_profile=gray_icc))
