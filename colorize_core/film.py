@@ -31,7 +31,7 @@ import ffmpeg
 import numpy as np
 import PIL.Image
 
-from colorize_core.color import KODAK, PrintingDensity, gray_to_srgb, profile_name
+from colorize_core.color import KODAK, PrintingDensity, gray_to_srgb, profile_name, rgb_neutral
 from colorize_core.errors import (
     ColorizeError,
     CorruptMediaError,
@@ -521,13 +521,15 @@ def carry_notes(info: FilmInfo, suffixes: Iterable[str]) -> tuple[list[str], lis
         shown = ", ".join(deeper["first"]) + (" ..." if deeper["count"] > len(deeper["first"]) else "")
         notes.append(f"{deeper['count']} of the {info.frames} frames ({shown}) hold more than 8 bits per sample "
                      "and the first does not: all are decoded at 16 bits, as the FFV1 master keeps them")
-    profile = (info.sequence or {}).get("gray_profile")
+    profile = (info.sequence or {}).get("profile")
     if profile and "unusable" in profile:
-        notes.append(f"the frames' gray ICC profile cannot be used ({profile['unusable']}): their values are read "
-                     "as sRGB's gray")
+        notes.append(f"the frames' {profile['space']} ICC profile {profile['name']!r} cannot be used "
+                     f"({profile['unusable']}): their values are read as sRGB's")
     elif profile:
-        notes.append(f"the frames carry the gray ICC profile {profile['name']!r}: their values converted to sRGB's "
-                     "gray, so that the colour renditions show the scan's tones as a colour-managed viewer shows them")
+        how = "their values converted to sRGB's gray" if profile["space"] == "gray" else \
+            "not sRGB: their tones converted to sRGB's through its neutral tone curve"
+        notes.append(f"the frames carry the {profile['space']} ICC profile {profile['name']!r}, {how}, so that the "
+                     "colour renditions show the scan's tones as a colour-managed viewer shows them")
     flags = list(info.flags)
     for suffix in suffixes:
         if suffix.lower() == ".mp4" and (size := access_size(info.width, info.height)) is not None:
@@ -751,8 +753,8 @@ def decode_gray(info: FilmInfo, start: int = 0, count: int | None = None, seek: 
     drain.start()
     dtype = np.dtype("<u2") if deep else np.dtype(np.uint8)
     frame_bytes = width * height * dtype.itemsize
-    icc = ((info.sequence or {}).get("gray_profile") or {}).get("icc")
-    table = _gray_table(icc, "uint16" if deep else "uint8") if icc else None   # frames in a gray ICC space
+    icc = ((info.sequence or {}).get("profile") or {}).get("icc")
+    table = _gray_table(icc, "uint16" if deep else "uint8") if icc else None   # frames in another space than sRGB
     got = 0
     try:
         while got < count:
@@ -977,8 +979,8 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
         raise CorruptMediaError(f"frame sequence {prefix}{'#' * width}{ext} has {len(missing)} missing frame(s) "
                                 f"between {first} and {last}: {shown}{' ...' if len(missing) > 10 else ''}")
     rate = frame_rate(fps)
-    deep_frames, gray_icc = _check_frame_headers(folder, [frames[n] for n in range(first, last + 1)],
-                                                 f"{prefix}{'#' * width}{ext}")
+    deep_frames, icc = _check_frame_headers(folder, [frames[n] for n in range(first, last + 1)],
+                                            f"{prefix}{'#' * width}{ext}")
     pattern = image2_path(folder, f"{prefix.replace('%', '%%')}%0{width}d{ext}")
     try:   # the first frame by its own name, not as a pattern (a '%' in it is a '%')
         meta = ffmpeg.probe(str(folder / frames[first]), **{"protocol_whitelist": "file", "pattern_type": "none"})
@@ -1001,8 +1003,8 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
                     sequence={"pattern": pattern, "start_number": first})
     if deep_frames and not deep_first:   # decoded at 16 bits, not at the first frame's 8
         info.sequence["deeper_frames"] = {"count": len(deep_frames), "first": deep_frames[:5]}
-    if gray_icc is not None:
-        info.sequence["gray_profile"] = _gray_profile(gray_icc)
+    if icc is not None:
+        info.sequence["profile"] = _frames_profile(icc)
     if w % 2 or h % 2:
         info.flags.append("odd-dimensions")
     header = dpx_header(folder / frames[first]) if ext.lower() == ".dpx" else {}
@@ -1013,22 +1015,44 @@ def probe_sequence(folder: str | Path, fps: Fraction | str | float, max_pixels: 
     return info
 
 
-def _gray_profile(icc: bytes) -> dict[str, Any]:
-    """What a sequence's plan keeps of the gray ICC profile its frames carry: the profile
-    itself (a unit of work converts its frames with it), its name and sha256, or why it cannot
-    be used (the values are then read as sRGB's gray, as a photo's are)."""
-    kept: dict[str, Any] = {"sha256": hashlib.sha256(icc).hexdigest()}
+def _tones(icc: bytes) -> bytes | None:
+    """The gray profile through which the decoded (gray) values of frames carrying ``icc`` are
+    read as sRGB's, as a photo's are: a gray space's own profile; an RGB space's neutral tone
+    curve (:func:`color.rgb_neutral`); None for sRGB's own and for other spaces. ValueError
+    for a profile that cannot be used."""
+    if icc[16:20] == b"GRAY":
+        return icc
+    return rgb_neutral(icc) if icc[16:20] == b"RGB " else None
+
+
+def _read_through(icc: bytes) -> bool:
+    """Whether frames carrying ``icc`` have their values read through it (one that cannot be
+    used, noted, counts: their tones are not sRGB's)."""
     try:
-        _, kept["name"] = gray_to_srgb(np.zeros((1, 1), np.uint8), icc)
+        return _tones(icc) is not None
+    except ValueError:
+        return True
+
+
+def _frames_profile(icc: bytes) -> dict[str, Any]:
+    """What a sequence's plan keeps of the ICC profile its frames carry: its name, space and
+    sha256, and the gray profile of its tones (:func:`_tones`; a unit of work reads its frames
+    through it), or why it cannot be used (the values are then read as sRGB's)."""
+    kept: dict[str, Any] = {"sha256": hashlib.sha256(icc).hexdigest(), "name": profile_name(icc),
+                            "space": "gray" if icc[16:20] == b"GRAY" else "RGB"}
+    try:
+        tones = _tones(icc)
+        gray_to_srgb(np.zeros((1, 1), np.uint8), tones)
     except ValueError as exc:
         return {**kept, "unusable": str(exc)}
-    return {**kept, "icc": base64.b64encode(icc).decode("ascii")}
+    return {**kept, "icc": base64.b64encode(tones).decode("ascii")}
 
 
 @functools.lru_cache(maxsize=4)
 def _gray_table(icc_b64: str, dtype: str) -> np.ndarray:
-    """Every value of ``dtype`` (uint8, uint16) converted from the gray space of a sequence's
-    profile to sRGB's gray: a lookup table its decoded frames are read through."""
+    """Every value of ``dtype`` (uint8, uint16) converted from a sequence's gray space (its
+    frames' tones, :func:`_tones`) to sRGB's gray: a lookup table its decoded frames are read
+    through."""
     levels = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)[None, :]
     return gray_to_srgb(levels, base64.b64decode(icc_b64))[0][0]
 
@@ -1098,9 +1122,10 @@ def _jpeg2000_header(head: bytes) -> tuple[tuple[int, int] | None, int | None]:
 def _check_frame_headers(folder: Path, names: list[str], sequence: str) -> tuple[list[str], bytes | None]:
     """Refuse a sequence whose frames are not all the size of its first: ffmpeg would scale
     the odd ones to fit without a word (a frame from another scan, dropped in the folder); and
-    one whose frames carry a gray ICC profile and differ in their profiles, whose values then
-    stand for different tones. Returns the names of its frames of more than 8 bits per sample,
-    and the gray ICC profile every frame carries, if they do."""
+    one whose frames differ in their ICC profiles where one of them changes how its values are
+    read (:func:`_tones`): the same values would stand for different tones. Returns the names of
+    its frames of more than 8 bits per sample, and the ICC profile every frame carries when its
+    values are read through it."""
     expected, odd, deep = None, [], []
     profiles: dict[str | None, list[str]] = {}   # by sha256: the frames carrying it
     icc_of: dict[str, bytes] = {}
@@ -1120,14 +1145,14 @@ def _check_frame_headers(folder: Path, names: list[str], sequence: str) -> tuple
         shown = ", ".join(f"{name} ({w}x{h})" for name, (w, h) in odd[:10])
         raise CorruptMediaError(f"frame sequence {sequence}: {len(odd)} frame(s) not the size of the first "
                                 f"({expected[0]}x{expected[1]}): {shown}{' ...' if len(odd) > 10 else ''}")
-    gray = {d for d, icc in icc_of.items() if icc[16:20] == b"GRAY"}
-    if gray and len(profiles) > 1:
+    read_through = [d for d, icc in icc_of.items() if _read_through(icc)]
+    if read_through and len(profiles) > 1:
         held = {d: f"with the ICC profile {profile_name(icc_of[d])!r}" if d else "with no ICC profile" for d in profiles}
         shown = "; ".join(f"{len(frames)} {held[d]} ({frames[0]}{' ...' if len(frames) > 1 else ''})"
                           for d, frames in profiles.items())
         raise UnsupportedMediaError(f"frame sequence {sequence}: its frames carry different ICC profiles, so the same "
-                                    f"gray values stand for different tones ({shown}): convert them to one profile")
-    return deep, icc_of[next(iter(gray))] if gray else None
+                                    f"values stand for different tones ({shown}): convert them to one profile")
+    return deep, icc_of[read_through[0]] if read_through else None
 
 
 class Encoder:

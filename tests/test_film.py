@@ -806,14 +806,14 @@ def test_a_sequence_in_a_gray_icc_space_is_read_as_its_tones_in_srgb_gray(colori
         for n in range(1, 4):
             Image.fromarray(ramp).save(folder / f"f{n:03d}{ext}", icc_profile=gamma18)
         info = probe_sequence(folder, 24)
-        assert info.bit_depth == depth and info.sequence["gray_profile"]["name"] == "Gray Gamma 1.8"
+        assert info.bit_depth == depth and info.sequence["profile"]["name"] == "Gray Gamma 1.8"
         want, _ = gray_to_srgb(ramp, gamma18)
         frames = list(decode_gray(info))
         assert len(frames) == 3 and all(np.array_equal(f, want) for f in frames)
         mid = ramp.astype(np.float64) / np.iinfo(ramp.dtype).max
         assert np.abs(want.astype(np.float64) - np.iinfo(ramp.dtype).max * mid).max() > 0.05 * np.iinfo(ramp.dtype).max
         assert np.array_equal(next(decode_gray(info, start=2)), want)   # a unit's start
-        assert any("gray ICC profile 'Gray Gamma 1.8': their values converted to sRGB's gray" in n
+        assert any("gray ICC profile 'Gray Gamma 1.8', their values converted to sRGB's gray" in n
                    for n in carry_notes(info, [".mkv"])[0])
     colorize_film(info, [tmp_path / "reel.mkv"], colorizer)
     assert int(video_stream(tmp_path / "reel.mkv")["nb_read_packets"]) == 3
@@ -830,8 +830,40 @@ def test_a_sequence_in_a_gray_icc_space_is_read_as_its_tones_in_srgb_gray(colori
     for n in (1, 3):
         Image.fromarray(ramp16).save(folder / f"f{n:03d}{ext}", icc_profile=broken)
     info = probe_sequence(folder, 24)
-    assert "unusable" in info.sequence["gray_profile"] and np.array_equal(next(decode_gray(info)), ramp16)
-    assert any("gray ICC profile cannot be used" in n for n in carry_notes(info, [".mkv"])[0])
+    assert "unusable" in info.sequence["profile"] and np.array_equal(next(decode_gray(info)), ramp16)
+    assert any("gray ICC profile 'Gray Gamma 1.8' cannot be used" in n for n in carry_notes(info, [".mkv"])[0])
+
+
+@pytest.mark.parametrize("ext", [".tif", ".png"])
+def test_a_sequence_of_rgb_frames_in_another_space_than_srgb_has_its_tones_read_as_srgb(tmp_path, ext):
+    """A film scanner's RGB frames tagged Adobe RGB: their gray (what the model sees) is read
+    through the profile's neutral tone curve, as a photo's tones are; frames tagged sRGB, or
+    with no profile, are read as they are."""
+    from PIL import Image, ImageCms
+
+    from colorize_core.color import gray_to_srgb, rgb_neutral
+    from tests.conftest import ADOBE_RGB_COLORANTS, rgb_profile
+
+    adobe = rgb_profile(563 / 256, ADOBE_RGB_COLORANTS, "Adobe RGB test")
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (48, 1))
+    for name, icc in (("adobe", adobe), ("srgb", srgb), ("none", None)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for n in range(1, 3):
+            Image.fromarray(np.dstack([ramp] * 3)).save(folder / f"f{n:03d}{ext}",
+                                                         **({"icc_profile": icc} if icc else {}))
+        info = probe_sequence(folder, 24)
+        got = next(decode_gray(info))
+        if name == "adobe":
+            assert info.sequence["profile"]["name"] == "Adobe RGB test"
+            np.testing.assert_array_equal(got, gray_to_srgb(ramp, rgb_neutral(adobe))[0])
+            assert np.abs(got.astype(int) - ramp).max() >= 5
+            assert any("RGB ICC profile 'Adobe RGB test', not sRGB: their tones converted to sRGB's through its "
+                       "neutral tone curve" in n for n in carry_notes(info, [".mkv"])[0])
+        else:
+            assert "profile" not in info.sequence and np.array_equal(got, ramp) and not carry_notes(info, [".mkv"])[0]
+
 
 
 def test_a_log_scan_is_viewed_through_the_calibration_declared_for_it():
