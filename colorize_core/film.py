@@ -1089,7 +1089,7 @@ def frame_header(path: Path) -> FrameHeader:
                 icc = None
         return FrameHeader(struct.unpack(">II", head[16:24]), head[24], icc)
     if head.startswith(JP2_SIGNATURE) or head.startswith(J2K_SIZ):
-        return FrameHeader(*_jpeg2000_header(head))
+        return FrameHeader(*_jpeg2000_header(head), _jp2_icc(path, head) if head.startswith(JP2_SIGNATURE) else None)
     try:
         with PIL.Image.open(path) as image:   # TIFF: reads the header only
             size, bits = image.size, image.tag_v2.get(258, 1) if image.format == "TIFF" else None
@@ -1100,6 +1100,21 @@ def frame_header(path: Path) -> FrameHeader:
 
 
 J2K_SIZ = b"\xff\x4f\xff\x51"   # a JPEG 2000 codestream's start and its image and tile size marker
+
+
+def _jp2_icc(path: Path, head: bytes) -> bytes | None:
+    """The ICC profile a JP2 file's colour specification box holds (method 2 or 3), from its
+    header (read further than ``head`` when the profile is longer)."""
+    at = head.find(b"colr")
+    if at < 4 or head[at + 4:at + 5] not in (b"\x02", b"\x03"):
+        return None
+    length, = struct.unpack(">I", head[at - 4:at])
+    if length < 11 or length > 1 << 24:
+        return None
+    if at - 4 + length > len(head):
+        with open(path, "rb") as fh:
+            head = fh.read(at - 4 + length)
+    return head[at + 7:at - 4 + length] or None
 
 
 def _jpeg2000_header(head: bytes) -> tuple[tuple[int, int] | None, int | None]:

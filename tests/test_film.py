@@ -789,13 +789,32 @@ def test_a_sequence_with_frames_deeper_than_its_first_is_decoded_at_their_depth(
     assert info.bit_depth == 8 and "deeper_frames" not in info.sequence and not carry_notes(info, [".mkv"])[0]
 
 
-@pytest.mark.parametrize("ext", [".tif", ".png"])
-def test_a_sequence_in_a_gray_icc_space_is_read_as_its_tones_in_srgb_gray(colorizer, tmp_path, ext):
-    """A film scanned to TIFF or PNG frames tagged with a gray ICC profile (Photoshop's "Dot Gain
-    20%"; here gamma 1.8) has its values converted to sRGB's gray, as a photo's are; a frame with
-    another profile in it is refused, not converted with the wrong tones."""
+def save_frame(path: Path, pixels: np.ndarray, icc: bytes | None = None) -> None:
+    """A frame file of ``pixels`` (gray or RGB, 8 or 16 bits) tagged with ``icc``: TIFF and PNG
+    by Pillow; JPEG 2000 by OpenJPEG, its colour box replaced by one holding the profile."""
     from PIL import Image
 
+    if path.suffix != ".jp2":
+        Image.fromarray(pixels).save(path, **({"icc_profile": icc} if icc else {}))
+        return
+    import imagecodecs
+
+    data = imagecodecs.jpeg2k_encode(pixels, codecformat=imagecodecs.JPEG2K.CODEC.JP2, reversible=True)
+    if icc:
+        at = data.index(b"colr") - 4
+        old = struct.unpack(">I", data[at:at + 4])[0]
+        box = struct.pack(">I", 8 + 3 + len(icc)) + b"colr\x02\x00\x00" + icc
+        head = data.index(b"jp2h") - 4
+        grown = struct.pack(">I", struct.unpack(">I", data[head:head + 4])[0] - old + len(box))
+        data = data[:head] + grown + data[head + 4:at] + box + data[at + old:]
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("ext", [".tif", ".png", ".jp2"])
+def test_a_sequence_in_a_gray_icc_space_is_read_as_its_tones_in_srgb_gray(colorizer, tmp_path, ext):
+    """A film scanned to TIFF, PNG or JPEG 2000 frames tagged with a gray ICC profile (Photoshop's
+    "Dot Gain 20%"; here gamma 1.8) has its values converted to sRGB's gray, as a photo's are; a
+    frame with another profile in it is refused, not converted with the wrong tones."""
     from colorize_core.color import gray_profile, gray_to_srgb
 
     gamma18 = gray_profile(1.8, "Gray Gamma 1.8")
@@ -804,7 +823,7 @@ def test_a_sequence_in_a_gray_icc_space_is_read_as_its_tones_in_srgb_gray(colori
         folder = tmp_path / f"reel{depth}"
         folder.mkdir()
         for n in range(1, 4):
-            Image.fromarray(ramp).save(folder / f"f{n:03d}{ext}", icc_profile=gamma18)
+            save_frame(folder / f"f{n:03d}{ext}", ramp, gamma18)
         info = probe_sequence(folder, 24)
         assert info.bit_depth == depth and info.sequence["profile"]["name"] == "Gray Gamma 1.8"
         want, _ = gray_to_srgb(ramp, gamma18)
@@ -818,17 +837,17 @@ def test_a_sequence_in_a_gray_icc_space_is_read_as_its_tones_in_srgb_gray(colori
     colorize_film(info, [tmp_path / "reel.mkv"], colorizer)
     assert int(video_stream(tmp_path / "reel.mkv")["nb_read_packets"]) == 3
     (folder / f"f002{ext}").unlink()
-    Image.fromarray(ramp16).save(folder / f"f002{ext}")
+    save_frame(folder / f"f002{ext}", ramp16)
     with pytest.raises(UnsupportedMediaError, match=r"different ICC profiles.*2 with the ICC profile 'Gray Gamma 1\.8' "
                                                     rf"\(f001\{ext} \.\.\.\); 1 with no ICC profile \(f002\{ext}\)"):
         probe_sequence(folder, 24)
     (folder / f"f002{ext}").unlink()
     broken = gamma18.replace(b"kTRC", b"xTRC", 1)   # a gray space without its tone curve
-    Image.fromarray(ramp16).save(folder / f"f002{ext}", icc_profile=broken)
+    save_frame(folder / f"f002{ext}", ramp16, broken)
     with pytest.raises(UnsupportedMediaError, match="different ICC profiles"):
         probe_sequence(folder, 24)
     for n in (1, 3):
-        Image.fromarray(ramp16).save(folder / f"f{n:03d}{ext}", icc_profile=broken)
+        save_frame(folder / f"f{n:03d}{ext}", ramp16, broken)
     info = probe_sequence(folder, 24)
     assert "unusable" in info.sequence["profile"] and np.array_equal(next(decode_gray(info)), ramp16)
     assert any("gray ICC profile 'Gray Gamma 1.8' cannot be used" in n for n in carry_notes(info, [".mkv"])[0])
