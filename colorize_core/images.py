@@ -51,7 +51,7 @@ class Photo:
     pixels: np.ndarray                 # HxW or HxWx3, uint8 or uint16, orientation applied
     format: str                        # JPEG | PNG | TIFF | WEBP
     alpha: np.ndarray | None = None    # HxW, same dtype as pixels
-    icc: bytes | None = None           # RGB profile only (a gray profile does not fit colour output)
+    icc: bytes | None = None           # sRGB's own profile only: the rendition's (others are converted on decoding)
     exif: bytes | None = None          # as a JPEG holds it, orientation reset to 1 (a TIFF's: its EXIF and GPS directories)
     tiff_tags: dict[str, Any] = field(default_factory=dict)
     tiff_compression: str | None = None
@@ -257,6 +257,12 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
         raise CorruptMediaError(f"truncated or corrupt {fmt} data: {exc}") from None
     had_exif = len(exif) > 0
     exif[0x0112] = 1  # the pixels are upright now
+    if 0x8769 in exif:   # as _rendition_exif: the rendition's colour space is sRGB's, its size its own
+        directory = exif.get_ifd(0x8769)
+        for tag in (*_EXIF_SIZE, 40965):   # 40965: the interoperability directory (R03: the source's Adobe RGB)
+            directory.pop(tag, None)
+        if _EXIF_COLOUR_SPACE in directory:
+            directory[_EXIF_COLOUR_SPACE] = 1
     exif_bytes = exif.tobytes() if had_exif else None
     alpha = None
     if fmt == "PNG" and im.mode in ("RGB", "RGBA", "LA", "I;16", "I") and _png_bit_depth(data) == 16:
@@ -476,10 +482,19 @@ _TIFF_TYPES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 
 _CLASSIC_TYPES = set(range(1, 14))   # the rest are BigTIFF's 64-bit ones
 _TIFF_UNITS = {5: 4, 10: 4}   # rationals: two 4-byte numbers
 _EXIF_IFDS = {34665: "EXIF", 34853: "GPS"}   # pointers in a TIFF's first directory (or an EXIF blob's)
-_EXIF_OF_PIXELS = {40961, 40962, 40963}   # ColorSpace, PixelXDimension, PixelYDimension: the source file's, not ours
+_EXIF_SIZE = (40962, 40963)   # PixelXDimension, PixelYDimension: the source file's
+_EXIF_COLOUR_SPACE = 40961    # a rendition's is sRGB's (1), whatever the source's was (65535: Adobe RGB...)
 _EXIF_NOT_CARRIED = {37500: "maker notes", 40965: "interoperability directory"}   # offsets into the source file
 
 IfdEntry = tuple[int, int, int, bytes]   # tag, type, count, value bytes (little-endian)
+
+
+def _rendition_exif(entries: list[IfdEntry]) -> list[IfdEntry]:
+    """What a rendition carries of an EXIF directory's ``entries``: not the source's pixel size,
+    nor what points into the source file; its colour space sRGB's."""
+    return [(tag, 3, 1, b"\x01\0") if tag == _EXIF_COLOUR_SPACE else (tag, kind, count, value)
+            for tag, kind, count, value in entries
+            if tag not in _EXIF_SIZE and tag not in _EXIF_NOT_CARRIED and kind in _CLASSIC_TYPES]
 
 
 def _ifd_entries(data: bytes, offset: int, order: str, big: bool = False) -> list[IfdEntry]:
@@ -543,7 +558,7 @@ def _exif_blob(directories: dict[int, list[IfdEntry]]) -> bytes:
 
 def _exif_directories(exif: bytes) -> dict[int, list[IfdEntry]]:
     """The EXIF and GPS directories of an EXIF blob (a JPEG's, or one :func:`_tiff_exif` made),
-    without what describes the source file's own pixels. ValueError for one that cannot be read."""
+    as a rendition carries them (:func:`_rendition_exif`). ValueError for one that cannot be read."""
     tiff = exif[6:] if exif.startswith(b"Exif\0\0") else exif
     if tiff[:4] not in (b"II*\0", b"MM\0*"):
         raise ValueError("no TIFF header")
@@ -552,8 +567,7 @@ def _exif_directories(exif: bytes) -> dict[int, list[IfdEntry]]:
     found = {}
     for tag, kind, count, value in _ifd_entries(tiff, first, order):
         if tag in _EXIF_IFDS and kind in (4, 13) and count == 1:
-            found[tag] = [e for e in _ifd_entries(tiff, struct.unpack("<I", value)[0], order)
-                          if e[0] not in _EXIF_OF_PIXELS and e[0] not in _EXIF_NOT_CARRIED]
+            found[tag] = _rendition_exif(_ifd_entries(tiff, struct.unpack("<I", value)[0], order))
     return found
 
 
@@ -569,7 +583,7 @@ def _tiff_exif(data: bytes, tif: tifffile.TiffFile, page: Any) -> tuple[bytes | 
                 pointer, = struct.unpack("<Q" if len(value) == 8 else "<I", value)
                 entries = _ifd_entries(data, pointer, order, big)
                 left |= {name for code, name in _EXIF_NOT_CARRIED.items() if any(e[0] == code for e in entries)}
-                directories[tag] = [e for e in entries if e[0] not in _EXIF_NOT_CARRIED and e[1] in _CLASSIC_TYPES]
+                directories[tag] = _rendition_exif(entries)
     except (ValueError, struct.error) as exc:
         return None, [f"the TIFF's EXIF data cannot be read ({exc}): not carried over"]
     notes = [f"the TIFF's EXIF {' and '.join(sorted(left))} are not carried over (they point into the source file)"] \

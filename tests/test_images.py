@@ -514,14 +514,15 @@ def test_a_tiffs_exif_and_gps_data_are_carried_into_its_renditions():
     for order in ("<", ">"):
         exif = [(36867, 2, 20, b"1931:05:04 10:00:00\0"), (33434, 5, 1, struct.pack(order + "II", 1, 125)),
                 (34855, 3, 1, struct.pack(order + "H", 400) + b"\0\0"), (37510, 7, 13, b"ASCII\0\0\0plate"),
-                (40962, 4, 1, struct.pack(order + "I", 4)), (37500, 7, 6, b"Canon\0")]
+                (40962, 4, 1, struct.pack(order + "I", 4)), (37500, 7, 6, b"Canon\0"),
+                (40961, 3, 1, struct.pack(order + "H", 65535) + b"\0\0")]   # ColorSpace: uncalibrated (Adobe RGB)
         p = decode_photo(tiff_with_exif(order, exif))
         assert p.pixels.tolist() == [list(range(4)), list(range(4, 8)), list(range(8, 12))]
         assert p.notes == ["the TIFF's EXIF maker notes are not carried over (they point into the source file)"]
         out = tifffile.TiffFile(io.BytesIO(encode_photo(colourise(p), p, XMP)))
         tags = out.pages[0].tags
         assert tags["ExifTag"].value == {"DateTimeOriginal": "1931:05:04 10:00:00", "ExposureTime": (1, 125),
-                                         "ISOSpeedRatings": 400, "UserComment": "plate"}
+                                         "ISOSpeedRatings": 400, "UserComment": "plate", "ColorSpace": 1}
         assert tags["GPSTag"].value["GPSLatitudeRef"] == "N" and tags["GPSTag"].value["GPSVersionID"] == bytes([2, 3, 0, 0])
         np.testing.assert_array_equal(out.pages[0].asarray()[..., 1], p.pixels)   # the pixels where tifffile put them
         adapt_to_format(p, "JPEG")
@@ -536,6 +537,15 @@ def test_a_tiffs_exif_and_gps_data_are_carried_into_its_renditions():
     p = decode_photo(bytes(broken))
     assert p.exif is None and p.notes[0].startswith("the TIFF's EXIF data cannot be read")
     assert not decode_photo(tiff(gray_photo(size=16))).notes
+    # a JPEG's EXIF, carried whole, says sRGB too: an Adobe RGB one's "uncalibrated" and its R03
+    # interoperability index would have viewers show the sRGB rendition as Adobe RGB
+    exif = Image.Exif()
+    exif[0x0110] = "Scanner"
+    directory = exif.get_ifd(0x8769)
+    directory.update({36867: "1931:05:04 10:00:00", 40961: 65535, 40962: 16, 40963: 16})
+    p = decode_photo(encode(Image.fromarray(gray_photo(size=16)), "JPEG", exif=exif.tobytes()))
+    out = Image.open(io.BytesIO(encode_photo(colourise(p), p, XMP))).getexif()
+    assert out[0x0110] == "Scanner" and dict(out.get_ifd(0x8769)) == {36867: "1931:05:04 10:00:00", 40961: 1}
 
 
 def test_adapt_to_format_downconverts_16bit_for_jpeg():
