@@ -259,7 +259,7 @@ def decode_photo(data: bytes, max_pixels: int = 250_000_000) -> Photo:
     exif[0x0112] = 1  # the pixels are upright now
     if 0x8769 in exif:   # as _rendition_exif: the rendition's colour space is sRGB's, its size its own
         directory = exif.get_ifd(0x8769)
-        for tag in (*_EXIF_SIZE, 40965):   # 40965: the interoperability directory (R03: the source's Adobe RGB)
+        for tag in (*_EXIF_SIZE, _INTEROPERABILITY):
             directory.pop(tag, None)
         if _EXIF_COLOUR_SPACE in directory:
             directory[_EXIF_COLOUR_SPACE] = 1
@@ -484,7 +484,9 @@ _TIFF_UNITS = {5: 4, 10: 4}   # rationals: two 4-byte numbers
 _EXIF_IFDS = {34665: "EXIF", 34853: "GPS"}   # pointers in a TIFF's first directory (or an EXIF blob's)
 _EXIF_SIZE = (40962, 40963)   # PixelXDimension, PixelYDimension: the source file's
 _EXIF_COLOUR_SPACE = 40961    # a rendition's is sRGB's (1), whatever the source's was (65535: Adobe RGB...)
-_EXIF_NOT_CARRIED = {37500: "maker notes", 40965: "interoperability directory"}   # offsets into the source file
+_MAKER_NOTE = 37500
+_INTEROPERABILITY = 40965   # its directory names the source's colour space (R03: Adobe RGB)
+_EXIF_NOT_CARRIED = (_MAKER_NOTE, _INTEROPERABILITY)   # offsets into the source file
 
 IfdEntry = tuple[int, int, int, bytes]   # tag, type, count, value bytes (little-endian)
 
@@ -575,19 +577,19 @@ def _tiff_exif(data: bytes, tif: tifffile.TiffFile, page: Any) -> tuple[bytes | 
     """A TIFF's EXIF and GPS directories (capture date, camera settings, place) as an EXIF blob
     for its renditions, and notes of what is left out of them."""
     order, big = tif.byteorder, tif.is_bigtiff
-    directories, left = {}, set()
+    directories, maker_notes = {}, False
     stored = [page.offset] + ([tif.pages[0].offset] if tif.pages[0].offset != page.offset else [])
     try:   # the directories as stored (tifffile leaves out a pointer it cannot follow): the image's, then the first
         for tag, kind, count, value in (e for at in stored for e in _ifd_entries(data, at, order, big)):
             if tag in _EXIF_IFDS and tag not in directories and count == 1 and kind in (4, 13, 16, 18):
                 pointer, = struct.unpack("<Q" if len(value) == 8 else "<I", value)
                 entries = _ifd_entries(data, pointer, order, big)
-                left |= {name for code, name in _EXIF_NOT_CARRIED.items() if any(e[0] == code for e in entries)}
+                maker_notes |= any(e[0] == _MAKER_NOTE for e in entries)
                 directories[tag] = _rendition_exif(entries)
     except (ValueError, struct.error) as exc:
         return None, [f"the TIFF's EXIF data cannot be read ({exc}): not carried over"]
-    notes = [f"the TIFF's EXIF {' and '.join(sorted(left))} are not carried over (they point into the source file)"] \
-        if left else []
+    notes = ["the camera's maker notes in the TIFF's EXIF data are not carried over (they point into the source "
+             "file)"] if maker_notes else []
     return (_exif_blob(directories) if directories else None), notes
 
 

@@ -518,7 +518,8 @@ def test_a_tiffs_exif_and_gps_data_are_carried_into_its_renditions():
                 (40961, 3, 1, struct.pack(order + "H", 65535) + b"\0\0")]   # ColorSpace: uncalibrated (Adobe RGB)
         p = decode_photo(tiff_with_exif(order, exif))
         assert p.pixels.tolist() == [list(range(4)), list(range(4, 8)), list(range(8, 12))]
-        assert p.notes == ["the TIFF's EXIF maker notes are not carried over (they point into the source file)"]
+        assert p.notes == [("the camera's maker notes in the TIFF's EXIF data are not carried over (they point into "
+                            "the source file)")]
         out = tifffile.TiffFile(io.BytesIO(encode_photo(colourise(p), p, XMP)))
         tags = out.pages[0].tags
         assert tags["ExifTag"].value == {"DateTimeOriginal": "1931:05:04 10:00:00", "ExposureTime": (1, 125),
