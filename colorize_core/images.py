@@ -588,8 +588,8 @@ def _tiff_exif(data: bytes, tif: tifffile.TiffFile, page: Any) -> tuple[bytes | 
                 directories[tag] = _rendition_exif(entries)
     except (ValueError, struct.error) as exc:
         return None, [f"the TIFF's EXIF data cannot be read ({exc}): not carried over"]
-    notes = ["the camera's maker notes in the TIFF's EXIF data are not carried over (they point into the source "
-             "file)"] if maker_notes else []
+    notes = [("the camera's maker notes in the TIFF's EXIF data are not carried over (they point into the source "
+              "file)")] if maker_notes else []
     return (_exif_blob(directories) if directories else None), notes
 
 
