@@ -1067,7 +1067,7 @@ def image2_path(folder: str | Path, name: str) -> str:
 class FrameHeader(NamedTuple):
     size: tuple[int, int] | None   # stored (width, height)
     bits: int | None               # per sample
-    icc: bytes | None = None       # the ICC profile the frame carries (TIFF, PNG)
+    icc: bytes | None = None       # the ICC profile the frame carries (TIFF, PNG, JPEG 2000)
 
 
 def frame_header(path: Path) -> FrameHeader:
