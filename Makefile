@@ -26,6 +26,7 @@ test: setup  ## the whole test suite (starts its own PostgreSQL, S3 server and P
 bench: setup  ## benchmarks: print their figures
 	$(BIN)/python bench/bench_refine.py
 	$(BIN)/python bench/bench_photo_flow.py
+	$(BIN)/python bench/bench_large_scans.py
 	$(BIN)/python bench/bench_temporal.py
 	$(BIN)/python bench/bench_film.py
 	$(BIN)/python bench/bench_fixity.py
