@@ -148,17 +148,33 @@ def chroma_spread(image: np.ndarray, max_side: int = 256) -> float:
     return float(np.sqrt(((ab - ab.mean(axis=0)) ** 2).sum(axis=1).mean()))
 
 
+D50 = (0.9642, 1.0, 0.8249)   # the ICC connection space's white
+
+
+def icc_profile(kind: bytes, name: str, tags: dict[bytes, bytes]) -> bytes:
+    """An ICC (v2) profile: ``kind`` its class, colour space and connection space as the header
+    names them (``b"mntrGRAYXYZ "``), ``name`` its description, D50 its white, and ``tags``
+    (signature: data) its other tags, each padded to a 4-byte boundary."""
+    white = b"".join(struct.pack(">i", round(v * 65536)) for v in D50)
+    text = name.encode("ascii", "replace") + b"\0"
+    tags = {b"desc": b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 3 + 67),
+            b"wtpt": b"XYZ " + bytes(4) + white, **tags}
+    start = 128 + 4 + 12 * len(tags)
+    table, data = struct.pack(">I", len(tags)), b""
+    for sig, body in tags.items():
+        body += b"\0" * (-len(body) % 4)
+        table += sig + struct.pack(">II", start + len(data), len(body))
+        data += body
+    header = (struct.pack(">I", start + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + kind
+              + bytes(12) + b"acsp" + bytes(24) + bytes(4) + white + bytes(4) + bytes(44))
+    return header + table + data
+
+
 def gray_profile(trc: float | np.ndarray | bytes, name: str) -> bytes:
     """An ICC (v2) monitor profile of a gray space: its tone curve ``trc`` (a gamma, the
     curve's values on 0-1 at evenly spaced inputs: an ICC ``curv``, or another profile's tone
     curve tag as it is stored: ``curv`` or ``para``), D50 white. What LittleCMS converts to and
     from; a profile is data describing a space, not a conversion."""
-    def s15(x: float) -> bytes:
-        return struct.pack(">i", round(x * 65536))
-
-    def padded(b: bytes) -> bytes:
-        return b + b"\0" * (-len(b) % 4)
-
     if isinstance(trc, bytes):
         tone = trc
     elif isinstance(trc, float):
@@ -166,20 +182,7 @@ def gray_profile(trc: float | np.ndarray | bytes, name: str) -> bytes:
     else:
         values = np.clip(np.round(np.asarray(trc, dtype=np.float64) * 65535), 0, 65535).astype(">u2")
         tone = b"curv" + bytes(4) + struct.pack(">I", len(values)) + values.tobytes()
-    text = name.encode("ascii", "replace") + b"\0"
-    white = s15(0.9642) + s15(1.0) + s15(0.8249)
-    tags = {b"desc": padded(b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 3 + 67)),
-            b"wtpt": b"XYZ " + bytes(4) + white,
-            b"kTRC": padded(tone),
-            b"cprt": padded(b"text" + bytes(4) + b"No copyright, use freely\0")}
-    start = 128 + 4 + 12 * len(tags)
-    table, data = struct.pack(">I", len(tags)), b""
-    for sig, body in tags.items():
-        table += sig + struct.pack(">II", start + len(data), len(body))
-        data += body
-    header = (struct.pack(">I", start + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrGRAYXYZ "
-              + bytes(12) + b"acsp" + bytes(24) + bytes(4) + white + bytes(4) + bytes(44))
-    return header + table + data
+    return icc_profile(b"mntrGRAYXYZ ", name, {b"kTRC": tone, b"cprt": b"text" + bytes(4) + b"No copyright, use freely\0"})
 
 
 def profile_name(icc: bytes) -> str:

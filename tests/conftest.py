@@ -137,23 +137,15 @@ def rgb_profile(gamma: float, colorants: tuple, name: str, trcs: bool = True) ->
     """An ICC (v2) matrix/TRC RGB profile: ``colorants`` (XYZ of red, green, blue), one
     ``gamma`` for all three channels (no tone curves at all without ``trcs``: not a usable
     matrix/TRC profile). The form of Adobe RGB, ProPhoto and the other working spaces."""
+    from colorize_core.color import icc_profile
+
     def xyz(x: float, y: float, z: float) -> bytes:
         return b"XYZ " + bytes(4) + struct.pack(">3i", *(round(v * 65536) for v in (x, y, z)))
 
-    text = name.encode("ascii") + b"\0"
-    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 3 + 67)
-    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
-    tags = {b"desc": desc + b"\0" * (-len(desc) % 4), b"wtpt": xyz(0.9642, 1.0, 0.8249),
-            b"rXYZ": xyz(*colorants[0]), b"gXYZ": xyz(*colorants[1]), b"bXYZ": xyz(*colorants[2]),
-            **({b"rTRC": curve, b"gTRC": curve, b"bTRC": curve} if trcs else {})}
-    start = 128 + 4 + 12 * len(tags)
-    table, data = struct.pack(">I", len(tags)), b""
-    for sig, body in tags.items():
-        table += sig + struct.pack(">II", start + len(data), len(body))
-        data += body
-    header = (struct.pack(">I", start + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
-              + bytes(12) + b"acsp" + bytes(24) + bytes(4) + xyz(0.9642, 1.0, 0.8249)[8:] + bytes(4) + bytes(44))
-    return header + table + data
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256))
+    return icc_profile(b"mntrRGB XYZ ", name, {b"rXYZ": xyz(*colorants[0]), b"gXYZ": xyz(*colorants[1]),
+                                                b"bXYZ": xyz(*colorants[2]),
+                                                **({b"rTRC": curve, b"gTRC": curve, b"bTRC": curve} if trcs else {})})
 
 
 def cmyk_profile(name: str) -> bytes:
@@ -163,6 +155,8 @@ def cmyk_profile(name: str) -> bytes:
     that formula. Enough for LittleCMS to convert CMYK to sRGB with, as with a real press profile."""
     from skimage.color import rgb2lab
 
+    from colorize_core.color import icc_profile
+
     corners = np.array([[(1 - c * 2 / 3) * (1 - k * 2 / 3), (1 - m * 2 / 3) * (1 - k * 2 / 3), (1 - y * 2 / 3) * (1 - k * 2 / 3)]
                         for c in (0, 1) for m in (0, 1) for y in (0, 1) for k in (0, 1)])   # the first channel slowest
     lab = rgb2lab(corners[None])[0]
@@ -171,18 +165,7 @@ def cmyk_profile(name: str) -> bytes:
     lut = (b"mft2" + bytes(4) + struct.pack(">BBBB", 4, 3, 2, 0)
            + struct.pack(">9i", 65536, 0, 0, 0, 65536, 0, 0, 0, 65536) + struct.pack(">HH", 2, 2)
            + ramp * 4 + np.clip(np.round(encoded), 0, 65535).astype(">u2").tobytes() + ramp * 3)
-    text = name.encode("ascii") + b"\0"
-    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(8 + 3 + 67)
-    white = struct.pack(">3i", *(round(v * 65536) for v in (0.9642, 1.0, 0.8249)))
-    tags = {b"desc": desc + b"\0" * (-len(desc) % 4), b"wtpt": b"XYZ " + bytes(4) + white, b"A2B0": lut}
-    start = 128 + 4 + 12 * len(tags)
-    table, data = struct.pack(">I", len(tags)), b""
-    for sig, body in tags.items():
-        table += sig + struct.pack(">II", start + len(data), len(body))
-        data += body + b"\0" * (-len(body) % 4)
-    header = (struct.pack(">I", start + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + b"prtrCMYKLab "
-              + bytes(12) + b"acsp" + bytes(24) + bytes(4) + white + bytes(4) + bytes(44))
-    return header + table + data
+    return icc_profile(b"prtrCMYKLab ", name, {b"A2B0": lut})
 
 
 def huge_png_header(width: int = 60000, height: int = 60000) -> bytes:
